@@ -1,0 +1,229 @@
+//! The discovery node: tracks the live peers, refuses an identifier already in use, and hands
+//! a random joined peer to newcomers and clients.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use crate::error::{Error, Result};
+use crate::id::{Id, NodeInfo};
+use crate::net::{Handler, NetConfig, Pool, Server};
+use crate::rng::Rng;
+use crate::wire::{Message, RemoteCode};
+
+/// A running discovery node. Dropping it shuts it down.
+///
+/// `Send + Sync`: share it by reference or in an `Arc`.
+pub struct Discovery {
+    registry: Arc<Registry>,
+    server: Mutex<Option<Server>>,
+    local_addr: SocketAddr,
+}
+
+/// The peers discovery knows of, by id.
+struct Registry {
+    entries: Mutex<BTreeMap<Id, Entry>>,
+    rng: Mutex<Rng>,
+}
+
+#[derive(Clone, Copy)]
+struct Entry {
+    node: NodeInfo,
+    /// Only joined peers are handed out: a joining one cannot route yet.
+    joined: bool,
+}
+
+impl Discovery {
+    /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings.
+    pub fn start(addr: SocketAddr) -> Result<Discovery> {
+        Discovery::start_with(addr, NetConfig::default())
+    }
+
+    /// Starts a discovery node on `addr` with the given socket settings.
+    pub fn start_with(addr: SocketAddr, net: NetConfig) -> Result<Discovery> {
+        let registry = Arc::new(Registry {
+            entries: Mutex::new(BTreeMap::new()),
+            rng: Mutex::new(Rng::from_entropy()),
+        });
+        let listener = Server::bind(addr)?;
+        let handler: Handler = {
+            let registry = Arc::clone(&registry);
+            Arc::new(move |request, _peer| registry.handle(request))
+        };
+        let server = Server::start("pastry-discovery", listener, net, handler)?;
+        let local_addr = server.local_addr();
+        log::info!("discovery listening on {local_addr}");
+        Ok(Discovery {
+            registry,
+            server: Mutex::new(Some(server)),
+            local_addr,
+        })
+    }
+
+    /// The address discovery listens on.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// The peers that have finished joining, sorted by id.
+    pub fn peers(&self) -> Vec<NodeInfo> {
+        self.registry.joined()
+    }
+
+    /// Stops the server and joins its threads. Idempotent; also done on drop.
+    pub fn shutdown(&self) {
+        let server = self.server.lock().take();
+        if let Some(mut server) = server {
+            server.shutdown();
+        }
+    }
+}
+
+impl Drop for Discovery {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Registry {
+    fn handle(&self, request: Message) -> Message {
+        match request {
+            Message::Register { node } => self.register(node),
+            Message::Joined { id } => match self.entries.lock().get_mut(&id) {
+                Some(entry) => {
+                    entry.joined = true;
+                    log::info!("discovery: {} joined", entry.node);
+                    Message::Ack
+                }
+                None => error(RemoteCode::NotFound, format!("{id} is not registered")),
+            },
+            Message::Deregister { id } => {
+                if let Some(entry) = self.entries.lock().remove(&id) {
+                    log::info!("discovery: {} left", entry.node);
+                }
+                Message::Ack
+            }
+            Message::RandomPeer => Message::Peer {
+                peer: self.random_joined(),
+            },
+            Message::ListPeers => Message::Peers {
+                peers: self.joined(),
+            },
+            other => error(
+                RemoteCode::BadRequest,
+                format!("discovery does not answer {}", other.name()),
+            ),
+        }
+    }
+
+    fn register(&self, node: NodeInfo) -> Message {
+        let mut entries = self.entries.lock();
+        match entries.get(&node.id) {
+            // A repeated request from the same joining node is answered again.
+            Some(e) if !e.joined && e.node.addr == node.addr => {}
+            Some(e) => {
+                return error(
+                    RemoteCode::IdInUse,
+                    format!("{} is already used by {}", node.id, e.node.addr),
+                )
+            }
+            None => {
+                entries.insert(
+                    node.id,
+                    Entry {
+                        node,
+                        joined: false,
+                    },
+                );
+            }
+        }
+        drop(entries);
+        log::info!("discovery: {node} is joining");
+        Message::Peer {
+            peer: self.random_joined(),
+        }
+    }
+
+    fn joined(&self) -> Vec<NodeInfo> {
+        let entries = self.entries.lock();
+        entries.values().filter(|e| e.joined).map(|e| e.node).collect()
+    }
+
+    fn random_joined(&self) -> Option<NodeInfo> {
+        let joined = self.joined();
+        let i = self.rng.lock().below(joined.len());
+        joined.get(i).copied()
+    }
+}
+
+fn error(code: RemoteCode, message: String) -> Message {
+    Message::Error { code, message }
+}
+
+/// Talks to a discovery node from a node or a client.
+pub(crate) struct DiscoveryLink<'a> {
+    pub pool: &'a Pool,
+    pub addr: SocketAddr,
+}
+
+impl DiscoveryLink<'_> {
+    /// Registers `node` as joining; returns a joined peer to join through, if any.
+    pub fn register(&self, node: NodeInfo) -> Result<Option<NodeInfo>> {
+        match self.pool.call(self.addr, &Message::Register { node }) {
+            Ok(Message::Peer { peer }) => Ok(peer),
+            Ok(other) => Err(self.unexpected("Peer", &other)),
+            Err(Error::Refused {
+                code: RemoteCode::IdInUse,
+                ..
+            }) => Err(Error::IdInUse(node.id)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Tells discovery that `id` has finished joining.
+    pub fn joined(&self, id: Id) -> Result<()> {
+        self.ack(&Message::Joined { id })
+    }
+
+    /// Tells discovery that `id` has left.
+    pub fn deregister(&self, id: Id) -> Result<()> {
+        self.ack(&Message::Deregister { id })
+    }
+
+    /// A random joined peer, if any.
+    pub fn random_peer(&self) -> Result<Option<NodeInfo>> {
+        match self.pool.call(self.addr, &Message::RandomPeer)? {
+            Message::Peer { peer } => Ok(peer),
+            other => Err(self.unexpected("Peer", &other)),
+        }
+    }
+
+    /// Every joined peer, sorted by id.
+    pub fn peers(&self) -> Result<Vec<NodeInfo>> {
+        match self.pool.call(self.addr, &Message::ListPeers)? {
+            Message::Peers { peers } => Ok(peers),
+            other => Err(self.unexpected("Peers", &other)),
+        }
+    }
+
+    fn ack(&self, request: &Message) -> Result<()> {
+        match self.pool.call(self.addr, request)? {
+            Message::Ack => Ok(()),
+            other => Err(self.unexpected("Ack", &other)),
+        }
+    }
+
+    fn unexpected(&self, wanted: &str, got: &Message) -> Error {
+        unexpected(self.addr, wanted, got)
+    }
+}
+
+/// The error for a reply of the wrong kind.
+pub(crate) fn unexpected(addr: SocketAddr, wanted: &str, got: &Message) -> Error {
+    Error::Protocol {
+        addr,
+        what: format!("expected {wanted}, got {}", got.name()),
+    }
+}

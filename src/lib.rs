@@ -1,0 +1,47 @@
+//! # libpastry
+//!
+//! An embeddable implementation of the [Pastry] peer-to-peer overlay on 16-bit identifiers:
+//! a discovery node that tracks the live peers, nodes that join, route lookups to the node
+//! numerically closest to a key through a leaf set and a prefix routing table, and leave.
+//!
+//! ```
+//! use pastry::{key_of, Discovery, Node, NodeConfig};
+//!
+//! # fn main() -> pastry::Result<()> {
+//! let discovery = Discovery::start("127.0.0.1:0".parse().unwrap())?;
+//! let mut nodes = Vec::new();
+//! for _ in 0..4 {
+//!     let node = Node::start(NodeConfig::default())?;
+//!     node.join_discovery(discovery.local_addr())?;
+//!     nodes.push(node);
+//! }
+//! let route = nodes[0].lookup(key_of(b"hello.txt"))?;
+//! let ids: Vec<_> = discovery.peers().iter().map(|p| p.id).collect();
+//! assert_eq!(Some(route.responsible().id), pastry::responsible(route.key, ids));
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Layers, from the bottom: [`id`] (identifiers, distance, digest), [`overlay`] (the leaf set,
+//! routing table and routing decision: pure, no I/O), [`wire`] (messages and frames), `net`
+//! (sockets and threads), then [`Node`] and [`Discovery`].
+//!
+//! [Pastry]: https://www.microsoft.com/en-us/research/publication/pastry-scalable-distributed-object-location-and-routing-for-large-scale-peer-to-peer-systems/
+#![warn(missing_docs)]
+
+mod discovery;
+mod error;
+pub mod id;
+mod net;
+mod node;
+pub mod overlay;
+mod rng;
+pub mod wire;
+
+pub use discovery::Discovery;
+pub use error::{Error, Result};
+pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
+pub use net::NetConfig;
+pub use node::{Node, NodeConfig, Route, DEFAULT_MAX_HOPS};
+pub use overlay::{LeafSet, OverlayState, RoutingTable};
+pub use rng::Rng;

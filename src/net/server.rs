@@ -1,0 +1,266 @@
+//! A synchronous TCP server: one acceptor thread and one thread per connection, bounded in
+//! number, every thread joined at shutdown.
+
+use std::collections::HashMap;
+use std::io::{self, BufReader};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use bytes::BytesMut;
+use parking_lot::Mutex;
+use socket2::{Domain, Protocol, Socket, Type};
+
+use super::frame_io::{read_message, write_message, ReadError};
+use super::{NetConfig, THREAD_STACK};
+use crate::error::{Error, Result};
+use crate::wire::{Message, RemoteCode};
+
+/// Answers one request with one reply. Called on connection threads, concurrently; it must
+/// not wait on the network, so that a busy server can never deadlock on itself.
+pub type Handler = Arc<dyn Fn(Message, SocketAddr) -> Message + Send + Sync>;
+
+/// How often the acceptor looks at the stop flag when no connection arrives.
+const ACCEPT_POLL: Duration = Duration::from_millis(250);
+
+/// A running server. Dropping it shuts it down.
+pub struct Server {
+    local_addr: SocketAddr,
+    shared: Arc<Shared>,
+    acceptor: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    name: String,
+    config: NetConfig,
+    handler: Handler,
+    stop: AtomicBool,
+    conns: Mutex<Conns>,
+}
+
+#[derive(Default)]
+struct Conns {
+    next: u64,
+    /// A handle on each open connection's socket, so that shutdown can unblock its thread.
+    open: HashMap<u64, TcpStream>,
+    threads: HashMap<u64, JoinHandle<()>>,
+    /// Connections whose thread has ended and can be joined.
+    finished: Vec<u64>,
+}
+
+impl Server {
+    /// Binds `addr` (port 0: the OS chooses) for a server to be started on it.
+    pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
+        bind(addr).map_err(|source| Error::Listen { addr, source })
+    }
+
+    /// Starts serving `listener` (from [`Server::bind`]) with `handler`. `name` labels threads
+    /// and logs.
+    pub fn start(
+        name: &str,
+        listener: TcpListener,
+        config: NetConfig,
+        handler: Handler,
+    ) -> Result<Server> {
+        let local_addr = listener.local_addr().map_err(|source| Error::Listen {
+            addr: (Ipv4Addr::UNSPECIFIED, 0).into(),
+            source,
+        })?;
+        let listen_err = |source| Error::Listen {
+            addr: local_addr,
+            source,
+        };
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            config,
+            handler,
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(Conns::default()),
+        });
+        let acceptor = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("{name}-accept"))
+                .stack_size(THREAD_STACK)
+                .spawn(move || accept_loop(&shared, &listener))
+                .map_err(listen_err)?
+        };
+        Ok(Server {
+            local_addr,
+            shared,
+            acceptor: Some(acceptor),
+        })
+    }
+
+    /// The address the server listens on (with the port the OS chose for port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// How many connections are open now.
+    pub fn open_connections(&self) -> usize {
+        self.shared.conns.lock().open.len()
+    }
+
+    /// Stops accepting, closes every connection and joins every thread. Idempotent.
+    pub fn shutdown(&mut self) {
+        let Some(acceptor) = self.acceptor.take() else {
+            return;
+        };
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocked accept at once; the accept timeout is the fallback.
+        let _ = TcpStream::connect_timeout(&wake_addr(self.local_addr), ACCEPT_POLL);
+        let _ = acceptor.join();
+        let threads: Vec<JoinHandle<()>> = {
+            let mut conns = self.shared.conns.lock();
+            for stream in conns.open.values() {
+                let _ = stream.shutdown(std::net::Shutdown::Both);
+            }
+            conns.finished.clear();
+            conns.threads.drain().map(|(_, t)| t).collect()
+        };
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    // accept() honours SO_RCVTIMEO on Linux: the acceptor wakes to check the stop flag.
+    socket.set_read_timeout(Some(ACCEPT_POLL))?;
+    Ok(socket.into())
+}
+
+/// Where to connect to reach a listener bound to `addr` (a wildcard address means loopback).
+fn wake_addr(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V4(a) if a.ip().is_unspecified() => (Ipv4Addr::LOCALHOST, a.port()).into(),
+        SocketAddr::V6(a) if a.ip().is_unspecified() => (Ipv6Addr::LOCALHOST, a.port()).into(),
+        other => other,
+    }
+}
+
+fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
+    while !shared.stop.load(Ordering::SeqCst) {
+        reap(shared);
+        match listener.accept() {
+            Ok((stream, peer)) => {
+                if shared.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                admit(shared, stream, peer);
+            }
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e) => {
+                // Out of descriptors and the like: back off instead of spinning.
+                log::warn!("{}: accept failed: {e}", shared.name);
+                thread::sleep(Duration::from_millis(20));
+            }
+        }
+    }
+}
+
+/// Joins the threads of connections that have ended.
+fn reap(shared: &Shared) {
+    let done: Vec<JoinHandle<()>> = {
+        let mut conns = shared.conns.lock();
+        let ids = std::mem::take(&mut conns.finished);
+        ids.iter().filter_map(|id| conns.threads.remove(id)).collect()
+    };
+    for t in done {
+        let _ = t.join();
+    }
+}
+
+fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+    let config = &shared.config;
+    let setup = stream
+        .set_nodelay(true)
+        .and_then(|_| stream.set_read_timeout(Some(config.idle_timeout)))
+        .and_then(|_| stream.set_write_timeout(Some(config.io_timeout)));
+    if let Err(e) = setup {
+        log::debug!("{}: dropping connection from {peer}: {e}", shared.name);
+        return;
+    }
+    let mut conns = shared.conns.lock();
+    if conns.open.len() >= config.max_connections {
+        drop(conns);
+        log::warn!("{}: refusing {peer}: connection limit reached", shared.name);
+        refuse(stream, RemoteCode::Busy, "too many connections");
+        return;
+    }
+    let Ok(handle) = stream.try_clone() else {
+        return;
+    };
+    let id = conns.next;
+    conns.next += 1;
+    let worker = Arc::clone(shared);
+    let spawned = thread::Builder::new()
+        .name(format!("{}-conn", shared.name))
+        .stack_size(THREAD_STACK)
+        .spawn(move || {
+            serve(&worker, stream, peer);
+            let mut conns = worker.conns.lock();
+            conns.open.remove(&id);
+            conns.finished.push(id);
+        });
+    match spawned {
+        Ok(thread) => {
+            conns.open.insert(id, handle);
+            conns.threads.insert(id, thread);
+        }
+        Err(e) => log::warn!("{}: cannot start a thread for {peer}: {e}", shared.name),
+    }
+}
+
+/// Tells a peer why it is being dropped, best effort.
+fn refuse(mut stream: TcpStream, code: RemoteCode, why: &str) {
+    let reply = Message::Error {
+        code,
+        message: why.to_string(),
+    };
+    let _ = write_message(&mut stream, &reply, &mut BytesMut::new());
+}
+
+/// Serves one connection until it ends, idles out, errs, or the server stops.
+fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
+    let Ok(read_half) = stream.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
+    let mut writer = stream;
+    let mut body = Vec::new();
+    let mut out = BytesMut::with_capacity(4096);
+    while !shared.stop.load(Ordering::SeqCst) {
+        let request = match read_message(&mut reader, shared.config.max_payload, &mut body) {
+            Ok(m) => m,
+            Err(ReadError::Io(e)) => {
+                log::trace!("{}: connection from {peer} ends: {e}", shared.name);
+                return;
+            }
+            Err(ReadError::Wire(e)) => {
+                // A malformed frame ends this connection only; the server serves on.
+                log::warn!("{}: closing connection from {peer}: {e}", shared.name);
+                refuse(writer, RemoteCode::BadRequest, &e.to_string());
+                return;
+            }
+        };
+        let reply = (shared.handler)(request, peer);
+        if let Err(e) = write_message(&mut writer, &reply, &mut out) {
+            log::debug!("{}: cannot answer {peer}: {e}", shared.name);
+            return;
+        }
+    }
+}

@@ -1,0 +1,445 @@
+//! A Pastry node: its server, join, lookup and leave.
+
+mod handler;
+mod walk;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::{Mutex, RwLock};
+
+use crate::discovery::{unexpected, DiscoveryLink};
+use crate::error::{Error, Result};
+use crate::id::{Id, Key, NodeInfo};
+use crate::net::{Handler, NetConfig, Pool, Server};
+use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
+use crate::rng::Rng;
+use crate::wire::{Message, RemoteCode};
+use walk::{walk, Target, Visit};
+
+/// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
+/// that has not settled reaches it.
+pub const DEFAULT_MAX_HOPS: usize = 32;
+
+/// How to start a node.
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    /// Address to listen on. Default `127.0.0.1:0` (the OS chooses the port).
+    pub listen: SocketAddr,
+    /// Address other nodes use to reach this one. Default: the address listened on, which
+    /// must then not be a wildcard such as `0.0.0.0`.
+    pub advertise: Option<SocketAddr>,
+    /// This node's id; random when `None`.
+    pub id: Option<Id>,
+    /// Leaf-set members kept on each side (`l`). Default 8.
+    pub leaf_half: usize,
+    /// Most hops a route may take before a lookup fails. Default [`DEFAULT_MAX_HOPS`].
+    pub max_hops: usize,
+    /// Directory for this node's objects, if it stores any.
+    pub data_dir: Option<PathBuf>,
+    /// Socket timeouts and limits.
+    pub net: NetConfig,
+}
+
+impl Default for NodeConfig {
+    fn default() -> Self {
+        NodeConfig {
+            listen: (Ipv4Addr::LOCALHOST, 0).into(),
+            advertise: None,
+            id: None,
+            leaf_half: DEFAULT_LEAF_HALF,
+            max_hops: DEFAULT_MAX_HOPS,
+            data_dir: None,
+            net: NetConfig::default(),
+        }
+    }
+}
+
+/// The route a lookup took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Route {
+    /// The key looked up.
+    pub key: Key,
+    /// Every node visited, starting with the one the lookup began at; the last is responsible
+    /// for `key`.
+    pub path: Vec<NodeInfo>,
+}
+
+impl Route {
+    /// The node responsible for the key.
+    pub fn responsible(&self) -> NodeInfo {
+        // A route always holds at least the node it started at.
+        self.path[self.path.len() - 1]
+    }
+
+    /// Hops taken: nodes visited after the first.
+    pub fn hops(&self) -> usize {
+        self.path.len().saturating_sub(1)
+    }
+}
+
+/// Where a node is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    /// Serving, but not part of an overlay yet.
+    Idle,
+    /// Building its tables from other nodes.
+    Joining,
+    /// A full member of the overlay.
+    Joined,
+    /// Has left; answers only pings.
+    Left,
+}
+
+/// The state shared by the node handle and its connection threads.
+pub(crate) struct Inner {
+    me: NodeInfo,
+    config: NodeConfig,
+    state: RwLock<OverlayState>,
+    phase: Mutex<Phase>,
+    pool: Pool,
+    discovery: Mutex<Option<SocketAddr>>,
+}
+
+/// A running Pastry node. Dropping it shuts it down (without leaving: that is a crash, as far
+/// as the others can tell; call [`Node::leave`] first to leave gracefully).
+///
+/// `Send + Sync`: share it by reference or in an `Arc`; every method may be called from any
+/// thread.
+pub struct Node {
+    inner: Arc<Inner>,
+    server: Mutex<Option<Server>>,
+}
+
+impl Node {
+    /// Starts a node's server. The node is not part of any overlay until it joins.
+    pub fn start(config: NodeConfig) -> Result<Node> {
+        if config.leaf_half == 0 || config.max_hops == 0 {
+            return Err(Error::Config(
+                "leaf_half and max_hops must be at least 1".into(),
+            ));
+        }
+        let listener = Server::bind(config.listen)?;
+        let local = listener.local_addr().map_err(|source| Error::Listen {
+            addr: config.listen,
+            source,
+        })?;
+        let addr = config.advertise.unwrap_or(local);
+        if addr.ip().is_unspecified() {
+            return Err(Error::Config(format!(
+                "listening on {local}: set an address to advertise to other nodes"
+            )));
+        }
+        let id = config
+            .id
+            .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
+        let me = NodeInfo { id, addr };
+        let inner = Arc::new(Inner {
+            me,
+            state: RwLock::new(OverlayState::new(me, config.leaf_half)),
+            phase: Mutex::new(Phase::Idle),
+            pool: Pool::new(config.net.clone()),
+            discovery: Mutex::new(None),
+            config,
+        });
+        let handler: Handler = {
+            let inner = Arc::clone(&inner);
+            Arc::new(move |request, _peer| inner.handle(request))
+        };
+        let server = Server::start(
+            &format!("pastry-{id}"),
+            listener,
+            inner.config.net.clone(),
+            handler,
+        )?;
+        log::info!("node {me} started");
+        Ok(Node {
+            inner,
+            server: Mutex::new(Some(server)),
+        })
+    }
+
+    /// This node's id and address.
+    pub fn info(&self) -> NodeInfo {
+        self.inner.me
+    }
+
+    /// This node's id.
+    pub fn id(&self) -> Id {
+        self.inner.me.id
+    }
+
+    /// Whether the node is a member of an overlay now.
+    pub fn is_joined(&self) -> bool {
+        *self.inner.phase.lock() == Phase::Joined
+    }
+
+    /// Joins the overlay that the discovery node at `discovery` tracks: registers (refused if
+    /// the id is in use), joins through the random peer discovery hands out (or starts a new
+    /// overlay when there is none), then tells discovery it has joined.
+    pub fn join_discovery(&self, discovery: SocketAddr) -> Result<()> {
+        let inner = &self.inner;
+        inner.begin_join()?;
+        let link = DiscoveryLink {
+            pool: &inner.pool,
+            addr: discovery,
+        };
+        let result = link.register(inner.me).and_then(|peer| {
+            match peer {
+                Some(peer) => inner.join_through(peer.into())?,
+                None => log::info!("node {}: first node of a new overlay", inner.me),
+            }
+            *inner.discovery.lock() = Some(discovery);
+            inner.finish_join();
+            link.joined(inner.me.id)
+        });
+        if let Err(e) = &result {
+            inner.abort_join();
+            if !matches!(e, Error::IdInUse(_)) {
+                // Withdraw the registration so the id is not held by a node that never joined.
+                let _ = link.deregister(inner.me.id);
+            }
+        }
+        result
+    }
+
+    /// Joins the overlay that the node at `peer` belongs to, with no discovery node.
+    pub fn join_peer(&self, peer: SocketAddr) -> Result<()> {
+        self.inner.begin_join()?;
+        let target = Target {
+            id: None,
+            addr: peer,
+        };
+        match self.inner.join_through(target) {
+            Ok(()) => {
+                self.inner.finish_join();
+                Ok(())
+            }
+            Err(e) => {
+                self.inner.abort_join();
+                Err(e)
+            }
+        }
+    }
+
+    /// Starts a new overlay with this node as its only member, with no discovery node.
+    pub fn create(&self) -> Result<()> {
+        self.inner.begin_join()?;
+        self.inner.finish_join();
+        Ok(())
+    }
+
+    /// Finds the node responsible for `key`, starting here; returns the route taken.
+    pub fn lookup(&self, key: Key) -> Result<Route> {
+        let inner = &self.inner;
+        if *inner.phase.lock() != Phase::Joined {
+            return Err(Error::NotJoined(inner.me.id));
+        }
+        let path = walk(
+            key,
+            inner.me.into(),
+            inner.config.max_hops,
+            |target, exclude| inner.next_hop(target, key, exclude),
+            |target, e| inner.suspect(target, e),
+        )?;
+        Ok(Route {
+            key,
+            path: path.into_iter().map(|v| v.node).collect(),
+        })
+    }
+
+    /// Leaves the overlay gracefully: tells discovery, then every node in its tables (handing
+    /// over its leaf set, from which the neighbours repair theirs). The server keeps running,
+    /// answering only pings, until [`Node::shutdown`].
+    pub fn leave(&self) -> Result<()> {
+        let inner = &self.inner;
+        {
+            let mut phase = inner.phase.lock();
+            if *phase != Phase::Joined {
+                return Err(Error::NotJoined(inner.me.id));
+            }
+            *phase = Phase::Left;
+        }
+        let discovery = inner.discovery.lock().take();
+        if let Some(addr) = discovery {
+            let link = DiscoveryLink {
+                pool: &inner.pool,
+                addr,
+            };
+            if let Err(e) = link.deregister(inner.me.id) {
+                log::warn!("node {}: discovery not told of leave: {e}", inner.me);
+            }
+        }
+        let (known, leaf_set) = {
+            let state = inner.state.read();
+            (state.known(), state.leaf_set().members())
+        };
+        let depart = Message::Depart {
+            node: inner.me,
+            leaf_set,
+        };
+        for node in known {
+            if let Err(e) = inner.pool.call(node.addr, &depart) {
+                log::debug!("node {}: {node} not told of leave: {e}", inner.me);
+            }
+        }
+        log::info!("node {} left", inner.me);
+        Ok(())
+    }
+
+    /// A copy of the leaf set.
+    pub fn leaf_set(&self) -> LeafSet {
+        self.inner.state.read().leaf_set().clone()
+    }
+
+    /// A copy of the routing table.
+    pub fn routing_table(&self) -> RoutingTable {
+        self.inner.state.read().table().clone()
+    }
+
+    /// Stops the server, closes every connection and joins every thread. Idempotent; also
+    /// done on drop. Does not leave: call [`Node::leave`] first for a graceful exit.
+    pub fn shutdown(&self) {
+        let server = self.server.lock().take();
+        if let Some(mut server) = server {
+            server.shutdown();
+            *self.inner.phase.lock() = Phase::Left;
+            log::info!("node {} stopped", self.inner.me);
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Inner {
+    fn begin_join(&self) -> Result<()> {
+        let mut phase = self.phase.lock();
+        match *phase {
+            Phase::Idle => {
+                *phase = Phase::Joining;
+                Ok(())
+            }
+            Phase::Left => Err(Error::Shutdown),
+            _ => Err(Error::AlreadyJoined(self.me.id)),
+        }
+    }
+
+    fn abort_join(&self) {
+        *self.phase.lock() = Phase::Idle;
+        *self.state.write() = OverlayState::new(self.me, self.config.leaf_half);
+    }
+
+    fn finish_join(&self) {
+        *self.phase.lock() = Phase::Joined;
+        log::info!("node {} joined", self.me);
+    }
+
+    /// The join protocol: route a join for our own id, build our tables from the nodes on the
+    /// path (rows `0..=p` from a node sharing `p` digits, the leaf set from the last), then
+    /// announce ourselves to every node in them.
+    fn join_through(&self, start: Target) -> Result<()> {
+        let me = self.me;
+        let path = walk(
+            me.id,
+            start,
+            self.config.max_hops,
+            |target, exclude| self.join_hop(target, exclude),
+            |target, e| log::debug!("node {me}: join hop {target:?} failed: {e}"),
+        )?;
+        {
+            let mut state = self.state.write();
+            for visit in &path {
+                state.learn(visit.node);
+                for n in visit.extra.0.iter().chain(&visit.extra.1) {
+                    state.learn(*n);
+                }
+            }
+        }
+        let route: Vec<String> = path.iter().map(|v| v.node.id.to_string()).collect();
+        log::debug!("node {me}: join route {}", route.join(" -> "));
+        // Members answer our neighbours' requests as soon as they know of us.
+        *self.phase.lock() = Phase::Joined;
+        let known = self.state.read().known();
+        let announce = Message::Announce { node: me };
+        for node in known {
+            if let Err(e) = self.pool.call(node.addr, &announce) {
+                log::debug!("node {me}: {node} not told of join: {e}");
+                self.suspect(node.into(), &e);
+            }
+        }
+        Ok(())
+    }
+
+    /// Asks `target` for the next hop of a join, with its rows and leaf set.
+    fn join_hop(
+        &self,
+        target: Target,
+        exclude: &[Id],
+    ) -> Result<Visit<(Vec<NodeInfo>, Vec<NodeInfo>)>> {
+        let request = Message::JoinHop {
+            joiner: self.me,
+            exclude: exclude.to_vec(),
+        };
+        match self.pool.call(target.addr, &request)? {
+            Message::JoinState { node, .. } if node.id == self.me.id => Err(Error::IdInUse(node.id)),
+            Message::JoinState {
+                node,
+                next,
+                rows,
+                leaf_set,
+            } => Ok(Visit {
+                node,
+                next,
+                extra: (rows, leaf_set),
+            }),
+            other => Err(unexpected(target.addr, "JoinState", &other)),
+        }
+    }
+
+    /// One step of a lookup: decided here for ourselves, asked over the network otherwise.
+    fn next_hop(&self, target: Target, key: Key, exclude: &[Id]) -> Result<Visit<()>> {
+        if target.id == Some(self.me.id) {
+            let next = self.state.read().route(key, |id| exclude.contains(&id));
+            return Ok(Visit {
+                node: self.me,
+                next,
+                extra: (),
+            });
+        }
+        let request = Message::NextHop {
+            key,
+            exclude: exclude.to_vec(),
+        };
+        match self.pool.call(target.addr, &request)? {
+            Message::Hop { node, next } => Ok(Visit {
+                node,
+                next,
+                extra: (),
+            }),
+            other => Err(unexpected(target.addr, "Hop", &other)),
+        }
+    }
+
+    /// A node failed to answer: drop it from our tables if it is gone for sure.
+    fn suspect(&self, target: Target, e: &Error) {
+        let gone = matches!(
+            e,
+            Error::Unreachable { .. }
+                | Error::Refused {
+                    code: RemoteCode::NotJoined,
+                    ..
+                }
+        );
+        if let (true, Some(id)) = (gone, target.id) {
+            if self.state.write().forget(id) {
+                log::info!("node {}: dropped unreachable {id}: {e}", self.me);
+            }
+            self.pool.forget(target.addr);
+        }
+    }
+}

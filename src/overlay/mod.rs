@@ -1,0 +1,106 @@
+//! The overlay state of one node, and the routing decision: pure data, no I/O, no clock.
+
+mod leaf_set;
+mod routing_table;
+
+pub use leaf_set::{LeafSet, DEFAULT_LEAF_HALF};
+pub use routing_table::RoutingTable;
+
+use crate::id::{Id, Key, NodeInfo};
+
+/// What one node knows of the overlay: itself, its leaf set and its routing table.
+#[derive(Clone, Debug)]
+pub struct OverlayState {
+    me: NodeInfo,
+    leaf_set: LeafSet,
+    table: RoutingTable,
+}
+
+impl OverlayState {
+    /// The state of a node that knows nobody yet.
+    pub fn new(me: NodeInfo, leaf_half: usize) -> OverlayState {
+        OverlayState {
+            me,
+            leaf_set: LeafSet::new(me.id, leaf_half),
+            table: RoutingTable::new(me.id),
+        }
+    }
+
+    /// This node.
+    pub fn me(&self) -> NodeInfo {
+        self.me
+    }
+
+    /// The leaf set.
+    pub fn leaf_set(&self) -> &LeafSet {
+        &self.leaf_set
+    }
+
+    /// The routing table.
+    pub fn table(&self) -> &RoutingTable {
+        &self.table
+    }
+
+    /// Takes `node` into the leaf set and routing table wherever it fits. Returns whether
+    /// anything changed.
+    pub fn learn(&mut self, node: NodeInfo) -> bool {
+        let leaf = self.leaf_set.insert(node);
+        let table = self.table.insert(node);
+        leaf || table
+    }
+
+    /// Removes `id` from the leaf set and routing table. Returns whether it was known.
+    pub fn forget(&mut self, id: Id) -> bool {
+        let leaf = self.leaf_set.remove(id);
+        let table = self.table.remove(id);
+        leaf || table
+    }
+
+    /// Every node in the leaf set or routing table, once each.
+    pub fn known(&self) -> Vec<NodeInfo> {
+        let mut all = self.leaf_set.members();
+        for n in self.table.entries() {
+            if !all.iter().any(|m| m.id == n.id) {
+                all.push(n);
+            }
+        }
+        all
+    }
+
+    /// The routing decision for `key`: the node to ask next, or `me` when this node is
+    /// responsible. Nodes for which `excluded` is true (found unreachable) are never chosen.
+    ///
+    /// As in the Pastry paper: within the leaf set's span, the responsible node among the leaf
+    /// set and `me`; else the routing-table entry sharing one more digit with `key`; else any
+    /// known node sharing as many digits with `key` as `me` does and strictly closer to it.
+    pub fn route(&self, key: Key, excluded: impl Fn(Id) -> bool) -> NodeInfo {
+        let usable = |n: &NodeInfo| !excluded(n.id);
+        let best = |a: NodeInfo, b: NodeInfo| {
+            if b.id.closer_to(key, a.id) {
+                b
+            } else {
+                a
+            }
+        };
+        if self.leaf_set.covers(key) {
+            let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
+            return members.copied().filter(usable).fold(self.me, best);
+        }
+        let row = self.me.id.shared_prefix(key);
+        if row >= crate::id::DIGITS {
+            return self.me; // key == me: always covered, kept for totality
+        }
+        if let Some(entry) = self.table.get(row, key.digit(row)).filter(usable) {
+            return entry;
+        }
+        // The rare case: no entry for the next digit. Any node at least as far along the
+        // prefix and nearer to the key still makes progress.
+        let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
+        members
+            .copied()
+            .chain(self.table.entries())
+            .filter(|n| usable(n) && n.id.shared_prefix(key) >= row)
+            .filter(|n| n.id.closer_to(key, self.me.id))
+            .fold(self.me, best)
+    }
+}

@@ -1,0 +1,735 @@
+//! Encoding and decoding of frames (layout in the [module docs](super)).
+//!
+//! Payload fields are big-endian: an [`Id`] is a `u16`; a `Vec` is a `u16` count then its items;
+//! a `String` is a `u16` byte length then UTF-8; an `Option` is a `u8` tag (0 none, 1 some) then
+//! the value; a [`SocketAddr`] is a `u8` family (4 or 6), 4 or 16 address bytes and a `u16` port
+//! (IPv6 flow info and scope id are not sent); a [`RemoteCode`] is its `u8` value.
+//!
+//! Counts and lengths are `u16`: callers keep every `Vec` and `String` in a message at most
+//! `u16::MAX` long (the protocol's tables and reasons are far smaller), and `encode` only checks
+//! this with a `debug_assert!`.
+
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
+
+use bytes::{BufMut, BytesMut};
+
+use super::message::{Message, RemoteCode};
+use super::{WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
+use crate::id::{Id, NodeInfo};
+
+/// CRC-32 over header and payload.
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Type byte of each message. Fixed on the wire: never renumber, only add.
+///
+/// Free for later use: 3..=9 (generic), 18..=19 (node protocol), 20..=39 (object store),
+/// 47.. (discovery and beyond).
+mod ty {
+    pub const ACK: u8 = 1;
+    pub const ERROR: u8 = 2;
+    pub const PING: u8 = 10;
+    pub const PONG: u8 = 11;
+    pub const NEXT_HOP: u8 = 12;
+    pub const HOP: u8 = 13;
+    pub const JOIN_HOP: u8 = 14;
+    pub const JOIN_STATE: u8 = 15;
+    pub const ANNOUNCE: u8 = 16;
+    pub const DEPART: u8 = 17;
+    pub const REGISTER: u8 = 40;
+    pub const JOINED: u8 = 41;
+    pub const DEREGISTER: u8 = 42;
+    pub const RANDOM_PEER: u8 = 43;
+    pub const PEER: u8 = 44;
+    pub const LIST_PEERS: u8 = 45;
+    pub const PEERS: u8 = 46;
+}
+
+/// Smallest encodings, used to refuse counts the payload cannot hold before allocating.
+const ID_LEN: usize = 2;
+const NODE_MIN_LEN: usize = ID_LEN + 1 + 4 + 2;
+
+/// The parsed fixed-size start of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The message type byte (known to this build).
+    pub kind: u8,
+    /// The payload length in bytes (at most the configured maximum).
+    pub len: u32,
+}
+
+/// The type byte of a message.
+fn type_of(msg: &Message) -> u8 {
+    match msg {
+        Message::Ack => ty::ACK,
+        Message::Error { .. } => ty::ERROR,
+        Message::Ping => ty::PING,
+        Message::Pong { .. } => ty::PONG,
+        Message::NextHop { .. } => ty::NEXT_HOP,
+        Message::Hop { .. } => ty::HOP,
+        Message::JoinHop { .. } => ty::JOIN_HOP,
+        Message::JoinState { .. } => ty::JOIN_STATE,
+        Message::Announce { .. } => ty::ANNOUNCE,
+        Message::Depart { .. } => ty::DEPART,
+        Message::Register { .. } => ty::REGISTER,
+        Message::Joined { .. } => ty::JOINED,
+        Message::Deregister { .. } => ty::DEREGISTER,
+        Message::RandomPeer => ty::RANDOM_PEER,
+        Message::Peer { .. } => ty::PEER,
+        Message::ListPeers => ty::LIST_PEERS,
+        Message::Peers { .. } => ty::PEERS,
+    }
+}
+
+/// The name of a known type byte, for errors; `None` for an unknown one.
+fn name_of(kind: u8) -> Option<&'static str> {
+    Some(match kind {
+        ty::ACK => "Ack",
+        ty::ERROR => "Error",
+        ty::PING => "Ping",
+        ty::PONG => "Pong",
+        ty::NEXT_HOP => "NextHop",
+        ty::HOP => "Hop",
+        ty::JOIN_HOP => "JoinHop",
+        ty::JOIN_STATE => "JoinState",
+        ty::ANNOUNCE => "Announce",
+        ty::DEPART => "Depart",
+        ty::REGISTER => "Register",
+        ty::JOINED => "Joined",
+        ty::DEREGISTER => "Deregister",
+        ty::RANDOM_PEER => "RandomPeer",
+        ty::PEER => "Peer",
+        ty::LIST_PEERS => "ListPeers",
+        ty::PEERS => "Peers",
+        _ => return None,
+    })
+}
+
+/// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
+///
+/// Every `Vec` and `String` in `msg` must hold at most `u16::MAX` items or bytes (checked only in
+/// debug builds); the messages of the protocol never come near.
+pub fn encode(msg: &Message, buf: &mut BytesMut) {
+    let start = buf.len();
+    buf.put_slice(&[MAGIC, VERSION, type_of(msg)]);
+    buf.put_u32(0); // length, patched below once the payload is written
+    let body = buf.len();
+    match msg {
+        Message::Ack | Message::Ping | Message::RandomPeer | Message::ListPeers => {}
+        Message::Error { code, message } => {
+            buf.put_u8(*code as u8);
+            put_len(buf, message.len());
+            buf.put_slice(message.as_bytes());
+        }
+        Message::Pong { node } | Message::Announce { node } | Message::Register { node } => {
+            put_node(buf, node)
+        }
+        Message::NextHop { key, exclude } => {
+            put_id(buf, *key);
+            put_vec(buf, exclude, |b, id| put_id(b, *id));
+        }
+        Message::Hop { node, next } => {
+            put_node(buf, node);
+            put_node(buf, next);
+        }
+        Message::JoinHop { joiner, exclude } => {
+            put_node(buf, joiner);
+            put_vec(buf, exclude, |b, id| put_id(b, *id));
+        }
+        Message::JoinState {
+            node,
+            next,
+            rows,
+            leaf_set,
+        } => {
+            put_node(buf, node);
+            put_node(buf, next);
+            put_vec(buf, rows, put_node);
+            put_vec(buf, leaf_set, put_node);
+        }
+        Message::Depart { node, leaf_set } => {
+            put_node(buf, node);
+            put_vec(buf, leaf_set, put_node);
+        }
+        Message::Joined { id } | Message::Deregister { id } => put_id(buf, *id),
+        Message::Peer { peer } => match peer {
+            None => buf.put_u8(0),
+            Some(node) => {
+                buf.put_u8(1);
+                put_node(buf, node);
+            }
+        },
+        Message::Peers { peers } => put_vec(buf, peers, put_node),
+    }
+    // Cannot fail: u16 counts bound every payload far below 4 GiB.
+    let len = (buf.len() - body) as u32;
+    buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
+    let crc = CRC.checksum(&buf[start..]);
+    buf.put_u32(crc);
+}
+
+fn put_len(buf: &mut BytesMut, n: usize) {
+    debug_assert!(n <= usize::from(u16::MAX), "{n} does not fit a u16 count");
+    buf.put_u16(n as u16);
+}
+
+fn put_id(buf: &mut BytesMut, id: Id) {
+    buf.put_u16(id.0);
+}
+
+fn put_node(buf: &mut BytesMut, node: &NodeInfo) {
+    put_id(buf, node.id);
+    match node.addr {
+        SocketAddr::V4(a) => {
+            buf.put_u8(4);
+            buf.put_slice(&a.ip().octets());
+        }
+        SocketAddr::V6(a) => {
+            buf.put_u8(6);
+            buf.put_slice(&a.ip().octets());
+        }
+    }
+    buf.put_u16(node.addr.port());
+}
+
+fn put_vec<T>(buf: &mut BytesMut, items: &[T], put: impl Fn(&mut BytesMut, &T)) {
+    put_len(buf, items.len());
+    for item in items {
+        put(buf, item);
+    }
+}
+
+/// Parses the first [`HEADER_LEN`] bytes of a frame.
+///
+/// Checks, in order, the magic, the version, that the type is known and that the length is at
+/// most `max_payload` ([`WireError::TooLarge`]), so a reader can refuse a frame before reading or
+/// allocating its body.
+pub fn decode_header(
+    header: &[u8; HEADER_LEN],
+    max_payload: u32,
+) -> Result<FrameHeader, WireError> {
+    let [magic, version, kind, l0, l1, l2, l3] = *header;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    if version != VERSION {
+        return Err(WireError::BadVersion(version));
+    }
+    if name_of(kind).is_none() {
+        return Err(WireError::UnknownType(kind));
+    }
+    let len = u32::from_be_bytes([l0, l1, l2, l3]);
+    if len > max_payload {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_payload,
+        });
+    }
+    Ok(FrameHeader { kind, len })
+}
+
+/// Decodes the body of a frame: `rest` is exactly the `len` payload bytes the header declares
+/// followed by the [`TRAILER_LEN`] CRC bytes.
+///
+/// Re-checks the header, then the CRC (over header and payload), then decodes the payload. A
+/// short `rest` gives [`WireError::Truncated`] (counted over the whole frame, header included);
+/// a longer one, or payload bytes left after the message, gives [`WireError::Malformed`].
+pub fn decode_payload(
+    header: &[u8; HEADER_LEN],
+    rest: &[u8],
+    max_payload: u32,
+) -> Result<Message, WireError> {
+    let h = decode_header(header, max_payload)?;
+    let kind = name_of(h.kind).unwrap_or("unknown"); // always known: decode_header checked it
+    let needed = frame_len(h.len as usize);
+    let have = rest.len().saturating_add(HEADER_LEN);
+    if have < needed {
+        return Err(WireError::Truncated { needed, have });
+    }
+    if have > needed {
+        return Err(malformed(kind, "bytes after the frame's checksum"));
+    }
+    // Cannot fail after the checks above; `split_last_chunk` keeps this total all the same.
+    let Some((payload, crc)) = rest.split_last_chunk::<TRAILER_LEN>() else {
+        return Err(WireError::Truncated { needed, have });
+    };
+    let expected = u32::from_be_bytes(*crc);
+    let mut digest = CRC.digest();
+    digest.update(header);
+    digest.update(payload);
+    let actual = digest.finalize();
+    if expected != actual {
+        return Err(WireError::BadChecksum { expected, actual });
+    }
+    decode_body(h.kind, kind, payload)
+}
+
+/// Decodes one frame from the front of `input`: the message and the number of bytes the frame
+/// used (bytes after it are left alone).
+///
+/// Input that ends inside the frame gives [`WireError::Truncated`]; a header that declares more
+/// than `max_payload` gives [`WireError::TooLarge`] even when the body is missing.
+pub fn decode(input: &[u8], max_payload: u32) -> Result<(Message, usize), WireError> {
+    let have = input.len();
+    let Some(header) = input.first_chunk::<HEADER_LEN>() else {
+        return Err(WireError::Truncated {
+            needed: HEADER_LEN,
+            have,
+        });
+    };
+    let h = decode_header(header, max_payload)?;
+    let needed = frame_len(h.len as usize);
+    let Some(rest) = input.get(HEADER_LEN..needed) else {
+        return Err(WireError::Truncated { needed, have });
+    };
+    decode_payload(header, rest, max_payload).map(|msg| (msg, needed))
+}
+
+/// Whole-frame length for a payload length; saturates so 32-bit targets cannot overflow.
+fn frame_len(payload: usize) -> usize {
+    payload.saturating_add(HEADER_LEN + TRAILER_LEN)
+}
+
+fn malformed(kind: &'static str, what: &'static str) -> WireError {
+    WireError::Malformed { kind, what }
+}
+
+/// Decodes the payload of a frame of type `ty` (named `kind`).
+fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, WireError> {
+    let mut r = Reader { buf: payload, kind };
+    // Struct fields are evaluated in the order written, which is the wire order.
+    let msg = match ty {
+        ty::ACK => Message::Ack,
+        ty::ERROR => Message::Error {
+            code: r.code()?,
+            message: r.string()?,
+        },
+        ty::PING => Message::Ping,
+        ty::PONG => Message::Pong { node: r.node()? },
+        ty::NEXT_HOP => Message::NextHop {
+            key: r.id()?,
+            exclude: r.vec(ID_LEN, Reader::id)?,
+        },
+        ty::HOP => Message::Hop {
+            node: r.node()?,
+            next: r.node()?,
+        },
+        ty::JOIN_HOP => Message::JoinHop {
+            joiner: r.node()?,
+            exclude: r.vec(ID_LEN, Reader::id)?,
+        },
+        ty::JOIN_STATE => Message::JoinState {
+            node: r.node()?,
+            next: r.node()?,
+            rows: r.vec(NODE_MIN_LEN, Reader::node)?,
+            leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
+        ty::ANNOUNCE => Message::Announce { node: r.node()? },
+        ty::DEPART => Message::Depart {
+            node: r.node()?,
+            leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
+        ty::REGISTER => Message::Register { node: r.node()? },
+        ty::JOINED => Message::Joined { id: r.id()? },
+        ty::DEREGISTER => Message::Deregister { id: r.id()? },
+        ty::RANDOM_PEER => Message::RandomPeer,
+        ty::PEER => Message::Peer {
+            peer: r.option(Reader::node)?,
+        },
+        ty::LIST_PEERS => Message::ListPeers,
+        ty::PEERS => Message::Peers {
+            peers: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
+        _ => return Err(WireError::UnknownType(ty)),
+    };
+    if !r.buf.is_empty() {
+        return Err(malformed(kind, "bytes after the message"));
+    }
+    Ok(msg)
+}
+
+/// A cursor over a payload whose reads fail with [`WireError::Malformed`] instead of panicking.
+struct Reader<'a> {
+    buf: &'a [u8],
+    kind: &'static str,
+}
+
+impl<'a> Reader<'a> {
+    fn err(&self, what: &'static str) -> WireError {
+        malformed(self.kind, what)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], WireError> {
+        let (head, tail) = self
+            .buf
+            .split_first_chunk::<N>()
+            .ok_or(self.err("payload ends inside a field"))?;
+        self.buf = tail;
+        Ok(*head)
+    }
+
+    fn u8(&mut self) -> Result<u8, WireError> {
+        self.array::<1>().map(|[b]| b)
+    }
+
+    fn u16(&mut self) -> Result<u16, WireError> {
+        self.array().map(u16::from_be_bytes)
+    }
+
+    fn id(&mut self) -> Result<Id, WireError> {
+        self.u16().map(Id)
+    }
+
+    fn addr(&mut self) -> Result<SocketAddr, WireError> {
+        Ok(match self.u8()? {
+            4 => {
+                let ip = Ipv4Addr::from(self.array::<4>()?);
+                SocketAddrV4::new(ip, self.u16()?).into()
+            }
+            6 => {
+                let ip = Ipv6Addr::from(self.array::<16>()?);
+                SocketAddrV6::new(ip, self.u16()?, 0, 0).into()
+            }
+            _ => return Err(self.err("address family is neither 4 nor 6")),
+        })
+    }
+
+    fn node(&mut self) -> Result<NodeInfo, WireError> {
+        Ok(NodeInfo {
+            id: self.id()?,
+            addr: self.addr()?,
+        })
+    }
+
+    fn code(&mut self) -> Result<RemoteCode, WireError> {
+        let v = self.u8()?;
+        RemoteCode::from_u8(v).ok_or(self.err("unknown error code"))
+    }
+
+    fn string(&mut self) -> Result<String, WireError> {
+        let n = self.u16()? as usize;
+        let (bytes, tail) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(self.err("string longer than the payload"))?;
+        let s = std::str::from_utf8(bytes).map_err(|_| self.err("string is not UTF-8"))?;
+        self.buf = tail;
+        Ok(s.to_owned())
+    }
+
+    /// Reads a count then that many items, each at least `min_len` bytes long: a count the
+    /// remaining bytes cannot hold is refused before anything is allocated.
+    fn vec<T>(
+        &mut self,
+        min_len: usize,
+        item: impl Fn(&mut Self) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, WireError> {
+        let n = self.u16()? as usize;
+        if n.saturating_mul(min_len) > self.buf.len() {
+            return Err(self.err("count larger than the payload can hold"));
+        }
+        let mut out = Vec::with_capacity(n);
+        for _ in 0..n {
+            out.push(item(self)?);
+        }
+        Ok(out)
+    }
+
+    fn option<T>(
+        &mut self,
+        item: impl Fn(&mut Self) -> Result<T, WireError>,
+    ) -> Result<Option<T>, WireError> {
+        match self.u8()? {
+            0 => Ok(None),
+            1 => item(self).map(Some),
+            _ => Err(self.err("option tag is neither 0 nor 1")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::DEFAULT_MAX_PAYLOAD as MAX;
+
+    fn node(id: u16, addr: &str) -> NodeInfo {
+        NodeInfo {
+            id: Id(id),
+            addr: addr.parse().unwrap(),
+        }
+    }
+
+    fn frame(msg: &Message) -> Vec<u8> {
+        let mut buf = BytesMut::new();
+        encode(msg, &mut buf);
+        buf.to_vec()
+    }
+
+    /// A frame of type `kind` around `payload`, with a correct length and CRC.
+    fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
+        let mut f = vec![MAGIC, VERSION, kind];
+        f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        f.extend_from_slice(payload);
+        f.extend_from_slice(&CRC.checksum(&f).to_be_bytes());
+        f
+    }
+
+    /// Every variant, with empty and full vecs, IPv4 and IPv6, ids 0000 and ffff, every code.
+    #[rustfmt::skip] // a table: one message a line reads better
+    fn samples() -> Vec<Message> {
+        use Message as M;
+        let a = node(0x0000, "10.0.0.1:4000");
+        let b = node(0xffff, "[2001:db8::7]:65535");
+        let c = node(0x3a7f, "0.0.0.0:0");
+        let mut v = vec![M::Ack, M::Ping, M::RandomPeer, M::ListPeers, M::Peer { peer: None }];
+        for code in (1..=6).map(|c| RemoteCode::from_u8(c).unwrap()) {
+            v.push(M::Error { code, message: String::new() });
+            v.push(M::Error { code, message: "id 3a7f in use — ça".into() });
+        }
+        for n in [a, b] {
+            v.extend([M::Pong { node: n }, M::Announce { node: n }, M::Register { node: n }]);
+            v.push(M::Peer { peer: Some(n) });
+        }
+        v.extend([
+            M::NextHop { key: Id(0), exclude: vec![] },
+            M::NextHop { key: Id(0xffff), exclude: vec![Id(0), Id(1), Id(0xffff)] },
+            M::Hop { node: a, next: b },
+            M::JoinHop { joiner: b, exclude: vec![] },
+            M::JoinHop { joiner: a, exclude: vec![Id(0x1234)] },
+            M::JoinState { node: a, next: a, rows: vec![], leaf_set: vec![] },
+            M::JoinState { node: b, next: c, rows: vec![a, b], leaf_set: vec![c] },
+            M::Depart { node: c, leaf_set: vec![] },
+            M::Depart { node: c, leaf_set: vec![a, b, c] },
+            M::Joined { id: Id(0) },
+            M::Joined { id: Id(0xffff) },
+            M::Deregister { id: Id(0x00ff) },
+            M::Peers { peers: vec![] },
+            M::Peers { peers: vec![a, b, c] },
+        ]);
+        v
+    }
+
+    fn check_round_trip(msg: &Message) {
+        let f = frame(msg);
+        assert_eq!(decode(&f, MAX), Ok((msg.clone(), f.len())), "{msg:?}");
+        let header: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
+        let h = decode_header(header, MAX).unwrap();
+        assert_eq!(
+            (h.kind, h.len as usize),
+            (type_of(msg), f.len() - HEADER_LEN - TRAILER_LEN)
+        );
+        assert_eq!(
+            decode_payload(header, &f[HEADER_LEN..], MAX).as_ref(),
+            Ok(msg)
+        );
+    }
+
+    #[test]
+    fn round_trip_every_variant() {
+        let samples = samples();
+        let mut seen: Vec<u8> = samples.iter().map(type_of).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        let known: Vec<u8> = (0..=255).filter(|&t| name_of(t).is_some()).collect();
+        assert_eq!(seen, known, "samples must cover every message type");
+        let mut stream = BytesMut::new();
+        for m in &samples {
+            check_round_trip(m);
+            encode(m, &mut stream);
+        }
+        // Back-to-back frames: each decode consumes exactly its own frame.
+        let mut rest = &stream[..];
+        for m in &samples {
+            let (got, used) = decode(rest, MAX).unwrap();
+            assert_eq!(&got, m);
+            rest = &rest[used..];
+        }
+        assert!(rest.is_empty());
+    }
+
+    /// splitmix64: a tiny deterministic generator for the randomised tests.
+    struct Rng(u64);
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = self.0;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        }
+        fn below(&mut self, n: u64) -> u64 {
+            self.next() % n
+        }
+        fn node(&mut self) -> NodeInfo {
+            let (id, port, bits) = (self.next() as u16, self.next() as u16, self.next());
+            let addr = if bits & 1 == 0 {
+                SocketAddr::from((Ipv4Addr::from(bits as u32), port))
+            } else {
+                SocketAddr::from((
+                    Ipv6Addr::from(u128::from(bits) * u128::from(self.next())),
+                    port,
+                ))
+            };
+            NodeInfo { id: Id(id), addr }
+        }
+        fn nodes(&mut self) -> Vec<NodeInfo> {
+            (0..self.below(20)).map(|_| self.node()).collect()
+        }
+        fn ids(&mut self) -> Vec<Id> {
+            (0..self.below(20))
+                .map(|_| Id(self.next() as u16))
+                .collect()
+        }
+        #[rustfmt::skip] // a table: one variant a line reads better
+        fn message(&mut self) -> Message {
+            use Message as M;
+            match self.below(17) {
+                0 => M::Ack,
+                1 => M::Error {
+                    code: RemoteCode::from_u8(1 + self.below(6) as u8).unwrap(),
+                    message: (0..self.below(30)).map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize]).collect(),
+                },
+                2 => M::Ping,
+                3 => M::Pong { node: self.node() },
+                4 => M::NextHop { key: Id(self.next() as u16), exclude: self.ids() },
+                5 => M::Hop { node: self.node(), next: self.node() },
+                6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
+                7 => M::JoinState { node: self.node(), next: self.node(), rows: self.nodes(), leaf_set: self.nodes() },
+                8 => M::Announce { node: self.node() },
+                9 => M::Depart { node: self.node(), leaf_set: self.nodes() },
+                10 => M::Register { node: self.node() },
+                11 => M::Joined { id: Id(self.next() as u16) },
+                12 => M::Deregister { id: Id(self.next() as u16) },
+                13 => M::RandomPeer,
+                14 => M::Peer { peer: (self.next() & 1 == 1).then(|| self.node()) },
+                15 => M::ListPeers,
+                _ => M::Peers { peers: self.nodes() },
+            }
+        }
+    }
+
+    #[test]
+    fn random_round_trip() {
+        let mut rng = Rng(0x5eed);
+        for _ in 0..2000 {
+            check_round_trip(&rng.message());
+        }
+    }
+
+    #[test]
+    fn every_strict_prefix_is_truncated() {
+        for m in samples() {
+            let f = frame(&m);
+            for k in 0..f.len() {
+                let needed = if k < HEADER_LEN { HEADER_LEN } else { f.len() };
+                assert_eq!(
+                    decode(&f[..k], MAX),
+                    Err(WireError::Truncated { needed, have: k })
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn oversized_is_refused_from_the_header_alone() {
+        for (len, max) in [(101, 100), (u32::MAX, MAX), (1, 0)] {
+            let mut h = [MAGIC, VERSION, ty::PEERS, 0, 0, 0, 0];
+            h[3..].copy_from_slice(&len.to_be_bytes());
+            let err = WireError::TooLarge { len, max };
+            assert_eq!(decode_header(&h, max), Err(err.clone()));
+            assert_eq!(decode(&h, max), Err(err.clone()));
+            assert_eq!(decode_payload(&h, &[], max), Err(err));
+        }
+    }
+
+    #[test]
+    fn any_flipped_bit_is_detected() {
+        for m in samples() {
+            let f = frame(&m);
+            for bit in 0..f.len() * 8 {
+                let mut g = f.clone();
+                g[bit / 8] ^= 1 << (bit % 8);
+                let got = decode(&g, MAX);
+                if bit >= HEADER_LEN * 8 {
+                    assert!(
+                        matches!(got, Err(WireError::BadChecksum { .. })),
+                        "{m:?} bit {bit}: {got:?}"
+                    );
+                } else {
+                    assert!(got.is_err(), "{m:?} bit {bit}: {got:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn bad_header_fields_have_typed_errors() {
+        let f = raw_frame(3, &[]);
+        let h: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
+        assert_eq!(decode_header(h, MAX), Err(WireError::UnknownType(3)));
+        assert_eq!(decode(&f, MAX), Err(WireError::UnknownType(3)));
+        let mut f = frame(&Message::Ping);
+        f[1] = 2;
+        assert_eq!(decode(&f, MAX), Err(WireError::BadVersion(2)));
+        f[0] = 0x51;
+        assert_eq!(decode(&f, MAX), Err(WireError::BadMagic(0x51)));
+    }
+
+    #[test]
+    #[rustfmt::skip] // a table: one case a line reads better
+    fn malformed_payloads_with_valid_crc() {
+        let v4 = [0x12, 0x34, 4, 127, 0, 0, 1, 0x1f, 0x90];
+        let v5 = [0x12, 0x34, 5, 127, 0, 0, 1, 0x1f, 0x90];
+        let cases: &[(u8, &str, &str, Vec<u8>)] = &[
+            (ty::PEER, "Peer", "option tag is neither 0 nor 1", [&[2][..], &v4].concat()),
+            (ty::PONG, "Pong", "address family is neither 4 nor 6", v5.to_vec()),
+            (ty::ERROR, "Error", "string is not UTF-8", vec![1, 0, 2, 0xff, 0xfe]),
+            (ty::ERROR, "Error", "string longer than the payload", vec![1, 0, 9, b'x']),
+            (ty::PEERS, "Peers", "count larger than the payload can hold", [&[0x03, 0xe8][..], &v4, &v4].concat()),
+            (ty::NEXT_HOP, "NextHop", "count larger than the payload can hold", vec![0, 1, 0, 2, 0]),
+            (ty::PING, "Ping", "bytes after the message", vec![0]),
+            (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
+            (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
+            (ty::ERROR, "Error", "unknown error code", vec![7, 0, 0]),
+            (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
+        ];
+        for (t, kind, what, payload) in cases {
+            let got = decode(&raw_frame(*t, payload), MAX);
+            assert_eq!(got, Err(WireError::Malformed { kind, what }), "{payload:?}");
+        }
+        // Bytes past the checksum handed to decode_payload are refused too.
+        let f = [frame(&Message::Ack), vec![0]].concat();
+        let h: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
+        assert!(matches!(
+            decode_payload(h, &f[HEADER_LEN..], MAX),
+            Err(WireError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn random_garbage_never_panics() {
+        let mut rng = Rng(42);
+        let (mut ok, mut err) = (0, 0);
+        let known: Vec<u8> = (0..=255).filter(|&t| name_of(t).is_some()).collect();
+        for _ in 0..20_000 {
+            let bytes: Vec<u8> = (0..rng.below(300)).map(|_| rng.next() as u8).collect();
+            let got = decode(&bytes, MAX);
+            if bytes.first() != Some(&MAGIC) {
+                assert!(got.is_err());
+            }
+            // Same bytes as the payload of a frame with a valid header and CRC; short payloads
+            // so that some of them parse.
+            let kind = known[rng.below(known.len() as u64) as usize];
+            let payload = &bytes[..bytes.len().min(rng.below(30) as usize)];
+            let f = raw_frame(kind, payload);
+            match decode(&f, MAX) {
+                // Every field has one encoding, so whatever decodes re-encodes to the same bytes.
+                Ok((m, used)) => {
+                    assert_eq!((frame(&m), used), (f.clone(), f.len()));
+                    ok += 1;
+                }
+                Err(_) => err += 1,
+            }
+        }
+        assert!(ok > 0 && err > 0, "ok {ok}, err {err}");
+    }
+}

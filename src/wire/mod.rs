@@ -1,0 +1,70 @@
+//! The wire: every message the protocols exchange, and its binary frame.
+//!
+//! A frame is `magic (0x50) | version (1) | type (u8) | payload length (u32, big-endian) |
+//! payload | CRC-32 (ISO-HDLC, big-endian) over everything before it`. Decoding is total: any
+//! byte string gives a message or a [`WireError`], never a panic, and a length above the
+//! configured maximum is refused before anything is allocated.
+
+mod codec;
+mod message;
+
+pub use codec::{decode, decode_header, decode_payload, encode, FrameHeader};
+pub use message::{Message, RemoteCode};
+
+/// First byte of every frame: tells a libpastry peer from anything else.
+pub const MAGIC: u8 = 0x50;
+/// Version of the frame format and message set.
+pub const VERSION: u8 = 1;
+/// Bytes before the payload: magic, version, type, length.
+pub const HEADER_LEN: usize = 7;
+/// Bytes after the payload: the CRC-32.
+pub const TRAILER_LEN: usize = 4;
+/// Default largest payload accepted, in bytes.
+pub const DEFAULT_MAX_PAYLOAD: u32 = 4 << 20;
+
+/// Why a byte string is not a valid frame.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum WireError {
+    /// The input ends before the frame does.
+    #[error("truncated frame: need {needed} bytes, have {have}")]
+    Truncated {
+        /// Bytes the frame needs.
+        needed: usize,
+        /// Bytes present.
+        have: usize,
+    },
+    /// The first byte is not [`MAGIC`]: the peer does not speak this protocol.
+    #[error("bad magic byte {0:#04x}: not a libpastry peer")]
+    BadMagic(u8),
+    /// The frame is of a version this build does not speak.
+    #[error("unsupported frame version {0} (this build speaks {VERSION})")]
+    BadVersion(u8),
+    /// The declared payload is larger than allowed.
+    #[error("payload of {len} bytes exceeds the maximum of {max}")]
+    TooLarge {
+        /// Declared payload length.
+        len: u32,
+        /// Configured maximum.
+        max: u32,
+    },
+    /// The CRC-32 does not match the frame's bytes.
+    #[error("checksum mismatch: frame says {expected:#010x}, bytes give {actual:#010x}")]
+    BadChecksum {
+        /// CRC carried by the frame.
+        expected: u32,
+        /// CRC computed over the bytes received.
+        actual: u32,
+    },
+    /// The message type is not one this build knows.
+    #[error("unknown message type {0}")]
+    UnknownType(u8),
+    /// The payload does not parse as its message type.
+    #[error("malformed {kind} payload: {what}")]
+    Malformed {
+        /// The message type being decoded.
+        kind: &'static str,
+        /// What was wrong.
+        what: &'static str,
+    },
+}
