@@ -586,14 +586,18 @@ mod tests {
                 0 => M::Ack,
                 1 => M::Error {
                     code: RemoteCode::from_u8(1 + self.below(6) as u8).unwrap(),
-                    message: (0..self.below(30)).map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize]).collect(),
+                    message: (0..self.below(30))
+                        .map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize])
+                        .collect(),
                 },
                 2 => M::Ping,
                 3 => M::Pong { node: self.node() },
                 4 => M::NextHop { key: Id(self.next() as u16), exclude: self.ids() },
                 5 => M::Hop { node: self.node(), next: self.node() },
                 6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
-                7 => M::JoinState { node: self.node(), next: self.node(), rows: self.nodes(), leaf_set: self.nodes() },
+                7 => M::JoinState {
+                    node: self.node(), next: self.node(), rows: self.nodes(), leaf_set: self.nodes(),
+                },
                 8 => M::Announce { node: self.node() },
                 9 => M::Depart { node: self.node(), leaf_set: self.nodes() },
                 10 => M::Register { node: self.node() },
@@ -679,13 +683,14 @@ mod tests {
     fn malformed_payloads_with_valid_crc() {
         let v4 = [0x12, 0x34, 4, 127, 0, 0, 1, 0x1f, 0x90];
         let v5 = [0x12, 0x34, 5, 127, 0, 0, 1, 0x1f, 0x90];
+        let count = "count larger than the payload can hold";
         let cases: &[(u8, &str, &str, Vec<u8>)] = &[
             (ty::PEER, "Peer", "option tag is neither 0 nor 1", [&[2][..], &v4].concat()),
             (ty::PONG, "Pong", "address family is neither 4 nor 6", v5.to_vec()),
             (ty::ERROR, "Error", "string is not UTF-8", vec![1, 0, 2, 0xff, 0xfe]),
             (ty::ERROR, "Error", "string longer than the payload", vec![1, 0, 9, b'x']),
-            (ty::PEERS, "Peers", "count larger than the payload can hold", [&[0x03, 0xe8][..], &v4, &v4].concat()),
-            (ty::NEXT_HOP, "NextHop", "count larger than the payload can hold", vec![0, 1, 0, 2, 0]),
+            (ty::PEERS, "Peers", count, [&[0x03, 0xe8][..], &v4, &v4].concat()),
+            (ty::NEXT_HOP, "NextHop", count, vec![0, 1, 0, 2, 0]),
             (ty::PING, "Ping", "bytes after the message", vec![0]),
             (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
             (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),

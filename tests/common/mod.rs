@@ -1,0 +1,148 @@
+//! Shared helpers for the integration tests: loopback networks and the brute-force oracle.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use pastry::{Discovery, Id, Node, NodeConfig, NodeInfo, Rng};
+
+/// 127.0.0.1 with a port the OS chooses.
+pub fn loopback() -> SocketAddr {
+    "127.0.0.1:0".parse().unwrap()
+}
+
+/// Distinct random ids from a seeded generator.
+pub fn random_ids(rng: &mut Rng, n: usize) -> Vec<Id> {
+    let mut ids: Vec<Id> = Vec::with_capacity(n);
+    while ids.len() < n {
+        let id = Id(rng.next_u64() as u16);
+        if !ids.contains(&id) {
+            ids.push(id);
+        }
+    }
+    ids
+}
+
+/// Starts a node with `id` on loopback.
+pub fn start_node(id: Id) -> Node {
+    Node::start(NodeConfig {
+        id: Some(id),
+        ..NodeConfig::default()
+    })
+    .expect("node starts")
+}
+
+/// A discovery node and nodes joined through it one after another.
+pub struct Network {
+    pub discovery: Discovery,
+    pub nodes: Vec<Node>,
+}
+
+impl Network {
+    pub fn new(ids: &[Id]) -> Network {
+        let discovery = Discovery::start(loopback()).expect("discovery starts");
+        let mut net = Network {
+            discovery,
+            nodes: Vec::new(),
+        };
+        for &id in ids {
+            net.join(id);
+        }
+        net
+    }
+
+    pub fn join(&mut self, id: Id) {
+        let node = start_node(id);
+        node.join_discovery(self.discovery.local_addr())
+            .unwrap_or_else(|e| panic!("{id} joins: {e}"));
+        self.nodes.push(node);
+    }
+
+    pub fn ids(&self) -> Vec<Id> {
+        self.nodes.iter().map(|n| n.id()).collect()
+    }
+}
+
+/// The expected leaf set of `own` among `live`: (clockwise, counter-clockwise), nearest first.
+pub fn oracle_leaf_set(own: Id, live: &[Id], half: usize) -> (Vec<Id>, Vec<Id>) {
+    let others: Vec<Id> = live.iter().copied().filter(|&i| i != own).collect();
+    let mut cw = others.clone();
+    cw.sort_by_key(|i| i.0.wrapping_sub(own.0));
+    cw.truncate(half);
+    let mut ccw = others;
+    ccw.sort_by_key(|i| own.0.wrapping_sub(i.0));
+    ccw.truncate(half);
+    (cw, ccw)
+}
+
+/// The live id closest to `key` on the ring, ties to the larger id.
+pub fn oracle_responsible(key: Id, live: &[Id]) -> Id {
+    let dist = |a: Id| {
+        let d = a.0.wrapping_sub(key.0);
+        d.min(key.0.wrapping_sub(a.0))
+    };
+    *live
+        .iter()
+        .min_by(|a, b| dist(**a).cmp(&dist(**b)).then(b.0.cmp(&a.0)))
+        .expect("a live node")
+}
+
+/// Asserts that every node's leaf set equals the oracle's and every routing-table entry fits
+/// its cell and is live.
+pub fn check_tables(nodes: &[Node], half: usize) {
+    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    for node in nodes {
+        let leaf = node.leaf_set();
+        let ids = |side: &[NodeInfo]| side.iter().map(|n| n.id).collect::<Vec<_>>();
+        let (cw, ccw) = oracle_leaf_set(node.id(), &live, half);
+        assert_eq!(ids(leaf.cw()), cw, "clockwise leaf set of {}", node.id());
+        assert_eq!(ids(leaf.ccw()), ccw, "counter-clockwise leaf set of {}", node.id());
+        let table = node.routing_table();
+        for row in 0..4 {
+            for (col, cell) in table.row(row).iter().enumerate() {
+                if let Some(entry) = cell {
+                    assert_eq!(node.id().shared_prefix(entry.id), row, "row of {entry} at {}", node.id());
+                    assert_eq!(entry.id.digit(row), col, "column of {entry} at {}", node.id());
+                }
+            }
+        }
+    }
+}
+
+/// Runs `lookups` lookups of random keys from random nodes; asserts each ends at the
+/// responsible node. Returns the mean hop count.
+pub fn check_lookups(nodes: &[Node], rng: &mut Rng, lookups: usize) -> f64 {
+    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    let mut hops = 0usize;
+    for _ in 0..lookups {
+        let key = Id(rng.next_u64() as u16);
+        let from = &nodes[rng.below(nodes.len())];
+        let route = from
+            .lookup(key)
+            .unwrap_or_else(|e| panic!("lookup {key} from {}: {e}", from.id()));
+        assert_eq!(route.path[0].id, from.id());
+        assert_eq!(
+            route.responsible().id,
+            oracle_responsible(key, &live),
+            "lookup {key} from {} took {:?}",
+            from.id(),
+            route.path
+        );
+        hops += route.hops();
+    }
+    hops as f64 / lookups as f64
+}
+
+/// Polls `cond` until it holds or `limit` passes; returns whether it held.
+pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}

@@ -1,0 +1,103 @@
+//! Real loopback networks: joins, lookups and graceful leaves checked against the oracle.
+
+mod common;
+
+use common::*;
+use pastry::{Error, Id, Node, NodeConfig, Rng};
+
+const HALF: usize = pastry::overlay::DEFAULT_LEAF_HALF;
+
+fn grown_network(seed: u64, n: usize) -> (Network, Rng) {
+    let mut rng = Rng::seeded(seed);
+    let ids = random_ids(&mut rng, n);
+    (Network::new(&ids), rng)
+}
+
+#[test]
+fn networks_of_1_2_3_and_16_nodes_route_to_the_responsible_node() {
+    for (seed, n) in [(1, 1), (2, 2), (3, 3), (16, 16)] {
+        let (net, mut rng) = grown_network(seed, n);
+        check_tables(&net.nodes, HALF);
+        check_lookups(&net.nodes, &mut rng, 500);
+        let mut listed: Vec<Id> = net.discovery.peers().iter().map(|p| p.id).collect();
+        let mut ids = net.ids();
+        listed.sort();
+        ids.sort();
+        assert_eq!(listed, ids);
+    }
+}
+
+#[test]
+fn sixty_four_nodes_route_in_few_hops_and_survive_a_quarter_leaving() {
+    let (mut net, mut rng) = grown_network(64, 64);
+    check_tables(&net.nodes, HALF);
+    let mean = check_lookups(&net.nodes, &mut rng, 2000);
+    eprintln!("mean hops at 64 nodes: {mean:.3}");
+    let bound = (64f64).log(16.0) + 0.5;
+    assert!(mean <= bound, "mean hops {mean} above {bound}");
+
+    for _ in 0..16 {
+        let i = rng.below(net.nodes.len());
+        let node = net.nodes.remove(i);
+        node.leave().expect("leaves");
+        node.shutdown();
+    }
+    check_tables(&net.nodes, HALF);
+    check_lookups(&net.nodes, &mut rng, 2000);
+    let mut listed: Vec<Id> = net.discovery.peers().iter().map(|p| p.id).collect();
+    let mut ids = net.ids();
+    listed.sort();
+    ids.sort();
+    assert_eq!(listed, ids, "discovery lists exactly the live nodes");
+}
+
+#[test]
+fn an_id_in_use_is_refused_and_changes_nothing() {
+    let (net, mut rng) = grown_network(7, 8);
+    let taken = net.nodes[3].id();
+    let before: Vec<_> = net.nodes.iter().map(|n| (n.leaf_set(), n.routing_table())).collect();
+
+    let twin = start_node(taken);
+    match twin.join_discovery(net.discovery.local_addr()) {
+        Err(Error::IdInUse(id)) => assert_eq!(id, taken),
+        other => panic!("expected IdInUse, got {other:?}"),
+    }
+    assert!(!twin.is_joined());
+    // Without discovery, the overlay itself notices the id in use.
+    match twin.join_peer(net.nodes[0].info().addr) {
+        Err(Error::IdInUse(id)) => assert_eq!(id, taken),
+        other => panic!("expected IdInUse, got {other:?}"),
+    }
+    assert!(!twin.is_joined());
+
+    let after: Vec<_> = net.nodes.iter().map(|n| (n.leaf_set(), n.routing_table())).collect();
+    assert!(before == after, "tables changed after a refused join");
+    assert_eq!(net.discovery.peers().len(), 8);
+    check_lookups(&net.nodes, &mut rng, 200);
+}
+
+#[test]
+fn nodes_join_through_a_known_peer_without_discovery() {
+    let mut rng = Rng::seeded(99);
+    let ids = random_ids(&mut rng, 12);
+    let first = start_node(ids[0]);
+    first.create().unwrap();
+    let mut nodes = vec![first];
+    for &id in &ids[1..] {
+        let node = start_node(id);
+        let via = nodes[rng.below(nodes.len())].info().addr;
+        node.join_peer(via).unwrap();
+        nodes.push(node);
+    }
+    check_tables(&nodes, HALF);
+    check_lookups(&nodes, &mut rng, 300);
+}
+
+#[test]
+fn joining_twice_or_looking_up_before_joining_is_an_error() {
+    let node = Node::start(NodeConfig::default()).unwrap();
+    assert!(matches!(node.lookup(Id(1)), Err(Error::NotJoined(_))));
+    node.create().unwrap();
+    assert!(matches!(node.create(), Err(Error::AlreadyJoined(_))));
+    assert_eq!(node.lookup(Id(1)).unwrap().responsible().id, node.id());
+}
