@@ -148,7 +148,11 @@ impl Registry {
 
     fn joined(&self) -> Vec<NodeInfo> {
         let entries = self.entries.lock();
-        entries.values().filter(|e| e.joined).map(|e| e.node).collect()
+        entries
+            .values()
+            .filter(|e| e.joined)
+            .map(|e| e.node)
+            .collect()
     }
 
     fn random_joined(&self) -> Option<NodeInfo> {

@@ -55,7 +55,11 @@ fn sixty_four_nodes_route_in_few_hops_and_survive_a_quarter_leaving() {
 fn an_id_in_use_is_refused_and_changes_nothing() {
     let (net, mut rng) = grown_network(7, 8);
     let taken = net.nodes[3].id();
-    let before: Vec<_> = net.nodes.iter().map(|n| (n.leaf_set(), n.routing_table())).collect();
+    let before: Vec<_> = net
+        .nodes
+        .iter()
+        .map(|n| (n.leaf_set(), n.routing_table()))
+        .collect();
 
     let twin = start_node(taken);
     match twin.join_discovery(net.discovery.local_addr()) {
@@ -70,7 +74,11 @@ fn an_id_in_use_is_refused_and_changes_nothing() {
     }
     assert!(!twin.is_joined());
 
-    let after: Vec<_> = net.nodes.iter().map(|n| (n.leaf_set(), n.routing_table())).collect();
+    let after: Vec<_> = net
+        .nodes
+        .iter()
+        .map(|n| (n.leaf_set(), n.routing_table()))
+        .collect();
     assert!(before == after, "tables changed after a refused join");
     assert_eq!(net.discovery.peers().len(), 8);
     check_lookups(&net.nodes, &mut rng, 200);

@@ -125,7 +125,10 @@ impl Pool {
     fn error(&self, addr: SocketAddr, e: ReadError) -> Error {
         match e {
             ReadError::Io(e)
-                if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) =>
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
             {
                 Error::Timeout {
                     addr,
@@ -139,7 +142,11 @@ impl Pool {
 }
 
 impl Conn {
-    fn exchange(&mut self, request: &Message, max_payload: u32) -> std::result::Result<Message, ReadError> {
+    fn exchange(
+        &mut self,
+        request: &Message,
+        max_payload: u32,
+    ) -> std::result::Result<Message, ReadError> {
         write_message(&mut self.writer, request, &mut self.out).map_err(ReadError::Io)?;
         read_message(&mut self.reader, max_payload, &mut self.body)
     }

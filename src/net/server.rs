@@ -162,7 +162,11 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 }
                 admit(shared, stream, peer);
             }
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) => {}
             Err(e) => {
                 // Out of descriptors and the like: back off instead of spinning.
                 log::warn!("{}: accept failed: {e}", shared.name);
@@ -177,7 +181,9 @@ fn reap(shared: &Shared) {
     let done: Vec<JoinHandle<()>> = {
         let mut conns = shared.conns.lock();
         let ids = std::mem::take(&mut conns.finished);
-        ids.iter().filter_map(|id| conns.threads.remove(id)).collect()
+        ids.iter()
+            .filter_map(|id| conns.threads.remove(id))
+            .collect()
     };
     for t in done {
         let _ = t.join();

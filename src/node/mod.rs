@@ -386,7 +386,9 @@ impl Inner {
             exclude: exclude.to_vec(),
         };
         match self.pool.call(target.addr, &request)? {
-            Message::JoinState { node, .. } if node.id == self.me.id => Err(Error::IdInUse(node.id)),
+            Message::JoinState { node, .. } if node.id == self.me.id => {
+                Err(Error::IdInUse(node.id))
+            }
             Message::JoinState {
                 node,
                 next,

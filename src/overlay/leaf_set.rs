@@ -112,12 +112,7 @@ impl LeafSet {
 
 /// Inserts `node` into `side` (sorted by `dist`, nearest first) if it is among the `half`
 /// nearest; updates the address of a known id. Returns whether `side` changed.
-fn offer(
-    side: &mut Vec<NodeInfo>,
-    half: usize,
-    node: NodeInfo,
-    dist: impl Fn(Id) -> u16,
-) -> bool {
+fn offer(side: &mut Vec<NodeInfo>, half: usize, node: NodeInfo, dist: impl Fn(Id) -> u16) -> bool {
     if let Some(known) = side.iter_mut().find(|n| n.id == node.id) {
         let changed = known.addr != node.addr;
         known.addr = node.addr;

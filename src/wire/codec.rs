@@ -1,13 +1,12 @@
 //! Encoding and decoding of frames (layout in the [module docs](super)).
 //!
-//! Payload fields are big-endian: an [`Id`] is a `u16`; a `Vec` is a `u16` count then its items;
+//! Payload fields are big-endian: an [`Id`] is a `u16`; a `Vec` is a `u32` count then its items;
 //! a `String` is a `u16` byte length then UTF-8; an `Option` is a `u8` tag (0 none, 1 some) then
 //! the value; a [`SocketAddr`] is a `u8` family (4 or 6), 4 or 16 address bytes and a `u16` port
 //! (IPv6 flow info and scope id are not sent); a [`RemoteCode`] is its `u8` value.
 //!
-//! Counts and lengths are `u16`: callers keep every `Vec` and `String` in a message at most
-//! `u16::MAX` long (the protocol's tables and reasons are far smaller), and `encode` only checks
-//! this with a `debug_assert!`.
+//! A string longer than `u16::MAX` bytes (only ever an error's reason) is cut at a character
+//! boundary, so every message can be encoded and none is misread.
 
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
@@ -58,7 +57,7 @@ pub struct FrameHeader {
 }
 
 /// The type byte of a message.
-fn type_of(msg: &Message) -> u8 {
+pub(super) fn type_of(msg: &Message) -> u8 {
     match msg {
         Message::Ack => ty::ACK,
         Message::Error { .. } => ty::ERROR,
@@ -81,7 +80,7 @@ fn type_of(msg: &Message) -> u8 {
 }
 
 /// The name of a known type byte, for errors; `None` for an unknown one.
-fn name_of(kind: u8) -> Option<&'static str> {
+pub(super) fn name_of(kind: u8) -> Option<&'static str> {
     Some(match kind {
         ty::ACK => "Ack",
         ty::ERROR => "Error",
@@ -106,8 +105,6 @@ fn name_of(kind: u8) -> Option<&'static str> {
 
 /// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
 ///
-/// Every `Vec` and `String` in `msg` must hold at most `u16::MAX` items or bytes (checked only in
-/// debug builds); the messages of the protocol never come near.
 pub fn encode(msg: &Message, buf: &mut BytesMut) {
     let start = buf.len();
     buf.put_slice(&[MAGIC, VERSION, type_of(msg)]);
@@ -117,8 +114,7 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
         Message::Ack | Message::Ping | Message::RandomPeer | Message::ListPeers => {}
         Message::Error { code, message } => {
             buf.put_u8(*code as u8);
-            put_len(buf, message.len());
-            buf.put_slice(message.as_bytes());
+            put_str(buf, message);
         }
         Message::Pong { node } | Message::Announce { node } | Message::Register { node } => {
             put_node(buf, node)
@@ -160,16 +156,21 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
         },
         Message::Peers { peers } => put_vec(buf, peers, put_node),
     }
-    // Cannot fail: u16 counts bound every payload far below 4 GiB.
+    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
     let len = (buf.len() - body) as u32;
     buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
     let crc = CRC.checksum(&buf[start..]);
     buf.put_u32(crc);
 }
 
-fn put_len(buf: &mut BytesMut, n: usize) {
-    debug_assert!(n <= usize::from(u16::MAX), "{n} does not fit a u16 count");
-    buf.put_u16(n as u16);
+/// Writes a string's length (`u16`) and bytes, cut at a character boundary if too long.
+fn put_str(buf: &mut BytesMut, s: &str) {
+    let mut end = s.len().min(usize::from(u16::MAX));
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    buf.put_u16(end as u16);
+    buf.put_slice(&s.as_bytes()[..end]);
 }
 
 fn put_id(buf: &mut BytesMut, id: Id) {
@@ -192,7 +193,8 @@ fn put_node(buf: &mut BytesMut, node: &NodeInfo) {
 }
 
 fn put_vec<T>(buf: &mut BytesMut, items: &[T], put: impl Fn(&mut BytesMut, &T)) {
-    put_len(buf, items.len());
+    // A Vec in memory never holds 2^32 wire items: each is at least 2 bytes of a payload.
+    buf.put_u32(items.len() as u32);
     for item in items {
         put(buf, item);
     }
@@ -423,7 +425,7 @@ impl<'a> Reader<'a> {
         min_len: usize,
         item: impl Fn(&mut Self) -> Result<T, WireError>,
     ) -> Result<Vec<T>, WireError> {
-        let n = self.u16()? as usize;
+        let n = u32::from_be_bytes(self.array()?) as usize;
         if n.saturating_mul(min_len) > self.buf.len() {
             return Err(self.err("count larger than the payload can hold"));
         }
@@ -596,7 +598,8 @@ mod tests {
                 5 => M::Hop { node: self.node(), next: self.node() },
                 6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
                 7 => M::JoinState {
-                    node: self.node(), next: self.node(), rows: self.nodes(), leaf_set: self.nodes(),
+                    node: self.node(), next: self.node(),
+                    rows: self.nodes(), leaf_set: self.nodes(),
                 },
                 8 => M::Announce { node: self.node() },
                 9 => M::Depart { node: self.node(), leaf_set: self.nodes() },
@@ -666,6 +669,23 @@ mod tests {
     }
 
     #[test]
+    fn an_overlong_reason_is_cut_at_a_character_boundary() {
+        let message = "é".repeat(40_000); // 80,000 bytes, two per character
+        let (got, _) = decode(
+            &frame(&Message::Error {
+                code: RemoteCode::Internal,
+                message,
+            }),
+            MAX,
+        )
+        .unwrap();
+        let Message::Error { message, .. } = got else {
+            panic!("{got:?}")
+        };
+        assert_eq!(message, "é".repeat(32_767));
+    }
+
+    #[test]
     fn bad_header_fields_have_typed_errors() {
         let f = raw_frame(3, &[]);
         let h: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
@@ -689,8 +709,8 @@ mod tests {
             (ty::PONG, "Pong", "address family is neither 4 nor 6", v5.to_vec()),
             (ty::ERROR, "Error", "string is not UTF-8", vec![1, 0, 2, 0xff, 0xfe]),
             (ty::ERROR, "Error", "string longer than the payload", vec![1, 0, 9, b'x']),
-            (ty::PEERS, "Peers", count, [&[0x03, 0xe8][..], &v4, &v4].concat()),
-            (ty::NEXT_HOP, "NextHop", count, vec![0, 1, 0, 2, 0]),
+            (ty::PEERS, "Peers", count, [&[0, 0, 0x03, 0xe8][..], &v4, &v4].concat()),
+            (ty::NEXT_HOP, "NextHop", count, vec![0, 1, 0, 0, 0, 2, 0]),
             (ty::PING, "Ping", "bytes after the message", vec![0]),
             (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
             (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),

@@ -146,24 +146,6 @@ pub enum Message {
 impl Message {
     /// The message type's name, for logs and error texts.
     pub fn name(&self) -> &'static str {
-        match self {
-            Message::Ack => "Ack",
-            Message::Error { .. } => "Error",
-            Message::Ping => "Ping",
-            Message::Pong { .. } => "Pong",
-            Message::NextHop { .. } => "NextHop",
-            Message::Hop { .. } => "Hop",
-            Message::JoinHop { .. } => "JoinHop",
-            Message::JoinState { .. } => "JoinState",
-            Message::Announce { .. } => "Announce",
-            Message::Depart { .. } => "Depart",
-            Message::Register { .. } => "Register",
-            Message::Joined { .. } => "Joined",
-            Message::Deregister { .. } => "Deregister",
-            Message::RandomPeer => "RandomPeer",
-            Message::Peer { .. } => "Peer",
-            Message::ListPeers => "ListPeers",
-            Message::Peers { .. } => "Peers",
-        }
+        super::codec::name_of(super::codec::type_of(self)).unwrap_or("unknown")
     }
 }

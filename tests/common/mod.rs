@@ -96,13 +96,28 @@ pub fn check_tables(nodes: &[Node], half: usize) {
         let ids = |side: &[NodeInfo]| side.iter().map(|n| n.id).collect::<Vec<_>>();
         let (cw, ccw) = oracle_leaf_set(node.id(), &live, half);
         assert_eq!(ids(leaf.cw()), cw, "clockwise leaf set of {}", node.id());
-        assert_eq!(ids(leaf.ccw()), ccw, "counter-clockwise leaf set of {}", node.id());
+        assert_eq!(
+            ids(leaf.ccw()),
+            ccw,
+            "counter-clockwise leaf set of {}",
+            node.id()
+        );
         let table = node.routing_table();
         for row in 0..4 {
             for (col, cell) in table.row(row).iter().enumerate() {
                 if let Some(entry) = cell {
-                    assert_eq!(node.id().shared_prefix(entry.id), row, "row of {entry} at {}", node.id());
-                    assert_eq!(entry.id.digit(row), col, "column of {entry} at {}", node.id());
+                    assert_eq!(
+                        node.id().shared_prefix(entry.id),
+                        row,
+                        "row of {entry} at {}",
+                        node.id()
+                    );
+                    assert_eq!(
+                        entry.id.digit(row),
+                        col,
+                        "column of {entry} at {}",
+                        node.id()
+                    );
                 }
             }
         }
