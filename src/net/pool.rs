@@ -37,11 +37,6 @@ impl Pool {
         }
     }
 
-    /// The settings this pool uses.
-    pub fn config(&self) -> &NetConfig {
-        &self.config
-    }
-
     /// Sends `request` to `addr` and waits for its reply.
     ///
     /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A reused connection that the

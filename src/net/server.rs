@@ -99,11 +99,6 @@ impl Server {
         self.local_addr
     }
 
-    /// How many connections are open now.
-    pub fn open_connections(&self) -> usize {
-        self.shared.conns.lock().open.len()
-    }
-
     /// Stops accepting, closes every connection and joins every thread. Idempotent.
     pub fn shutdown(&mut self) {
         let Some(acceptor) = self.acceptor.take() else {

@@ -1,0 +1,136 @@
+//! Bad input closes only the connection that sent it; the node keeps serving everyone else.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use common::*;
+use pastry::wire::{self, Message, RemoteCode};
+use pastry::{NetConfig, Node, NodeConfig, Rng};
+
+/// Reads until the peer closes; returns what it sent. Fails the test if it stays open.
+fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut got = Vec::new();
+    match s.read_to_end(&mut got) {
+        Ok(_) => got,
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => got,
+        Err(e) => panic!("connection was not closed: {e}"),
+    }
+}
+
+/// The reply frame in `bytes`, which must be an error with `code`.
+fn assert_error_reply(bytes: &[u8], code: RemoteCode) {
+    let (msg, _) = wire::decode(bytes, wire::DEFAULT_MAX_PAYLOAD).expect("a reply frame");
+    match msg {
+        Message::Error { code: got, .. } => assert_eq!(got, code),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+}
+
+#[test]
+fn garbage_closes_that_connection_and_the_node_serves_on() {
+    let mut rng = Rng::seeded(5);
+    let ids = random_ids(&mut rng, 6);
+    let net = Network::new(&ids);
+    let target = net.nodes[2].info().addr;
+
+    // A healthy client connection opened before the garbage arrives.
+    let healthy = pastry_client_ping(target);
+
+    let mut junk = Vec::new();
+    for _ in 0..64 {
+        junk.push(rng.next_u64() as u8);
+    }
+    junk[0] = 0x00; // not the magic byte
+    let mut bad = TcpStream::connect(target).unwrap();
+    bad.write_all(&junk).unwrap();
+    assert_error_reply(&read_until_closed(bad), RemoteCode::BadRequest);
+
+    // A frame declaring a 4 GiB payload is refused from its header alone.
+    let mut huge = TcpStream::connect(target).unwrap();
+    huge.write_all(&[wire::MAGIC, wire::VERSION, 10, 0xff, 0xff, 0xff, 0xff])
+        .unwrap();
+    assert_error_reply(&read_until_closed(huge), RemoteCode::BadRequest);
+
+    // A valid frame with one bit flipped fails its checksum.
+    let mut frame = bytes::BytesMut::new();
+    wire::encode(&Message::Ping, &mut frame);
+    let last = frame.len() - 1;
+    frame[last] ^= 1;
+    let mut flipped = TcpStream::connect(target).unwrap();
+    flipped.write_all(&frame).unwrap();
+    assert_error_reply(&read_until_closed(flipped), RemoteCode::BadRequest);
+
+    // The old connection still works, and so does the overlay.
+    drop(healthy);
+    pastry_client_ping(target);
+    check_lookups(&net.nodes, &mut rng, 200);
+}
+
+/// Opens a connection, pings, checks the pong; returns the connection still open.
+fn pastry_client_ping(addr: std::net::SocketAddr) -> TcpStream {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut frame = bytes::BytesMut::new();
+    wire::encode(&Message::Ping, &mut frame);
+    s.write_all(&frame).unwrap();
+    let mut buf = [0u8; 64];
+    let mut have = 0;
+    loop {
+        let n = s.read(&mut buf[have..]).unwrap();
+        assert!(n > 0, "closed before answering a ping");
+        have += n;
+        match wire::decode(&buf[..have], wire::DEFAULT_MAX_PAYLOAD) {
+            Ok((Message::Pong { .. }, _)) => return s,
+            Ok((other, _)) => panic!("expected Pong, got {other:?}"),
+            Err(wire::WireError::Truncated { .. }) => continue,
+            Err(e) => panic!("bad reply: {e}"),
+        }
+    }
+}
+
+#[test]
+fn a_connection_over_the_limit_is_refused_and_the_rest_are_served() {
+    let node = Node::start(NodeConfig {
+        net: NetConfig {
+            max_connections: 2,
+            ..NetConfig::default()
+        },
+        ..NodeConfig::default()
+    })
+    .unwrap();
+    node.create().unwrap();
+    let addr = node.info().addr;
+    let first = pastry_client_ping(addr);
+    let second = pastry_client_ping(addr);
+    let third = TcpStream::connect(addr).unwrap();
+    assert_error_reply(&read_until_closed(third), RemoteCode::Busy);
+    drop(first);
+    // Once a slot frees up, a new connection is served again.
+    assert!(wait_until(Duration::from_secs(10), || {
+        std::panic::catch_unwind(|| pastry_client_ping(addr)).is_ok()
+    }));
+    drop(second);
+}
+
+#[test]
+fn requests_a_node_does_not_serve_get_a_clear_refusal() {
+    let node = Node::start(NodeConfig::default()).unwrap();
+    let addr = node.info().addr;
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut frame = bytes::BytesMut::new();
+    // Not joined yet: routing requests are refused, pings answered.
+    wire::encode(
+        &Message::NextHop {
+            key: pastry::Id(1),
+            exclude: vec![],
+        },
+        &mut frame,
+    );
+    s.write_all(&frame).unwrap();
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_error_reply(&read_until_closed(s), RemoteCode::NotJoined);
+}

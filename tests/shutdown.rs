@@ -1,0 +1,39 @@
+//! Shutdown joins every thread a node or discovery started. Alone in its own test binary, so
+//! that no other test's threads are counted.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use pastry::Rng;
+
+/// Threads of this process now (Linux).
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc is mounted")
+        .count()
+}
+
+#[test]
+fn shutdown_joins_every_thread_and_frees_the_ports() {
+    let before = thread_count();
+    let mut rng = Rng::seeded(11);
+    let ids = random_ids(&mut rng, 16);
+    let net = Network::new(&ids);
+    check_lookups(&net.nodes, &mut rng, 300);
+    let during = thread_count();
+    assert!(during > before + 16, "servers run threads: {before} -> {during}");
+    let addrs: Vec<_> = net.nodes.iter().map(|n| n.info().addr).collect();
+
+    for node in &net.nodes[..4] {
+        node.leave().unwrap();
+    }
+    drop(net); // drop shuts everything down
+    // shutdown() returning means done: no thread may linger, not even briefly.
+    assert_eq!(thread_count(), before, "threads left after shutdown");
+    for addr in addrs {
+        let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));
+        assert!(refused.is_err(), "{addr} still accepts connections");
+    }
+}
