@@ -99,9 +99,14 @@ impl Registry {
                 }
                 None => error(RemoteCode::NotFound, format!("{id} is not registered")),
             },
-            Message::Deregister { id } => {
-                if let Some(entry) = self.entries.lock().remove(&id) {
-                    log::info!("discovery: {} left", entry.node);
+            Message::Deregister { node } => {
+                let mut entries = self.entries.lock();
+                if entries
+                    .get(&node.id)
+                    .is_some_and(|e| e.node.addr == node.addr)
+                {
+                    entries.remove(&node.id);
+                    log::info!("discovery: {node} left");
                 }
                 Message::Ack
             }
@@ -191,9 +196,9 @@ impl DiscoveryLink<'_> {
         self.ack(&Message::Joined { id })
     }
 
-    /// Tells discovery that `id` has left.
-    pub fn deregister(&self, id: Id) -> Result<()> {
-        self.ack(&Message::Deregister { id })
+    /// Tells discovery that `node` has left.
+    pub fn deregister(&self, node: NodeInfo) -> Result<()> {
+        self.ack(&Message::Deregister { node })
     }
 
     fn ack(&self, request: &Message) -> Result<()> {

@@ -81,6 +81,7 @@ fn an_id_in_use_is_refused_and_changes_nothing() {
         .collect();
     assert!(before == after, "tables changed after a refused join");
     assert_eq!(net.discovery.peers().len(), 8);
+    assert!(net.discovery.peers().contains(&net.nodes[3].info()));
     check_lookups(&net.nodes, &mut rng, 200);
 }
 

@@ -185,23 +185,27 @@ impl Node {
             pool: &inner.pool,
             addr: discovery,
         };
-        let result = link.register(inner.me).and_then(|peer| {
-            match peer {
-                Some(peer) => inner.join_through(peer.into())?,
-                None => log::info!("node {}: first node of a new overlay", inner.me),
+        let joined = link.register(inner.me).and_then(|peer| match peer {
+            Some(peer) => inner.join_through(peer.into()),
+            None => {
+                log::info!("node {}: first node of a new overlay", inner.me);
+                inner.finish_join();
+                Ok(())
             }
-            *inner.discovery.lock() = Some(discovery);
-            inner.finish_join();
-            link.joined(inner.me.id)
         });
-        if let Err(e) = &result {
+        if let Err(e) = joined {
             inner.abort_join();
-            if !matches!(e, Error::IdInUse(_)) {
-                // Withdraw the registration so the id is not held by a node that never joined.
-                let _ = link.deregister(inner.me.id);
-            }
+            // Withdraw the registration so the id is not held by a node that never joined
+            // (discovery ignores this if the id is registered to another node).
+            let _ = link.deregister(inner.me);
+            return Err(e);
         }
-        result
+        *inner.discovery.lock() = Some(discovery);
+        // The node is a member now, whatever discovery says: the overlay does not depend on it.
+        if let Err(e) = link.joined(inner.me.id) {
+            log::warn!("node {}: discovery not told of the join: {e}", inner.me);
+        }
+        Ok(())
     }
 
     /// Joins the overlay that the node at `peer` belongs to, with no discovery node.
@@ -211,16 +215,9 @@ impl Node {
             id: None,
             addr: peer,
         };
-        match self.inner.join_through(target) {
-            Ok(()) => {
-                self.inner.finish_join();
-                Ok(())
-            }
-            Err(e) => {
-                self.inner.abort_join();
-                Err(e)
-            }
-        }
+        self.inner
+            .join_through(target)
+            .inspect_err(|_| self.inner.abort_join())
     }
 
     /// Starts a new overlay with this node as its only member, with no discovery node.
@@ -267,7 +264,7 @@ impl Node {
                 pool: &inner.pool,
                 addr,
             };
-            if let Err(e) = link.deregister(inner.me.id) {
+            if let Err(e) = link.deregister(inner.me) {
                 log::warn!("node {}: discovery not told of leave: {e}", inner.me);
             }
         }
@@ -362,8 +359,8 @@ impl Inner {
         }
         let route: Vec<String> = path.iter().map(|v| v.node.id.to_string()).collect();
         log::debug!("node {me}: join route {}", route.join(" -> "));
-        // Members answer our neighbours' requests as soon as they know of us.
-        *self.phase.lock() = Phase::Joined;
+        // Answer requests before anyone knows of us, so that no request finds us not joined.
+        self.finish_join();
         let known = self.state.read().known();
         let announce = Message::Announce { node: me };
         for node in known {

@@ -146,7 +146,8 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
             put_node(buf, node);
             put_vec(buf, leaf_set, put_node);
         }
-        Message::Joined { id } | Message::Deregister { id } => put_id(buf, *id),
+        Message::Joined { id } => put_id(buf, *id),
+        Message::Deregister { node } => put_node(buf, node),
         Message::Peer { peer } => match peer {
             None => buf.put_u8(0),
             Some(node) => {
@@ -332,7 +333,7 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         },
         ty::REGISTER => Message::Register { node: r.node()? },
         ty::JOINED => Message::Joined { id: r.id()? },
-        ty::DEREGISTER => Message::Deregister { id: r.id()? },
+        ty::DEREGISTER => Message::Deregister { node: r.node()? },
         ty::RANDOM_PEER => Message::RandomPeer,
         ty::PEER => Message::Peer {
             peer: r.option(Reader::node)?,
@@ -503,7 +504,7 @@ mod tests {
             M::Depart { node: c, leaf_set: vec![a, b, c] },
             M::Joined { id: Id(0) },
             M::Joined { id: Id(0xffff) },
-            M::Deregister { id: Id(0x00ff) },
+            M::Deregister { node: node(0x00ff, "[::1]:7") },
             M::Peers { peers: vec![] },
             M::Peers { peers: vec![a, b, c] },
         ]);
@@ -605,7 +606,7 @@ mod tests {
                 9 => M::Depart { node: self.node(), leaf_set: self.nodes() },
                 10 => M::Register { node: self.node() },
                 11 => M::Joined { id: Id(self.next() as u16) },
-                12 => M::Deregister { id: Id(self.next() as u16) },
+                12 => M::Deregister { node: self.node() },
                 13 => M::RandomPeer,
                 14 => M::Peer { peer: (self.next() & 1 == 1).then(|| self.node()) },
                 15 => M::ListPeers,

@@ -122,10 +122,12 @@ pub enum Message {
         /// The node's id.
         id: Id,
     },
-    /// A node has left (or a registration is withdrawn). Answered by [`Message::Ack`].
+    /// A node has left (or a registration is withdrawn). Discovery forgets the id only if it is
+    /// registered at the same address, so that a stale request cannot remove its new holder.
+    /// Answered by [`Message::Ack`].
     Deregister {
-        /// The node's id.
-        id: Id,
+        /// The node.
+        node: NodeInfo,
     },
     /// Asks discovery for a random joined peer. Answered by [`Message::Peer`].
     RandomPeer,
