@@ -23,14 +23,17 @@ fn shutdown_joins_every_thread_and_frees_the_ports() {
     let net = Network::new(&ids);
     check_lookups(&net.nodes, &mut rng, 300);
     let during = thread_count();
-    assert!(during > before + 16, "servers run threads: {before} -> {during}");
+    assert!(
+        during > before + 16,
+        "servers run threads: {before} -> {during}"
+    );
     let addrs: Vec<_> = net.nodes.iter().map(|n| n.info().addr).collect();
 
     for node in &net.nodes[..4] {
         node.leave().unwrap();
     }
     drop(net); // drop shuts everything down
-    // shutdown() returning means done: no thread may linger, not even briefly.
+               // shutdown() returning means done: no thread may linger, not even briefly.
     assert_eq!(thread_count(), before, "threads left after shutdown");
     for addr in addrs {
         let refused = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2));
