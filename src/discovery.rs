@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
 use crate::id::{Id, NodeInfo};
-use crate::net::{Handler, NetConfig, Pool, Server};
+use crate::net::{Counters, Handler, NetConfig, Pool, Server};
 use crate::rng::Rng;
 use crate::wire::{Message, RemoteCode};
 
@@ -52,7 +52,8 @@ impl Discovery {
             let registry = Arc::clone(&registry);
             Arc::new(move |request, _peer| registry.handle(request))
         };
-        let server = Server::start("pastry-discovery", listener, net, handler)?;
+        let counters = Arc::new(Counters::default());
+        let server = Server::start("pastry-discovery", listener, net, handler, counters)?;
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
         Ok(Discovery {

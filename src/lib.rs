@@ -41,7 +41,7 @@ pub mod wire;
 pub use discovery::Discovery;
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
-pub use net::NetConfig;
+pub use net::{NetConfig, NetStats};
 pub use node::{Node, NodeConfig, Route, DEFAULT_MAX_HOPS};
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;

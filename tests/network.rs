@@ -110,3 +110,30 @@ fn joining_twice_or_looking_up_before_joining_is_an_error() {
     assert!(matches!(node.create(), Err(Error::AlreadyJoined(_))));
     assert_eq!(node.lookup(Id(1)).unwrap().responsible().id, node.id());
 }
+
+#[test]
+fn lookups_reuse_connections_instead_of_opening_one_per_message() {
+    let (net, mut rng) = grown_network(21, 16);
+    let origin = &net.nodes[0];
+    let all_ids = net.ids();
+    let lookups = |rng: &mut Rng| {
+        for _ in 0..500 {
+            let key = Id(rng.next_u64() as u16);
+            let route = origin.lookup(key).unwrap();
+            assert_eq!(route.responsible().id, oracle_responsible(key, &all_ids));
+        }
+    };
+    lookups(&mut rng);
+    let warm = origin.stats();
+    lookups(&mut rng);
+    let after = origin.stats();
+    assert!(after.sent > warm.sent, "lookups sent requests");
+    assert_eq!(
+        after.opened, warm.opened,
+        "every hop reused a pooled connection"
+    );
+    assert!(
+        warm.opened <= 15,
+        "at most one connection per peer: {warm:?}"
+    );
+}

@@ -8,6 +8,7 @@ mod server;
 pub use pool::Pool;
 pub use server::{Handler, Server};
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use crate::wire::DEFAULT_MAX_PAYLOAD;
@@ -38,6 +39,44 @@ impl Default for NetConfig {
             max_connections: 512,
             max_payload: DEFAULT_MAX_PAYLOAD,
             pool_per_peer: 4,
+        }
+    }
+}
+
+/// Traffic counters of one node or discovery server, for tests and benchmarks.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    /// Connections the server accepted.
+    pub accepted: u64,
+    /// Requests the server answered.
+    pub served: u64,
+    /// Outbound connections opened (each reused for many requests).
+    pub opened: u64,
+    /// Requests sent.
+    pub sent: u64,
+}
+
+/// The live counters behind [`NetStats`], shared by a server and a pool.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    accepted: AtomicU64,
+    served: AtomicU64,
+    opened: AtomicU64,
+    sent: AtomicU64,
+}
+
+impl Counters {
+    fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// A copy of the counts now.
+    pub fn snapshot(&self) -> NetStats {
+        NetStats {
+            accepted: self.accepted.load(Ordering::Relaxed),
+            served: self.served.load(Ordering::Relaxed),
+            opened: self.opened.load(Ordering::Relaxed),
+            sent: self.sent.load(Ordering::Relaxed),
         }
     }
 }

@@ -10,14 +10,16 @@ use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frame_io::{read_message, write_message, ReadError};
-use super::NetConfig;
+use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::Message;
+use std::sync::Arc;
 
 /// A pool of idle connections per peer address. Cheap to share; each call takes a connection
 /// for its own exclusive use, so concurrent callers never wait for each other's replies.
 pub struct Pool {
     config: NetConfig,
+    counters: Arc<Counters>,
     idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
 }
 
@@ -29,10 +31,11 @@ struct Conn {
 }
 
 impl Pool {
-    /// An empty pool using `config`'s timeouts and limits.
-    pub fn new(config: NetConfig) -> Pool {
+    /// An empty pool using `config`'s timeouts and limits, counting into `counters`.
+    pub(crate) fn new(config: NetConfig, counters: Arc<Counters>) -> Pool {
         Pool {
             config,
+            counters,
             idle: Mutex::new(HashMap::new()),
         }
     }
@@ -42,6 +45,7 @@ impl Pool {
     /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A reused connection that the
     /// peer closed while idle is replaced by a fresh one once.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
+        Counters::bump(&self.counters.sent);
         let reply = self.exchange(addr, request)?;
         match reply {
             Message::Error { code, message } => Err(Error::Refused {
@@ -100,6 +104,7 @@ impl Pool {
                 },
                 _ => unreachable(e),
             })?;
+        Counters::bump(&self.counters.opened);
         socket.set_nodelay(true).map_err(unreachable)?;
         socket
             .set_read_timeout(Some(self.config.io_timeout))

@@ -14,7 +14,7 @@ use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frame_io::{read_message, write_message, ReadError};
-use super::{NetConfig, THREAD_STACK};
+use super::{Counters, NetConfig, THREAD_STACK};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
 
@@ -36,6 +36,7 @@ struct Shared {
     name: String,
     config: NetConfig,
     handler: Handler,
+    counters: Arc<Counters>,
     stop: AtomicBool,
     conns: Mutex<Conns>,
 }
@@ -56,13 +57,14 @@ impl Server {
         bind(addr).map_err(|source| Error::Listen { addr, source })
     }
 
-    /// Starts serving `listener` (from [`Server::bind`]) with `handler`. `name` labels threads
-    /// and logs.
-    pub fn start(
+    /// Starts serving `listener` (from [`Server::bind`]) with `handler`, counting into
+    /// `counters`. `name` labels threads and logs.
+    pub(crate) fn start(
         name: &str,
         listener: TcpListener,
         config: NetConfig,
         handler: Handler,
+        counters: Arc<Counters>,
     ) -> Result<Server> {
         let local_addr = listener.local_addr().map_err(|source| Error::Listen {
             addr: (Ipv4Addr::UNSPECIFIED, 0).into(),
@@ -76,6 +78,7 @@ impl Server {
             name: name.to_string(),
             config,
             handler,
+            counters,
             stop: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
         });
@@ -155,6 +158,7 @@ fn accept_loop(shared: &Arc<Shared>, listener: &TcpListener) {
                 if shared.stop.load(Ordering::SeqCst) {
                     break;
                 }
+                Counters::bump(&shared.counters.accepted);
                 admit(shared, stream, peer);
             }
             Err(e)
@@ -259,6 +263,7 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             }
         };
         let reply = (shared.handler)(request, peer);
+        Counters::bump(&shared.counters.served);
         if let Err(e) = write_message(&mut writer, &reply, &mut out) {
             log::debug!("{}: cannot answer {peer}: {e}", shared.name);
             return;

@@ -12,7 +12,7 @@ use parking_lot::{Mutex, RwLock};
 use crate::discovery::{unexpected, DiscoveryLink};
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
-use crate::net::{Handler, NetConfig, Pool, Server};
+use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
 use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
 use crate::rng::Rng;
 use crate::wire::{Message, RemoteCode};
@@ -99,6 +99,7 @@ pub(crate) struct Inner {
     state: RwLock<OverlayState>,
     phase: Mutex<Phase>,
     pool: Pool,
+    counters: Arc<Counters>,
     discovery: Mutex<Option<SocketAddr>>,
 }
 
@@ -135,11 +136,13 @@ impl Node {
             .id
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
+        let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             me,
             state: RwLock::new(OverlayState::new(me, config.leaf_half)),
             phase: Mutex::new(Phase::Idle),
-            pool: Pool::new(config.net.clone()),
+            pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
+            counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
             config,
         });
@@ -152,6 +155,7 @@ impl Node {
             listener,
             inner.config.net.clone(),
             handler,
+            counters,
         )?;
         log::info!("node {me} started");
         Ok(Node {
@@ -283,6 +287,11 @@ impl Node {
         }
         log::info!("node {} left", inner.me);
         Ok(())
+    }
+
+    /// Counts of this node's connections and requests so far.
+    pub fn stats(&self) -> NetStats {
+        self.inner.counters.snapshot()
     }
 
     /// A copy of the leaf set.
