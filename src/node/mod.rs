@@ -27,8 +27,8 @@ pub const DEFAULT_MAX_HOPS: usize = 32;
 pub struct NodeConfig {
     /// Address to listen on. Default `127.0.0.1:0` (the OS chooses the port).
     pub listen: SocketAddr,
-    /// Address other nodes use to reach this one. Default: the address listened on, which
-    /// must then not be a wildcard such as `0.0.0.0`.
+    /// Address other nodes use to reach this one (port 0: the port listened on). Default: the
+    /// address listened on, which must then not be a wildcard such as `0.0.0.0`.
     pub advertise: Option<SocketAddr>,
     /// This node's id; random when `None`.
     pub id: Option<Id>,
@@ -126,7 +126,10 @@ impl Node {
             addr: config.listen,
             source,
         })?;
-        let addr = config.advertise.unwrap_or(local);
+        let mut addr = config.advertise.unwrap_or(local);
+        if addr.port() == 0 {
+            addr.set_port(local.port()); // advertise the port the OS chose
+        }
         if addr.ip().is_unspecified() {
             return Err(Error::Config(format!(
                 "listening on {local}: set an address to advertise to other nodes"

@@ -1,0 +1,83 @@
+//! The discovery node as its own process: it tracks the live peers of one overlay, refuses an
+//! id already in use and hands newcomers a random joined peer.
+//!
+//! ```text
+//! cargo run --example discovery -- --port 4000
+//! ```
+//!
+//! It prints `discovery listening on ADDR`, then reads commands from stdin: `list-nodes`,
+//! `help`, `exit` (end of input also exits).
+
+mod common;
+
+use std::process::ExitCode;
+
+use common::{command_loop, init_logging, listen_addr, say, Args};
+use pastry::Discovery;
+
+const USAGE: &str = "\
+Usage: discovery [--host ADDR] [--port N]
+
+Runs a Pastry discovery node, then reads commands from stdin.
+
+Options:
+  --host ADDR   address to listen on (default 127.0.0.1)
+  --port N      port to listen on (default 0: the OS chooses)
+  -h, --help    print this help
+
+Commands:
+  list-nodes    the joined peers, one per line: ID ADDR
+  help          this list
+  exit          stop (so does the end of input)
+
+Logging: RUST_LOG=info (default warn), on stderr.";
+
+fn main() -> ExitCode {
+    let mut args = Args::from_env(USAGE);
+    let mut host = "127.0.0.1".to_string();
+    let mut port = 0u16;
+    while let Some(flag) = args.next_flag() {
+        match flag.as_str() {
+            "--host" => host = args.value(&flag),
+            "--port" => port = args.value(&flag),
+            _ => args.unknown(&flag),
+        }
+    }
+    let addr =
+        listen_addr(&host, port).unwrap_or_else(|e| args.fail(&format!("--host {host}: {e}")));
+    init_logging();
+
+    let discovery = match Discovery::start(addr) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("error: cannot start discovery on {addr}: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    say(format_args!(
+        "discovery listening on {}",
+        discovery.local_addr()
+    ));
+
+    command_loop(|command, _args| match command {
+        "list-nodes" => {
+            let peers = discovery.peers();
+            for peer in &peers {
+                say(format_args!("{} {}", peer.id, peer.addr));
+            }
+            say(format_args!("{} nodes", peers.len()));
+            true
+        }
+        "help" => {
+            say(USAGE);
+            true
+        }
+        "exit" => false,
+        other => {
+            eprintln!("error: unknown command {other:?}; type help for the list");
+            true
+        }
+    });
+    discovery.shutdown();
+    ExitCode::SUCCESS
+}
