@@ -18,7 +18,7 @@ fn networks_of_1_2_3_and_16_nodes_route_to_the_responsible_node() {
     for (seed, n) in [(1, 1), (2, 2), (3, 3), (16, 16)] {
         let (net, mut rng) = grown_network(seed, n);
         check_tables(&net.nodes, HALF);
-        check_lookups(&net.nodes, &mut rng, 500);
+        check_lookups(&net.nodes, &mut rng, 2000);
         let mut listed: Vec<Id> = net.discovery.peers().iter().map(|p| p.id).collect();
         let mut ids = net.ids();
         listed.sort();
