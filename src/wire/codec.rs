@@ -12,16 +12,17 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::{BufMut, BytesMut};
 
-use super::message::{Message, RemoteCode};
+use super::message::{Message, RecordHead, RemoteCode};
 use super::{WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
 use crate::id::{Id, NodeInfo};
+use bytes::Bytes;
 
 /// CRC-32 over header and payload.
 const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
-/// Free for later use: 3..=9 (generic), 18..=19 (node protocol), 20..=39 (object store),
+/// Free for later use: 3..=9 (generic), 18..=19 (node protocol), 28..=39 (object store),
 /// 47.. (discovery and beyond).
 mod ty {
     pub const ACK: u8 = 1;
@@ -34,6 +35,14 @@ mod ty {
     pub const JOIN_STATE: u8 = 15;
     pub const ANNOUNCE: u8 = 16;
     pub const DEPART: u8 = 17;
+    pub const RECORD: u8 = 20;
+    pub const CHUNK: u8 = 21;
+    pub const RECORD_END: u8 = 22;
+    pub const STORED: u8 = 23;
+    pub const GET: u8 = 24;
+    pub const DELETE: u8 = 25;
+    pub const DELETED: u8 = 26;
+    pub const PULL: u8 = 27;
     pub const REGISTER: u8 = 40;
     pub const JOINED: u8 = 41;
     pub const DEREGISTER: u8 = 42;
@@ -69,6 +78,14 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::JoinState { .. } => ty::JOIN_STATE,
         Message::Announce { .. } => ty::ANNOUNCE,
         Message::Depart { .. } => ty::DEPART,
+        Message::Record(_) => ty::RECORD,
+        Message::Chunk { .. } => ty::CHUNK,
+        Message::RecordEnd { .. } => ty::RECORD_END,
+        Message::Stored { .. } => ty::STORED,
+        Message::Get { .. } => ty::GET,
+        Message::Delete { .. } => ty::DELETE,
+        Message::Deleted { .. } => ty::DELETED,
+        Message::Pull { .. } => ty::PULL,
         Message::Register { .. } => ty::REGISTER,
         Message::Joined { .. } => ty::JOINED,
         Message::Deregister { .. } => ty::DEREGISTER,
@@ -92,6 +109,14 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::JOIN_STATE => "JoinState",
         ty::ANNOUNCE => "Announce",
         ty::DEPART => "Depart",
+        ty::RECORD => "Record",
+        ty::CHUNK => "Chunk",
+        ty::RECORD_END => "RecordEnd",
+        ty::STORED => "Stored",
+        ty::GET => "Get",
+        ty::DELETE => "Delete",
+        ty::DELETED => "Deleted",
+        ty::PULL => "Pull",
         ty::REGISTER => "Register",
         ty::JOINED => "Joined",
         ty::DEREGISTER => "Deregister",
@@ -146,6 +171,25 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
             put_node(buf, node);
             put_vec(buf, leaf_set, put_node);
         }
+        Message::Record(head) => {
+            put_bytes(buf, &head.name);
+            buf.put_u64(head.size);
+            buf.put_u64(head.version);
+            buf.put_u8(u8::from(head.deleted) | u8::from(head.handoff) << 1);
+        }
+        // The data is the rest of the payload: no length needed, no copy to frame it.
+        Message::Chunk { data } => buf.put_slice(data),
+        Message::RecordEnd { crc } => buf.put_u32(*crc),
+        Message::Stored { version, kept } => {
+            buf.put_u64(*version);
+            buf.put_u8(u8::from(*kept));
+        }
+        Message::Get { name } | Message::Delete { name } => put_bytes(buf, name),
+        Message::Deleted { existed, version } => {
+            buf.put_u8(u8::from(*existed));
+            buf.put_u64(*version);
+        }
+        Message::Pull { joiner } => put_node(buf, joiner),
         Message::Joined { id } => put_id(buf, *id),
         Message::Deregister { node } => put_node(buf, node),
         Message::Peer { peer } => match peer {
@@ -172,6 +216,13 @@ fn put_str(buf: &mut BytesMut, s: &str) {
     }
     buf.put_u16(end as u16);
     buf.put_slice(&s.as_bytes()[..end]);
+}
+
+/// Writes a byte string's length (`u32`) and bytes.
+fn put_bytes(buf: &mut BytesMut, b: &[u8]) {
+    // A payload over 4 GiB is refused by every receiver long before this could wrap.
+    buf.put_u32(b.len() as u32);
+    buf.put_slice(b);
 }
 
 fn put_id(buf: &mut BytesMut, id: Id) {
@@ -331,6 +382,32 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
             node: r.node()?,
             leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
+        ty::RECORD => {
+            let (name, size, version) = (r.bytes()?, r.u64()?, r.u64()?);
+            let flags = r.flags(0b11)?;
+            Message::Record(RecordHead {
+                name,
+                size,
+                version,
+                deleted: flags & 1 != 0,
+                handoff: flags & 2 != 0,
+            })
+        }
+        ty::CHUNK => Message::Chunk {
+            data: Bytes::copy_from_slice(r.rest()),
+        },
+        ty::RECORD_END => Message::RecordEnd { crc: r.u32()? },
+        ty::STORED => Message::Stored {
+            version: r.u64()?,
+            kept: r.bool()?,
+        },
+        ty::GET => Message::Get { name: r.bytes()? },
+        ty::DELETE => Message::Delete { name: r.bytes()? },
+        ty::DELETED => Message::Deleted {
+            existed: r.bool()?,
+            version: r.u64()?,
+        },
+        ty::PULL => Message::Pull { joiner: r.node()? },
         ty::REGISTER => Message::Register { node: r.node()? },
         ty::JOINED => Message::Joined { id: r.id()? },
         ty::DEREGISTER => Message::Deregister { node: r.node()? },
@@ -376,6 +453,47 @@ impl<'a> Reader<'a> {
 
     fn u16(&mut self) -> Result<u16, WireError> {
         self.array().map(u16::from_be_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, WireError> {
+        self.array().map(u32::from_be_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, WireError> {
+        self.array().map(u64::from_be_bytes)
+    }
+
+    fn bool(&mut self) -> Result<bool, WireError> {
+        match self.u8()? {
+            0 => Ok(false),
+            1 => Ok(true),
+            _ => Err(self.err("boolean is neither 0 nor 1")),
+        }
+    }
+
+    /// A flags byte with no bits outside `known`.
+    fn flags(&mut self, known: u8) -> Result<u8, WireError> {
+        let f = self.u8()?;
+        if f & !known != 0 {
+            return Err(self.err("unknown flag bits"));
+        }
+        Ok(f)
+    }
+
+    /// A `u32` length, then that many bytes.
+    fn bytes(&mut self) -> Result<Vec<u8>, WireError> {
+        let n = self.u32()? as usize;
+        let (bytes, tail) = self
+            .buf
+            .split_at_checked(n)
+            .ok_or(self.err("byte string longer than the payload"))?;
+        self.buf = tail;
+        Ok(bytes.to_vec())
+    }
+
+    /// Everything left in the payload.
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
     }
 
     fn id(&mut self) -> Result<Id, WireError> {
@@ -484,7 +602,7 @@ mod tests {
         let b = node(0xffff, "[2001:db8::7]:65535");
         let c = node(0x3a7f, "0.0.0.0:0");
         let mut v = vec![M::Ack, M::Ping, M::RandomPeer, M::ListPeers, M::Peer { peer: None }];
-        for code in (1..=6).map(|c| RemoteCode::from_u8(c).unwrap()) {
+        for code in (1..=9).map(|c| RemoteCode::from_u8(c).unwrap()) {
             v.push(M::Error { code, message: String::new() });
             v.push(M::Error { code, message: "id 3a7f in use — ça".into() });
         }
@@ -507,6 +625,18 @@ mod tests {
             M::Deregister { node: node(0x00ff, "[::1]:7") },
             M::Peers { peers: vec![] },
             M::Peers { peers: vec![a, b, c] },
+            M::Record(RecordHead { name: vec![], size: 0, version: 0, deleted: false, handoff: false }),
+            M::Record(RecordHead { name: b"../\0x".to_vec(), size: u64::MAX, version: 7, deleted: true, handoff: true }),
+            M::Chunk { data: Bytes::new() },
+            M::Chunk { data: Bytes::from_static(&[0, 1, 2, 255]) },
+            M::RecordEnd { crc: 0xdead_beef },
+            M::Stored { version: u64::MAX, kept: false },
+            M::Stored { version: 1, kept: true },
+            M::Get { name: b"hello.txt".to_vec() },
+            M::Delete { name: vec![0xff; 300] },
+            M::Deleted { existed: true, version: 3 },
+            M::Deleted { existed: false, version: 0 },
+            M::Pull { joiner: b },
         ]);
         v
     }
@@ -577,6 +707,9 @@ mod tests {
         fn nodes(&mut self) -> Vec<NodeInfo> {
             (0..self.below(20)).map(|_| self.node()).collect()
         }
+        fn bytes(&mut self) -> Vec<u8> {
+            (0..self.below(40)).map(|_| self.next() as u8).collect()
+        }
         fn ids(&mut self) -> Vec<Id> {
             (0..self.below(20))
                 .map(|_| Id(self.next() as u16))
@@ -585,10 +718,10 @@ mod tests {
         #[rustfmt::skip] // a table: one variant a line reads better
         fn message(&mut self) -> Message {
             use Message as M;
-            match self.below(17) {
+            match self.below(25) {
                 0 => M::Ack,
                 1 => M::Error {
-                    code: RemoteCode::from_u8(1 + self.below(6) as u8).unwrap(),
+                    code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
                     message: (0..self.below(30))
                         .map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize])
                         .collect(),
@@ -610,7 +743,18 @@ mod tests {
                 13 => M::RandomPeer,
                 14 => M::Peer { peer: (self.next() & 1 == 1).then(|| self.node()) },
                 15 => M::ListPeers,
-                _ => M::Peers { peers: self.nodes() },
+                16 => M::Peers { peers: self.nodes() },
+                17 => M::Record(RecordHead {
+                    name: self.bytes(), size: self.next(), version: self.next(),
+                    deleted: self.next() & 1 == 1, handoff: self.next() & 1 == 1,
+                }),
+                18 => M::Chunk { data: Bytes::from(self.bytes()) },
+                19 => M::RecordEnd { crc: self.next() as u32 },
+                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1 },
+                21 => M::Get { name: self.bytes() },
+                22 => M::Delete { name: self.bytes() },
+                23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
+                _ => M::Pull { joiner: self.node() },
             }
         }
     }
@@ -715,8 +859,11 @@ mod tests {
             (ty::PING, "Ping", "bytes after the message", vec![0]),
             (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
             (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
-            (ty::ERROR, "Error", "unknown error code", vec![7, 0, 0]),
+            (ty::ERROR, "Error", "unknown error code", vec![10, 0, 0]),
             (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
+            (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 16], &[4]].concat()),
+            (ty::STORED, "Stored", "boolean is neither 0 nor 1", [&[0; 8][..], &[2]].concat()),
+            (ty::GET, "Get", "byte string longer than the payload", vec![0, 0, 0, 9, b'x']),
         ];
         for (t, kind, what, payload) in cases {
             let got = decode(&raw_frame(*t, payload), MAX);

@@ -2,6 +2,8 @@
 //!
 //! Every exchange is one request frame answered by one reply frame on the same connection.
 
+use bytes::Bytes;
+
 use crate::id::{Id, NodeInfo};
 
 /// Why a peer refused a request, carried by [`Message::Error`].
@@ -23,6 +25,12 @@ pub enum RemoteCode {
     NotFound = 5,
     /// Any other failure on the receiver's side.
     Internal = 6,
+    /// A stored object failed its checksum.
+    Corrupt = 7,
+    /// The receiver is not (or no longer) responsible for the key: look it up again.
+    NotResponsible = 8,
+    /// An object name is empty or too long.
+    InvalidName = 9,
 }
 
 impl RemoteCode {
@@ -35,9 +43,32 @@ impl RemoteCode {
             4 => RemoteCode::BadRequest,
             5 => RemoteCode::NotFound,
             6 => RemoteCode::Internal,
+            7 => RemoteCode::Corrupt,
+            8 => RemoteCode::NotResponsible,
+            9 => RemoteCode::InvalidName,
             _ => return None,
         })
     }
+}
+
+/// The head of a record streamed in chunks: an object, or the record of its deletion.
+///
+/// A record travels as [`Message::Record`], then [`Message::Chunk`]s carrying exactly `size`
+/// bytes, then [`Message::RecordEnd`] with the CRC-32 of those bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordHead {
+    /// The object's name (its key is the digest of it).
+    pub name: Vec<u8>,
+    /// Bytes of data that follow.
+    pub size: u64,
+    /// The record's version: newer wins. Ignored in a client's put, where the holder assigns
+    /// it.
+    pub version: u64,
+    /// A deletion record (tombstone): no data.
+    pub deleted: bool,
+    /// Sent by a node handing the record over, not by a client: kept whatever the receiver's
+    /// view of responsibility, if newer than what it holds.
+    pub handoff: bool,
 }
 
 /// A message of the node or discovery protocol.
@@ -107,6 +138,51 @@ pub enum Message {
         node: NodeInfo,
         /// Its leaf set, from which neighbours repair theirs.
         leaf_set: Vec<NodeInfo>,
+    },
+
+    // ---- object protocol ----
+    /// Starts a record: as a request, a put or hand-off (answered by [`Message::Stored`]); as a
+    /// reply, the start of a get's or pull's answer.
+    Record(RecordHead),
+    /// Part of a record's data, at most the store's chunk size.
+    Chunk {
+        /// The bytes.
+        data: Bytes,
+    },
+    /// Ends a record.
+    RecordEnd {
+        /// CRC-32 (ISO-HDLC) of the record's data.
+        crc: u32,
+    },
+    /// Answer to a put or hand-off.
+    Stored {
+        /// The version now held.
+        version: u64,
+        /// False when the receiver already held a version at least as new and kept that.
+        kept: bool,
+    },
+    /// Asks for an object. Answered by a record or [`Message::Error`] (`NotFound`, ...).
+    Get {
+        /// The object's name.
+        name: Vec<u8>,
+    },
+    /// Deletes an object. Answered by [`Message::Deleted`].
+    Delete {
+        /// The object's name.
+        name: Vec<u8>,
+    },
+    /// Answer to [`Message::Delete`].
+    Deleted {
+        /// Whether there was a live object.
+        existed: bool,
+        /// The version of the deletion record.
+        version: u64,
+    },
+    /// A joining node asks its future neighbour for copies of the records it will be
+    /// responsible for. Answered by those records, one after another, then [`Message::Ack`].
+    Pull {
+        /// The node joining.
+        joiner: NodeInfo,
     },
 
     // ---- discovery protocol ----

@@ -9,7 +9,7 @@ mod codec;
 mod message;
 
 pub use codec::{decode, decode_header, decode_payload, encode, FrameHeader};
-pub use message::{Message, RemoteCode};
+pub use message::{Message, RecordHead, RemoteCode};
 
 /// First byte of every frame: tells a libpastry peer from anything else.
 pub const MAGIC: u8 = 0x50;
