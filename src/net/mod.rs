@@ -5,8 +5,10 @@ mod frame_io;
 mod pool;
 mod server;
 
+pub(crate) use frame_io::ReadError;
+pub(crate) use pool::Conn;
 pub use pool::Pool;
-pub use server::{Handler, Server};
+pub use server::{Handler, Server, Session};
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -54,6 +56,8 @@ pub struct NetStats {
     pub opened: u64,
     /// Requests sent.
     pub sent: u64,
+    /// Largest frame payload sent or received, in bytes: bounds the memory a transfer holds.
+    pub largest_frame: u64,
 }
 
 /// The live counters behind [`NetStats`], shared by a server and a pool.
@@ -63,11 +67,17 @@ pub(crate) struct Counters {
     served: AtomicU64,
     opened: AtomicU64,
     sent: AtomicU64,
+    largest_frame: AtomicU64,
 }
 
 impl Counters {
     fn bump(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Notes a frame's payload length.
+    fn note_frame(&self, len: u64) {
+        self.largest_frame.fetch_max(len, Ordering::Relaxed);
     }
 
     /// A copy of the counts now.
@@ -77,6 +87,7 @@ impl Counters {
             served: self.served.load(Ordering::Relaxed),
             opened: self.opened.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
+            largest_frame: self.largest_frame.load(Ordering::Relaxed),
         }
     }
 }

@@ -2,14 +2,13 @@
 //! request it carries.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader};
-use std::net::{SocketAddr, TcpStream};
+use std::io;
+use std::net::SocketAddr;
 
-use bytes::BytesMut;
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{read_message, write_message, ReadError};
+use super::frame_io::{Framed, ReadError};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::Message;
@@ -23,12 +22,8 @@ pub struct Pool {
     idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
 }
 
-struct Conn {
-    reader: BufReader<TcpStream>,
-    writer: TcpStream,
-    out: BytesMut,
-    body: Vec<u8>,
-}
+/// An outbound connection, lent to one caller at a time.
+pub(crate) type Conn = Framed;
 
 impl Pool {
     /// An empty pool using `config`'s timeouts and limits, counting into `counters`.
@@ -57,6 +52,46 @@ impl Pool {
         }
     }
 
+    /// Runs `f` on a connection to `addr` of its own, for exchanges of several frames (streamed
+    /// records). The connection goes back to the pool only if `f` succeeds: after a failure
+    /// the stream may be out of step.
+    pub(crate) fn session<T>(
+        &self,
+        addr: SocketAddr,
+        f: impl FnOnce(&mut Conn) -> Result<T>,
+    ) -> Result<T> {
+        Counters::bump(&self.counters.sent);
+        let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
+        // A stream cannot be replayed, so a connection the peer closed while idle is found
+        // before, not after, starting one.
+        let mut conn = match reused {
+            Some(conn) if !conn.is_closed() => conn,
+            _ => self.connect(addr)?,
+        };
+        let result = f(&mut conn);
+        if result.is_ok() {
+            self.put_back(addr, conn);
+        }
+        result
+    }
+
+    /// Reads a reply on a session's connection, as [`Pool::call`] would.
+    pub(crate) fn recv(&self, addr: SocketAddr, conn: &mut Conn) -> Result<Message> {
+        match conn.recv().map_err(|e| self.error(addr, e))? {
+            Message::Error { code, message } => Err(Error::Refused {
+                addr,
+                code,
+                message,
+            }),
+            other => Ok(other),
+        }
+    }
+
+    /// Writes a session's queued frames, as [`Pool::call`] would.
+    pub(crate) fn flush(&self, addr: SocketAddr, conn: &mut Conn) -> Result<()> {
+        conn.flush().map_err(|e| self.error(addr, ReadError::Io(e)))
+    }
+
     /// Drops every idle connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
         self.idle.lock().remove(&addr);
@@ -65,7 +100,7 @@ impl Pool {
     fn exchange(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
         let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
         if let Some(mut conn) = reused {
-            match conn.exchange(request, self.config.max_payload) {
+            match exchange(&mut conn, request) {
                 Ok(reply) => {
                     self.put_back(addr, conn);
                     return Ok(reply);
@@ -76,9 +111,7 @@ impl Pool {
             }
         }
         let mut conn = self.connect(addr)?;
-        let reply = conn
-            .exchange(request, self.config.max_payload)
-            .map_err(|e| self.error(addr, e))?;
+        let reply = exchange(&mut conn, request).map_err(|e| self.error(addr, e))?;
         self.put_back(addr, conn);
         Ok(reply)
     }
@@ -112,14 +145,12 @@ impl Pool {
         socket
             .set_write_timeout(Some(self.config.io_timeout))
             .map_err(unreachable)?;
-        let writer: TcpStream = socket.into();
-        let reader = BufReader::with_capacity(64 * 1024, writer.try_clone().map_err(unreachable)?);
-        Ok(Conn {
-            reader,
-            writer,
-            out: BytesMut::with_capacity(4096),
-            body: Vec::new(),
-        })
+        Framed::new(
+            socket.into(),
+            self.config.max_payload,
+            Arc::clone(&self.counters),
+        )
+        .map_err(unreachable)
     }
 
     fn error(&self, addr: SocketAddr, e: ReadError) -> Error {
@@ -141,15 +172,10 @@ impl Pool {
     }
 }
 
-impl Conn {
-    fn exchange(
-        &mut self,
-        request: &Message,
-        max_payload: u32,
-    ) -> std::result::Result<Message, ReadError> {
-        write_message(&mut self.writer, request, &mut self.out).map_err(ReadError::Io)?;
-        read_message(&mut self.reader, max_payload, &mut self.body)
-    }
+/// Sends one request and reads its reply.
+fn exchange(conn: &mut Conn, request: &Message) -> std::result::Result<Message, ReadError> {
+    conn.send(request).map_err(ReadError::Io)?;
+    conn.recv()
 }
 
 /// Errors that mean a pooled connection had been closed by the peer before this request.

@@ -2,25 +2,61 @@
 //! number, every thread joined at shutdown.
 
 use std::collections::HashMap;
-use std::io::{self, BufReader};
+use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use bytes::BytesMut;
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{read_message, write_message, ReadError};
+use super::frame_io::{Framed, ReadError};
 use super::{Counters, NetConfig, THREAD_STACK};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
 
-/// Answers one request with one reply. Called on connection threads, concurrently; it must
-/// not wait on the network, so that a busy server can never deadlock on itself.
-pub type Handler = Arc<dyn Fn(Message, SocketAddr) -> Message + Send + Sync>;
+/// Answers one request with one reply, on the request's [`Session`] (which streaming
+/// requests use to read or write further frames). Called on connection threads, concurrently;
+/// it must not wait on another node, so that a busy server can never deadlock on itself.
+pub type Handler = Arc<dyn Fn(Message, &mut Session<'_>) -> Message + Send + Sync>;
+
+/// The connection a request arrived on, lent to its handler.
+pub struct Session<'a> {
+    framed: &'a mut Framed,
+    peer: SocketAddr,
+    /// Set when the stream is out of step (an error mid-stream): the connection closes after
+    /// the reply.
+    broken: bool,
+}
+
+impl Session<'_> {
+    /// The address the request came from.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// Reads the next frame of a streamed request.
+    pub(crate) fn recv(&mut self) -> std::result::Result<Message, ReadError> {
+        self.framed.recv().inspect_err(|_| self.broken = true)
+    }
+
+    /// Queues a frame of a streamed reply; [`Session::flush`] or the final reply writes it.
+    pub(crate) fn queue(&mut self, msg: &Message) {
+        self.framed.queue(msg);
+    }
+
+    /// Writes the queued frames of a streamed reply.
+    pub(crate) fn flush(&mut self) -> io::Result<()> {
+        self.framed.flush().inspect_err(|_| self.broken = true)
+    }
+
+    /// Closes the connection after the reply: the stream cannot continue in step.
+    pub(crate) fn close_after_reply(&mut self) {
+        self.broken = true;
+    }
+}
 
 /// How often the acceptor looks at the stop flag when no connection arrives.
 const ACCEPT_POLL: Duration = Duration::from_millis(250);
@@ -203,7 +239,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     if conns.open.len() >= config.max_connections {
         drop(conns);
         log::warn!("{}: refusing {peer}: connection limit reached", shared.name);
-        refuse(stream, RemoteCode::Busy, "too many connections");
+        refuse(shared, stream, RemoteCode::Busy, "too many connections");
         return;
     }
     let Ok(handle) = stream.try_clone() else {
@@ -231,25 +267,25 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
 }
 
 /// Tells a peer why it is being dropped, best effort.
-fn refuse(mut stream: TcpStream, code: RemoteCode, why: &str) {
+fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
     let reply = Message::Error {
         code,
         message: why.to_string(),
     };
-    let _ = write_message(&mut stream, &reply, &mut BytesMut::new());
+    if let Ok(mut framed) = Framed::new(stream, 0, Arc::clone(&shared.counters)) {
+        let _ = framed.send(&reply);
+    }
 }
 
 /// Serves one connection until it ends, idles out, errs, or the server stops.
 fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    let Ok(read_half) = stream.try_clone() else {
+    let config = &shared.config;
+    let Ok(mut framed) = Framed::new(stream, config.max_payload, Arc::clone(&shared.counters))
+    else {
         return;
     };
-    let mut reader = BufReader::with_capacity(64 * 1024, read_half);
-    let mut writer = stream;
-    let mut body = Vec::new();
-    let mut out = BytesMut::with_capacity(4096);
     while !shared.stop.load(Ordering::SeqCst) {
-        let request = match read_message(&mut reader, shared.config.max_payload, &mut body) {
+        let request = match framed.recv() {
             Ok(m) => m,
             Err(ReadError::Io(e)) => {
                 log::trace!("{}: connection from {peer} ends: {e}", shared.name);
@@ -258,14 +294,26 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
             Err(ReadError::Wire(e)) => {
                 // A malformed frame ends this connection only; the server serves on.
                 log::warn!("{}: closing connection from {peer}: {e}", shared.name);
-                refuse(writer, RemoteCode::BadRequest, &e.to_string());
+                let _ = framed.send(&Message::Error {
+                    code: RemoteCode::BadRequest,
+                    message: e.to_string(),
+                });
                 return;
             }
         };
-        let reply = (shared.handler)(request, peer);
+        let mut session = Session {
+            framed: &mut framed,
+            peer,
+            broken: false,
+        };
+        let reply = (shared.handler)(request, &mut session);
+        let broken = session.broken;
         Counters::bump(&shared.counters.served);
-        if let Err(e) = write_message(&mut writer, &reply, &mut out) {
+        if let Err(e) = framed.send(&reply) {
             log::debug!("{}: cannot answer {peer}: {e}", shared.name);
+            return;
+        }
+        if broken {
             return;
         }
     }

@@ -447,7 +447,14 @@ impl Inner {
                 }
         );
         if let (true, Some(id)) = (gone, target.id) {
-            if self.state.write().forget(id) {
+            let mut state = self.state.write();
+            let in_leaf_set = state.leaf_set().contains(id);
+            if state.forget(id) {
+                // Only a leaf-set gap needs filling; refilling after a routing-table entry
+                // could let other stale entries push live members out.
+                if in_leaf_set {
+                    state.refill_leaf_set();
+                }
                 log::info!("node {}: dropped unreachable {id}: {e}", self.me);
             }
             self.pool.forget(target.addr);

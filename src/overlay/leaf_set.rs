@@ -95,18 +95,28 @@ impl LeafSet {
     /// Whether the set knows every node between its farthest members, so that the node
     /// responsible for `key` is among its members or `own` (assuming the set is correct).
     pub fn covers(&self, key: Id) -> bool {
-        let (Some(cw_far), Some(ccw_far)) = (self.cw.last(), self.ccw.last()) else {
+        self.covers_usable(key, |_| true)
+    }
+
+    /// [`LeafSet::covers`] when only members for which `usable` holds may be used: the span
+    /// ends at the farthest usable member on each side, since nothing is known beyond an
+    /// unusable one.
+    pub fn covers_usable(&self, key: Id, usable: impl Fn(Id) -> bool) -> bool {
+        let (Some(cw_last), Some(ccw_last)) = (self.cw.last(), self.ccw.last()) else {
             return true; // alone: the whole ring is ours
         };
         if self.cw.len() < self.half || self.ccw.len() < self.half {
-            return true;
+            return true; // a short side: the set knows every node
         }
-        let reach_cw = self.own.cw_distance(cw_far.id);
-        let ccw_far_cw = self.own.cw_distance(ccw_far.id);
-        if reach_cw >= ccw_far_cw {
+        if self.own.cw_distance(cw_last.id) >= self.own.cw_distance(ccw_last.id) {
             return true; // the sides meet: every node is a member
         }
-        ccw_far.id.cw_distance(key) <= ccw_far.id.cw_distance(cw_far.id)
+        let far = |side: &[NodeInfo]| {
+            let mut usable_ids = side.iter().rev().map(|n| n.id).filter(|&id| usable(id));
+            usable_ids.next().unwrap_or(self.own)
+        };
+        let (cw_far, ccw_far) = (far(&self.cw), far(&self.ccw));
+        ccw_far.cw_distance(key) <= ccw_far.cw_distance(cw_far)
     }
 }
 

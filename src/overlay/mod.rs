@@ -56,6 +56,17 @@ impl OverlayState {
         leaf || table
     }
 
+    /// Offers every known node to the leaf set again, after a member was dropped with no
+    /// replacement in sight: a short side claims the whole ring, so it must not stay short
+    /// while other nodes are known. Exact repair asks the neighbours; this is the best that
+    /// local knowledge can do.
+    pub fn refill_leaf_set(&mut self) {
+        // Both sides and the table: in a small network one side refills from the other.
+        for n in self.known() {
+            self.leaf_set.insert(n);
+        }
+    }
+
     /// Every node in the leaf set or routing table, once each.
     pub fn known(&self) -> Vec<NodeInfo> {
         let mut all = self.leaf_set.members();
@@ -82,7 +93,7 @@ impl OverlayState {
                 a
             }
         };
-        if self.leaf_set.covers(key) {
+        if self.leaf_set.covers_usable(key, |id| !excluded(id)) {
             let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
             return members.copied().filter(usable).fold(self.me, best);
         }

@@ -6,6 +6,11 @@ use std::time::{Duration, Instant};
 
 use pastry::{Discovery, Id, Node, NodeConfig, NodeInfo, Rng};
 
+/// Shows the library's logs when `RUST_LOG` is set (`RUST_LOG=pastry=debug cargo test ...`).
+pub fn init_logging() {
+    let _ = env_logger::builder().is_test(true).try_init();
+}
+
 /// 127.0.0.1 with a port the OS chooses.
 pub fn loopback() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
@@ -40,6 +45,7 @@ pub struct Network {
 
 impl Network {
     pub fn new(ids: &[Id]) -> Network {
+        init_logging();
         let discovery = Discovery::start(loopback()).expect("discovery starts");
         let mut net = Network {
             discovery,
