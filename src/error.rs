@@ -2,9 +2,11 @@
 
 use std::io;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::id::Id;
+use crate::store::StoreError;
 use crate::wire::{RemoteCode, WireError};
 
 /// Everything that can go wrong in libpastry.
@@ -91,9 +93,75 @@ pub enum Error {
         /// The hop limit.
         hops: usize,
     },
+    /// An object name cannot be stored: it is empty or too long.
+    #[error("invalid object name: {reason}")]
+    InvalidName {
+        /// Why the name was refused.
+        reason: String,
+    },
+    /// No object has this name.
+    #[error("no object named {name:?}")]
+    NotFound {
+        /// The name asked for (lossily shown as text).
+        name: String,
+    },
+    /// An object failed its checksum, on disk or in transfer. No bytes of it were handed out.
+    #[error("object {name:?} is corrupt: {what}")]
+    Corrupt {
+        /// The object's name (lossily shown as text).
+        name: String,
+        /// What was wrong.
+        what: String,
+    },
+    /// The object store failed (its file system, or two long names sharing a file).
+    #[error("object store failed on {name:?}")]
+    Store {
+        /// The object's name (lossily shown as text).
+        name: String,
+        /// What went wrong.
+        #[source]
+        source: StoreError,
+    },
+    /// Reading or writing a local file failed.
+    #[error("I/O error on {}", path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
     /// The handle has been shut down.
     #[error("the handle has been shut down")]
     Shutdown,
+}
+
+impl Error {
+    /// The error for `e` in the store while handling the object `name`.
+    pub(crate) fn from_store(name: &[u8], e: StoreError) -> Error {
+        let name = String::from_utf8_lossy(name).into_owned();
+        match e {
+            StoreError::InvalidName { reason } => Error::InvalidName {
+                reason: reason.to_string(),
+            },
+            StoreError::NotFound => Error::NotFound { name },
+            StoreError::Corrupt { what, .. } => Error::Corrupt { name, what },
+            source => Error::Store { name, source },
+        }
+    }
+
+    /// Whether the same request may succeed if tried again (after looking the key up again):
+    /// the overlay was changing, or a peer failed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            Error::Unreachable { .. } | Error::Timeout { .. } | Error::RouteTooLong { .. } => true,
+            Error::Refused { code, .. } => matches!(
+                code,
+                RemoteCode::NotResponsible | RemoteCode::NotJoined | RemoteCode::Busy
+            ),
+            _ => false,
+        }
+    }
 }
 
 /// The result of every fallible libpastry call.

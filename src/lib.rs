@@ -36,6 +36,7 @@ mod net;
 mod node;
 pub mod overlay;
 mod rng;
+pub mod store;
 pub mod wire;
 
 pub use discovery::Discovery;

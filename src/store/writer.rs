@@ -1,0 +1,144 @@
+//! Streaming a record into a temporary file, then committing it.
+
+use std::fmt;
+use std::fs::{self, File, OpenOptions};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::format::{self, CRC32};
+use super::{Commit, ObjectStore, RecordMeta, StoreError};
+
+/// Counter that makes temporary file names unique within this process (the process id makes
+/// them unique across processes).
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// A record being written; made by [`ObjectStore::writer`].
+///
+/// Data goes to a temporary file in the store's `tmp` directory; [`finish`](Self::finish)
+/// makes it visible atomically. Dropping the writer without finishing removes the temporary
+/// file and leaves the store as it was.
+pub struct RecordWriter<'a> {
+    store: &'a ObjectStore,
+    /// The record's header; `size` and `crc` are filled in by `finish`.
+    meta: RecordMeta,
+    // Declared before `temp` so that the file is closed before the guard removes it.
+    file: BufWriter<File>,
+    digest: crc::Digest<'static, u32>,
+    temp: TempFile,
+}
+
+impl fmt::Debug for RecordWriter<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RecordWriter")
+            .field("meta", &self.meta)
+            .field("temp", &self.temp.path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> RecordWriter<'a> {
+    /// Creates the temporary file in `tmp_dir` and writes a placeholder header to it.
+    pub(super) fn create(
+        store: &'a ObjectStore,
+        tmp_dir: &Path,
+        meta: RecordMeta,
+    ) -> Result<RecordWriter<'a>, StoreError> {
+        let (file, temp) = TempFile::create(tmp_dir)?;
+        let mut file = BufWriter::new(file);
+        // The size and CRC are unknown until the end; `finish` overwrites this header in place
+        // (it has the same length, since the name is fixed).
+        file.write_all(&format::encode(&meta))
+            .map_err(|e| StoreError::io(&temp.path, e))?;
+        Ok(RecordWriter {
+            store,
+            meta,
+            file,
+            digest: CRC32.digest(),
+            temp,
+        })
+    }
+
+    /// Appends `chunk` to the record's data.
+    ///
+    /// A tombstone's writer refuses any data with [`StoreError::TombstoneData`].
+    pub fn write(&mut self, chunk: &[u8]) -> Result<(), StoreError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        if self.meta.deleted {
+            return Err(StoreError::TombstoneData);
+        }
+        self.file
+            .write_all(chunk)
+            .map_err(|e| StoreError::io(&self.temp.path, e))?;
+        self.digest.update(chunk);
+        self.meta.size += chunk.len() as u64;
+        Ok(())
+    }
+
+    /// Makes the record durable and visible, unless the store already holds a version of this
+    /// name at least as new (then the new data is discarded and the existing record returned
+    /// as [`Commit::Superseded`]).
+    ///
+    /// Fails with [`StoreError::NameClash`] if the target file holds a different name.
+    pub fn finish(self) -> Result<Commit, StoreError> {
+        let RecordWriter {
+            store,
+            mut meta,
+            file,
+            digest,
+            temp,
+        } = self;
+        meta.crc = digest.finalize();
+        seal(file, &meta).map_err(|e| StoreError::io(&temp.path, e))?;
+        store.commit(temp, meta)
+    }
+}
+
+/// Flushes the data, fills in the real header and syncs, so the rename that follows publishes
+/// only complete bytes.
+fn seal(file: BufWriter<File>, meta: &RecordMeta) -> std::io::Result<()> {
+    let mut file = file.into_inner().map_err(|e| e.into_error())?;
+    file.seek(SeekFrom::Start(0))?;
+    file.write_all(&format::encode(meta))?;
+    file.sync_all()
+}
+
+/// A temporary file that is removed when dropped, unless it has been renamed into place.
+pub(super) struct TempFile {
+    path: PathBuf,
+    /// False once the file has been renamed: nothing is left to clean up.
+    armed: bool,
+}
+
+impl TempFile {
+    fn create(tmp_dir: &Path) -> Result<(File, TempFile), StoreError> {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let path = tmp_dir.join(format!("{}-{n}.tmp", std::process::id()));
+        // `create_new`: never write into a file someone else is writing.
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok((file, TempFile { path, armed: true }))
+    }
+
+    /// Atomically replaces `target` with this file.
+    pub(super) fn rename_to(mut self, target: &Path) -> Result<(), StoreError> {
+        fs::rename(&self.path, target).map_err(|e| StoreError::io(target, e))?;
+        self.armed = false;
+        Ok(())
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            if let Err(e) = fs::remove_file(&self.path) {
+                log::warn!("cannot remove temporary file {}: {e}", self.path.display());
+            }
+        }
+    }
+}
