@@ -202,6 +202,22 @@ impl DiscoveryLink<'_> {
         self.ack(&Message::Deregister { node })
     }
 
+    /// A random joined peer, if any.
+    pub fn random_peer(&self) -> Result<Option<NodeInfo>> {
+        match self.pool.call(self.addr, &Message::RandomPeer)? {
+            Message::Peer { peer } => Ok(peer),
+            other => Err(self.unexpected("Peer", &other)),
+        }
+    }
+
+    /// Every joined peer, sorted by id.
+    pub fn peers(&self) -> Result<Vec<NodeInfo>> {
+        match self.pool.call(self.addr, &Message::ListPeers)? {
+            Message::Peers { peers } => Ok(peers),
+            other => Err(self.unexpected("Peers", &other)),
+        }
+    }
+
     fn ack(&self, request: &Message) -> Result<()> {
         match self.pool.call(self.addr, request)? {
             Message::Ack => Ok(()),

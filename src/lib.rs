@@ -29,6 +29,7 @@
 //! [Pastry]: https://www.microsoft.com/en-us/research/publication/pastry-scalable-distributed-object-location-and-routing-for-large-scale-peer-to-peer-systems/
 #![warn(missing_docs)]
 
+mod client;
 mod discovery;
 mod error;
 pub mod id;
@@ -37,8 +38,10 @@ mod node;
 pub mod overlay;
 mod rng;
 pub mod store;
+mod transfer;
 pub mod wire;
 
+pub use client::{Client, ClientConfig, Deleted, Entry, Fetched, Retrieved, Stored};
 pub use discovery::Discovery;
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
@@ -46,3 +49,4 @@ pub use net::{NetConfig, NetStats};
 pub use node::{Node, NodeConfig, Route, DEFAULT_MAX_HOPS};
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;
+pub use store::{RecordMeta, CHUNK_SIZE, MAX_NAME_LEN};

@@ -1,12 +1,14 @@
 //! Whole frames on a TCP stream: the one framing used by servers and outbound connections.
 
 use std::io::{self, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::BytesMut;
 
 use super::Counters;
+use crate::error::Error;
 use crate::wire::{self, Message, WireError, HEADER_LEN, TRAILER_LEN};
 
 /// Why a frame could not be read.
@@ -20,6 +22,8 @@ pub(crate) enum ReadError {
 
 /// A TCP stream read and written in frames, with reused buffers.
 pub(crate) struct Framed {
+    peer: SocketAddr,
+    io_timeout: Duration,
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     /// Frames queued and not yet written.
@@ -31,10 +35,19 @@ pub(crate) struct Framed {
 }
 
 impl Framed {
-    /// Wraps a connected stream (its timeouts already set).
-    pub fn new(stream: TcpStream, max_payload: u32, counters: Arc<Counters>) -> io::Result<Self> {
+    /// Wraps a connected stream (its timeouts already set, the read timeout being
+    /// `io_timeout`, named in errors).
+    pub fn new(
+        stream: TcpStream,
+        io_timeout: Duration,
+        max_payload: u32,
+        counters: Arc<Counters>,
+    ) -> io::Result<Self> {
+        let peer = stream.peer_addr()?;
         let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
         Ok(Framed {
+            peer,
+            io_timeout,
             reader,
             writer: stream,
             out: BytesMut::with_capacity(4096),
@@ -51,6 +64,11 @@ impl Framed {
         wire::encode(msg, &mut self.out);
         let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
         self.counters.note_frame(payload as u64);
+    }
+
+    /// Bytes queued and not yet written.
+    pub fn queued(&self) -> usize {
+        self.out.len()
     }
 
     /// Writes every queued frame.
@@ -99,8 +117,52 @@ impl Framed {
         !(idle && restored)
     }
 
-    /// The underlying stream.
-    pub fn stream(&self) -> &TcpStream {
-        &self.writer
+    /// The address at the other end.
+    pub fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    /// The library error for a failure on this connection.
+    pub fn error(&self, e: ReadError) -> Error {
+        let addr = self.peer;
+        match e {
+            ReadError::Io(e)
+                if matches!(
+                    e.kind(),
+                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                ) =>
+            {
+                Error::Timeout {
+                    addr,
+                    after: self.io_timeout,
+                }
+            }
+            ReadError::Io(source) => Error::Unreachable { addr, source },
+            ReadError::Wire(source) => Error::Wire { addr, source },
+        }
+    }
+
+    /// Writes every queued frame, failing with the library's error.
+    pub fn flush_or_fail(&mut self) -> crate::Result<()> {
+        self.flush().map_err(|e| self.error(ReadError::Io(e)))
+    }
+
+    /// Reads one frame, failing with the library's error; an error reply becomes
+    /// [`Error::Refused`].
+    pub fn recv_or_fail(&mut self) -> crate::Result<Message> {
+        let reply = self.recv().map_err(|e| self.error(e))?;
+        refusal_to_error(self.peer, reply)
+    }
+}
+
+/// A reply of [`Message::Error`] from `addr` as [`Error::Refused`].
+pub(crate) fn refusal_to_error(addr: SocketAddr, reply: Message) -> crate::Result<Message> {
+    match reply {
+        Message::Error { code, message } => Err(Error::Refused {
+            addr,
+            code,
+            message,
+        }),
+        other => Ok(other),
     }
 }

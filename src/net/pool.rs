@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{Framed, ReadError};
+use super::frame_io::{refusal_to_error, Framed, ReadError};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::Message;
@@ -41,15 +41,23 @@ impl Pool {
     /// peer closed while idle is replaced by a fresh one once.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
         Counters::bump(&self.counters.sent);
-        let reply = self.exchange(addr, request)?;
-        match reply {
-            Message::Error { code, message } => Err(Error::Refused {
-                addr,
-                code,
-                message,
-            }),
-            other => Ok(other),
+        let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
+        if let Some(mut conn) = reused {
+            match exchange(&mut conn, request) {
+                Ok(reply) => {
+                    self.put_back(addr, conn);
+                    return refusal_to_error(addr, reply);
+                }
+                // The peer closed it while it sat idle: the request was never read, so it is
+                // safe to send again. Cheaper than checking every connection before use.
+                Err(ReadError::Io(e)) if is_stale(&e) => self.forget(addr),
+                Err(e) => return Err(conn.error(e)),
+            }
         }
+        let mut conn = self.connect(addr)?;
+        let reply = exchange(&mut conn, request).map_err(|e| conn.error(e))?;
+        self.put_back(addr, conn);
+        refusal_to_error(addr, reply)
     }
 
     /// Runs `f` on a connection to `addr` of its own, for exchanges of several frames (streamed
@@ -75,45 +83,9 @@ impl Pool {
         result
     }
 
-    /// Reads a reply on a session's connection, as [`Pool::call`] would.
-    pub(crate) fn recv(&self, addr: SocketAddr, conn: &mut Conn) -> Result<Message> {
-        match conn.recv().map_err(|e| self.error(addr, e))? {
-            Message::Error { code, message } => Err(Error::Refused {
-                addr,
-                code,
-                message,
-            }),
-            other => Ok(other),
-        }
-    }
-
-    /// Writes a session's queued frames, as [`Pool::call`] would.
-    pub(crate) fn flush(&self, addr: SocketAddr, conn: &mut Conn) -> Result<()> {
-        conn.flush().map_err(|e| self.error(addr, ReadError::Io(e)))
-    }
-
     /// Drops every idle connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
         self.idle.lock().remove(&addr);
-    }
-
-    fn exchange(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
-        let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
-        if let Some(mut conn) = reused {
-            match exchange(&mut conn, request) {
-                Ok(reply) => {
-                    self.put_back(addr, conn);
-                    return Ok(reply);
-                }
-                // The peer closed it while it sat idle: the request was never read.
-                Err(ReadError::Io(e)) if is_stale(&e) => self.forget(addr),
-                Err(e) => return Err(self.error(addr, e)),
-            }
-        }
-        let mut conn = self.connect(addr)?;
-        let reply = exchange(&mut conn, request).map_err(|e| self.error(addr, e))?;
-        self.put_back(addr, conn);
-        Ok(reply)
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn) {
@@ -147,28 +119,11 @@ impl Pool {
             .map_err(unreachable)?;
         Framed::new(
             socket.into(),
+            self.config.io_timeout,
             self.config.max_payload,
             Arc::clone(&self.counters),
         )
         .map_err(unreachable)
-    }
-
-    fn error(&self, addr: SocketAddr, e: ReadError) -> Error {
-        match e {
-            ReadError::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Error::Timeout {
-                    addr,
-                    after: self.config.io_timeout,
-                }
-            }
-            ReadError::Io(source) => Error::Unreachable { addr, source },
-            ReadError::Wire(source) => Error::Wire { addr, source },
-        }
     }
 }
 

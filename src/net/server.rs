@@ -25,31 +25,15 @@ pub type Handler = Arc<dyn Fn(Message, &mut Session<'_>) -> Message + Send + Syn
 /// The connection a request arrived on, lent to its handler.
 pub struct Session<'a> {
     framed: &'a mut Framed,
-    peer: SocketAddr,
     /// Set when the stream is out of step (an error mid-stream): the connection closes after
     /// the reply.
     broken: bool,
 }
 
 impl Session<'_> {
-    /// The address the request came from.
-    pub fn peer(&self) -> SocketAddr {
-        self.peer
-    }
-
-    /// Reads the next frame of a streamed request.
-    pub(crate) fn recv(&mut self) -> std::result::Result<Message, ReadError> {
-        self.framed.recv().inspect_err(|_| self.broken = true)
-    }
-
-    /// Queues a frame of a streamed reply; [`Session::flush`] or the final reply writes it.
-    pub(crate) fn queue(&mut self, msg: &Message) {
-        self.framed.queue(msg);
-    }
-
-    /// Writes the queued frames of a streamed reply.
-    pub(crate) fn flush(&mut self) -> io::Result<()> {
-        self.framed.flush().inspect_err(|_| self.broken = true)
+    /// The connection, to read or write the further frames of a streamed request.
+    pub(crate) fn framed(&mut self) -> &mut Framed {
+        self.framed
     }
 
     /// Closes the connection after the reply: the stream cannot continue in step.
@@ -272,7 +256,8 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
         code,
         message: why.to_string(),
     };
-    if let Ok(mut framed) = Framed::new(stream, 0, Arc::clone(&shared.counters)) {
+    let timeout = shared.config.io_timeout;
+    if let Ok(mut framed) = Framed::new(stream, timeout, 0, Arc::clone(&shared.counters)) {
         let _ = framed.send(&reply);
     }
 }
@@ -280,7 +265,8 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
 /// Serves one connection until it ends, idles out, errs, or the server stops.
 fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
     let config = &shared.config;
-    let Ok(mut framed) = Framed::new(stream, config.max_payload, Arc::clone(&shared.counters))
+    let counters = Arc::clone(&shared.counters);
+    let Ok(mut framed) = Framed::new(stream, config.idle_timeout, config.max_payload, counters)
     else {
         return;
     };
@@ -303,7 +289,6 @@ fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
         };
         let mut session = Session {
             framed: &mut framed,
-            peer,
             broken: false,
         };
         let reply = (shared.handler)(request, &mut session);

@@ -1,29 +1,28 @@
-//! The node's answers to requests from other nodes.
+//! The node's answers to requests from other nodes and clients.
 
 use crate::id::Id;
+use crate::net::Session;
 use crate::wire::{Message, RemoteCode};
 
 use super::{Inner, Phase};
 
 impl Inner {
     /// Answers one request. Runs on a connection thread; takes locks briefly and never waits on
-    /// the network.
-    pub(crate) fn handle(&self, request: Message) -> Message {
+    /// another node.
+    pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
         let phase = *self.phase.lock();
+        // A leaving node still routes and serves reads until it has handed everything over.
+        let routing = matches!(phase, Phase::Joined | Phase::Leaving);
         match request {
             Message::Ping => Message::Pong { node: self.me },
-            _ if phase != Phase::Joined => Message::Error {
-                code: RemoteCode::NotJoined,
-                message: format!("node {} is not part of an overlay", self.me.id),
-            },
-            Message::NextHop { key, exclude } => {
+            Message::NextHop { key, exclude } if routing => {
                 let next = self.state.read().route(key, |id| exclude.contains(&id));
                 Message::Hop {
                     node: self.me,
                     next,
                 }
             }
-            Message::JoinHop { joiner, exclude } => {
+            Message::JoinHop { joiner, exclude } if routing => {
                 let state = self.state.read();
                 let next = state.route(joiner.id, |id: Id| exclude.contains(&id));
                 let shared = self.me.id.shared_prefix(joiner.id);
@@ -34,13 +33,15 @@ impl Inner {
                     leaf_set: state.leaf_set().members(),
                 }
             }
-            Message::Announce { node } => {
+            Message::Announce { node } if routing => {
                 if node.id != self.me.id && self.state.write().learn(node) {
                     log::debug!("node {}: learnt {node}", self.me);
+                    // Some of our objects may be the newcomer's now.
+                    self.wake_maintenance();
                 }
                 Message::Ack
             }
-            Message::Depart { node, leaf_set } => {
+            Message::Depart { node, leaf_set } if routing => {
                 let mut state = self.state.write();
                 state.forget(node.id);
                 for n in leaf_set.into_iter().filter(|n| n.id != node.id) {
@@ -51,6 +52,20 @@ impl Inner {
                 log::debug!("node {}: {node} departed", self.me);
                 Message::Ack
             }
+            Message::Get { name } if routing => self.serve_get(&name, session),
+            Message::Record(head) => self.receive_record(head, phase, session),
+            Message::Delete { name } if phase == Phase::Joined => self.delete(&name),
+            Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
+            Message::NextHop { .. }
+            | Message::JoinHop { .. }
+            | Message::Announce { .. }
+            | Message::Depart { .. }
+            | Message::Get { .. }
+            | Message::Delete { .. }
+            | Message::Pull { .. } => Message::Error {
+                code: RemoteCode::NotJoined,
+                message: format!("node {} is not part of an overlay", self.me.id),
+            },
             other => Message::Error {
                 code: RemoteCode::BadRequest,
                 message: format!("a node does not answer {}", other.name()),

@@ -1,11 +1,16 @@
 //! A Pastry node: its server, join, lookup and leave.
 
 mod handler;
-mod walk;
+mod migrate;
+mod objects;
+pub(crate) mod walk;
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -15,6 +20,7 @@ use crate::id::{Id, Key, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
 use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
 use crate::rng::Rng;
+use crate::store::{ObjectStore, RecordMeta};
 use crate::wire::{Message, RemoteCode};
 use walk::{walk, Target, Visit};
 
@@ -36,8 +42,12 @@ pub struct NodeConfig {
     pub leaf_half: usize,
     /// Most hops a route may take before a lookup fails. Default [`DEFAULT_MAX_HOPS`].
     pub max_hops: usize,
-    /// Directory for this node's objects, if it stores any.
+    /// Directory for this node's objects. `None`: a new temporary directory, removed when
+    /// the node shuts down.
     pub data_dir: Option<PathBuf>,
+    /// How often the node retries work left undone (an object it could not hand over). Default
+    /// 1 s.
+    pub maintenance_interval: Duration,
     /// Socket timeouts and limits.
     pub net: NetConfig,
 }
@@ -51,6 +61,7 @@ impl Default for NodeConfig {
             leaf_half: DEFAULT_LEAF_HALF,
             max_hops: DEFAULT_MAX_HOPS,
             data_dir: None,
+            maintenance_interval: Duration::from_secs(1),
             net: NetConfig::default(),
         }
     }
@@ -88,6 +99,8 @@ enum Phase {
     Joining,
     /// A full member of the overlay.
     Joined,
+    /// Handing its objects over before it leaves: routes and serves gets, takes no writes.
+    Leaving,
     /// Has left; answers only pings.
     Left,
 }
@@ -101,6 +114,48 @@ pub(crate) struct Inner {
     pool: Pool,
     counters: Arc<Counters>,
     discovery: Mutex<Option<SocketAddr>>,
+    store: ObjectStore,
+    /// Where the store lives, and whether it is ours to remove at shutdown.
+    data_dir: DataDir,
+    /// Writes hold it shared; leaving takes it exclusively to let writes in flight finish.
+    write_gate: RwLock<()>,
+    /// Wakes the maintenance thread; `None` once shut down.
+    maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// The last version handed out, so versions from one node always increase.
+    last_version: AtomicU64,
+}
+
+/// A node's data directory.
+struct DataDir {
+    path: PathBuf,
+    temporary: bool,
+}
+
+impl DataDir {
+    /// The configured directory, or a new temporary one.
+    fn new(configured: Option<&Path>, id: Id) -> Result<DataDir> {
+        if let Some(path) = configured {
+            return Ok(DataDir {
+                path: path.to_path_buf(),
+                temporary: false,
+            });
+        }
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let name = format!("pastry-{id}-{}-{n}", std::process::id());
+        Ok(DataDir {
+            path: std::env::temp_dir().join(name),
+            temporary: true,
+        })
+    }
+}
+
+impl Drop for DataDir {
+    fn drop(&mut self) {
+        if self.temporary {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
 }
 
 /// A running Pastry node. Dropping it shuts it down (without leaving: that is a crash, as far
@@ -111,6 +166,7 @@ pub(crate) struct Inner {
 pub struct Node {
     inner: Arc<Inner>,
     server: Mutex<Option<Server>>,
+    maintenance: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Node {
@@ -139,6 +195,9 @@ impl Node {
             .id
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
+        let data_dir = DataDir::new(config.data_dir.as_deref(), id)?;
+        let store = ObjectStore::open(&data_dir.path).map_err(|e| Error::from_store(b"", e))?;
+        let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             me,
@@ -147,11 +206,16 @@ impl Node {
             pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
+            store,
+            data_dir,
+            write_gate: RwLock::new(()),
+            maintenance: Mutex::new(Some(wake)),
+            last_version: AtomicU64::new(0),
             config,
         });
         let handler: Handler = {
             let inner = Arc::clone(&inner);
-            Arc::new(move |request, _peer| inner.handle(request))
+            Arc::new(move |request, session| inner.handle(request, session))
         };
         let server = Server::start(
             &format!("pastry-{id}"),
@@ -160,10 +224,12 @@ impl Node {
             handler,
             counters,
         )?;
+        let maintenance = migrate::start_maintenance(&inner, wakeups)?;
         log::info!("node {me} started");
         Ok(Node {
             inner,
             server: Mutex::new(Some(server)),
+            maintenance: Mutex::new(Some(maintenance)),
         })
     }
 
@@ -236,35 +302,37 @@ impl Node {
 
     /// Finds the node responsible for `key`, starting here; returns the route taken.
     pub fn lookup(&self, key: Key) -> Result<Route> {
-        let inner = &self.inner;
-        if *inner.phase.lock() != Phase::Joined {
-            return Err(Error::NotJoined(inner.me.id));
+        if *self.inner.phase.lock() != Phase::Joined {
+            return Err(Error::NotJoined(self.inner.me.id));
         }
-        let path = walk(
-            key,
-            inner.me.into(),
-            inner.config.max_hops,
-            |target, exclude| inner.next_hop(target, key, exclude),
-            |target, e| inner.suspect(target, e),
-        )?;
-        Ok(Route {
-            key,
-            path: path.into_iter().map(|v| v.node).collect(),
-        })
+        self.inner.lookup(key)
     }
 
-    /// Leaves the overlay gracefully: tells discovery, then every node in its tables (handing
-    /// over its leaf set, from which the neighbours repair theirs). The server keeps running,
+    /// Leaves the overlay gracefully: hands every object it holds to the node that becomes
+    /// responsible for it (each confirmed before it is deleted here), then tells discovery and
+    /// every node in its tables, handing over its leaf set, from which the neighbours repair
+    /// theirs. Until the objects are handed over the node still routes and serves gets, but
+    /// refuses writes (clients retry them at the new holder). If an object cannot be handed
+    /// over the node stays joined and the error is returned. The server keeps running,
     /// answering only pings, until [`Node::shutdown`].
     pub fn leave(&self) -> Result<()> {
         let inner = &self.inner;
         {
+            // Taking the gate waits for writes in flight, so none lands after the hand-off.
+            let _writes = inner.write_gate.write();
             let mut phase = inner.phase.lock();
             if *phase != Phase::Joined {
                 return Err(Error::NotJoined(inner.me.id));
             }
-            *phase = Phase::Left;
+            *phase = Phase::Leaving;
         }
+        let handed = match inner.hand_off_all() {
+            Ok(handed) => handed,
+            Err(e) => {
+                *inner.phase.lock() = Phase::Joined;
+                return Err(e);
+            }
+        };
         let discovery = inner.discovery.lock().take();
         if let Some(addr) = discovery {
             let link = DiscoveryLink {
@@ -288,8 +356,30 @@ impl Node {
                 log::debug!("node {}: {node} not told of leave: {e}", inner.me);
             }
         }
+        *inner.phase.lock() = Phase::Left;
+        // Only now, when nobody routes here any more, are the handed-over copies dropped.
+        for meta in handed {
+            if let Err(e) = inner.store.remove(&meta.name, meta.version) {
+                log::warn!("node {}: keeping a handed-over copy: {e}", inner.me);
+            }
+        }
         log::info!("node {} left", inner.me);
         Ok(())
+    }
+
+    /// The objects this node holds (not deletion records), by key and name.
+    pub fn objects(&self) -> Result<Vec<RecordMeta>> {
+        let records = self
+            .inner
+            .store
+            .records()
+            .map_err(|e| Error::from_store(b"", e))?;
+        Ok(records.into_iter().filter(|r| !r.deleted).collect())
+    }
+
+    /// The directory this node keeps its objects in.
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.data_dir.path
     }
 
     /// Counts of this node's connections and requests so far.
@@ -314,6 +404,11 @@ impl Node {
         if let Some(mut server) = server {
             server.shutdown();
             *self.inner.phase.lock() = Phase::Left;
+            // Closing the channel ends the maintenance thread.
+            self.inner.maintenance.lock().take();
+            if let Some(thread) = self.maintenance.lock().take() {
+                let _ = thread.join();
+            }
             log::info!("node {} stopped", self.inner.me);
         }
     }
@@ -371,6 +466,8 @@ impl Inner {
         }
         let route: Vec<String> = path.iter().map(|v| v.node.id.to_string()).collect();
         log::debug!("node {me}: join route {}", route.join(" -> "));
+        // Copies of our objects first, so that no get finds us empty-handed once we are known.
+        self.pull_from_neighbours();
         // Answer requests before anyone knows of us, so that no request finds us not joined.
         self.finish_join();
         let known = self.state.read().known();
@@ -381,7 +478,24 @@ impl Inner {
                 self.suspect(node.into(), &e);
             }
         }
+        // Objects kept from an earlier life may belong elsewhere now.
+        self.wake_maintenance();
         Ok(())
+    }
+
+    /// Routes `key` from here to the node responsible for it.
+    fn lookup(&self, key: Key) -> Result<Route> {
+        let path = walk(
+            key,
+            self.me.into(),
+            self.config.max_hops,
+            |target, exclude| self.next_hop(target, key, exclude),
+            |target, e| self.suspect(target, e),
+        )?;
+        Ok(Route {
+            key,
+            path: path.into_iter().map(|v| v.node).collect(),
+        })
     }
 
     /// Asks `target` for the next hop of a join, with its rows and leaf set.

@@ -1,0 +1,269 @@
+//! Records on the wire: a head, chunks of at most [`CHUNK_SIZE`] bytes, and an end carrying
+//! the CRC-32 of the data. One implementation serves every direction (a client's put and get,
+//! a node's hand-off and pull), so that no side ever holds more than a chunk of a record.
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use crate::error::{Error, Result};
+use crate::net::Framed;
+use crate::store::{RecordReader, RecordWriter, CHUNK_SIZE};
+use crate::wire::{Message, RecordHead};
+
+/// The CRC-32 of record data, as the store keeps it.
+const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+
+/// Where a record's bytes come from, a chunk at a time.
+pub(crate) trait Source {
+    /// The next chunk (at most [`CHUNK_SIZE`] bytes), or `None` at the end.
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>>;
+}
+
+/// Where a record's bytes go, a chunk at a time.
+pub(crate) trait Sink {
+    /// Takes the next chunk.
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()>;
+}
+
+/// Queues a record's head and data from `source`, writing as chunks accumulate; returns the
+/// CRC-32 of the data. The caller queues the end ([`Message::RecordEnd`] with that CRC) and
+/// flushes, so that a small record travels in one write. A failure of `source` stops the
+/// record half-way: the caller must then end the stream (with an error reply, or by closing
+/// the connection).
+pub(crate) fn send_record(
+    framed: &mut Framed,
+    head: &RecordHead,
+    source: &mut dyn Source,
+) -> Result<u32> {
+    framed.queue(&Message::Record(head.clone()));
+    let mut digest = CRC.digest();
+    let mut sent = 0u64;
+    while let Some(chunk) = source.next_chunk()? {
+        digest.update(chunk);
+        sent += chunk.len() as u64;
+        if sent > head.size {
+            break;
+        }
+        // Write what is queued before it would hold more than a chunk; a small record still
+        // goes out in one write with its end.
+        if framed.queued() + chunk.len() > CHUNK_SIZE {
+            framed.flush_or_fail()?;
+        }
+        framed.queue(&Message::Chunk {
+            data: Bytes::copy_from_slice(chunk),
+        });
+    }
+    if sent != head.size {
+        return Err(Error::Corrupt {
+            name: lossy(&head.name),
+            what: format!("the source does not hold the {} bytes announced", head.size),
+        });
+    }
+    Ok(digest.finalize())
+}
+
+/// Sends a whole record: head, data and end, then flushes.
+pub(crate) fn send_whole_record(
+    framed: &mut Framed,
+    head: &RecordHead,
+    source: &mut dyn Source,
+) -> Result<()> {
+    let crc = send_record(framed, head, source)?;
+    framed.queue(&Message::RecordEnd { crc });
+    framed.flush_or_fail()
+}
+
+/// Receives the data and end of a record whose head was `head`, into `sink`. Checks the size
+/// and the CRC-32; returns the CRC. Any other frame, or an error reply, ends it with an error.
+pub(crate) fn recv_record(
+    framed: &mut Framed,
+    head: &RecordHead,
+    sink: &mut dyn Sink,
+) -> Result<u32> {
+    let mut digest = CRC.digest();
+    let mut got = 0u64;
+    loop {
+        match framed.recv_or_fail()? {
+            Message::Chunk { data } => {
+                got += data.len() as u64;
+                if got > head.size {
+                    return Err(corrupt(head, "more data than announced"));
+                }
+                digest.update(&data);
+                sink.write_chunk(&data)?;
+            }
+            Message::RecordEnd { crc } => {
+                if got != head.size {
+                    return Err(corrupt(head, "less data than announced"));
+                }
+                if crc != digest.finalize() {
+                    return Err(corrupt(head, "checksum mismatch in transfer"));
+                }
+                return Ok(crc);
+            }
+            other => {
+                return Err(Error::Protocol {
+                    addr: framed.peer(),
+                    what: format!("expected Chunk or RecordEnd, got {}", other.name()),
+                })
+            }
+        }
+    }
+}
+
+fn corrupt(head: &RecordHead, what: &str) -> Error {
+    Error::Corrupt {
+        name: lossy(&head.name),
+        what: what.to_string(),
+    }
+}
+
+/// A name for error texts.
+pub(crate) fn lossy(name: &[u8]) -> String {
+    String::from_utf8_lossy(name).into_owned()
+}
+
+impl Source for RecordReader {
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
+        let name = self.meta().name.clone();
+        self.read_chunk().map_err(|e| Error::from_store(&name, e))
+    }
+}
+
+impl Sink for RecordWriter<'_> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.write(chunk)
+            .map_err(|e| Error::from_store(b"(record being written)", e))
+    }
+}
+
+/// Bytes in memory, sent in chunks.
+pub(crate) struct SliceSource<'a>(pub &'a [u8]);
+
+impl Source for SliceSource<'_> {
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
+        if self.0.is_empty() {
+            return Ok(None);
+        }
+        let (chunk, rest) = self.0.split_at(self.0.len().min(CHUNK_SIZE));
+        self.0 = rest;
+        Ok(Some(chunk))
+    }
+}
+
+impl Sink for Vec<u8> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.extend_from_slice(chunk);
+        Ok(())
+    }
+}
+
+/// A file read a chunk at a time into one reused buffer.
+pub(crate) struct FileSource {
+    path: PathBuf,
+    file: File,
+    buf: Vec<u8>,
+}
+
+impl FileSource {
+    /// Opens `path`; returns the source and the file's size.
+    pub fn open(path: &Path) -> Result<(FileSource, u64)> {
+        let io = |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = File::open(path).map_err(io)?;
+        let size = file.metadata().map_err(io)?.len();
+        let source = FileSource {
+            path: path.to_path_buf(),
+            file,
+            buf: vec![0; CHUNK_SIZE],
+        };
+        Ok((source, size))
+    }
+}
+
+impl Source for FileSource {
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
+        let mut filled = 0;
+        while filled < self.buf.len() {
+            match self.file.read(&mut self.buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(Error::Io {
+                        path: self.path.clone(),
+                        source,
+                    })
+                }
+            }
+        }
+        Ok((filled > 0).then(|| &self.buf[..filled]))
+    }
+}
+
+/// A file written through a temporary file beside it, renamed into place only once the whole
+/// record has arrived and checked: a failed retrieval never leaves wrong bytes at `path`.
+pub(crate) struct FileSink {
+    path: PathBuf,
+    tmp: PathBuf,
+    file: Option<std::io::BufWriter<File>>,
+}
+
+impl FileSink {
+    /// Starts writing what will become `path`.
+    pub fn create(path: &Path) -> Result<FileSink> {
+        let mut tmp = path.as_os_str().to_owned();
+        tmp.push(format!(".pastry-{}.part", std::process::id()));
+        let tmp = PathBuf::from(tmp);
+        let file = File::create(&tmp).map_err(|source| Error::Io {
+            path: tmp.clone(),
+            source,
+        })?;
+        Ok(FileSink {
+            path: path.to_path_buf(),
+            tmp,
+            file: Some(std::io::BufWriter::with_capacity(CHUNK_SIZE, file)),
+        })
+    }
+
+    /// Flushes, syncs and renames the file into place.
+    pub fn finish(mut self) -> Result<()> {
+        let io = |path: &Path, source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        if let Some(file) = self.file.take() {
+            let file = file
+                .into_inner()
+                .map_err(|e| io(&self.tmp, e.into_error()))?;
+            file.sync_all().map_err(|e| io(&self.tmp, e))?;
+        }
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io(&self.path, e))
+    }
+}
+
+impl Sink for FileSink {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        let Some(file) = self.file.as_mut() else {
+            return Ok(());
+        };
+        file.write_all(chunk).map_err(|source| Error::Io {
+            path: self.tmp.clone(),
+            source,
+        })
+    }
+}
+
+impl Drop for FileSink {
+    fn drop(&mut self) {
+        // Not finished: remove the partial file.
+        if self.file.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
