@@ -30,8 +30,14 @@ pub fn random_ids(rng: &mut Rng, n: usize) -> Vec<Id> {
 
 /// Starts a node with `id` on loopback.
 pub fn start_node(id: Id) -> Node {
+    start_node_in(id, None)
+}
+
+/// Starts a node with `id` on loopback, keeping its objects in `dir`.
+pub fn start_node_in(id: Id, dir: Option<&std::path::Path>) -> Node {
     Node::start(NodeConfig {
         id: Some(id),
+        data_dir: dir.map(|d| d.to_path_buf()),
         ..NodeConfig::default()
     })
     .expect("node starts")
@@ -57,8 +63,21 @@ impl Network {
         net
     }
 
+    /// A network whose node `i` keeps its objects in `dirs[i]`.
+    pub fn with_dirs(ids: &[Id], dirs: &[std::path::PathBuf]) -> Network {
+        let mut net = Network::new(&[]);
+        for (&id, dir) in ids.iter().zip(dirs) {
+            net.join_node(start_node_in(id, Some(dir)));
+        }
+        net
+    }
+
     pub fn join(&mut self, id: Id) {
-        let node = start_node(id);
+        self.join_node(start_node(id));
+    }
+
+    pub fn join_node(&mut self, node: Node) {
+        let id = node.id();
         node.join_discovery(self.discovery.local_addr())
             .unwrap_or_else(|e| panic!("{id} joins: {e}"));
         self.nodes.push(node);

@@ -1,0 +1,351 @@
+//! The object store on real loopback networks: placement, retrieval through any node,
+//! migration on join and leave, hostile names, corruption, and bounded streaming.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use common::*;
+use pastry::{key_of, Client, Error, Id, Node, Rng, CHUNK_SIZE};
+
+/// Pseudo-random bytes.
+fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// Objects of varied sizes: mostly small, some of a few chunks, a few of several MiB.
+fn objects(rng: &mut Rng, n: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let size = match i % 100 {
+                0 => 1 + rng.below(3 << 20),
+                1..=9 => rng.below(3 * CHUNK_SIZE),
+                10 => 0,
+                _ => rng.below(4096),
+            };
+            (format!("object-{i}.bin"), bytes(rng, size))
+        })
+        .collect()
+}
+
+/// The ids of the nodes holding `name`.
+fn holders(nodes: &[Node], name: &str) -> Vec<Id> {
+    nodes
+        .iter()
+        .filter(|n| {
+            n.objects()
+                .unwrap()
+                .iter()
+                .any(|o| o.name == name.as_bytes())
+        })
+        .map(|n| n.id())
+        .collect()
+}
+
+/// Whether every object sits on its responsible node and nowhere else, and no node holds
+/// anything it is not responsible for.
+fn placed_exactly(nodes: &[Node], names: &[&String]) -> Result<(), String> {
+    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    let mut held = 0;
+    for node in nodes {
+        for o in node.objects().unwrap() {
+            held += 1;
+            let owner = oracle_responsible(o.key, &live);
+            if owner != node.id() {
+                return Err(format!(
+                    "{} holds {:?} (key {}), owned by {owner}",
+                    node.id(),
+                    String::from_utf8_lossy(&o.name),
+                    o.key
+                ));
+            }
+        }
+    }
+    if held != names.len() {
+        return Err(format!("{held} objects held, {} stored", names.len()));
+    }
+    for name in names {
+        let want = oracle_responsible(key_of(name.as_bytes()), &live);
+        let got = holders(nodes, name);
+        if got != [want] {
+            return Err(format!("{name} is on {got:?}, not on [{want}]"));
+        }
+    }
+    Ok(())
+}
+
+fn assert_settles(nodes: &[Node], names: &[&String]) {
+    let mut last = String::new();
+    let settled = wait_until(Duration::from_secs(30), || {
+        match placed_exactly(nodes, names) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(settled, "objects did not settle: {last}");
+}
+
+#[test]
+fn five_hundred_objects_are_placed_on_their_responsible_node_and_read_through_any_node() {
+    let mut rng = Rng::seeded(500);
+    let net = Network::new(&random_ids(&mut rng, 16));
+    let objects = objects(&mut rng, 500);
+    let client = Client::new(net.discovery.local_addr());
+    for (name, data) in &objects {
+        let stored = client.put(name, data).unwrap();
+        assert_eq!(stored.key, key_of(name.as_bytes()));
+        assert_eq!(stored.size, data.len() as u64);
+        assert_eq!(
+            stored.route.responsible().id,
+            oracle_responsible(stored.key, &net.ids())
+        );
+    }
+    let names: Vec<&String> = objects.keys().collect();
+    placed_exactly(&net.nodes, &names).unwrap();
+    // Through every node as the entry point.
+    for (i, (name, data)) in objects.iter().enumerate() {
+        let entry = &net.nodes[i % net.nodes.len()];
+        let fetched = Client::via_peer(entry.info().addr).get(name).unwrap();
+        assert_eq!(&fetched.data, data, "{name} through {}", entry.id());
+        assert_eq!(fetched.route.path[0].id, entry.id());
+    }
+}
+
+#[test]
+fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
+    let mut rng = Rng::seeded(1616);
+    let ids = random_ids(&mut rng, 32);
+    let mut net = Network::new(&ids[..16]);
+    let objects = objects(&mut rng, 150);
+    let names: Vec<&String> = objects.keys().collect();
+    let writer = Client::new(net.discovery.local_addr());
+    for (name, data) in &objects {
+        writer.put(name, data).unwrap();
+    }
+
+    let stop = AtomicBool::new(false);
+    let reads = AtomicUsize::new(0);
+    let discovery = net.discovery.local_addr();
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let client = Client::new(discovery);
+            let mut rng = Rng::seeded(7);
+            // Bounded: the churn below ends well before this many reads.
+            for _ in 0..1_000_000 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let name = names[rng.below(names.len())];
+                match client.get(name) {
+                    Ok(f) => assert_eq!(&f.data, &objects[name], "{name} read wrong bytes"),
+                    Err(e) => panic!("{name} could not be read during churn: {e}"),
+                }
+                reads.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+        for &id in &ids[16..] {
+            net.join(id);
+        }
+        for _ in 0..16 {
+            let node = net.nodes.remove(0); // the original sixteen
+            node.leave().unwrap();
+            node.shutdown();
+        }
+        stop.store(true, Ordering::SeqCst);
+        reader.join().unwrap();
+    });
+    assert!(reads.load(Ordering::SeqCst) > 0, "the reader ran");
+    assert_settles(&net.nodes, &names);
+    for (name, data) in &objects {
+        assert_eq!(&writer.get(name).unwrap().data, data, "{name}");
+    }
+}
+
+/// Two different names with the same key.
+fn colliding_names() -> (String, String) {
+    let mut seen: BTreeMap<Id, String> = BTreeMap::new();
+    for i in 0..100_000 {
+        let name = format!("file-{i}");
+        if let Some(other) = seen.insert(key_of(name.as_bytes()), name.clone()) {
+            return (other, name);
+        }
+    }
+    unreachable!("a 16-bit digest collides within 100,000 names");
+}
+
+#[test]
+fn names_sharing_a_key_are_kept_side_by_side() {
+    let mut rng = Rng::seeded(2);
+    let net = Network::new(&random_ids(&mut rng, 5));
+    let client = Client::new(net.discovery.local_addr());
+    let (a, b) = colliding_names();
+    assert_eq!(key_of(a.as_bytes()), key_of(b.as_bytes()));
+    client.put(&a, b"first").unwrap();
+    client.put(&b, b"second").unwrap();
+    assert_eq!(client.get(&a).unwrap().data, b"first");
+    assert_eq!(client.get(&b).unwrap().data, b"second");
+    assert!(client.delete(&a).unwrap().existed);
+    assert!(matches!(client.get(&a), Err(Error::NotFound { .. })));
+    assert_eq!(client.get(&b).unwrap().data, b"second");
+}
+
+#[test]
+fn hostile_names_stay_inside_the_data_directory() {
+    let mut rng = Rng::seeded(3);
+    let root = std::env::temp_dir().join(format!("pastry-hostile-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&root);
+    let dirs: Vec<_> = (0..4).map(|i| root.join(format!("node{i}"))).collect();
+    let net = Network::with_dirs(&random_ids(&mut rng, 4), &dirs);
+    let client = Client::new(net.discovery.local_addr());
+    let long = "x".repeat(10_000);
+    let names: Vec<&[u8]> = vec![
+        b"../../etc/passwd",
+        b"/abs",
+        b"a/b",
+        b"..",
+        b".",
+        b"nul\0byte",
+        b"%2F..%2F",
+        b"\xff\xfe not utf-8",
+    ];
+    for name in &names {
+        client.put(name, name).unwrap();
+        assert_eq!(client.get(name).unwrap().data, *name);
+    }
+    for refused in [&b""[..], long.as_bytes()] {
+        match client.put(refused, b"x") {
+            Err(Error::InvalidName { .. }) => {}
+            other => panic!(
+                "{} bytes: expected InvalidName, got {other:?}",
+                refused.len()
+            ),
+        }
+    }
+    // Every file is below some node's directory, and nothing else was created.
+    let mut outside = Vec::new();
+    walk_files(&root, &mut |path| {
+        if !dirs.iter().any(|d| path.starts_with(d)) {
+            outside.push(path.to_path_buf());
+        }
+    });
+    assert!(
+        outside.is_empty(),
+        "files outside the data dirs: {outside:?}"
+    );
+    drop(net);
+    std::fs::remove_dir_all(&root).unwrap();
+}
+
+fn walk_files(dir: &std::path::Path, f: &mut dyn FnMut(&std::path::Path)) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            walk_files(&path, f);
+        } else {
+            f(&path);
+        }
+    }
+}
+
+#[test]
+fn an_object_altered_on_disk_is_reported_corrupt_and_a_missing_one_not_found() {
+    let mut rng = Rng::seeded(4);
+    let net = Network::new(&random_ids(&mut rng, 4));
+    let client = Client::new(net.discovery.local_addr());
+    let data = bytes(&mut rng, 3 * CHUNK_SIZE + 5);
+    let stored = client.put("precious.dat", &data).unwrap();
+    let holder = net
+        .nodes
+        .iter()
+        .find(|n| n.id() == stored.route.responsible().id)
+        .unwrap();
+    let mut files = Vec::new();
+    walk_files(holder.data_dir(), &mut |p| files.push(p.to_path_buf()));
+    let file = files
+        .iter()
+        .find(|p| p.to_string_lossy().contains("precious"))
+        .expect("the object's file");
+    let mut raw = std::fs::read(file).unwrap();
+    let at = raw.len() - 1000; // inside the data
+    raw[at] ^= 0x40;
+    std::fs::write(file, &raw).unwrap();
+    match client.get("precious.dat") {
+        Err(Error::Corrupt { name, .. }) => assert_eq!(name, "precious.dat"),
+        other => panic!("expected Corrupt, got {:?}", other.map(|f| f.data.len())),
+    }
+    match client.get("never-stored") {
+        Err(Error::NotFound { name }) => assert_eq!(name, "never-stored"),
+        other => panic!("expected NotFound, got {other:?}"),
+    }
+}
+
+#[test]
+fn large_transfers_stream_in_bounded_chunks() {
+    let mut rng = Rng::seeded(5);
+    let net = Network::new(&random_ids(&mut rng, 3));
+    let client = Client::new(net.discovery.local_addr());
+    let dir = std::env::temp_dir().join(format!("pastry-stream-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("big.bin");
+    let size = 40 * CHUNK_SIZE + 123;
+    std::fs::write(&src, bytes(&mut rng, size)).unwrap();
+
+    let stored = client.store_file(&src).unwrap();
+    assert_eq!(stored.size, size as u64);
+    let out = dir.join("copy.bin");
+    let got = client.retrieve_file("big.bin", &out).unwrap();
+    assert_eq!(got.size, size as u64);
+    assert!(std::fs::read(&src).unwrap() == std::fs::read(&out).unwrap());
+
+    // No frame, on any side, carried more than one chunk plus its framing.
+    let bound = (CHUNK_SIZE + 64) as u64;
+    assert!(
+        client.stats().largest_frame <= bound,
+        "{:?}",
+        client.stats()
+    );
+    for node in &net.nodes {
+        assert!(node.stats().largest_frame <= bound, "{:?}", node.stats());
+    }
+    assert!(
+        client.stats().largest_frame >= CHUNK_SIZE as u64,
+        "chunks were full"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn small_values_cost_a_lookup_and_one_round_trip_on_a_reused_connection() {
+    let mut rng = Rng::seeded(6);
+    let net = Network::new(&random_ids(&mut rng, 16));
+    let client = Client::new(net.discovery.local_addr());
+    for i in 0..50u32 {
+        client.put(format!("k{i}"), &i.to_be_bytes()).unwrap();
+    }
+    let warm = client.stats();
+    for i in 0..50u32 {
+        let before = client.stats().sent;
+        let got = client.get(format!("k{i}")).unwrap();
+        assert_eq!(got.data, i.to_be_bytes());
+        // One request per node on the route (the lookup), then the get itself.
+        assert_eq!(
+            client.stats().sent - before,
+            got.route.path.len() as u64 + 1
+        );
+    }
+    assert_eq!(
+        client.stats().opened,
+        warm.opened,
+        "connections were reused"
+    );
+}
