@@ -136,7 +136,24 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
     let stop = AtomicBool::new(false);
     let reads = AtomicUsize::new(0);
     let discovery = net.discovery.local_addr();
+    // Values rewritten during the churn, by name: the last write must win everywhere.
+    let rewritten: std::sync::Mutex<BTreeMap<String, Vec<u8>>> = Default::default();
     std::thread::scope(|s| {
+        s.spawn(|| {
+            let client = Client::new(discovery);
+            let mut rng = Rng::seeded(8);
+            for round in 0..1_000_000u32 {
+                if stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let name = format!("rewritten-{}", rng.below(20));
+                let value = format!("{name} round {round}").into_bytes();
+                if let Err(e) = client.put(&name, &value) {
+                    panic!("{name} could not be written during churn: {e}");
+                }
+                rewritten.lock().unwrap().insert(name, value);
+            }
+        });
         let reader = s.spawn(|| {
             let client = Client::new(discovery);
             let mut rng = Rng::seeded(7);
@@ -165,8 +182,12 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
         reader.join().unwrap();
     });
     assert!(reads.load(Ordering::SeqCst) > 0, "the reader ran");
-    assert_settles(&net.nodes, &names);
-    for (name, data) in &objects {
+    let rewritten = rewritten.into_inner().unwrap();
+    assert!(!rewritten.is_empty(), "the writer ran");
+    let mut all: Vec<&String> = names.clone();
+    all.extend(rewritten.keys());
+    assert_settles(&net.nodes, &all);
+    for (name, data) in objects.iter().chain(&rewritten) {
         assert_eq!(&writer.get(name).unwrap().data, data, "{name}");
     }
 }
