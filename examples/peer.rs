@@ -6,7 +6,11 @@
 //! ```
 //!
 //! Once joined it prints `peer ID listening on ADDR`, then reads commands: `id`, `leaf-set`,
-//! `routing-table`, `lookup KEY`, `help`, `exit` (end of input also leaves and exits).
+//! `routing-table`, `lookup KEY`, `list-files`, `help`, `exit` (end of input also leaves and
+//! exits).
+//!
+//! The objects it holds live in `--data-dir`, kept after it exits; without that flag, in a
+//! temporary directory removed at exit (after a graceful leave has handed them over).
 
 mod common;
 
@@ -14,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use common::{command_loop, init_logging, listen_addr, resolve, say, Args};
+use common::{command_loop, init_logging, listen_addr, printable, resolve, say, Args};
 use pastry::{Error, Id, Node, NodeConfig, NodeInfo};
 
 const USAGE: &str = "\
@@ -31,7 +35,8 @@ Options:
   --id HEX               this peer's id, 1 to 4 hex digits (default: random)
   --discovery ADDR:PORT  join through the discovery node at ADDR:PORT
   --bootstrap ADDR:PORT  join through the known peer at ADDR:PORT, without discovery
-  --data-dir DIR         directory for this peer's objects (created if missing)
+  --data-dir DIR         keep this peer's objects in DIR (created if missing; kept
+                         at exit). Default: a temporary directory, removed at exit
   --leaf-half N          leaf-set members kept on each side (default 8)
   -h, --help             print this help
 
@@ -40,6 +45,7 @@ Commands:
   leaf-set        the leaf set: counter-clockwise side, then clockwise side
   routing-table   the routing table: 4 rows of 16 columns
   lookup KEY      the route to the peer responsible for KEY (1 to 4 hex digits)
+  list-files      the objects this peer holds, one per line: KEY SIZE NAME
   help            this list
   exit            leave the overlay and stop (so does the end of input)
 
@@ -104,9 +110,10 @@ fn main() -> ExitCode {
             ("leaf-set", []) => print_leaf_set(&node),
             ("routing-table", []) => print_routing_table(&node),
             ("lookup", [key]) => lookup(&node, key),
+            ("list-files", []) => list_files(&node),
             ("help", _) => say(USAGE),
             ("exit", []) => return false,
-            ("id" | "leaf-set" | "routing-table" | "exit", _) => {
+            ("id" | "leaf-set" | "routing-table" | "list-files" | "exit", _) => {
                 eprintln!("error: {command} takes no arguments")
             }
             ("lookup", _) => eprintln!("error: usage: lookup KEY (1 to 4 hex digits)"),
@@ -201,6 +208,26 @@ fn lookup(node: &Node, key: &str) {
             ));
         }
         Err(e) => eprintln!("error: lookup {key}: {e}"),
+    }
+}
+
+/// One line per object held, `KEY SIZE NAME` (the name shown lossily as UTF-8, control
+/// characters escaped), by key then name; then `N objects`.
+fn list_files(node: &Node) {
+    match node.objects() {
+        Ok(mut objects) => {
+            objects.sort_by(|a, b| (a.key, &a.name).cmp(&(b.key, &b.name)));
+            for object in &objects {
+                say(format_args!(
+                    "{} {} {}",
+                    object.key,
+                    object.size,
+                    printable(&object.name)
+                ));
+            }
+            say(format_args!("{} objects", objects.len()));
+        }
+        Err(e) => eprintln!("error: list-files: {e}"),
     }
 }
 

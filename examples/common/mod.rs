@@ -2,32 +2,54 @@
 //! stdin. Each program includes it with `mod common;` and uses the parts it needs.
 #![allow(dead_code)]
 
+use std::error::Error;
+use std::ffi::OsString;
 use std::fmt::Display;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::process;
 use std::str::FromStr;
 
-/// The command-line flags, read one at a time: `--flag VALUE` or `--flag=VALUE`.
+/// The command-line flags, read one at a time: `--flag VALUE` or `--flag=VALUE`; for a
+/// program made with [`Args::with_words`], then the words after them.
 ///
 /// `--help` (or `-h`) prints the usage and exits 0; a mistake prints it with the error to
 /// stderr and exits 2.
 pub struct Args {
     usage: &'static str,
-    rest: std::vec::IntoIter<String>,
+    rest: std::vec::IntoIter<OsString>,
     /// The value written after `=` in the last flag, not yet taken.
     inline: Option<String>,
+    /// For a program that takes words after its flags: those words, once reached.
+    words: Option<Vec<OsString>>,
 }
 
 impl Args {
-    /// The flags this program was started with.
+    /// The flags this program was started with; any other argument is a usage error.
     pub fn from_env(usage: &'static str) -> Args {
-        let rest: Vec<String> = std::env::args().skip(1).collect();
         Args {
             usage,
-            rest: rest.into_iter(),
+            rest: std::env::args_os().skip(1).collect::<Vec<_>>().into_iter(),
             inline: None,
+            words: None,
         }
+    }
+
+    /// The flags this program was started with, then words: the first argument that is not a
+    /// flag (or the one after `--`) and every argument after it, flag-like or not, taken as
+    /// they are (file names need not be UTF-8). Read the flags with [`Args::next_flag`], then
+    /// the words with [`Args::words`].
+    pub fn with_words(usage: &'static str) -> Args {
+        Args {
+            words: Some(Vec::new()),
+            ..Args::from_env(usage)
+        }
+    }
+
+    /// The words after the flags (empty for a program without words, or when there are none).
+    /// Call it once [`Args::next_flag`] has returned `None`.
+    pub fn words(&mut self) -> Vec<OsString> {
+        self.words.take().unwrap_or_default()
     }
 
     /// The next flag, or `None` when there are no more.
@@ -35,12 +57,28 @@ impl Args {
         if let Some(value) = self.inline.take() {
             self.fail(&format!("unexpected value {value:?}"));
         }
-        let arg = self.rest.next()?;
+        let raw = self.rest.next()?;
+        let takes_words = self.words.is_some();
+        if takes_words && (raw == "--" || !raw.to_string_lossy().starts_with('-')) {
+            // The words begin: keep them all, as they are.
+            let words = self.words.get_or_insert_with(Vec::new);
+            if raw != "--" {
+                words.push(raw);
+            }
+            words.extend(self.rest.by_ref());
+            return None;
+        }
+        let arg = raw
+            .into_string()
+            .unwrap_or_else(|raw| self.fail(&format!("unexpected argument {raw:?}")));
         if arg == "--help" || arg == "-h" {
             println!("{}", self.usage);
             process::exit(0);
         }
         if !arg.starts_with("--") {
+            if takes_words {
+                self.fail(&format!("unknown flag {arg}"));
+            }
             self.fail(&format!("unexpected argument {arg:?}"));
         }
         match arg.split_once('=') {
@@ -67,8 +105,13 @@ impl Args {
         flag: &str,
         parse: impl FnOnce(&str) -> Result<T, E>,
     ) -> T {
-        let Some(raw) = self.inline.take().or_else(|| self.rest.next()) else {
-            self.fail(&format!("{flag} needs a value"));
+        let raw = match self.inline.take() {
+            Some(inline) => inline,
+            None => match self.rest.next().map(OsString::into_string) {
+                Some(Ok(raw)) => raw,
+                Some(Err(raw)) => self.fail(&format!("{flag} {raw:?}: not UTF-8")),
+                None => self.fail(&format!("{flag} needs a value")),
+            },
         };
         parse(&raw).unwrap_or_else(|e| self.fail(&format!("{flag} {raw}: {e}")))
     }
@@ -116,9 +159,21 @@ pub fn init_logging() {
 
 /// Reads commands from stdin, one a line, and gives each to `run` as its first word and the
 /// rest; blank lines are skipped. Stops when `run` returns `false` or stdin ends.
-pub fn command_loop(mut run: impl FnMut(&str, &[&str]) -> bool) {
-    for line in io::stdin().lock().lines() {
-        let Ok(line) = line else { break };
+pub fn command_loop(run: impl FnMut(&str, &[&str]) -> bool) {
+    prompted_command_loop(None, run)
+}
+
+/// [`command_loop`], printing `prompt` before each line when stdin is a terminal.
+pub fn prompted_command_loop(prompt: Option<&str>, mut run: impl FnMut(&str, &[&str]) -> bool) {
+    let prompt = prompt.filter(|_| io::stdin().is_terminal());
+    let mut lines = io::stdin().lock().lines();
+    loop {
+        if let Some(prompt) = prompt {
+            let mut out = io::stdout().lock();
+            let _ = write!(out, "{prompt}");
+            let _ = out.flush();
+        }
+        let Some(Ok(line)) = lines.next() else { break };
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some((command, rest)) = words.split_first() else {
             continue;
@@ -129,6 +184,36 @@ pub fn command_loop(mut run: impl FnMut(&str, &[&str]) -> bool) {
             break;
         }
     }
+}
+
+/// `e` and each of its sources, joined by `: ` (the library's errors keep the operating
+/// system's words in their source).
+pub fn error_chain(e: &dyn Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        let more = inner.to_string();
+        if !text.ends_with(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        source = inner.source();
+    }
+    text
+}
+
+/// An object name for one line of output: lossily decoded as UTF-8, with control characters
+/// (a newline, say) escaped as in Rust source.
+pub fn printable(name: &[u8]) -> String {
+    let mut text = String::with_capacity(name.len());
+    for c in String::from_utf8_lossy(name).chars() {
+        if c.is_control() {
+            text.extend(c.escape_debug());
+        } else {
+            text.push(c);
+        }
+    }
+    text
 }
 
 /// Prints `line` to stdout and flushes it, so that a program reading this one's output sees it

@@ -133,20 +133,20 @@ struct DataDir {
 
 impl DataDir {
     /// The configured directory, or a new temporary one.
-    fn new(configured: Option<&Path>, id: Id) -> Result<DataDir> {
+    fn new(configured: Option<&Path>, id: Id) -> DataDir {
         if let Some(path) = configured {
-            return Ok(DataDir {
+            return DataDir {
                 path: path.to_path_buf(),
                 temporary: false,
-            });
+            };
         }
         static NEXT: AtomicU64 = AtomicU64::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
         let name = format!("pastry-{id}-{}-{n}", std::process::id());
-        Ok(DataDir {
+        DataDir {
             path: std::env::temp_dir().join(name),
             temporary: true,
-        })
+        }
     }
 }
 
@@ -195,7 +195,7 @@ impl Node {
             .id
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
-        let data_dir = DataDir::new(config.data_dir.as_deref(), id)?;
+        let data_dir = DataDir::new(config.data_dir.as_deref(), id);
         let store = ObjectStore::open(&data_dir.path).map_err(|e| Error::from_store(b"", e))?;
         let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
