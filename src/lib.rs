@@ -32,6 +32,7 @@
 mod client;
 mod discovery;
 mod error;
+pub mod ffi;
 pub mod id;
 mod net;
 mod node;
