@@ -1,5 +1,6 @@
 //! The example programs as separate processes: a discovery node and eight peers on loopback,
-//! driven through their stdin and read through their stdout, checked against the oracle.
+//! driven through their stdin and read through their stdout, and the StoreData program run
+//! against them, checked against the oracle.
 //!
 //! The programs are the example binaries cargo puts in `target/<profile>/examples/`: plain
 //! `cargo test` builds them; `cargo test --all-targets` and `cargo test --test programs` do not.
@@ -7,7 +8,7 @@
 mod common;
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::sync::{Arc, Mutex};
@@ -23,7 +24,7 @@ const STARTUP: Duration = Duration::from_secs(20);
 const REPLY: Duration = Duration::from_secs(10);
 
 /// The paths of the example programs, which `cargo test` builds before running the tests.
-fn programs() -> [PathBuf; 3] {
+fn programs() -> [PathBuf; 4] {
     let exe = std::env::current_exe().expect("the test binary's path");
     // target/<profile>/deps/programs-<hash> -> target/<profile>/examples/<name>
     let dir = exe
@@ -32,7 +33,12 @@ fn programs() -> [PathBuf; 3] {
         .expect("the test binary is in target/<profile>/deps")
         .join("examples");
     let path = |name: &str| dir.join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
-    let paths = [path("discovery"), path("peer"), path("demo")];
+    let paths = [
+        path("discovery"),
+        path("peer"),
+        path("demo"),
+        path("store_data"),
+    ];
     for p in &paths {
         assert!(
             p.is_file(),
@@ -266,7 +272,7 @@ fn help_prints_usage_and_bad_flags_are_refused() {
 
 #[test]
 fn discovery_and_eight_peers_as_processes() {
-    let [discovery_path, peer_path, _] = programs();
+    let [discovery_path, peer_path, _, _] = programs();
     let mut discovery = Program::start(&discovery_path, &["--port", "0"]);
     let first = discovery.line(STARTUP);
     let addr = first
@@ -335,4 +341,284 @@ fn discovery_and_eight_peers_as_processes() {
     // The end of its input stops discovery.
     discovery.close_stdin();
     assert!(discovery.wait(REPLY).success());
+}
+
+/// A directory under the system's temporary directory, unique to this run; removed on drop.
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    fn new(label: &str) -> ScratchDir {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let dir =
+            std::env::temp_dir().join(format!("pastry-{label}-{}-{nanos:x}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("create {}: {e}", dir.display()));
+        ScratchDir(dir)
+    }
+
+    fn join(&self, part: &str) -> PathBuf {
+        self.0.join(part)
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `path` as an argument (the temporary directory has a UTF-8 path in every test set-up).
+fn arg(path: &Path) -> &str {
+    path.to_str().expect("a UTF-8 path")
+}
+
+/// What one run of a program to its end gave.
+struct Finished {
+    status: ExitStatus,
+    stdout: Vec<String>,
+    program: Program,
+}
+
+/// Runs the program at `path` with `args` and no input to its end, within `within`.
+fn run_to_end(path: &PathBuf, args: &[&str], within: Duration) -> Finished {
+    let mut program = Program::start(path, args);
+    program.close_stdin();
+    let stdout = program.rest(within);
+    let status = program.wait(within);
+    Finished {
+        status,
+        stdout,
+        program,
+    }
+}
+
+/// One object as `store_data` reports it: `NAME: key KEY`, `hop I: ID ADDR` lines, then a
+/// line about the holder, such as `stored on ID ADDR (N bytes)`.
+#[derive(Debug)]
+struct Report {
+    name: String,
+    key: Id,
+    hops: Vec<Id>,
+    holder: Id,
+    /// The holder line after `<verb> ID ADDR `.
+    tail: String,
+}
+
+/// Splits `store_data`'s output into reports; `verb` starts the holder lines (`stored on`).
+fn reports(lines: &[String], verb: &str) -> Vec<Report> {
+    let mut out = Vec::new();
+    let mut lines = lines.iter();
+    while let Some(first) = lines.next() {
+        let (name, key) = first
+            .rsplit_once(": key ")
+            .unwrap_or_else(|| panic!("expected NAME: key KEY, got {first:?}"));
+        let mut hops = Vec::new();
+        loop {
+            let line = lines
+                .next()
+                .unwrap_or_else(|| panic!("no {verb} line for {name}"));
+            if let Some(rest) = line.strip_prefix(&format!("{verb} ")) {
+                let mut words = rest.splitn(3, ' ');
+                let holder = words.next().unwrap().parse().unwrap();
+                let _addr = words.next().unwrap();
+                out.push(Report {
+                    name: name.to_string(),
+                    key: key.parse().unwrap(),
+                    hops,
+                    holder,
+                    tail: words.next().unwrap_or("").to_string(),
+                });
+                break;
+            }
+            let hop = line
+                .strip_prefix(&format!("hop {}: ", hops.len()))
+                .unwrap_or_else(|| panic!("expected hop {}, got {line:?}", hops.len()));
+            hops.push(hop.split(' ').next().unwrap().parse().unwrap());
+        }
+    }
+    out
+}
+
+/// The objects a peer lists: (key, size, name), checking its `<n> objects` line.
+fn list_files(peer: &mut Program) -> Vec<(Id, u64, String)> {
+    peer.send("list-files");
+    let mut lines = peer.lines_until(REPLY, |l| l.ends_with(" objects"));
+    let count = lines.pop().unwrap();
+    assert_eq!(count, format!("{} objects", lines.len()));
+    lines
+        .iter()
+        .map(|l| {
+            let mut words = l.splitn(3, ' ');
+            let key = words.next().unwrap().parse().unwrap();
+            let size = words.next().unwrap().parse().unwrap();
+            (key, size, words.next().unwrap().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
+    // Dropped last: every program is killed before its directory goes.
+    let scratch = ScratchDir::new("programs");
+    let [discovery_path, peer_path, _, store_path] = programs();
+    let mut discovery = Program::start(&discovery_path, &["--port", "0"]);
+    let first = discovery.line(STARTUP);
+    let addr = first
+        .strip_prefix("discovery listening on ")
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"))
+        .to_string();
+
+    let ids = random_ids(&mut Rng::seeded(0x570e), 8);
+    let mut peers = Vec::new();
+    let mut peer_addrs = Vec::new();
+    for &id in &ids {
+        let id_arg = id.to_string();
+        let data_dir = scratch.join(&format!("peer-{id}"));
+        let args = ["--discovery", &addr, "--id", &id_arg, "--data-dir"];
+        let program = Program::start(&peer_path, &[&args[..], &[arg(&data_dir)]].concat());
+        let line = program.line(STARTUP);
+        let peer_addr = line
+            .strip_prefix(&format!("peer {id} listening on "))
+            .unwrap_or_else(|| panic!("{line:?}"));
+        peer_addrs.push(peer_addr.to_string());
+        peers.push(Peer { id, program });
+    }
+    assert_eq!(list_nodes(&mut discovery), sorted(ids.clone()));
+
+    // The files: empty, a little text, and about 3 MiB of pseudo-random bytes.
+    let input = scratch.join("in");
+    std::fs::create_dir_all(&input).unwrap();
+    let mut rng = Rng::seeded(0xf11e);
+    let mut random = Vec::new();
+    while random.len() < 3 * 1024 * 1024 + 1001 {
+        random.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    let files: Vec<(&str, Vec<u8>)> = vec![
+        ("empty", Vec::new()),
+        ("hello.txt", b"hello from the programs test\n".to_vec()),
+        ("random.bin", random),
+    ];
+    let paths: Vec<PathBuf> = files.iter().map(|(name, _)| input.join(name)).collect();
+    for ((_, bytes), path) in files.iter().zip(&paths) {
+        std::fs::write(path, bytes).unwrap();
+    }
+    let holder_of = |name: &str| oracle_responsible(key_of(name.as_bytes()), &ids);
+
+    // Store all three in one run: each lands on the node the oracle names.
+    let mut args = vec!["--discovery", &addr, "store"];
+    args.extend(paths.iter().map(|p| arg(p)));
+    let stored = run_to_end(&store_path, &args, STARTUP);
+    assert!(
+        stored.status.success(),
+        "store exited with {}; stderr:\n{}",
+        stored.status,
+        stored.program.stderr()
+    );
+    let stored = reports(&stored.stdout, "stored on");
+    assert_eq!(stored.len(), files.len(), "{stored:?}");
+    for ((name, bytes), report) in files.iter().zip(&stored) {
+        assert_eq!(report.name, *name);
+        assert_eq!(report.key, key_of(name.as_bytes()), "{name}");
+        assert_eq!(report.holder, holder_of(name), "holder of {name}");
+        assert_eq!(report.hops.last(), Some(&report.holder), "{report:?}");
+        assert!(report.hops.iter().all(|h| ids.contains(h)), "{report:?}");
+        assert_eq!(report.tail, format!("({} bytes)", bytes.len()), "{name}");
+    }
+
+    // The holder of each lists it, with its size.
+    for (name, bytes) in &files {
+        let holder = holder_of(name);
+        let peer = peers.iter_mut().find(|p| p.id == holder).unwrap();
+        let listed = list_files(&mut peer.program);
+        let entry = (
+            key_of(name.as_bytes()),
+            bytes.len() as u64,
+            name.to_string(),
+        );
+        assert!(listed.contains(&entry), "{holder} lists {listed:?}");
+    }
+
+    // Each comes back byte for byte, through discovery and through a known peer.
+    let output = scratch.join("out");
+    std::fs::create_dir_all(&output).unwrap();
+    for (i, (name, bytes)) in files.iter().enumerate() {
+        let out = output.join(name);
+        let entry = if i % 2 == 0 {
+            ["--discovery", addr.as_str()]
+        } else {
+            ["--peer", peer_addrs[i].as_str()]
+        };
+        let args = [&entry[..], &["retrieve", name, arg(&out)]].concat();
+        let retrieved = run_to_end(&store_path, &args, STARTUP);
+        assert!(
+            retrieved.status.success(),
+            "retrieve {name} exited with {}; stderr:\n{}",
+            retrieved.status,
+            retrieved.program.stderr()
+        );
+        let report = &reports(&retrieved.stdout, "retrieved from")[0];
+        assert_eq!(report.holder, holder_of(name), "{name}");
+        assert_eq!(
+            report.tail,
+            format!("({} bytes) into {}", bytes.len(), out.display())
+        );
+        assert!(std::fs::read(&out).unwrap() == *bytes, "{name} differs");
+    }
+
+    // Delete one: the holder had it, lists it no more, and retrieving it fails (exit 1).
+    let gone = "hello.txt";
+    let deleted = run_to_end(&store_path, &["--discovery", &addr, "delete", gone], REPLY);
+    assert!(deleted.status.success(), "{}", deleted.program.stderr());
+    let report = &reports(&deleted.stdout, "deleted on")[0];
+    assert_eq!(
+        (report.holder, report.tail.as_str()),
+        (holder_of(gone), "(existed)")
+    );
+    let peer = peers.iter_mut().find(|p| p.id == holder_of(gone)).unwrap();
+    assert!(list_files(&mut peer.program)
+        .iter()
+        .all(|(_, _, n)| n != gone));
+    let out = output.join("deleted-copy");
+    let missing = run_to_end(
+        &store_path,
+        &["--discovery", &addr, "retrieve", gone, arg(&out)],
+        REPLY,
+    );
+    assert_eq!(missing.status.code(), Some(1), "{:?}", missing.stdout);
+    assert!(missing.stdout.is_empty(), "{:?}", missing.stdout);
+    assert!(wait_until(REPLY, || missing
+        .program
+        .stderr()
+        .contains("error: retrieve hello.txt: no object named")));
+    assert!(!out.exists(), "a failed retrieval left {}", out.display());
+
+    // Without OUTPUT, a name that is not a plain file name is refused as a usage error.
+    let refused = run_to_end(
+        &store_path,
+        &["--discovery", &addr, "retrieve", "../x"],
+        REPLY,
+    );
+    assert_eq!(refused.status.code(), Some(2));
+
+    // Commands from stdin: the exit status says whether all of them succeeded.
+    let mut session = Program::start(&store_path, &["--discovery", &addr]);
+    let copy = output.join("again.bin");
+    session.send(&format!("retrieve random.bin {}", arg(&copy)));
+    let lines = session.lines_until(REPLY, |l| l.starts_with("retrieved from"));
+    assert_eq!(
+        reports(&lines, "retrieved from")[0].holder,
+        holder_of("random.bin")
+    );
+    session.send("frobnicate");
+    session.send("exit");
+    assert_eq!(session.wait(REPLY).code(), Some(1));
+    assert!(wait_until(REPLY, || session
+        .stderr()
+        .contains("unknown command")));
+    assert!(std::fs::read(&copy).unwrap() == files[2].1);
+
+    drop(peers);
+    drop(discovery);
+    drop(scratch);
 }
