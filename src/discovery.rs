@@ -111,6 +111,7 @@ impl Registry {
                 }
                 Message::Ack
             }
+            Message::Alive { node } => self.alive(node),
             Message::RandomPeer => Message::Peer {
                 peer: self.random_joined(),
             },
@@ -149,6 +150,24 @@ impl Registry {
         log::info!("discovery: {node} is joining");
         Message::Peer {
             peer: self.random_joined(),
+        }
+    }
+
+    /// A joined node says it is alive: known, or relearnt after discovery restarted.
+    fn alive(&self, node: NodeInfo) -> Message {
+        let mut entries = self.entries.lock();
+        match entries.get(&node.id) {
+            Some(e) if e.node.addr != node.addr => error(
+                RemoteCode::IdInUse,
+                format!("{} is already used by {}", node.id, e.node.addr),
+            ),
+            _ => {
+                let entry = Entry { node, joined: true };
+                if entries.insert(node.id, entry).is_none() {
+                    log::info!("discovery: relearnt {node}");
+                }
+                Message::Ack
+            }
         }
     }
 
@@ -195,6 +214,11 @@ impl DiscoveryLink<'_> {
     /// Tells discovery that `id` has finished joining.
     pub fn joined(&self, id: Id) -> Result<()> {
         self.ack(&Message::Joined { id })
+    }
+
+    /// Tells discovery that `node` is alive and joined.
+    pub fn alive(&self, node: NodeInfo) -> Result<()> {
+        self.ack(&Message::Alive { node })
     }
 
     /// Tells discovery that `node` has left.

@@ -33,7 +33,17 @@ impl Inner {
                     leaf_set: state.leaf_set().members(),
                 }
             }
+            Message::Exchange { node, leaf_set } if routing => {
+                if node.id != self.me.id && self.learn_leaf_set_of(node, &leaf_set) {
+                    self.wake_maintenance();
+                }
+                Message::LeafSet {
+                    node: self.me,
+                    leaf_set: self.state.read().leaf_set().members(),
+                }
+            }
             Message::Announce { node } if routing => {
+                self.revive(node.id);
                 if node.id != self.me.id && self.state.write().learn(node) {
                     log::debug!("node {}: learnt {node}", self.me);
                     // Some of our objects may be the newcomer's now.
@@ -59,6 +69,7 @@ impl Inner {
             Message::NextHop { .. }
             | Message::JoinHop { .. }
             | Message::Announce { .. }
+            | Message::Exchange { .. }
             | Message::Depart { .. }
             | Message::Get { .. }
             | Message::Delete { .. }

@@ -7,6 +7,7 @@
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
+use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::id::NodeInfo;
@@ -17,8 +18,11 @@ use crate::wire::{Message, RecordHead};
 use super::objects::head_of;
 use super::{Inner, Phase};
 
-/// Starts the maintenance thread: it rebalances when woken (membership changed) and retries
-/// leftover work every `maintenance_interval`.
+/// Maintenance rounds between reminders to discovery that this node is alive.
+const HEARTBEAT_EVERY: u64 = 5;
+
+/// Starts the maintenance thread: every `maintenance_interval` it checks the neighbours and
+/// retries leftover work; woken early (membership changed), it rebalances at once.
 pub(super) fn start_maintenance(
     inner: &Arc<Inner>,
     wakeups: Receiver<()>,
@@ -27,15 +31,30 @@ pub(super) fn start_maintenance(
     thread::Builder::new()
         .name(format!("pastry-{}-maint", inner.me.id))
         .spawn(move || {
+            let interval = inner.config.maintenance_interval;
             let mut pending = false;
+            let mut next_probe = Instant::now() + interval;
+            let mut probes = 0u64;
             loop {
-                match wakeups.recv_timeout(inner.config.maintenance_interval) {
+                match wakeups.recv_timeout(next_probe.saturating_duration_since(Instant::now())) {
                     Ok(()) => pending = true,
                     Err(RecvTimeoutError::Timeout) => {}
                     Err(RecvTimeoutError::Disconnected) => return, // shut down
                 }
                 while wakeups.try_recv().is_ok() {} // one pass serves every wake-up so far
-                if pending && *inner.phase.lock() == Phase::Joined {
+                if *inner.phase.lock() != Phase::Joined {
+                    continue;
+                }
+                if Instant::now() >= next_probe {
+                    inner.probe_neighbours();
+                    if probes % HEARTBEAT_EVERY == 0 {
+                        inner.heartbeat_discovery();
+                    }
+                    probes += 1;
+                    next_probe = Instant::now() + interval;
+                    pending = true; // retry what was left undone
+                }
+                if pending {
                     pending = !inner.rebalance();
                 }
             }

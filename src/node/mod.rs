@@ -3,6 +3,7 @@
 mod handler;
 mod migrate;
 mod objects;
+mod repair;
 pub(crate) mod walk;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -21,7 +22,7 @@ use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
 use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
 use crate::rng::Rng;
 use crate::store::{ObjectStore, RecordMeta};
-use crate::wire::{Message, RemoteCode};
+use crate::wire::Message;
 use walk::{walk, Target, Visit};
 
 /// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
@@ -45,8 +46,10 @@ pub struct NodeConfig {
     /// Directory for this node's objects. `None`: a new temporary directory, removed when
     /// the node shuts down.
     pub data_dir: Option<PathBuf>,
-    /// How often the node retries work left undone (an object it could not hand over). Default
-    /// 1 s.
+    /// How often the node checks its leaf-set neighbours (exchanging leaf sets with them) and
+    /// retries work left undone, such as an object it could not hand over. A neighbour that
+    /// crashed is noticed within about this long (a hung one within two I/O timeouts).
+    /// Default 1 s.
     pub maintenance_interval: Duration,
     /// Socket timeouts and limits.
     pub net: NetConfig,
@@ -123,6 +126,8 @@ pub(crate) struct Inner {
     maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// The last version handed out, so versions from one node always increase.
     last_version: AtomicU64,
+    /// Failures seen of other nodes.
+    health: Mutex<repair::Health>,
 }
 
 /// A node's data directory.
@@ -211,6 +216,7 @@ impl Node {
             write_gate: RwLock::new(()),
             maintenance: Mutex::new(Some(wake)),
             last_version: AtomicU64::new(0),
+            health: Mutex::new(repair::Health::default()),
             config,
         });
         let handler: Handler = {
@@ -547,31 +553,6 @@ impl Inner {
                 extra: (),
             }),
             other => Err(unexpected(target.addr, "Hop", &other)),
-        }
-    }
-
-    /// A node failed to answer: drop it from our tables if it is gone for sure.
-    fn suspect(&self, target: Target, e: &Error) {
-        let gone = matches!(
-            e,
-            Error::Unreachable { .. }
-                | Error::Refused {
-                    code: RemoteCode::NotJoined,
-                    ..
-                }
-        );
-        if let (true, Some(id)) = (gone, target.id) {
-            let mut state = self.state.write();
-            let in_leaf_set = state.leaf_set().contains(id);
-            if state.forget(id) {
-                // Only a leaf-set gap needs filling; refilling after a routing-table entry
-                // could let other stale entries push live members out.
-                if in_leaf_set {
-                    state.refill_leaf_set();
-                }
-                log::info!("node {}: dropped unreachable {id}: {e}", self.me);
-            }
-            self.pool.forget(target.addr);
         }
     }
 }

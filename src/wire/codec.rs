@@ -22,8 +22,8 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
-/// Free for later use: 3..=9 (generic), 18..=19 (node protocol), 28..=39 (object store),
-/// 47.. (discovery and beyond).
+/// Free for later use: 3..=9 (generic), 28..=39 (object store),
+/// 48.. (discovery and beyond).
 mod ty {
     pub const ACK: u8 = 1;
     pub const ERROR: u8 = 2;
@@ -35,6 +35,8 @@ mod ty {
     pub const JOIN_STATE: u8 = 15;
     pub const ANNOUNCE: u8 = 16;
     pub const DEPART: u8 = 17;
+    pub const EXCHANGE: u8 = 18;
+    pub const LEAF_SET: u8 = 19;
     pub const RECORD: u8 = 20;
     pub const CHUNK: u8 = 21;
     pub const RECORD_END: u8 = 22;
@@ -50,6 +52,7 @@ mod ty {
     pub const PEER: u8 = 44;
     pub const LIST_PEERS: u8 = 45;
     pub const PEERS: u8 = 46;
+    pub const ALIVE: u8 = 47;
 }
 
 /// Smallest encodings, used to refuse counts the payload cannot hold before allocating.
@@ -78,6 +81,8 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::JoinState { .. } => ty::JOIN_STATE,
         Message::Announce { .. } => ty::ANNOUNCE,
         Message::Depart { .. } => ty::DEPART,
+        Message::Exchange { .. } => ty::EXCHANGE,
+        Message::LeafSet { .. } => ty::LEAF_SET,
         Message::Record(_) => ty::RECORD,
         Message::Chunk { .. } => ty::CHUNK,
         Message::RecordEnd { .. } => ty::RECORD_END,
@@ -93,6 +98,7 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::Peer { .. } => ty::PEER,
         Message::ListPeers => ty::LIST_PEERS,
         Message::Peers { .. } => ty::PEERS,
+        Message::Alive { .. } => ty::ALIVE,
     }
 }
 
@@ -109,6 +115,8 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::JOIN_STATE => "JoinState",
         ty::ANNOUNCE => "Announce",
         ty::DEPART => "Depart",
+        ty::EXCHANGE => "Exchange",
+        ty::LEAF_SET => "LeafSet",
         ty::RECORD => "Record",
         ty::CHUNK => "Chunk",
         ty::RECORD_END => "RecordEnd",
@@ -124,6 +132,7 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::PEER => "Peer",
         ty::LIST_PEERS => "ListPeers",
         ty::PEERS => "Peers",
+        ty::ALIVE => "Alive",
         _ => return None,
     })
 }
@@ -141,9 +150,10 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
             buf.put_u8(*code as u8);
             put_str(buf, message);
         }
-        Message::Pong { node } | Message::Announce { node } | Message::Register { node } => {
-            put_node(buf, node)
-        }
+        Message::Pong { node }
+        | Message::Announce { node }
+        | Message::Register { node }
+        | Message::Alive { node } => put_node(buf, node),
         Message::NextHop { key, exclude } => {
             put_id(buf, *key);
             put_vec(buf, exclude, |b, id| put_id(b, *id));
@@ -167,7 +177,9 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
             put_vec(buf, rows, put_node);
             put_vec(buf, leaf_set, put_node);
         }
-        Message::Depart { node, leaf_set } => {
+        Message::Depart { node, leaf_set }
+        | Message::Exchange { node, leaf_set }
+        | Message::LeafSet { node, leaf_set } => {
             put_node(buf, node);
             put_vec(buf, leaf_set, put_node);
         }
@@ -382,6 +394,14 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
             node: r.node()?,
             leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
+        ty::EXCHANGE => Message::Exchange {
+            node: r.node()?,
+            leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
+        ty::LEAF_SET => Message::LeafSet {
+            node: r.node()?,
+            leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
         ty::RECORD => {
             let (name, size, version) = (r.bytes()?, r.u64()?, r.u64()?);
             let flags = r.flags(0b11)?;
@@ -409,6 +429,7 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         },
         ty::PULL => Message::Pull { joiner: r.node()? },
         ty::REGISTER => Message::Register { node: r.node()? },
+        ty::ALIVE => Message::Alive { node: r.node()? },
         ty::JOINED => Message::Joined { id: r.id()? },
         ty::DEREGISTER => Message::Deregister { node: r.node()? },
         ty::RANDOM_PEER => Message::RandomPeer,
@@ -637,6 +658,9 @@ mod tests {
             M::Deleted { existed: true, version: 3 },
             M::Deleted { existed: false, version: 0 },
             M::Pull { joiner: b },
+            M::Exchange { node: a, leaf_set: vec![] },
+            M::Alive { node: c },
+            M::LeafSet { node: b, leaf_set: vec![a, c] },
         ]);
         v
     }
@@ -718,7 +742,7 @@ mod tests {
         #[rustfmt::skip] // a table: one variant a line reads better
         fn message(&mut self) -> Message {
             use Message as M;
-            match self.below(25) {
+            match self.below(28) {
                 0 => M::Ack,
                 1 => M::Error {
                     code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
@@ -754,7 +778,10 @@ mod tests {
                 21 => M::Get { name: self.bytes() },
                 22 => M::Delete { name: self.bytes() },
                 23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
-                _ => M::Pull { joiner: self.node() },
+                24 => M::Pull { joiner: self.node() },
+                25 => M::Exchange { node: self.node(), leaf_set: self.nodes() },
+                26 => M::Alive { node: self.node() },
+                _ => M::LeafSet { node: self.node(), leaf_set: self.nodes() },
             }
         }
     }

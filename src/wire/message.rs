@@ -140,6 +140,23 @@ pub enum Message {
         leaf_set: Vec<NodeInfo>,
     },
 
+    /// Periodic check between leaf-set neighbours: "I am alive, and this is my leaf set".
+    /// Answered by [`Message::LeafSet`]. Both sides learn from the other's leaf set, which
+    /// repairs gaps and settles concurrent joins.
+    Exchange {
+        /// The asking node.
+        node: NodeInfo,
+        /// Its leaf set.
+        leaf_set: Vec<NodeInfo>,
+    },
+    /// Answer to [`Message::Exchange`].
+    LeafSet {
+        /// The answering node.
+        node: NodeInfo,
+        /// Its leaf set.
+        leaf_set: Vec<NodeInfo>,
+    },
+
     // ---- object protocol ----
     /// Starts a record: as a request, a put or hand-off (answered by [`Message::Stored`]); as a
     /// reply, the start of a get's or pull's answer.
@@ -214,6 +231,13 @@ pub enum Message {
     },
     /// Asks discovery for every joined peer. Answered by [`Message::Peers`].
     ListPeers,
+    /// A joined node reminds discovery that it is alive, so that a discovery node that
+    /// restarted relearns it. Answered by [`Message::Ack`], or [`Message::Error`] with
+    /// [`RemoteCode::IdInUse`] if another node holds the id.
+    Alive {
+        /// The node.
+        node: NodeInfo,
+    },
     /// Answer to [`Message::ListPeers`], sorted by id.
     Peers {
         /// The joined peers.

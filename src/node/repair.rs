@@ -1,0 +1,185 @@
+//! Failure detection and repair (Pastry paper §2.4): leaf-set neighbours exchange their leaf
+//! sets every maintenance interval, which both checks that they are alive and fills gaps; a
+//! node that fails to answer, here or in any protocol, is dropped from the tables, reported to
+//! discovery, and its place in the leaf set refilled from the farthest live node on that side.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::discovery::DiscoveryLink;
+use crate::error::Error;
+use crate::id::{Id, NodeInfo};
+use crate::wire::{Message, RemoteCode};
+
+use super::walk::Target;
+use super::Inner;
+
+/// How long a node found dead stays out of this node's tables, unless it speaks to this node
+/// itself: long enough for every neighbour to notice it too, so that none hands it back.
+pub const DEAD_MEMORY: Duration = Duration::from_secs(30);
+
+/// Consecutive timeouts after which a silent node counts as dead. A refused connection counts
+/// at once: nothing listens there any more.
+pub const TIMEOUTS_TO_DEAD: u32 = 2;
+
+/// What this node has seen of others' failures.
+#[derive(Default)]
+pub(super) struct Health {
+    /// Nodes found dead, and when.
+    dead: HashMap<Id, Instant>,
+    /// Consecutive timeouts per node.
+    silent: HashMap<Id, u32>,
+}
+
+impl Inner {
+    /// Evidence that `target` failed while this node talked to it, in any protocol.
+    pub(super) fn suspect(&self, target: Target, e: &Error) {
+        let Some(id) = target.id else { return };
+        let node = NodeInfo {
+            id,
+            addr: target.addr,
+        };
+        let dead = match e {
+            Error::Unreachable { .. }
+            | Error::Refused {
+                code: RemoteCode::NotJoined,
+                ..
+            } => true,
+            Error::Timeout { .. } => {
+                let mut health = self.health.lock();
+                let count = health.silent.entry(id).or_default();
+                *count += 1;
+                *count >= TIMEOUTS_TO_DEAD
+            }
+            _ => false,
+        };
+        if dead {
+            log::info!("node {}: {node} found dead: {e}", self.me);
+            self.declare_dead(node);
+        }
+    }
+
+    /// Whether `id` was found dead recently.
+    pub(super) fn is_dead(&self, id: Id) -> bool {
+        let mut health = self.health.lock();
+        let now = Instant::now();
+        health
+            .dead
+            .retain(|_, since| now.duration_since(*since) < DEAD_MEMORY);
+        health.dead.contains_key(&id)
+    }
+
+    /// `id` has spoken to this node itself: whatever was thought of it, it is alive.
+    pub(super) fn revive(&self, id: Id) {
+        let mut health = self.health.lock();
+        health.dead.remove(&id);
+        health.silent.remove(&id);
+    }
+
+    /// Drops a dead node everywhere, repairs the leaf set, tells discovery, and has the objects
+    /// it held re-replicated.
+    fn declare_dead(&self, node: NodeInfo) {
+        self.health.lock().dead.insert(node.id, Instant::now());
+        let (was_leaf, far_ends) = {
+            let mut state = self.state.write();
+            let was_leaf = state.leaf_set().contains(node.id);
+            state.forget(node.id);
+            let leaf = state.leaf_set();
+            let far_ends: Vec<NodeInfo> = leaf
+                .cw()
+                .last()
+                .into_iter()
+                .chain(leaf.ccw().last())
+                .copied()
+                .collect();
+            (was_leaf, far_ends)
+        };
+        self.pool.forget(node.addr);
+        if was_leaf {
+            // The farthest live node on each side knows the nodes just beyond our view.
+            for far in far_ends {
+                self.exchange_with(far);
+            }
+            self.wake_maintenance();
+        }
+        let discovery = *self.discovery.lock();
+        if let Some(addr) = discovery {
+            let link = DiscoveryLink {
+                pool: &self.pool,
+                addr,
+            };
+            if let Err(e) = link.deregister(node) {
+                log::debug!("node {}: discovery not told {node} is dead: {e}", self.me);
+            }
+        }
+    }
+
+    /// Takes `from` and the members of its leaf set into this node's tables, leaving out
+    /// nodes recently found dead. Returns whether the leaf set changed.
+    pub(super) fn learn_leaf_set_of(&self, from: NodeInfo, leaf_set: &[NodeInfo]) -> bool {
+        self.revive(from.id);
+        let fresh: Vec<NodeInfo> = leaf_set
+            .iter()
+            .filter(|n| n.id != self.me.id && n.id != from.id && !self.is_dead(n.id))
+            .copied()
+            .collect();
+        let mut state = self.state.write();
+        let before = state.leaf_set().clone();
+        state.learn(from);
+        for n in fresh {
+            state.learn(n);
+        }
+        *state.leaf_set() != before
+    }
+
+    /// Exchanges leaf sets with every leaf-set member: the liveness check and the repair.
+    pub(super) fn probe_neighbours(&self) {
+        let members = self.state.read().leaf_set().members();
+        for node in members {
+            self.exchange_with(node);
+        }
+    }
+
+    /// Exchanges leaf sets with `node`; a failure is evidence against it.
+    fn exchange_with(&self, node: NodeInfo) {
+        let request = Message::Exchange {
+            node: self.me,
+            leaf_set: self.state.read().leaf_set().members(),
+        };
+        match self.pool.call(node.addr, &request) {
+            Ok(Message::LeafSet {
+                node: from,
+                leaf_set,
+            }) if from.id == node.id => {
+                self.health.lock().silent.remove(&node.id);
+                if self.learn_leaf_set_of(from, &leaf_set) {
+                    self.wake_maintenance();
+                }
+            }
+            // Another node answers at that address: the one we knew is gone.
+            Ok(_) => self.suspect(
+                node.into(),
+                &Error::Refused {
+                    addr: node.addr,
+                    code: RemoteCode::NotJoined,
+                    message: "another node answers at this address".into(),
+                },
+            ),
+            Err(e) => self.suspect(node.into(), &e),
+        }
+    }
+
+    /// Reminds discovery that this node is alive, so that a restarted discovery relearns it.
+    pub(super) fn heartbeat_discovery(&self) {
+        let discovery = *self.discovery.lock();
+        if let Some(addr) = discovery {
+            let link = DiscoveryLink {
+                pool: &self.pool,
+                addr,
+            };
+            if let Err(e) = link.alive(self.me) {
+                log::debug!("node {}: discovery unreachable: {e}", self.me);
+            }
+        }
+    }
+}
