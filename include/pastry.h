@@ -153,6 +153,10 @@ typedef struct PastryNodeOptions {
    * Leaf-set members on each side; 0 for the default (8).
    */
   uint32_t leaf_half;
+  /**
+   * Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
+   */
+  uint32_t replicas;
 } PastryNodeOptions;
 
 /**
@@ -382,7 +386,7 @@ void pastry_discovery_free(struct PastryDiscovery *discovery);
 
 /**
  * Fills `options` with the defaults: loopback, random id, temporary data directory,
- * default leaf set.
+ * default leaf set and number of copies.
  *
  * # Safety
  * `options` points to writable storage.

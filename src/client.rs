@@ -218,18 +218,31 @@ impl Client {
             let request = Message::Delete {
                 name: name.to_vec(),
             };
-            match self
+            let (existed, version, replicas) = match self
                 .pool
                 .call(holder.addr, &request)
                 .map_err(|e| typed(name, e))?
             {
-                Message::Deleted { existed, .. } => Ok(Deleted {
-                    key: route.key,
+                Message::Deleted {
                     existed,
-                    route,
-                }),
-                other => Err(unexpected(holder.addr, "Deleted", &other)),
-            }
+                    version,
+                    replicas,
+                } => (existed, version, replicas),
+                other => return Err(unexpected(holder.addr, "Deleted", &other)),
+            };
+            let tombstone = RecordHead {
+                name: name.to_vec(),
+                size: 0,
+                version,
+                deleted: true,
+                handoff: true,
+            };
+            self.write_replicas(&replicas, &tombstone, &mut || Ok(SliceSource(&[])))?;
+            Ok(Deleted {
+                key: route.key,
+                existed,
+                route,
+            })
         })
     }
 
@@ -251,16 +264,24 @@ impl Client {
             let route = self.lookup_once(key_of(name))?;
             let holder = route.responsible();
             let mut source = open()?;
-            let version = self
+            let (version, replicas) = self
                 .pool
                 .session(holder.addr, |conn| {
                     send_whole_record(conn, &head, &mut source)?;
                     match conn.recv_or_fail()? {
-                        Message::Stored { version, .. } => Ok(version),
+                        Message::Stored {
+                            version, replicas, ..
+                        } => Ok((version, replicas)),
                         other => Err(unexpected(holder.addr, "Stored", &other)),
                     }
                 })
                 .map_err(|e| typed(name, e))?;
+            let copy = RecordHead {
+                version,
+                handoff: true,
+                ..head.clone()
+            };
+            self.write_replicas(&replicas, &copy, open)?;
             Ok(Stored {
                 key: route.key,
                 size,
@@ -268,6 +289,35 @@ impl Client {
                 route,
             })
         })
+    }
+
+    /// Writes the record `head` (with the version its holder gave it) to the other replica
+    /// holders, from sources `open` makes. A holder that cannot be reached is skipped: the
+    /// holders' maintenance restores the copy; a holder that refuses fails the write.
+    fn write_replicas<S: Source>(
+        &self,
+        replicas: &[NodeInfo],
+        head: &RecordHead,
+        open: &mut dyn FnMut() -> Result<S>,
+    ) -> Result<()> {
+        for replica in replicas {
+            let mut source = open()?;
+            let written = self.pool.session(replica.addr, |conn| {
+                send_whole_record(conn, head, &mut source)?;
+                match conn.recv_or_fail()? {
+                    Message::Stored { .. } => Ok(()),
+                    other => Err(unexpected(replica.addr, "Stored", &other)),
+                }
+            });
+            match written {
+                Ok(()) => {}
+                Err(e @ (Error::Unreachable { .. } | Error::Timeout { .. })) => {
+                    log::debug!("replica {replica} skipped: {e}");
+                }
+                Err(e) => return Err(typed(&head.name, e)),
+            }
+        }
+        Ok(())
     }
 
     /// Gets `name` from the end of `route` into `sink`; returns the record's head.

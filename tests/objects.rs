@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
-use pastry::{key_of, Client, Error, Id, Node, Rng, CHUNK_SIZE};
+use pastry::{key_of, Client, Error, Id, Node, NodeConfig, Rng, CHUNK_SIZE};
 
 /// Pseudo-random bytes.
 fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
@@ -35,9 +35,9 @@ fn objects(rng: &mut Rng, n: usize) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// The ids of the nodes holding `name`.
+/// The ids of the nodes holding `name`, sorted.
 fn holders(nodes: &[Node], name: &str) -> Vec<Id> {
-    nodes
+    let mut ids: Vec<Id> = nodes
         .iter()
         .filter(|n| {
             n.objects()
@@ -46,21 +46,23 @@ fn holders(nodes: &[Node], name: &str) -> Vec<Id> {
                 .any(|o| o.name == name.as_bytes())
         })
         .map(|n| n.id())
-        .collect()
+        .collect();
+    ids.sort();
+    ids
 }
 
-/// Whether every object sits on its responsible node and nowhere else, and no node holds
-/// anything it is not responsible for.
-fn placed_exactly(nodes: &[Node], names: &[&String]) -> Result<(), String> {
+/// Whether every object sits on its `k` replica holders and nowhere else (so no node holds
+/// anything it should not).
+fn placed_exactly(nodes: &[Node], names: &[&String], k: usize) -> Result<(), String> {
     let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
     let mut held = 0;
     for node in nodes {
         for o in node.objects().unwrap() {
             held += 1;
-            let owner = oracle_responsible(o.key, &live);
-            if owner != node.id() {
+            let keepers = oracle_replicas(o.key, &live, k);
+            if !keepers.contains(&node.id()) {
                 return Err(format!(
-                    "{} holds {:?} (key {}), owned by {owner}",
+                    "{} holds {:?} (key {}), kept by {keepers:?}",
                     node.id(),
                     String::from_utf8_lossy(&o.name),
                     o.key
@@ -68,23 +70,25 @@ fn placed_exactly(nodes: &[Node], names: &[&String]) -> Result<(), String> {
             }
         }
     }
-    if held != names.len() {
-        return Err(format!("{held} objects held, {} stored", names.len()));
+    let copies = names.len() * k.min(live.len());
+    if held != copies {
+        return Err(format!("{held} copies held, {copies} expected"));
     }
     for name in names {
-        let want = oracle_responsible(key_of(name.as_bytes()), &live);
+        let mut want = oracle_replicas(key_of(name.as_bytes()), &live, k);
+        want.sort();
         let got = holders(nodes, name);
-        if got != [want] {
-            return Err(format!("{name} is on {got:?}, not on [{want}]"));
+        if got != want {
+            return Err(format!("{name} is on {got:?}, not on {want:?}"));
         }
     }
     Ok(())
 }
 
-fn assert_settles(nodes: &[Node], names: &[&String]) {
+fn assert_settles(nodes: &[Node], names: &[&String], k: usize) {
     let mut last = String::new();
     let settled = wait_until(Duration::from_secs(30), || {
-        match placed_exactly(nodes, names) {
+        match placed_exactly(nodes, names, k) {
             Ok(()) => true,
             Err(e) => {
                 last = e;
@@ -95,11 +99,16 @@ fn assert_settles(nodes: &[Node], names: &[&String]) {
     assert!(settled, "objects did not settle: {last}");
 }
 
-#[test]
-fn five_hundred_objects_are_placed_on_their_responsible_node_and_read_through_any_node() {
-    let mut rng = Rng::seeded(500);
-    let net = Network::new(&random_ids(&mut rng, 16));
-    let objects = objects(&mut rng, 500);
+/// Stores `count` objects in a 16-node network keeping `k` copies; checks placement and
+/// reads every object back through every node in turn.
+fn store_and_read_through_any_node(seed: u64, count: usize, k: usize) {
+    let mut rng = Rng::seeded(seed);
+    let config = NodeConfig {
+        replicas: k,
+        ..NodeConfig::default()
+    };
+    let net = Network::with_config(&random_ids(&mut rng, 16), &config);
+    let objects = objects(&mut rng, count);
     let client = Client::new(net.discovery.local_addr());
     for (name, data) in &objects {
         let stored = client.put(name, data).unwrap();
@@ -111,14 +120,24 @@ fn five_hundred_objects_are_placed_on_their_responsible_node_and_read_through_an
         );
     }
     let names: Vec<&String> = objects.keys().collect();
-    placed_exactly(&net.nodes, &names).unwrap();
-    // Through every node as the entry point.
+    // Every copy is written before the put returns.
+    placed_exactly(&net.nodes, &names, k).unwrap();
     for (i, (name, data)) in objects.iter().enumerate() {
         let entry = &net.nodes[i % net.nodes.len()];
         let fetched = Client::via_peer(entry.info().addr).get(name).unwrap();
         assert_eq!(&fetched.data, data, "{name} through {}", entry.id());
         assert_eq!(fetched.route.path[0].id, entry.id());
     }
+}
+
+#[test]
+fn five_hundred_objects_are_placed_on_their_responsible_node_and_read_through_any_node() {
+    store_and_read_through_any_node(500, 500, 1);
+}
+
+#[test]
+fn five_hundred_objects_keep_three_copies_each() {
+    store_and_read_through_any_node(501, 500, 3);
 }
 
 #[test]
@@ -186,7 +205,7 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
     assert!(!rewritten.is_empty(), "the writer ran");
     let mut all: Vec<&String> = names.clone();
     all.extend(rewritten.keys());
-    assert_settles(&net.nodes, &all);
+    assert_settles(&net.nodes, &all, pastry::DEFAULT_REPLICAS);
     for (name, data) in objects.iter().chain(&rewritten) {
         assert_eq!(&writer.get(name).unwrap().data, data, "{name}");
     }

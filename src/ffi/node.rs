@@ -25,10 +25,12 @@ pub struct PastryNodeOptions {
     pub data_dir: *const c_char,
     /// Leaf-set members on each side; 0 for the default (8).
     pub leaf_half: u32,
+    /// Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
+    pub replicas: u32,
 }
 
 /// Fills `options` with the defaults: loopback, random id, temporary data directory,
-/// default leaf set.
+/// default leaf set and number of copies.
 ///
 /// # Safety
 /// `options` points to writable storage.
@@ -43,6 +45,7 @@ pub unsafe extern "C" fn pastry_node_options_default(
             id: -1,
             data_dir: std::ptr::null(),
             leaf_half: 0,
+            replicas: 0,
         };
         Ok(())
     })
@@ -80,6 +83,9 @@ pub unsafe extern "C" fn pastry_node_start(
         }
         if options.leaf_half != 0 {
             config.leaf_half = options.leaf_half as usize;
+        }
+        if options.replicas != 0 {
+            config.replicas = options.replicas as usize;
         }
         let node = Node::start(config)?;
         *node_out = Box::into_raw(Box::new(PastryNode(node)));

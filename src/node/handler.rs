@@ -66,6 +66,7 @@ impl Inner {
             Message::Record(head) => self.receive_record(head, phase, session),
             Message::Delete { name } if phase == Phase::Joined => self.delete(&name),
             Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
+            Message::Holds { records } if routing => self.lacking(records),
             Message::NextHop { .. }
             | Message::JoinHop { .. }
             | Message::Announce { .. }
@@ -73,7 +74,8 @@ impl Inner {
             | Message::Depart { .. }
             | Message::Get { .. }
             | Message::Delete { .. }
-            | Message::Pull { .. } => Message::Error {
+            | Message::Pull { .. }
+            | Message::Holds { .. } => Message::Error {
                 code: RemoteCode::NotJoined,
                 message: format!("node {} is not part of an overlay", self.me.id),
             },

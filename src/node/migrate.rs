@@ -10,13 +10,19 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use crate::id::NodeInfo;
+use std::collections::HashMap;
+
+use crate::id::{Key, NodeInfo};
 use crate::store::{RecordMeta, StoreError};
 use crate::transfer::{recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
 
 use super::objects::head_of;
 use super::{Inner, Phase};
+
+/// Records asked about in one [`Message::Holds`]: keeps the frame far below the payload limit
+/// even with long names.
+const HOLDS_BATCH: usize = 256;
 
 /// Maintenance rounds between reminders to discovery that this node is alive.
 const HEARTBEAT_EVERY: u64 = 5;
@@ -52,7 +58,6 @@ pub(super) fn start_maintenance(
                     }
                     probes += 1;
                     next_probe = Instant::now() + interval;
-                    pending = true; // retry what was left undone
                 }
                 if pending {
                     pending = !inner.rebalance();
@@ -70,8 +75,9 @@ impl Inner {
         }
     }
 
-    /// Pushes every record this node is not responsible for to the node that is, deleting
-    /// the copy here once confirmed. Returns whether everything was done.
+    /// Puts every record where it belongs: each of its replica holders gets the current
+    /// version if it lacks it, and a copy this node should not keep is deleted once all of
+    /// them confirmed. Returns whether everything was done.
     fn rebalance(&self) -> bool {
         let records = match self.store.records() {
             Ok(records) => records,
@@ -81,45 +87,92 @@ impl Inner {
             }
         };
         let mut done = true;
+        // Where each record should be, and which records go to each other holder.
+        let mut placements: Vec<(RecordMeta, Vec<NodeInfo>)> = Vec::with_capacity(records.len());
+        let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
         for meta in records {
-            if self.is_responsible(meta.key) {
+            let Some(holders) = self.holders_of(meta.key) else {
+                done = false;
                 continue;
+            };
+            for h in holders.iter().filter(|h| h.id != self.me.id) {
+                by_holder.entry(*h).or_default().push(meta.clone());
             }
-            let moved = self
-                .lookup(meta.key)
-                .map(|route| route.responsible())
-                .and_then(|holder| {
-                    if holder.id == self.me.id {
-                        return Ok(false); // the route says ours after all: keep it
+            placements.push((meta, holders));
+        }
+        // Which holders have (or now got) each record, by name.
+        let mut confirmed: HashMap<Vec<u8>, usize> = HashMap::new();
+        for (holder, metas) in by_holder {
+            match self.bring_up_to_date(holder, &metas) {
+                Ok(up_to_date) => {
+                    for name in up_to_date {
+                        *confirmed.entry(name).or_default() += 1;
                     }
-                    self.move_record(holder, &meta)
-                });
-            match moved {
-                Ok(true) => {}
-                Ok(false) => done = false,
+                }
                 Err(e) => {
-                    log::debug!("node {}: {:?} not moved yet: {e}", self.me, meta.key);
+                    log::debug!("node {}: {holder} not brought up to date: {e}", self.me);
                     done = false;
+                }
+            }
+        }
+        for (meta, holders) in placements {
+            let others = holders.iter().filter(|h| h.id != self.me.id).count();
+            let ok = confirmed.get(&meta.name).copied().unwrap_or(0) == others;
+            if !ok {
+                done = false;
+            } else if others == holders.len() {
+                // Not ours to keep, and every holder has it: drop the copy, unless it changed.
+                match self.store.remove(&meta.name, meta.version) {
+                    Ok(true) => log::debug!("node {}: moved {:?} away", self.me, meta.key),
+                    Ok(false) => done = false,
+                    Err(e) => {
+                        log::warn!("node {}: cannot drop a moved copy: {e}", self.me);
+                        done = false;
+                    }
                 }
             }
         }
         done
     }
 
-    /// Hands `meta`'s record to `holder` and deletes it here once confirmed. Returns false if
-    /// it had to stay (rewritten meanwhile, or the holder kept an older version).
-    fn move_record(&self, holder: NodeInfo, meta: &RecordMeta) -> Result<bool> {
-        let Some(sent) = self.push_record(holder, meta)? else {
-            return Ok(true); // gone meanwhile
-        };
-        let removed = self
-            .store
-            .remove(&sent.name, sent.version)
-            .map_err(|e| Error::from_store(&sent.name, e))?;
-        if removed {
-            log::debug!("node {}: moved {:?} to {holder}", self.me, sent.key);
+    /// The nodes that should hold records of `key`: its replica set when this node's leaf
+    /// set spans the key, else the responsible node found by a lookup (whose own maintenance
+    /// replicates further). `None` if the lookup failed.
+    fn holders_of(&self, key: Key) -> Option<Vec<NodeInfo>> {
+        {
+            let state = self.state.read();
+            if state.leaf_set().covers(key) {
+                return Some(state.replica_set(key, self.config.replicas));
+            }
         }
-        Ok(removed)
+        let route = self.lookup(key).ok()?;
+        Some(vec![route.responsible()])
+    }
+
+    /// Asks `holder` which of `metas` it lacks and pushes those. Returns the names `holder`
+    /// now holds at the listed versions or newer.
+    fn bring_up_to_date(&self, holder: NodeInfo, metas: &[RecordMeta]) -> Result<Vec<Vec<u8>>> {
+        let mut up_to_date = Vec::with_capacity(metas.len());
+        for batch in metas.chunks(HOLDS_BATCH) {
+            let request = Message::Holds {
+                records: batch.iter().map(|m| (m.name.clone(), m.version)).collect(),
+            };
+            let lacking = match self.pool.call(holder.addr, &request)? {
+                Message::Lacking { names } => names,
+                other => return Err(crate::discovery::unexpected(holder.addr, "Lacking", &other)),
+            };
+            for meta in batch {
+                if !lacking.contains(&meta.name) {
+                    up_to_date.push(meta.name.clone());
+                    continue;
+                }
+                match self.push_record(holder, meta) {
+                    Ok(_) => up_to_date.push(meta.name.clone()),
+                    Err(e) => log::debug!("node {}: push to {holder} failed: {e}", self.me),
+                }
+            }
+        }
+        Ok(up_to_date)
     }
 
     /// Sends the current version of `meta`'s record to `to` as a hand-off. Returns what was
@@ -158,37 +211,47 @@ impl Inner {
         }
     }
 
-    /// Hands every record to its next holder before leaving: the nearest remaining node by
-    /// the responsibility rule, or the next one if that fails. Returns what was handed over,
-    /// to be deleted once the node is gone from the others' tables.
+    /// Hands every record to the nodes that keep it once this one is gone (the `k` best
+    /// placed among the leaf set) before leaving. Returns what at least one of them now holds,
+    /// to be deleted once this node is gone from the others' tables; fails if some record
+    /// could not be handed to any of them. The maintenance of the new holders restores the
+    /// full count of copies if some were unreachable.
     pub(super) fn hand_off_all(&self) -> Result<Vec<RecordMeta>> {
         let records = self
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
         let members = self.state.read().leaf_set().members();
-        let mut handed = Vec::with_capacity(records.len());
-        for meta in records {
-            let mut candidates = members.clone();
-            candidates.sort_by(|a, b| a.id.cmp_for_key(b.id, meta.key));
-            let mut last_error = None;
-            for to in candidates {
-                match self.push_record(to, &meta) {
-                    Ok(Some(sent)) => {
-                        handed.push(sent);
-                        last_error = None;
-                        break;
-                    }
-                    Ok(None) => {
-                        last_error = None;
-                        break;
-                    }
-                    Err(e) => last_error = Some(e),
-                }
+        if members.is_empty() {
+            return Ok(Vec::new()); // the last node: nowhere to go, the data stays on disk
+        }
+        let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
+        for meta in &records {
+            let mut holders = members.clone();
+            holders.sort_by(|a, b| a.id.cmp_for_key(b.id, meta.key));
+            holders.truncate(self.config.replicas);
+            for h in holders {
+                by_holder.entry(h).or_default().push(meta.clone());
             }
-            if let Some(e) = last_error {
-                return Err(e);
+        }
+        let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
+        let mut last_error = None;
+        for (holder, metas) in by_holder {
+            match self.bring_up_to_date(holder, &metas) {
+                Ok(names) => names
+                    .into_iter()
+                    .for_each(|n| *held.entry(n).or_default() += 1),
+                Err(e) => last_error = Some(e),
             }
+        }
+        let (handed, stranded): (Vec<RecordMeta>, Vec<RecordMeta>) = records
+            .into_iter()
+            .partition(|m| held.get(&m.name).is_some_and(|&n| n > 0));
+        if let Some(meta) = stranded.first() {
+            return Err(last_error.unwrap_or_else(|| Error::Protocol {
+                addr: self.me.addr,
+                what: format!("no neighbour took {:?}", crate::transfer::lossy(&meta.name)),
+            }));
         }
         Ok(handed)
     }

@@ -29,6 +29,9 @@ use walk::{walk, Target, Visit};
 /// that has not settled reaches it.
 pub const DEFAULT_MAX_HOPS: usize = 32;
 
+/// Default number of copies kept of each object.
+pub const DEFAULT_REPLICAS: usize = 3;
+
 /// How to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -41,6 +44,9 @@ pub struct NodeConfig {
     pub id: Option<Id>,
     /// Leaf-set members kept on each side (`l`). Default 8.
     pub leaf_half: usize,
+    /// Copies kept of each object (`k`): on the responsible node and the `k - 1` next best
+    /// placed. From 1 to `leaf_half + 1`. Default [`DEFAULT_REPLICAS`].
+    pub replicas: usize,
     /// Most hops a route may take before a lookup fails. Default [`DEFAULT_MAX_HOPS`].
     pub max_hops: usize,
     /// Directory for this node's objects. `None`: a new temporary directory, removed when
@@ -62,6 +68,7 @@ impl Default for NodeConfig {
             advertise: None,
             id: None,
             leaf_half: DEFAULT_LEAF_HALF,
+            replicas: DEFAULT_REPLICAS,
             max_hops: DEFAULT_MAX_HOPS,
             data_dir: None,
             maintenance_interval: Duration::from_secs(1),
@@ -181,6 +188,13 @@ impl Node {
             return Err(Error::Config(
                 "leaf_half and max_hops must be at least 1".into(),
             ));
+        }
+        if config.replicas == 0 || config.replicas > config.leaf_half + 1 {
+            // Copies beyond the leaf set could not be found again by the holders.
+            return Err(Error::Config(format!(
+                "replicas must be from 1 to leaf_half + 1 = {}",
+                config.leaf_half + 1
+            )));
         }
         let listener = Server::bind(config.listen)?;
         let local = listener.local_addr().map_err(|source| Error::Listen {

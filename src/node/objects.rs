@@ -87,14 +87,21 @@ impl Inner {
             session.close_after_reply();
             return error_reply(&e);
         }
+        let replicas = if head.handoff {
+            Vec::new()
+        } else {
+            self.other_replicas(key_of(&head.name))
+        };
         match writer.finish() {
             Ok(Commit::Stored(meta)) => Message::Stored {
                 version: meta.version,
                 kept: true,
+                replicas,
             },
             Ok(Commit::Superseded(meta)) => Message::Stored {
                 version: meta.version,
                 kept: false,
+                replicas,
             },
             Err(e) => store_reply(&head.name, e),
         }
@@ -136,12 +143,32 @@ impl Inner {
                 version: match commit {
                     Commit::Stored(m) | Commit::Superseded(m) => m.version,
                 },
+                replicas: self.other_replicas(key_of(name)),
             },
             Err(e) => store_reply(name, e),
         }
     }
 
-    /// A joining node's pull: streams copies of the records it will be responsible for.
+    /// The nodes besides this one that keep copies of `key`.
+    pub(super) fn other_replicas(&self, key: Key) -> Vec<NodeInfo> {
+        let mut set = self.state.read().replica_set(key, self.config.replicas);
+        set.retain(|n| n.id != self.me.id);
+        set
+    }
+
+    /// Which of `records` this node lacks, or holds at an older version.
+    pub(super) fn lacking(&self, records: Vec<(Vec<u8>, u64)>) -> Message {
+        let mut names = Vec::new();
+        for (name, version) in records {
+            match self.store.meta(&name) {
+                Ok(Some(held)) if held.version >= version => {}
+                _ => names.push(name),
+            }
+        }
+        Message::Lacking { names }
+    }
+
+    /// A joining node's pull: streams copies of the records it will keep.
     pub(super) fn serve_pull(&self, joiner: NodeInfo, session: &mut Session<'_>) -> Message {
         let records = match self.store.records() {
             Ok(records) => records,
@@ -149,9 +176,10 @@ impl Inner {
         };
         let mut state = self.state.read().clone();
         state.learn(joiner);
+        let k = self.config.replicas;
         let mut sent = 0usize;
         for meta in records {
-            if state.route(meta.key, |_| false).id != joiner.id {
+            if !state.replica_set(meta.key, k).contains(&joiner) {
                 continue;
             }
             if let Err(e) = self.send_copy(&meta, session) {

@@ -78,6 +78,17 @@ impl OverlayState {
         all
     }
 
+    /// The nodes that keep copies of `key`: the `k` best placed for it by the responsibility
+    /// rule among this node and its leaf set, best first. Meaningful where the leaf set
+    /// covers `key` (a node computes it for keys near itself).
+    pub fn replica_set(&self, key: Key, k: usize) -> Vec<NodeInfo> {
+        let mut all = self.leaf_set.members();
+        all.push(self.me);
+        all.sort_by(|a, b| a.id.cmp_for_key(b.id, key));
+        all.truncate(k);
+        all
+    }
+
     /// The routing decision for `key`: the node to ask next, or `me` when this node is
     /// responsible. Nodes for which `excluded` is true (found unreachable) are never chosen.
     ///

@@ -22,7 +22,7 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
-/// Free for later use: 3..=9 (generic), 28..=39 (object store),
+/// Free for later use: 3..=9 (generic), 30..=39 (object store),
 /// 48.. (discovery and beyond).
 mod ty {
     pub const ACK: u8 = 1;
@@ -45,6 +45,8 @@ mod ty {
     pub const DELETE: u8 = 25;
     pub const DELETED: u8 = 26;
     pub const PULL: u8 = 27;
+    pub const HOLDS: u8 = 28;
+    pub const LACKING: u8 = 29;
     pub const REGISTER: u8 = 40;
     pub const JOINED: u8 = 41;
     pub const DEREGISTER: u8 = 42;
@@ -91,6 +93,8 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::Delete { .. } => ty::DELETE,
         Message::Deleted { .. } => ty::DELETED,
         Message::Pull { .. } => ty::PULL,
+        Message::Holds { .. } => ty::HOLDS,
+        Message::Lacking { .. } => ty::LACKING,
         Message::Register { .. } => ty::REGISTER,
         Message::Joined { .. } => ty::JOINED,
         Message::Deregister { .. } => ty::DEREGISTER,
@@ -125,6 +129,8 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::DELETE => "Delete",
         ty::DELETED => "Deleted",
         ty::PULL => "Pull",
+        ty::HOLDS => "Holds",
+        ty::LACKING => "Lacking",
         ty::REGISTER => "Register",
         ty::JOINED => "Joined",
         ty::DEREGISTER => "Deregister",
@@ -192,15 +198,30 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
         // The data is the rest of the payload: no length needed, no copy to frame it.
         Message::Chunk { data } => buf.put_slice(data),
         Message::RecordEnd { crc } => buf.put_u32(*crc),
-        Message::Stored { version, kept } => {
+        Message::Stored {
+            version,
+            kept,
+            replicas,
+        } => {
             buf.put_u64(*version);
             buf.put_u8(u8::from(*kept));
+            put_vec(buf, replicas, put_node);
         }
         Message::Get { name } | Message::Delete { name } => put_bytes(buf, name),
-        Message::Deleted { existed, version } => {
+        Message::Deleted {
+            existed,
+            version,
+            replicas,
+        } => {
             buf.put_u8(u8::from(*existed));
             buf.put_u64(*version);
+            put_vec(buf, replicas, put_node);
         }
+        Message::Holds { records } => put_vec(buf, records, |b, (name, version)| {
+            put_bytes(b, name);
+            b.put_u64(*version);
+        }),
+        Message::Lacking { names } => put_vec(buf, names, |b, name| put_bytes(b, name)),
         Message::Pull { joiner } => put_node(buf, joiner),
         Message::Joined { id } => put_id(buf, *id),
         Message::Deregister { node } => put_node(buf, node),
@@ -420,12 +441,20 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         ty::STORED => Message::Stored {
             version: r.u64()?,
             kept: r.bool()?,
+            replicas: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::GET => Message::Get { name: r.bytes()? },
         ty::DELETE => Message::Delete { name: r.bytes()? },
         ty::DELETED => Message::Deleted {
             existed: r.bool()?,
             version: r.u64()?,
+            replicas: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
+        ty::HOLDS => Message::Holds {
+            records: r.vec(12, |r| Ok((r.bytes()?, r.u64()?)))?,
+        },
+        ty::LACKING => Message::Lacking {
+            names: r.vec(4, Reader::bytes)?,
         },
         ty::PULL => Message::Pull { joiner: r.node()? },
         ty::REGISTER => Message::Register { node: r.node()? },
@@ -651,12 +680,16 @@ mod tests {
             M::Chunk { data: Bytes::new() },
             M::Chunk { data: Bytes::from_static(&[0, 1, 2, 255]) },
             M::RecordEnd { crc: 0xdead_beef },
-            M::Stored { version: u64::MAX, kept: false },
-            M::Stored { version: 1, kept: true },
+            M::Stored { version: u64::MAX, kept: false, replicas: vec![] },
+            M::Stored { version: 1, kept: true, replicas: vec![a, b] },
+            M::Holds { records: vec![] },
+            M::Holds { records: vec![(b"x".to_vec(), 7), (vec![], u64::MAX)] },
+            M::Lacking { names: vec![] },
+            M::Lacking { names: vec![b"a/b".to_vec(), vec![]] },
             M::Get { name: b"hello.txt".to_vec() },
             M::Delete { name: vec![0xff; 300] },
-            M::Deleted { existed: true, version: 3 },
-            M::Deleted { existed: false, version: 0 },
+            M::Deleted { existed: true, version: 3, replicas: vec![c] },
+            M::Deleted { existed: false, version: 0, replicas: vec![] },
             M::Pull { joiner: b },
             M::Exchange { node: a, leaf_set: vec![] },
             M::Alive { node: c },
@@ -742,7 +775,7 @@ mod tests {
         #[rustfmt::skip] // a table: one variant a line reads better
         fn message(&mut self) -> Message {
             use Message as M;
-            match self.below(28) {
+            match self.below(30) {
                 0 => M::Ack,
                 1 => M::Error {
                     code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
@@ -774,13 +807,15 @@ mod tests {
                 }),
                 18 => M::Chunk { data: Bytes::from(self.bytes()) },
                 19 => M::RecordEnd { crc: self.next() as u32 },
-                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1 },
+                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1, replicas: self.nodes() },
                 21 => M::Get { name: self.bytes() },
                 22 => M::Delete { name: self.bytes() },
-                23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
+                23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next(), replicas: self.nodes() },
                 24 => M::Pull { joiner: self.node() },
                 25 => M::Exchange { node: self.node(), leaf_set: self.nodes() },
                 26 => M::Alive { node: self.node() },
+                27 => M::Holds { records: (0..self.below(5)).map(|_| (self.bytes(), self.next())).collect() },
+                28 => M::Lacking { names: (0..self.below(5)).map(|_| self.bytes()).collect() },
                 _ => M::LeafSet { node: self.node(), leaf_set: self.nodes() },
             }
         }

@@ -177,6 +177,9 @@ pub enum Message {
         version: u64,
         /// False when the receiver already held a version at least as new and kept that.
         kept: bool,
+        /// For a client's put: the other nodes that keep copies, to which the client writes
+        /// the same version. Empty for a hand-off.
+        replicas: Vec<NodeInfo>,
     },
     /// Asks for an object. Answered by a record or [`Message::Error`] (`NotFound`, ...).
     Get {
@@ -194,6 +197,19 @@ pub enum Message {
         existed: bool,
         /// The version of the deletion record.
         version: u64,
+        /// The other nodes that keep copies, to which the client writes the deletion record.
+        replicas: Vec<NodeInfo>,
+    },
+    /// "Do you hold these records, at these versions or newer?" Answered by
+    /// [`Message::Lacking`]. Lets a node check its replicas without moving any data.
+    Holds {
+        /// Names and versions.
+        records: Vec<(Vec<u8>, u64)>,
+    },
+    /// Answer to [`Message::Holds`]: the names held at an older version or not at all.
+    Lacking {
+        /// The names.
+        names: Vec<Vec<u8>>,
     },
     /// A joining node asks its future neighbour for copies of the records it will be
     /// responsible for. Answered by those records, one after another, then [`Message::Ack`].

@@ -35,12 +35,28 @@ pub fn start_node(id: Id) -> Node {
 
 /// Starts a node with `id` on loopback, keeping its objects in `dir`.
 pub fn start_node_in(id: Id, dir: Option<&std::path::Path>) -> Node {
-    Node::start(NodeConfig {
+    start_node_with(NodeConfig {
         id: Some(id),
         data_dir: dir.map(|d| d.to_path_buf()),
         ..NodeConfig::default()
     })
-    .expect("node starts")
+}
+
+/// Starts a node with `config`.
+pub fn start_node_with(config: NodeConfig) -> Node {
+    Node::start(config).expect("node starts")
+}
+
+/// The `k` live ids best placed for `key` (the nodes that keep its copies), best first.
+pub fn oracle_replicas(key: Id, live: &[Id], k: usize) -> Vec<Id> {
+    let dist = |a: Id| {
+        let d = a.0.wrapping_sub(key.0);
+        d.min(key.0.wrapping_sub(a.0))
+    };
+    let mut ids = live.to_vec();
+    ids.sort_by(|a, b| dist(*a).cmp(&dist(*b)).then(b.0.cmp(&a.0)));
+    ids.truncate(k);
+    ids
 }
 
 /// A discovery node and nodes joined through it one after another.
@@ -59,6 +75,18 @@ impl Network {
         };
         for &id in ids {
             net.join(id);
+        }
+        net
+    }
+
+    /// A network of nodes started with `config` and the given ids.
+    pub fn with_config(ids: &[Id], config: &NodeConfig) -> Network {
+        let mut net = Network::new(&[]);
+        for &id in ids {
+            net.join_node(start_node_with(NodeConfig {
+                id: Some(id),
+                ..config.clone()
+            }));
         }
         net
     }
