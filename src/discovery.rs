@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
@@ -33,7 +34,13 @@ struct Entry {
     node: NodeInfo,
     /// Only joined peers are handed out: a joining one cannot route yet.
     joined: bool,
+    /// When it registered or was last heard of.
+    since: Instant,
 }
+
+/// How long a registration may stay unfinished before its id is free again (the node
+/// joining crashed, or gave up without withdrawing).
+pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Discovery {
     /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings.
@@ -127,6 +134,18 @@ impl Registry {
 
     fn register(&self, node: NodeInfo) -> Message {
         let mut entries = self.entries.lock();
+        let now = Instant::now();
+        entries.retain(|_, e| e.joined || now.duration_since(e.since) < JOIN_TIMEOUT);
+        // While the first node of the overlay is still joining, a second one would find no
+        // peer and start an overlay of its own: it waits instead.
+        let any_joined = entries.values().any(|e| e.joined);
+        let another_joining = entries.values().any(|e| !e.joined && e.node.id != node.id);
+        if !any_joined && another_joining {
+            return error(
+                RemoteCode::Busy,
+                "the first node is still joining: try again shortly".into(),
+            );
+        }
         match entries.get(&node.id) {
             // A repeated request from the same joining node is answered again.
             Some(e) if !e.joined && e.node.addr == node.addr => {}
@@ -142,6 +161,7 @@ impl Registry {
                     Entry {
                         node,
                         joined: false,
+                        since: now,
                     },
                 );
             }
@@ -162,7 +182,11 @@ impl Registry {
                 format!("{} is already used by {}", node.id, e.node.addr),
             ),
             _ => {
-                let entry = Entry { node, joined: true };
+                let entry = Entry {
+                    node,
+                    joined: true,
+                    since: Instant::now(),
+                };
                 if entries.insert(node.id, entry).is_none() {
                     log::info!("discovery: relearnt {node}");
                 }
@@ -208,6 +232,25 @@ impl DiscoveryLink<'_> {
                 ..
             }) => Err(Error::IdInUse(node.id)),
             Err(e) => Err(e),
+        }
+    }
+
+    /// Registers `node`, waiting (up to [`JOIN_TIMEOUT`]) while the overlay's first node is
+    /// still joining.
+    pub fn register_patiently(&self, node: NodeInfo) -> Result<Option<NodeInfo>> {
+        let deadline = Instant::now() + JOIN_TIMEOUT;
+        let mut pause = Duration::from_millis(10);
+        loop {
+            match self.register(node) {
+                Err(Error::Refused {
+                    code: RemoteCode::Busy,
+                    ..
+                }) if Instant::now() + pause < deadline => {
+                    std::thread::sleep(pause);
+                    pause = (pause * 2).min(Duration::from_millis(200));
+                }
+                other => return other,
+            }
         }
     }
 

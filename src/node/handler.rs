@@ -34,7 +34,7 @@ impl Inner {
                 }
             }
             Message::Exchange { node, leaf_set } if routing => {
-                if node.id != self.me.id && self.learn_leaf_set_of(node, &leaf_set) {
+                if node.id != self.me.id && self.learn_leaf_set_of(Some(node), &leaf_set) {
                     self.wake_maintenance();
                 }
                 Message::LeafSet {
@@ -43,7 +43,7 @@ impl Inner {
                 }
             }
             Message::Announce { node } if routing => {
-                self.revive(node.id);
+                self.rejoined(node.id);
                 if node.id != self.me.id && self.state.write().learn(node) {
                     log::debug!("node {}: learnt {node}", self.me);
                     // Some of our objects may be the newcomer's now.
@@ -52,12 +52,10 @@ impl Inner {
                 Message::Ack
             }
             Message::Depart { node, leaf_set } if routing => {
-                let mut state = self.state.write();
-                state.forget(node.id);
-                for n in leaf_set.into_iter().filter(|n| n.id != node.id) {
-                    state.learn(n);
-                }
-                drop(state);
+                // Gone for good: a neighbour that has not heard yet must not hand it back.
+                self.mark_departed(node.id);
+                self.state.write().forget(node.id);
+                self.learn_leaf_set_of(None, &leaf_set);
                 self.pool.forget(node.addr);
                 log::debug!("node {}: {node} departed", self.me);
                 Message::Ack

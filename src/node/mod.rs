@@ -57,6 +57,11 @@ pub struct NodeConfig {
     /// crashed is noticed within about this long (a hung one within two I/O timeouts).
     /// Default 1 s.
     pub maintenance_interval: Duration,
+    /// Whether each write is synced to the disk before it is acknowledged (default true).
+    /// Without it a write survives a crash of the process but not a power loss or an
+    /// operating-system crash, in exchange for much faster writes; the copies on other nodes
+    /// may make that trade acceptable.
+    pub sync_writes: bool,
     /// Socket timeouts and limits.
     pub net: NetConfig,
 }
@@ -72,6 +77,7 @@ impl Default for NodeConfig {
             max_hops: DEFAULT_MAX_HOPS,
             data_dir: None,
             maintenance_interval: Duration::from_secs(1),
+            sync_writes: true,
             net: NetConfig::default(),
         }
     }
@@ -215,7 +221,8 @@ impl Node {
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
-        let store = ObjectStore::open(&data_dir.path).map_err(|e| Error::from_store(b"", e))?;
+        let store = ObjectStore::open_with(&data_dir.path, config.sync_writes)
+            .map_err(|e| Error::from_store(b"", e))?;
         let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
@@ -278,14 +285,16 @@ impl Node {
             pool: &inner.pool,
             addr: discovery,
         };
-        let joined = link.register(inner.me).and_then(|peer| match peer {
-            Some(peer) => inner.join_through(peer.into()),
-            None => {
-                log::info!("node {}: first node of a new overlay", inner.me);
-                inner.finish_join();
-                Ok(())
-            }
-        });
+        let joined = link
+            .register_patiently(inner.me)
+            .and_then(|peer| match peer {
+                Some(peer) => inner.join_through(peer.into()),
+                None => {
+                    log::info!("node {}: first node of a new overlay", inner.me);
+                    inner.finish_join();
+                    Ok(())
+                }
+            });
         if let Err(e) = joined {
             inner.abort_join();
             // Withdraw the registration so the id is not held by a node that never joined
@@ -311,6 +320,14 @@ impl Node {
         self.inner
             .join_through(target)
             .inspect_err(|_| self.inner.abort_join())
+    }
+
+    /// Has this node report to the discovery node at `discovery` from now on: that it is
+    /// alive (so that a discovery node that restarted relearns it), and which nodes it finds
+    /// dead. For a node that joined through a peer while discovery was down.
+    pub fn use_discovery(&self, discovery: SocketAddr) {
+        *self.inner.discovery.lock() = Some(discovery);
+        self.inner.heartbeat_discovery();
     }
 
     /// Starts a new overlay with this node as its only member, with no discovery node.

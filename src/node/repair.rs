@@ -22,11 +22,21 @@ pub const DEAD_MEMORY: Duration = Duration::from_secs(30);
 /// at once: nothing listens there any more.
 pub const TIMEOUTS_TO_DEAD: u32 = 2;
 
+/// Why a node is kept out of the tables.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Absence {
+    /// It failed to answer: any word from it proves it alive after all.
+    Failed,
+    /// It left gracefully: only its own announcement of a new join brings it back, so that a
+    /// message it sent before leaving, arriving late, cannot.
+    Departed,
+}
+
 /// What this node has seen of others' failures.
 #[derive(Default)]
 pub(super) struct Health {
-    /// Nodes found dead, and when.
-    dead: HashMap<Id, Instant>,
+    /// Nodes found dead or departed, and when.
+    dead: HashMap<Id, (Instant, Absence)>,
     /// Consecutive timeouts per node.
     silent: HashMap<Id, u32>,
 }
@@ -65,21 +75,42 @@ impl Inner {
         let now = Instant::now();
         health
             .dead
-            .retain(|_, since| now.duration_since(*since) < DEAD_MEMORY);
+            .retain(|_, (since, _)| now.duration_since(*since) < DEAD_MEMORY);
         health.dead.contains_key(&id)
     }
 
-    /// `id` has spoken to this node itself: whatever was thought of it, it is alive.
-    pub(super) fn revive(&self, id: Id) {
+    /// `id` has spoken to this node: if it was only thought dead, it is alive after all.
+    fn heard_from(&self, id: Id) {
+        let mut health = self.health.lock();
+        if health
+            .dead
+            .get(&id)
+            .is_some_and(|(_, why)| *why == Absence::Failed)
+        {
+            health.dead.remove(&id);
+        }
+        health.silent.remove(&id);
+    }
+
+    /// `id` announced a new join: whatever was thought of it, it is a member again.
+    pub(super) fn rejoined(&self, id: Id) {
         let mut health = self.health.lock();
         health.dead.remove(&id);
         health.silent.remove(&id);
     }
 
+    /// Keeps `id`, which left gracefully, out of this node's tables for [`DEAD_MEMORY`]
+    /// unless it joins again.
+    pub(super) fn mark_departed(&self, id: Id) {
+        let mark = (Instant::now(), Absence::Departed);
+        self.health.lock().dead.insert(id, mark);
+    }
+
     /// Drops a dead node everywhere, repairs the leaf set, tells discovery, and has the objects
     /// it held re-replicated.
     fn declare_dead(&self, node: NodeInfo) {
-        self.health.lock().dead.insert(node.id, Instant::now());
+        let mark = (Instant::now(), Absence::Failed);
+        self.health.lock().dead.insert(node.id, mark);
         let (was_leaf, far_ends) = {
             let mut state = self.state.write();
             let was_leaf = state.leaf_set().contains(node.id);
@@ -114,18 +145,21 @@ impl Inner {
         }
     }
 
-    /// Takes `from` and the members of its leaf set into this node's tables, leaving out
-    /// nodes recently found dead. Returns whether the leaf set changed.
-    pub(super) fn learn_leaf_set_of(&self, from: NodeInfo, leaf_set: &[NodeInfo]) -> bool {
-        self.revive(from.id);
+    /// Takes `from` (a live node that spoke to us, if any) and the members of a leaf set
+    /// into this node's tables, leaving out nodes recently found dead or gone. Returns whether
+    /// the leaf set changed.
+    pub(super) fn learn_leaf_set_of(&self, from: Option<NodeInfo>, leaf_set: &[NodeInfo]) -> bool {
+        if let Some(from) = from {
+            self.heard_from(from.id);
+        }
         let fresh: Vec<NodeInfo> = leaf_set
             .iter()
-            .filter(|n| n.id != self.me.id && n.id != from.id && !self.is_dead(n.id))
+            .chain(&from)
+            .filter(|n| n.id != self.me.id && !self.is_dead(n.id))
             .copied()
             .collect();
         let mut state = self.state.write();
         let before = state.leaf_set().clone();
-        state.learn(from);
         for n in fresh {
             state.learn(n);
         }
@@ -136,6 +170,10 @@ impl Inner {
     pub(super) fn probe_neighbours(&self) {
         let members = self.state.read().leaf_set().members();
         for node in members {
+            // A node that started leaving meanwhile must not present itself as a member.
+            if *self.phase.lock() != super::Phase::Joined {
+                return;
+            }
             self.exchange_with(node);
         }
     }
@@ -152,7 +190,7 @@ impl Inner {
                 leaf_set,
             }) if from.id == node.id => {
                 self.health.lock().silent.remove(&node.id);
-                if self.learn_leaf_set_of(from, &leaf_set) {
+                if self.learn_leaf_set_of(Some(from), &leaf_set) {
                     self.wake_maintenance();
                 }
             }

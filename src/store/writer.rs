@@ -91,18 +91,21 @@ impl<'a> RecordWriter<'a> {
             temp,
         } = self;
         meta.crc = digest.finalize();
-        seal(file, &meta).map_err(|e| StoreError::io(&temp.path, e))?;
+        seal(file, &meta, store.sync).map_err(|e| StoreError::io(&temp.path, e))?;
         store.commit(temp, meta)
     }
 }
 
-/// Flushes the data, fills in the real header and syncs, so the rename that follows publishes
-/// only complete bytes.
-fn seal(file: BufWriter<File>, meta: &RecordMeta) -> std::io::Result<()> {
+/// Flushes the data, fills in the real header and (if `sync`) syncs, so the rename that
+/// follows publishes only complete bytes even after a power loss.
+fn seal(file: BufWriter<File>, meta: &RecordMeta, sync: bool) -> std::io::Result<()> {
     let mut file = file.into_inner().map_err(|e| e.into_error())?;
     file.seek(SeekFrom::Start(0))?;
     file.write_all(&format::encode(meta))?;
-    file.sync_all()
+    if sync {
+        file.sync_all()?;
+    }
+    Ok(())
 }
 
 /// A temporary file that is removed when dropped, unless it has been renamed into place.

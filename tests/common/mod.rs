@@ -4,7 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use pastry::{Discovery, Id, Node, NodeConfig, NodeInfo, Rng};
+use std::collections::BTreeMap;
+
+use pastry::{key_of, Discovery, Id, Node, NodeConfig, NodeInfo, Rng, CHUNK_SIZE};
 
 /// Shows the library's logs when `RUST_LOG` is set (`RUST_LOG=pastry=debug cargo test ...`).
 pub fn init_logging() {
@@ -213,4 +215,94 @@ pub fn wait_until(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Pseudo-random bytes.
+pub fn bytes(rng: &mut Rng, n: usize) -> Vec<u8> {
+    let mut v = Vec::with_capacity(n);
+    while v.len() < n {
+        v.extend_from_slice(&rng.next_u64().to_le_bytes());
+    }
+    v.truncate(n);
+    v
+}
+
+/// Objects of varied sizes: mostly small, some of a few chunks, a few of several MiB.
+pub fn objects(rng: &mut Rng, n: usize) -> BTreeMap<String, Vec<u8>> {
+    (0..n)
+        .map(|i| {
+            let size = match i % 100 {
+                0 => 1 + rng.below(3 << 20),
+                1..=9 => rng.below(3 * CHUNK_SIZE),
+                10 => 0,
+                _ => rng.below(4096),
+            };
+            (format!("object-{i}.bin"), bytes(rng, size))
+        })
+        .collect()
+}
+
+/// The ids of the nodes holding `name`, sorted.
+pub fn holders(nodes: &[Node], name: &str) -> Vec<Id> {
+    let mut ids: Vec<Id> = nodes
+        .iter()
+        .filter(|n| {
+            n.objects()
+                .unwrap()
+                .iter()
+                .any(|o| o.name == name.as_bytes())
+        })
+        .map(|n| n.id())
+        .collect();
+    ids.sort();
+    ids
+}
+
+/// Whether every object sits on its `k` replica holders and nowhere else (so no node holds
+/// anything it should not).
+pub fn placed_exactly(nodes: &[Node], names: &[&String], k: usize) -> Result<(), String> {
+    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    // Each node's objects, listed once.
+    let mut held: BTreeMap<Vec<u8>, Vec<Id>> = BTreeMap::new();
+    for node in nodes {
+        for o in node.objects().unwrap() {
+            let keepers = oracle_replicas(o.key, &live, k);
+            if !keepers.contains(&node.id()) {
+                return Err(format!(
+                    "{} holds {:?} (key {}), kept by {keepers:?}",
+                    node.id(),
+                    String::from_utf8_lossy(&o.name),
+                    o.key
+                ));
+            }
+            held.entry(o.name).or_default().push(node.id());
+        }
+    }
+    if held.len() != names.len() {
+        return Err(format!("{} names held, {} stored", held.len(), names.len()));
+    }
+    for name in names {
+        let mut want = oracle_replicas(key_of(name.as_bytes()), &live, k);
+        want.sort();
+        let mut got = held.get(name.as_bytes()).cloned().unwrap_or_default();
+        got.sort();
+        if got != want {
+            return Err(format!("{name} is on {got:?}, not on {want:?}"));
+        }
+    }
+    Ok(())
+}
+
+pub fn assert_settles(nodes: &[Node], names: &[&String], k: usize) {
+    let mut last = String::new();
+    let settled = wait_until(Duration::from_secs(30), || {
+        match placed_exactly(nodes, names, k) {
+            Ok(()) => true,
+            Err(e) => {
+                last = e;
+                false
+            }
+        }
+    });
+    assert!(settled, "objects did not settle: {last}");
 }
