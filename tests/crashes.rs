@@ -289,3 +289,39 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
         retryable.load(Ordering::SeqCst)
     );
 }
+
+#[test]
+fn a_dead_routing_table_entry_is_replaced_from_another_node_of_its_row() {
+    let mut rng = Rng::seeded(123);
+    let mut net = Network::new(&random_ids(&mut rng, 48));
+    let live_after =
+        |dead: Id| -> Vec<Id> { net.ids().into_iter().filter(|&i| i != dead).collect() };
+    // A node X that some node A holds in its routing table but not in its leaf set, and whose
+    // cell at A another live node could fill.
+    let mut found = None;
+    'search: for a in &net.nodes {
+        for x in a.routing_table().entries() {
+            let live = live_after(x.id);
+            let cell = pastry::RoutingTable::cell_of(a.id(), x.id).unwrap();
+            let fillable = live
+                .iter()
+                .any(|&o| o != a.id() && pastry::RoutingTable::cell_of(a.id(), o) == Some(cell));
+            if !a.leaf_set().contains(x.id) && fillable {
+                found = Some((a.id(), x.id, cell));
+                break 'search;
+            }
+        }
+    }
+    let (a_id, x_id, (row, col)) = found.expect("such a pair exists in 48 nodes");
+    let at = net.nodes.iter().position(|n| n.id() == x_id).unwrap();
+    net.nodes.remove(at).shutdown();
+    let a = net.nodes.iter().find(|n| n.id() == a_id).unwrap();
+    // A finds out when it next uses the entry: here, a lookup of X's own id.
+    let _ = a.lookup(x_id);
+    let entry = a
+        .routing_table()
+        .get(row, col)
+        .expect("the cell was refilled");
+    assert_ne!(entry.id, x_id);
+    assert!(net.ids().contains(&entry.id), "{entry} is live");
+}

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use crate::discovery::DiscoveryLink;
 use crate::error::Error;
 use crate::id::{Id, NodeInfo};
+use crate::overlay::RoutingTable;
 use crate::wire::{Message, RemoteCode};
 
 use super::walk::Target;
@@ -111,9 +112,14 @@ impl Inner {
     fn declare_dead(&self, node: NodeInfo) {
         let mark = (Instant::now(), Absence::Failed);
         self.health.lock().dead.insert(node.id, mark);
-        let (was_leaf, far_ends) = {
+        let (was_leaf, far_ends, hole) = {
             let mut state = self.state.write();
             let was_leaf = state.leaf_set().contains(node.id);
+            let hole = state
+                .table()
+                .contains(node.id)
+                .then(|| RoutingTable::cell_of(self.me.id, node.id))
+                .flatten();
             state.forget(node.id);
             let leaf = state.leaf_set();
             let far_ends: Vec<NodeInfo> = leaf
@@ -123,9 +129,12 @@ impl Inner {
                 .chain(leaf.ccw().last())
                 .copied()
                 .collect();
-            (was_leaf, far_ends)
+            (was_leaf, far_ends, hole)
         };
         self.pool.forget(node.addr);
+        if let Some((row, col)) = hole {
+            self.refill_cell(row, col);
+        }
         if was_leaf {
             // The farthest live node on each side knows the nodes just beyond our view.
             for far in far_ends {
@@ -141,6 +150,41 @@ impl Inner {
             };
             if let Err(e) = link.deregister(node) {
                 log::debug!("node {}: discovery not told {node} is dead: {e}", self.me);
+            }
+        }
+    }
+
+    /// Fills the routing-table cell (`row`, `col`) left empty by a dead node: any other node
+    /// in the same row shares this node's first `row` digits, so its entry for the cell fits
+    /// here too (the Pastry paper's repair). The first live answer wins.
+    fn refill_cell(&self, row: usize, col: usize) {
+        let peers: Vec<NodeInfo> = self
+            .state
+            .read()
+            .table()
+            .row(row)
+            .iter()
+            .flatten()
+            .copied()
+            .collect();
+        let request = Message::Cell {
+            row: row as u8,
+            col: col as u8,
+        };
+        for peer in peers {
+            let Ok(Message::CellEntry { node: Some(entry) }) = self.pool.call(peer.addr, &request)
+            else {
+                continue;
+            };
+            if entry.id != self.me.id && !self.is_dead(entry.id) {
+                let filled = self.state.write().learn(entry);
+                if filled {
+                    log::debug!(
+                        "node {}: cell ({row}, {col}) refilled with {entry}",
+                        self.me
+                    );
+                    return;
+                }
             }
         }
     }

@@ -22,7 +22,7 @@ const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
-/// Free for later use: 3..=9 (generic), 30..=39 (object store),
+/// Free for later use: 3..=9 (generic), 32..=39 (object store and repair),
 /// 48.. (discovery and beyond).
 mod ty {
     pub const ACK: u8 = 1;
@@ -47,6 +47,8 @@ mod ty {
     pub const PULL: u8 = 27;
     pub const HOLDS: u8 = 28;
     pub const LACKING: u8 = 29;
+    pub const CELL: u8 = 30;
+    pub const CELL_ENTRY: u8 = 31;
     pub const REGISTER: u8 = 40;
     pub const JOINED: u8 = 41;
     pub const DEREGISTER: u8 = 42;
@@ -94,6 +96,8 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::Deleted { .. } => ty::DELETED,
         Message::Pull { .. } => ty::PULL,
         Message::Holds { .. } => ty::HOLDS,
+        Message::Cell { .. } => ty::CELL,
+        Message::CellEntry { .. } => ty::CELL_ENTRY,
         Message::Lacking { .. } => ty::LACKING,
         Message::Register { .. } => ty::REGISTER,
         Message::Joined { .. } => ty::JOINED,
@@ -130,6 +134,8 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::DELETED => "Deleted",
         ty::PULL => "Pull",
         ty::HOLDS => "Holds",
+        ty::CELL => "Cell",
+        ty::CELL_ENTRY => "CellEntry",
         ty::LACKING => "Lacking",
         ty::REGISTER => "Register",
         ty::JOINED => "Joined",
@@ -225,7 +231,8 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
         Message::Pull { joiner } => put_node(buf, joiner),
         Message::Joined { id } => put_id(buf, *id),
         Message::Deregister { node } => put_node(buf, node),
-        Message::Peer { peer } => match peer {
+        Message::Cell { row, col } => buf.put_slice(&[*row, *col]),
+        Message::CellEntry { node: peer } | Message::Peer { peer } => match peer {
             None => buf.put_u8(0),
             Some(node) => {
                 buf.put_u8(1);
@@ -465,6 +472,13 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         ty::PEER => Message::Peer {
             peer: r.option(Reader::node)?,
         },
+        ty::CELL => Message::Cell {
+            row: r.u8()?,
+            col: r.u8()?,
+        },
+        ty::CELL_ENTRY => Message::CellEntry {
+            node: r.option(Reader::node)?,
+        },
         ty::LIST_PEERS => Message::ListPeers,
         ty::PEERS => Message::Peers {
             peers: r.vec(NODE_MIN_LEN, Reader::node)?,
@@ -693,6 +707,9 @@ mod tests {
             M::Pull { joiner: b },
             M::Exchange { node: a, leaf_set: vec![] },
             M::Alive { node: c },
+            M::Cell { row: 3, col: 15 },
+            M::CellEntry { node: None },
+            M::CellEntry { node: Some(b) },
             M::LeafSet { node: b, leaf_set: vec![a, c] },
         ]);
         v
@@ -775,7 +792,7 @@ mod tests {
         #[rustfmt::skip] // a table: one variant a line reads better
         fn message(&mut self) -> Message {
             use Message as M;
-            match self.below(30) {
+            match self.below(32) {
                 0 => M::Ack,
                 1 => M::Error {
                     code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
@@ -816,6 +833,8 @@ mod tests {
                 26 => M::Alive { node: self.node() },
                 27 => M::Holds { records: (0..self.below(5)).map(|_| (self.bytes(), self.next())).collect() },
                 28 => M::Lacking { names: (0..self.below(5)).map(|_| self.bytes()).collect() },
+                29 => M::Cell { row: self.next() as u8, col: self.next() as u8 },
+                30 => M::CellEntry { node: (self.next() & 1 == 1).then(|| self.node()) },
                 _ => M::LeafSet { node: self.node(), leaf_set: self.nodes() },
             }
         }

@@ -157,6 +157,20 @@ pub enum Message {
         leaf_set: Vec<NodeInfo>,
     },
 
+    /// Asks for the routing-table entry at `row`, `col`, to fill the same cell here after its
+    /// node died. Answered by [`Message::CellEntry`].
+    Cell {
+        /// The row.
+        row: u8,
+        /// The column.
+        col: u8,
+    },
+    /// Answer to [`Message::Cell`].
+    CellEntry {
+        /// The entry, if the cell is filled.
+        node: Option<NodeInfo>,
+    },
+
     // ---- object protocol ----
     /// Starts a record: as a request, a put or hand-off (answered by [`Message::Stored`]); as a
     /// reply, the start of a get's or pull's answer.
