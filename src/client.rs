@@ -13,7 +13,7 @@ use crate::discovery::{unexpected, DiscoveryLink};
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
-use crate::node::walk::{walk, Target, Visit};
+use crate::node::walk::{ask_next_hop, walk, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::transfer::{
     lossy, recv_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
@@ -347,7 +347,7 @@ impl Client {
             key,
             start,
             self.config.max_hops,
-            |target, exclude| self.next_hop(target, key, exclude),
+            |target, exclude| ask_next_hop(&self.pool, target, key, exclude),
             |target, _| self.pool.forget(target.addr),
         )
         .inspect_err(|_| *self.start.lock() = None)?;
@@ -355,21 +355,6 @@ impl Client {
             key,
             path: path.into_iter().map(|v| v.node).collect(),
         })
-    }
-
-    fn next_hop(&self, target: Target, key: Key, exclude: &[crate::id::Id]) -> Result<Visit<()>> {
-        let request = Message::NextHop {
-            key,
-            exclude: exclude.to_vec(),
-        };
-        match self.pool.call(target.addr, &request)? {
-            Message::Hop { node, next } => Ok(Visit {
-                node,
-                next,
-                extra: (),
-            }),
-            other => Err(unexpected(target.addr, "Hop", &other)),
-        }
     }
 
     /// Where lookups start: the known peer, or a random one from discovery.

@@ -573,17 +573,6 @@ impl Inner {
                 extra: (),
             });
         }
-        let request = Message::NextHop {
-            key,
-            exclude: exclude.to_vec(),
-        };
-        match self.pool.call(target.addr, &request)? {
-            Message::Hop { node, next } => Ok(Visit {
-                node,
-                next,
-                extra: (),
-            }),
-            other => Err(unexpected(target.addr, "Hop", &other)),
-        }
+        walk::ask_next_hop(&self.pool, target, key, exclude)
     }
 }

@@ -8,7 +8,8 @@ use std::net::SocketAddr;
 
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
-use crate::wire::RemoteCode;
+use crate::net::Pool;
+use crate::wire::{Message, RemoteCode};
 
 /// Whom to ask next: an address, and the id when known (the first hop of a join through a
 /// known address has none yet).
@@ -33,6 +34,27 @@ pub(crate) struct Visit<T> {
     pub node: NodeInfo,
     pub next: NodeInfo,
     pub extra: T,
+}
+
+/// Asks `target` over `pool` for the next hop towards `key`, leaving out `exclude`.
+pub(crate) fn ask_next_hop(
+    pool: &Pool,
+    target: Target,
+    key: Key,
+    exclude: &[Id],
+) -> Result<Visit<()>> {
+    let request = Message::NextHop {
+        key,
+        exclude: exclude.to_vec(),
+    };
+    match pool.call(target.addr, &request)? {
+        Message::Hop { node, next } => Ok(Visit {
+            node,
+            next,
+            extra: (),
+        }),
+        other => Err(crate::discovery::unexpected(target.addr, "Hop", &other)),
+    }
 }
 
 /// Whether a failed step means "route around this node" rather than "give up".
