@@ -294,20 +294,23 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
 fn a_dead_routing_table_entry_is_replaced_from_another_node_of_its_row() {
     let mut rng = Rng::seeded(123);
     let mut net = Network::new(&random_ids(&mut rng, 48));
-    let live_after =
-        |dead: Id| -> Vec<Id> { net.ids().into_iter().filter(|&i| i != dead).collect() };
-    // A node X that some node A holds in its routing table but not in its leaf set, and whose
-    // cell at A another live node could fill.
+    // A node X that some node A holds in its routing table but not in its leaf set, where a
+    // node A knows that shares A's first `row` digits holds another node in that cell.
     let mut found = None;
     'search: for a in &net.nodes {
+        let known: Vec<Id> = a.routing_table().entries().map(|n| n.id).collect();
         for x in a.routing_table().entries() {
-            let live = live_after(x.id);
-            let cell = pastry::RoutingTable::cell_of(a.id(), x.id).unwrap();
-            let fillable = live
-                .iter()
-                .any(|&o| o != a.id() && pastry::RoutingTable::cell_of(a.id(), o) == Some(cell));
-            if !a.leaf_set().contains(x.id) && fillable {
-                found = Some((a.id(), x.id, cell));
+            let (row, col) = pastry::RoutingTable::cell_of(a.id(), x.id).unwrap();
+            let helper_knows_another = net.nodes.iter().any(|p| {
+                known.contains(&p.id())
+                    && p.id() != x.id
+                    && a.id().shared_prefix(p.id()) >= row
+                    && p.routing_table()
+                        .get(row, col)
+                        .is_some_and(|e| e.id != x.id)
+            });
+            if !a.leaf_set().contains(x.id) && helper_knows_another {
+                found = Some((a.id(), x.id, (row, col)));
                 break 'search;
             }
         }

@@ -30,6 +30,10 @@ pub struct NetConfig {
     pub max_payload: u32,
     /// Most idle outbound connections kept per peer. Default 4.
     pub pool_per_peer: usize,
+    /// How long an outbound connection may sit unused before it is closed: this bounds the
+    /// connections (and the peers' threads) a node holds to the peers it talks to often.
+    /// Default 30 s.
+    pub pool_idle_timeout: Duration,
 }
 
 impl Default for NetConfig {
@@ -41,6 +45,7 @@ impl Default for NetConfig {
             max_connections: 512,
             max_payload: DEFAULT_MAX_PAYLOAD,
             pool_per_peer: 4,
+            pool_idle_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -58,6 +63,8 @@ pub struct NetStats {
     pub sent: u64,
     /// Largest frame payload sent or received, in bytes: bounds the memory a transfer holds.
     pub largest_frame: u64,
+    /// Connections the server holds open now (each has a thread).
+    pub open_connections: u64,
 }
 
 /// The live counters behind [`NetStats`], shared by a server and a pool.
@@ -68,6 +75,7 @@ pub(crate) struct Counters {
     opened: AtomicU64,
     sent: AtomicU64,
     largest_frame: AtomicU64,
+    open: AtomicU64,
 }
 
 impl Counters {
@@ -88,6 +96,7 @@ impl Counters {
             opened: self.opened.load(Ordering::Relaxed),
             sent: self.sent.load(Ordering::Relaxed),
             largest_frame: self.largest_frame.load(Ordering::Relaxed),
+            open_connections: self.open.load(Ordering::Relaxed),
         }
     }
 }

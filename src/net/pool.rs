@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
@@ -19,7 +20,51 @@ use std::sync::Arc;
 pub struct Pool {
     config: NetConfig,
     counters: Arc<Counters>,
-    idle: Mutex<HashMap<SocketAddr, Vec<Conn>>>,
+    idle: Mutex<Idle>,
+}
+
+/// The connections not in use, with when each was put back.
+#[derive(Default)]
+struct Idle {
+    by_peer: HashMap<SocketAddr, Vec<(Conn, Instant)>>,
+    /// When connections idle too long were last closed.
+    last_sweep: Option<Instant>,
+}
+
+impl Idle {
+    /// The most recently used idle connection to `addr` that has not idled too long.
+    fn take(&mut self, addr: SocketAddr, max_idle: Duration) -> Option<Conn> {
+        let conns = self.by_peer.get_mut(&addr)?;
+        let now = Instant::now();
+        while let Some((conn, since)) = conns.pop() {
+            if now.duration_since(since) < max_idle {
+                return Some(conn);
+            }
+        }
+        None
+    }
+
+    /// Closes the connections idle for longer than `max_idle`, at most once a second.
+    fn sweep(&mut self, max_idle: Duration) {
+        let now = Instant::now();
+        if self
+            .last_sweep
+            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
+        {
+            return;
+        }
+        self.sweep_now(max_idle);
+    }
+
+    /// Closes the connections idle for longer than `max_idle`.
+    fn sweep_now(&mut self, max_idle: Duration) {
+        let now = Instant::now();
+        self.last_sweep = Some(now);
+        for conns in self.by_peer.values_mut() {
+            conns.retain(|(_, since)| now.duration_since(*since) < max_idle);
+        }
+        self.by_peer.retain(|_, conns| !conns.is_empty());
+    }
 }
 
 /// An outbound connection, lent to one caller at a time.
@@ -31,7 +76,7 @@ impl Pool {
         Pool {
             config,
             counters,
-            idle: Mutex::new(HashMap::new()),
+            idle: Mutex::new(Idle::default()),
         }
     }
 
@@ -41,7 +86,7 @@ impl Pool {
     /// peer closed while idle is replaced by a fresh one once.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
         Counters::bump(&self.counters.sent);
-        let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
+        let reused = self.take(addr);
         if let Some(mut conn) = reused {
             match exchange(&mut conn, request) {
                 Ok(reply) => {
@@ -69,7 +114,7 @@ impl Pool {
         f: impl FnOnce(&mut Conn) -> Result<T>,
     ) -> Result<T> {
         Counters::bump(&self.counters.sent);
-        let reused = self.idle.lock().get_mut(&addr).and_then(Vec::pop);
+        let reused = self.take(addr);
         // A stream cannot be replayed, so a connection the peer closed while idle is found
         // before, not after, starting one.
         let mut conn = match reused {
@@ -83,16 +128,28 @@ impl Pool {
         result
     }
 
+    /// Closes the connections that idled longer than the configured timeout. Done on the
+    /// side as connections are used, and by a node's maintenance, so that an idle node lets
+    /// its peers' threads go too.
+    pub fn close_idle(&self) {
+        self.idle.lock().sweep_now(self.config.pool_idle_timeout);
+    }
+
     /// Drops every idle connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
-        self.idle.lock().remove(&addr);
+        self.idle.lock().by_peer.remove(&addr);
+    }
+
+    fn take(&self, addr: SocketAddr) -> Option<Conn> {
+        self.idle.lock().take(addr, self.config.pool_idle_timeout)
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn) {
         let mut idle = self.idle.lock();
-        let conns = idle.entry(addr).or_default();
+        idle.sweep(self.config.pool_idle_timeout);
+        let conns = idle.by_peer.entry(addr).or_default();
         if conns.len() < self.config.pool_per_peer {
-            conns.push(conn);
+            conns.push((conn, Instant::now()));
         }
     }
 
@@ -142,4 +199,49 @@ fn is_stale(e: &io::Error) -> bool {
             | io::ErrorKind::ConnectionAborted
             | io::ErrorKind::BrokenPipe
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::net::Server;
+
+    #[test]
+    fn idle_connections_are_reused_then_closed() {
+        let counters = Arc::new(Counters::default());
+        let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let server = Server::start(
+            "test",
+            listener,
+            NetConfig::default(),
+            handler,
+            Arc::clone(&counters),
+        )
+        .unwrap();
+        let config = NetConfig {
+            pool_idle_timeout: Duration::from_millis(50),
+            ..NetConfig::default()
+        };
+        let client_counters = Arc::new(Counters::default());
+        let pool = Pool::new(config, Arc::clone(&client_counters));
+        let addr = server.local_addr();
+        pool.call(addr, &Message::Ping).unwrap();
+        pool.call(addr, &Message::Ping).unwrap();
+        assert_eq!(client_counters.snapshot().opened, 1, "reused while fresh");
+        assert_eq!(counters.snapshot().open_connections, 1);
+        // Closed once idle past the timeout: the server's thread for it ends.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counters.snapshot().open_connections != 0 {
+            assert!(Instant::now() < deadline, "the idle connection stayed open");
+            pool.close_idle();
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        pool.call(addr, &Message::Ping).unwrap();
+        assert_eq!(
+            client_counters.snapshot().opened,
+            2,
+            "a new one after the timeout"
+        );
+    }
 }

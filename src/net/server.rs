@@ -237,12 +237,20 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         .stack_size(THREAD_STACK)
         .spawn(move || {
             serve(&worker, stream, peer);
+            worker
+                .counters
+                .open
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
             let mut conns = worker.conns.lock();
             conns.open.remove(&id);
             conns.finished.push(id);
         });
     match spawned {
         Ok(thread) => {
+            shared
+                .counters
+                .open
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             conns.open.insert(id, handle);
             conns.threads.insert(id, thread);
         }

@@ -48,16 +48,22 @@ pub(super) fn start_maintenance(
                     Err(RecvTimeoutError::Disconnected) => return, // shut down
                 }
                 while wakeups.try_recv().is_ok() {} // one pass serves every wake-up so far
+                let due = Instant::now() >= next_probe;
+                if due {
+                    // Moved on whatever the phase, so that a node not (or no longer) joined
+                    // waits a whole interval instead of spinning.
+                    next_probe = Instant::now() + interval;
+                    inner.pool.close_idle();
+                }
                 if *inner.phase.lock() != Phase::Joined {
                     continue;
                 }
-                if Instant::now() >= next_probe {
+                if due {
                     inner.probe_neighbours();
                     if probes % HEARTBEAT_EVERY == 0 {
                         inner.heartbeat_discovery();
                     }
                     probes += 1;
-                    next_probe = Instant::now() + interval;
                 }
                 if pending {
                     pending = !inner.rebalance();

@@ -154,19 +154,23 @@ impl Inner {
         }
     }
 
-    /// Fills the routing-table cell (`row`, `col`) left empty by a dead node: any other node
-    /// in the same row shares this node's first `row` digits, so its entry for the cell fits
-    /// here too (the Pastry paper's repair). The first live answer wins.
+    /// Fills the routing-table cell (`row`, `col`) left empty by a dead node: any node that
+    /// shares at least this node's first `row` digits (the rest of that row first, then the
+    /// rows below, then the leaf set) has an entry for the cell that fits here too (the Pastry
+    /// paper's repair). The first live answer wins.
     fn refill_cell(&self, row: usize, col: usize) {
-        let peers: Vec<NodeInfo> = self
-            .state
-            .read()
-            .table()
-            .row(row)
-            .iter()
-            .flatten()
-            .copied()
-            .collect();
+        let peers: Vec<NodeInfo> = {
+            let state = self.state.read();
+            let mut peers: Vec<NodeInfo> = state.table().rows_upto(3).into_iter().collect();
+            peers.retain(|p| self.me.id.shared_prefix(p.id) >= row);
+            peers.sort_by_key(|p| self.me.id.shared_prefix(p.id));
+            for m in state.leaf_set().members() {
+                if self.me.id.shared_prefix(m.id) >= row && !peers.contains(&m) {
+                    peers.push(m);
+                }
+            }
+            peers
+        };
         let request = Message::Cell {
             row: row as u8,
             col: col as u8,

@@ -1,6 +1,8 @@
 //! Shared helpers for the integration tests: loopback networks and the brute-force oracle.
 #![allow(dead_code)]
 
+pub mod programs;
+
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 

@@ -1,0 +1,311 @@
+/*
+ * Every function of libpastry's C ABI, called with NULL for each pointer argument in turn
+ * (the others valid): each must return PASTRY_STATUS_NULL_PARAMETER with a message and leave
+ * its out-parameters alone. Arguments documented as "NULL or writable" (`route_out`,
+ * `existed_out`) and data documented as "NULL when the length is 0" are optional: with NULL
+ * the call must succeed. Every `_free(NULL)` must do nothing.
+ *
+ * A small network (a discovery node and one node, on loopback) gives the calls real handles.
+ *
+ *     null_checks
+ *
+ * Prints a line per failed check; exits 0 with `null_checks: all N checks passed` if none
+ * failed, 1 otherwise.
+ */
+
+#define _POSIX_C_SOURCE 200809L /* mkdtemp */
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pastry.h"
+
+static int checks = 0;
+static int failures = 0;
+
+/* Records a check: prints a line if it failed. */
+static void check(bool passed, int line, const char *what) {
+    checks++;
+    if (!passed) {
+        failures++;
+        printf("FAILED (line %d): %s\n", line, what);
+    }
+}
+
+/* Checks that a call returned `want`; a NULL_PARAMETER must come with a message. */
+static void check_status(PastryStatus got, PastryStatus want, int line, const char *call) {
+    checks++;
+    if (got != want) {
+        failures++;
+        printf("FAILED (line %d): %s gave %d (%s), want %d (%s); last error: %s\n", line, call,
+               (int)got, pastry_status_text(got), (int)want, pastry_status_text(want),
+               pastry_last_error());
+    } else if (want == PASTRY_STATUS_NULL_PARAMETER && pastry_last_error()[0] == '\0') {
+        failures++;
+        printf("FAILED (line %d): %s gave NULL_PARAMETER with no message\n", line, call);
+    }
+}
+
+#define EXPECT_NULL(call) check_status((call), PASTRY_STATUS_NULL_PARAMETER, __LINE__, #call)
+#define EXPECT_OK(call) check_status((call), PASTRY_STATUS_OK, __LINE__, #call)
+#define EXPECT(condition) check((condition), __LINE__, #condition)
+
+/* A value an out-parameter is set to before a call that must not write it. */
+#define UNTOUCHED(type) ((type *)(void *)&untouched)
+static char untouched;
+
+/* Writes `text` to the file at `path`. */
+static bool write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "wb");
+    if (f == NULL) {
+        return false;
+    }
+    bool written = fwrite(text, 1, strlen(text), f) == strlen(text);
+    return fclose(f) == 0 && written;
+}
+
+/* Whether the file at `path` holds exactly `text`. */
+static bool file_holds(const char *path, const char *text) {
+    char buf[256];
+    FILE *f = fopen(path, "rb");
+    if (f == NULL) {
+        return false;
+    }
+    size_t n = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    return n == strlen(text) && memcmp(buf, text, n) == 0;
+}
+
+static void free_functions(void) {
+    pastry_node_list_free(NULL);
+    pastry_buffer_free(NULL);
+    pastry_object_list_free(NULL);
+    pastry_client_free(NULL);
+    pastry_discovery_free(NULL);
+    pastry_node_free(NULL);
+    EXPECT("every _free(NULL) returned");
+}
+
+static void plain_functions(void) {
+    EXPECT(pastry_last_error() != NULL);
+    EXPECT(pastry_version() != NULL && pastry_version()[0] != '\0');
+    for (uint32_t s = 0; s <= 14; s++) {
+        EXPECT(pastry_status_text(s) != NULL && pastry_status_text(s)[0] != '\0');
+    }
+    EXPECT(strcmp(pastry_status_text(UINT32_MAX), "unknown status") == 0);
+
+    const uint8_t name[] = "123456789";
+    uint16_t key = 0xbeef;
+    EXPECT_NULL(pastry_key_of(NULL, 9, &key));
+    EXPECT(key == 0xbeef);
+    EXPECT_NULL(pastry_key_of(name, 9, NULL));
+    EXPECT_OK(pastry_key_of(name, 9, &key));
+    EXPECT(key == 0x31c3);
+    /* NULL with length 0 is the empty name, as documented. */
+    EXPECT_OK(pastry_key_of(NULL, 0, &key));
+    EXPECT(key == 0x0000);
+}
+
+static PastryDiscovery *discovery_functions(char *address) {
+    PastryDiscovery *discovery = UNTOUCHED(PastryDiscovery);
+    EXPECT_NULL(pastry_discovery_start(NULL, &discovery));
+    EXPECT(discovery == UNTOUCHED(PastryDiscovery));
+    EXPECT_NULL(pastry_discovery_start("127.0.0.1:0", NULL));
+    EXPECT_OK(pastry_discovery_start("127.0.0.1:0", &discovery));
+    if (discovery == UNTOUCHED(PastryDiscovery)) {
+        printf("null_checks: no discovery node, cannot go on\n");
+        exit(1);
+    }
+
+    strcpy(address, "untouched");
+    EXPECT_NULL(pastry_discovery_address(NULL, address, PASTRY_ADDR_LEN));
+    EXPECT(strcmp(address, "untouched") == 0);
+    EXPECT_NULL(pastry_discovery_address(discovery, NULL, PASTRY_ADDR_LEN));
+    check_status(pastry_discovery_address(discovery, address, 2),
+                 PASTRY_STATUS_INVALID_ARGUMENT, __LINE__, "pastry_discovery_address, 2 bytes");
+    EXPECT(strcmp(address, "untouched") == 0);
+    EXPECT_OK(pastry_discovery_address(discovery, address, PASTRY_ADDR_LEN));
+
+    PastryNodeList *peers = UNTOUCHED(PastryNodeList);
+    EXPECT_NULL(pastry_discovery_peers(NULL, &peers));
+    EXPECT(peers == UNTOUCHED(PastryNodeList));
+    EXPECT_NULL(pastry_discovery_peers(discovery, NULL));
+    EXPECT_OK(pastry_discovery_peers(discovery, &peers));
+    EXPECT(peers != UNTOUCHED(PastryNodeList) && peers->len == 0);
+    if (peers != UNTOUCHED(PastryNodeList)) {
+        pastry_node_list_free(peers);
+    }
+    return discovery;
+}
+
+static PastryNode *node_functions(const char *discovery) {
+    PastryNodeOptions options;
+    EXPECT_NULL(pastry_node_options_default(NULL));
+    EXPECT_OK(pastry_node_options_default(&options));
+
+    PastryNode *node = UNTOUCHED(PastryNode);
+    EXPECT_NULL(pastry_node_start(NULL, &node));
+    EXPECT(node == UNTOUCHED(PastryNode));
+    EXPECT_NULL(pastry_node_start(&options, NULL));
+    EXPECT_OK(pastry_node_start(&options, &node));
+    if (node == UNTOUCHED(PastryNode)) {
+        printf("null_checks: no node, cannot go on\n");
+        exit(1);
+    }
+
+    PastryNodeInfo info;
+    info.id = 0xbeef;
+    EXPECT_NULL(pastry_node_info(NULL, &info));
+    EXPECT(info.id == 0xbeef);
+    EXPECT_NULL(pastry_node_info(node, NULL));
+
+    /* None of these may join: the node joins through discovery below. */
+    EXPECT_NULL(pastry_node_join_discovery(NULL, discovery));
+    EXPECT_NULL(pastry_node_join_discovery(node, NULL));
+    EXPECT_NULL(pastry_node_join_peer(NULL, discovery));
+    EXPECT_NULL(pastry_node_join_peer(node, NULL));
+    EXPECT_NULL(pastry_node_create(NULL));
+    EXPECT_OK(pastry_node_join_discovery(node, discovery));
+
+    PastryNodeList *list = UNTOUCHED(PastryNodeList);
+    EXPECT_NULL(pastry_node_lookup(NULL, 0x1234, &list));
+    EXPECT(list == UNTOUCHED(PastryNodeList));
+    EXPECT_NULL(pastry_node_lookup(node, 0x1234, NULL));
+    EXPECT_NULL(pastry_node_leaf_set(NULL, &list));
+    EXPECT(list == UNTOUCHED(PastryNodeList));
+    EXPECT_NULL(pastry_node_leaf_set(node, NULL));
+    EXPECT_NULL(pastry_node_routing_table(NULL, &list));
+    EXPECT(list == UNTOUCHED(PastryNodeList));
+    EXPECT_NULL(pastry_node_routing_table(node, NULL));
+
+    PastryObjectList *objects = UNTOUCHED(PastryObjectList);
+    EXPECT_NULL(pastry_node_objects(NULL, &objects));
+    EXPECT(objects == UNTOUCHED(PastryObjectList));
+    EXPECT_NULL(pastry_node_objects(node, NULL));
+
+    EXPECT_NULL(pastry_node_leave(NULL));
+    return node;
+}
+
+static PastryClient *client_handles(const char *discovery, const char *peer) {
+    PastryClient *client = UNTOUCHED(PastryClient);
+    EXPECT_NULL(pastry_client_via_peer(NULL, &client));
+    EXPECT(client == UNTOUCHED(PastryClient));
+    EXPECT_NULL(pastry_client_via_peer(peer, NULL));
+    EXPECT_OK(pastry_client_via_peer(peer, &client));
+    if (client != UNTOUCHED(PastryClient)) {
+        pastry_client_free(client);
+    }
+
+    client = UNTOUCHED(PastryClient);
+    EXPECT_NULL(pastry_client_new(NULL, &client));
+    EXPECT(client == UNTOUCHED(PastryClient));
+    EXPECT_NULL(pastry_client_new(discovery, NULL));
+    EXPECT_OK(pastry_client_new(discovery, &client));
+    if (client == UNTOUCHED(PastryClient)) {
+        printf("null_checks: no client, cannot go on\n");
+        exit(1);
+    }
+    return client;
+}
+
+static void object_functions(const PastryClient *client) {
+    const uint8_t name[] = "null-checks";
+    const size_t name_len = sizeof name - 1;
+    const uint8_t data[] = "some bytes";
+    const size_t data_len = sizeof data - 1;
+    PastryNodeList *route = UNTOUCHED(PastryNodeList);
+
+    EXPECT_NULL(pastry_client_put(NULL, name, name_len, data, data_len, &route));
+    EXPECT_NULL(pastry_client_put(client, NULL, name_len, data, data_len, &route));
+    EXPECT_NULL(pastry_client_put(client, name, name_len, NULL, data_len, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    /* Optional: no route wanted; no data when there are 0 bytes. */
+    EXPECT_OK(pastry_client_put(client, name, name_len, NULL, 0, NULL));
+    EXPECT_OK(pastry_client_put(client, name, name_len, data, data_len, NULL));
+
+    PastryBuffer *buffer = UNTOUCHED(PastryBuffer);
+    EXPECT_NULL(pastry_client_get(NULL, name, name_len, &buffer, &route));
+    EXPECT_NULL(pastry_client_get(client, NULL, name_len, &buffer, &route));
+    EXPECT(buffer == UNTOUCHED(PastryBuffer) && route == UNTOUCHED(PastryNodeList));
+    EXPECT_NULL(pastry_client_get(client, name, name_len, NULL, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    EXPECT_OK(pastry_client_get(client, name, name_len, &buffer, NULL));
+    if (buffer != UNTOUCHED(PastryBuffer)) {
+        EXPECT(buffer->len == data_len && memcmp(buffer->data, data, data_len) == 0);
+        pastry_buffer_free(buffer);
+    }
+
+    bool existed = false;
+    EXPECT_NULL(pastry_client_delete(NULL, name, name_len, &existed, &route));
+    EXPECT_NULL(pastry_client_delete(client, NULL, name_len, &existed, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    /* Optional: whether it existed, the route. */
+    EXPECT_OK(pastry_client_delete(client, name, name_len, NULL, NULL));
+    EXPECT_OK(pastry_client_put(client, name, name_len, data, data_len, NULL));
+    EXPECT_OK(pastry_client_delete(client, name, name_len, &existed, NULL));
+    EXPECT(existed);
+    route = NULL;
+    EXPECT_OK(pastry_client_delete(client, name, name_len, NULL, &route));
+    EXPECT(route != NULL && route->len > 0);
+    pastry_node_list_free(route);
+}
+
+static void file_functions(const PastryClient *client) {
+    char dir[] = "/tmp/pastry-null-checks-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        printf("null_checks: no temporary directory, cannot go on\n");
+        exit(1);
+    }
+    char path[64];
+    char copy[64];
+    snprintf(path, sizeof path, "%s/null-checks.txt", dir);
+    snprintf(copy, sizeof copy, "%s/copy.txt", dir);
+    const char text[] = "a file stored by null_checks\n";
+    EXPECT(write_file(path, text));
+
+    PastryNodeList *route = UNTOUCHED(PastryNodeList);
+    EXPECT_NULL(pastry_client_store_file(NULL, path, &route));
+    EXPECT_NULL(pastry_client_store_file(client, NULL, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    EXPECT_OK(pastry_client_store_file(client, path, NULL));
+
+    EXPECT_NULL(pastry_client_retrieve_file(NULL, "null-checks.txt", copy, &route));
+    EXPECT_NULL(pastry_client_retrieve_file(client, NULL, copy, &route));
+    EXPECT_NULL(pastry_client_retrieve_file(client, "null-checks.txt", NULL, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    EXPECT_OK(pastry_client_retrieve_file(client, "null-checks.txt", copy, NULL));
+    EXPECT(file_holds(copy, text));
+
+    EXPECT_OK(pastry_client_delete(client, (const uint8_t *)"null-checks.txt", 15, NULL, NULL));
+    remove(copy);
+    remove(path);
+    remove(dir);
+}
+
+int main(void) {
+    free_functions();
+    plain_functions();
+
+    char address[PASTRY_ADDR_LEN];
+    PastryDiscovery *discovery = discovery_functions(address);
+    PastryNode *node = node_functions(address);
+    PastryNodeInfo info = {0};
+    EXPECT_OK(pastry_node_info(node, &info));
+    PastryClient *client = client_handles(address, info.addr);
+    object_functions(client);
+    file_functions(client);
+
+    EXPECT_OK(pastry_node_leave(node));
+    pastry_client_free(client);
+    pastry_node_free(node);
+    pastry_discovery_free(discovery);
+
+    if (failures > 0) {
+        printf("null_checks: %d of %d checks failed\n", failures, checks);
+        return 1;
+    }
+    printf("null_checks: all %d checks passed\n", checks);
+    return 0;
+}
