@@ -68,7 +68,7 @@ typedef enum PastryStatus {
    */
   PASTRY_STATUS_PANIC = 12,
   /**
-   * Any other failure; see [`pastry_last_error`].
+   * Any other failure; see `pastry_last_error`.
    */
   PASTRY_STATUS_OTHER = 13,
 } PastryStatus;
@@ -104,11 +104,11 @@ typedef struct PastryNodeInfo {
 
 /**
  * A list of nodes (a route, a leaf set, the entries of a routing table, the peers discovery
- * knows). Owned by the caller: free it with [`pastry_node_list_free`].
+ * knows). Owned by the caller: free it with `pastry_node_list_free`.
  */
 typedef struct PastryNodeList {
   /**
-   * The nodes.
+   * The nodes; NULL when `len` is 0.
    */
   struct PastryNodeInfo *items;
   /**
@@ -118,11 +118,11 @@ typedef struct PastryNodeList {
 } PastryNodeList;
 
 /**
- * Bytes handed to C (an object's data). Free with [`pastry_buffer_free`].
+ * Bytes handed to C (an object's data). Free with `pastry_buffer_free`.
  */
 typedef struct PastryBuffer {
   /**
-   * The bytes.
+   * The bytes; NULL when `len` is 0.
    */
   uint8_t *data;
   /**
@@ -132,7 +132,27 @@ typedef struct PastryBuffer {
 } PastryBuffer;
 
 /**
- * How to start a node. Fill it with [`pastry_node_options_default`], then change fields.
+ * How to make a client with `pastry_client_start`. Fill it with
+ * `pastry_client_options_default`, then set exactly one of `discovery` and `peer`.
+ */
+typedef struct PastryClientOptions {
+  /**
+   * The discovery node's address (such as `"127.0.0.1:4000"`), or NULL.
+   */
+  const char *discovery;
+  /**
+   * A node's address to enter through instead, with no discovery, or NULL.
+   */
+  const char *peer;
+  /**
+   * How long an operation keeps retrying while the overlay changes under it (or the peer
+   * it enters through is unreachable), in milliseconds; 0 for the default (10 000).
+   */
+  uint32_t retry_ms;
+} PastryClientOptions;
+
+/**
+ * How to start a node. Fill it with `pastry_node_options_default`, then change fields.
  */
 typedef struct PastryNodeOptions {
   /**
@@ -186,11 +206,11 @@ typedef struct PastryObjectInfo {
 } PastryObjectInfo;
 
 /**
- * The objects a node holds. Free with [`pastry_object_list_free`].
+ * The objects a node holds. Free with `pastry_object_list_free`.
  */
 typedef struct PastryObjectList {
   /**
-   * The objects, by key and name.
+   * The objects, by key and name; NULL when `len` is 0.
    */
   struct PastryObjectInfo *items;
   /**
@@ -247,9 +267,29 @@ const char *pastry_version(void);
 enum PastryStatus pastry_key_of(const uint8_t *name, size_t name_len, uint16_t *key_out);
 
 /**
+ * Fills `options` with the defaults: no entry set, default retry time.
+ *
+ * # Safety
+ * `options` points to writable storage.
+ */
+enum PastryStatus pastry_client_options_default(struct PastryClientOptions *options);
+
+/**
+ * A client made from `options`. It contacts no one until its first operation. On success
+ * `*client_out` is a new handle, owned by the caller: free it with `pastry_client_free`.
+ *
+ * # Safety
+ * `options` points to options whose strings are NULL or NUL-terminated; `client_out`
+ * points to writable storage.
+ */
+enum PastryStatus pastry_client_start(const struct PastryClientOptions *options,
+                                      struct PastryClient **client_out);
+
+/**
  * A client that enters the overlay through the discovery node at `discovery` (such as
- * `"127.0.0.1:4000"`). On success `*client_out` is a new handle, owned by the caller: free
- * it with [`pastry_client_free`].
+ * `"127.0.0.1:4000"`), with default options. It contacts no one until its first operation.
+ * On success `*client_out` is a new handle, owned by the caller: free
+ * it with `pastry_client_free`.
  *
  * # Safety
  * `discovery` is a NUL-terminated string; `client_out` points to writable storage.
@@ -260,7 +300,7 @@ enum PastryStatus pastry_client_new(const char *discovery, struct PastryClient *
  * A client that enters the overlay through the node at `peer`, with no discovery node.
  *
  * # Safety
- * As [`pastry_client_new`].
+ * As `pastry_client_new`.
  */
 enum PastryStatus pastry_client_via_peer(const char *peer, struct PastryClient **client_out);
 
@@ -268,7 +308,7 @@ enum PastryStatus pastry_client_via_peer(const char *peer, struct PastryClient *
  * Stores `data_len` bytes at `data` under the name `name` (`name_len` bytes, any bytes) on
  * the node responsible for its key. If `route_out` is not NULL, on success it receives the
  * route taken (the holder last), owned by the caller: free it with
- * [`super::pastry_node_list_free`].
+ * `pastry_node_list_free`.
  *
  * # Safety
  * `client` is a live handle; `name` and `data` point to as many bytes as their lengths say
@@ -283,7 +323,7 @@ enum PastryStatus pastry_client_put(const struct PastryClient *client,
 
 /**
  * Fetches the object `name`. On success `*data_out` holds its bytes, owned by the caller:
- * free them with [`super::pastry_buffer_free`]. `route_out` as in [`pastry_client_put`].
+ * free them with `pastry_buffer_free`. `route_out` as in `pastry_client_put`.
  * `PASTRY_STATUS_NOT_FOUND` if there is no such object.
  *
  * # Safety
@@ -298,7 +338,7 @@ enum PastryStatus pastry_client_get(const struct PastryClient *client,
 
 /**
  * Deletes the object `name`. If `existed_out` is not NULL it receives whether there was
- * one. `route_out` as in [`pastry_client_put`].
+ * one. `route_out` as in `pastry_client_put`.
  *
  * # Safety
  * `client` is a live handle; `name` points to `name_len` bytes; `existed_out` and
@@ -312,7 +352,7 @@ enum PastryStatus pastry_client_delete(const struct PastryClient *client,
 
 /**
  * Stores the file at `path` (NUL-terminated, UTF-8) under its base name, streamed in
- * chunks. `route_out` as in [`pastry_client_put`].
+ * chunks. `route_out` as in `pastry_client_put`.
  *
  * # Safety
  * `client` is a live handle; `path` is a NUL-terminated string; `route_out` is NULL or
@@ -323,16 +363,17 @@ enum PastryStatus pastry_client_store_file(const struct PastryClient *client,
                                            struct PastryNodeList **route_out);
 
 /**
- * Fetches the object `name` (NUL-terminated) into the file at `path`, streamed in chunks;
- * the file appears only once the whole object has arrived and passed its checksum.
- * `route_out` as in [`pastry_client_put`].
+ * Fetches the object `name` (`name_len` bytes) into the file at `path` (NUL-terminated,
+ * UTF-8), streamed in chunks; the file appears only once the whole object has arrived and
+ * passed its checksum. `route_out` as in `pastry_client_put`.
  *
  * # Safety
- * `client` is a live handle; `name` and `path` are NUL-terminated strings; `route_out` is
- * NULL or writable.
+ * `client` is a live handle; `name` points to `name_len` bytes; `path` is a NUL-terminated
+ * string; `route_out` is NULL or writable.
  */
 enum PastryStatus pastry_client_retrieve_file(const struct PastryClient *client,
-                                              const char *name,
+                                              const uint8_t *name,
+                                              size_t name_len,
                                               const char *path,
                                               struct PastryNodeList **route_out);
 
@@ -347,7 +388,7 @@ void pastry_client_free(struct PastryClient *client);
 /**
  * Starts a discovery node listening on `listen` (such as `"127.0.0.1:0"`; port 0 lets the
  * system choose). On success `*discovery_out` is a new handle, owned by the caller: stop it
- * and free it with [`pastry_discovery_free`].
+ * and free it with `pastry_discovery_free`.
  *
  * # Safety
  * `listen` is a NUL-terminated string; `discovery_out` points to writable storage.
@@ -368,7 +409,7 @@ enum PastryStatus pastry_discovery_address(const struct PastryDiscovery *discove
 
 /**
  * The peers that have finished joining, sorted by id. On success `*peers_out` is a new
- * list, owned by the caller: free it with [`super::pastry_node_list_free`].
+ * list, owned by the caller: free it with `pastry_node_list_free`.
  *
  * # Safety
  * `discovery` is a live handle; `peers_out` points to writable storage.
@@ -395,7 +436,7 @@ enum PastryStatus pastry_node_options_default(struct PastryNodeOptions *options)
 
 /**
  * Starts a node's server. It is not part of an overlay until it joins. On success
- * `*node_out` is a new handle, owned by the caller: free it with [`pastry_node_free`].
+ * `*node_out` is a new handle, owned by the caller: free it with `pastry_node_free`.
  *
  * # Safety
  * `options` points to options whose strings are NULL or NUL-terminated; `node_out` points
@@ -440,7 +481,7 @@ enum PastryStatus pastry_node_create(const struct PastryNode *node);
 /**
  * Looks `key` up from this node. On success `*route_out` lists every node visited, this
  * one first and the responsible node last; owned by the caller: free it with
- * [`super::pastry_node_list_free`].
+ * `pastry_node_list_free`.
  *
  * # Safety
  * `node` is a live handle; `route_out` points to writable storage.
@@ -452,7 +493,7 @@ enum PastryStatus pastry_node_lookup(const struct PastryNode *node,
 /**
  * The leaf set: the clockwise side nearest first, then the counter-clockwise side nearest
  * first (a node on both sides, in a small network, is listed once). Free the list with
- * [`super::pastry_node_list_free`].
+ * `pastry_node_list_free`.
  *
  * # Safety
  * `node` is a live handle; `leaf_set_out` points to writable storage.
@@ -463,7 +504,7 @@ enum PastryStatus pastry_node_leaf_set(const struct PastryNode *node,
 /**
  * The routing table's entries, row by row. An entry's row is the number of leading hex
  * digits it shares with this node, its column its next digit. Free the list with
- * [`super::pastry_node_list_free`].
+ * `pastry_node_list_free`.
  *
  * # Safety
  * `node` is a live handle; `table_out` points to writable storage.
@@ -473,7 +514,7 @@ enum PastryStatus pastry_node_routing_table(const struct PastryNode *node,
 
 /**
  * The objects this node holds. On success `*objects_out` is a new list, owned by the
- * caller: free it with [`pastry_object_list_free`].
+ * caller: free it with `pastry_object_list_free`.
  *
  * # Safety
  * `node` is a live handle; `objects_out` points to writable storage.
@@ -499,7 +540,7 @@ void pastry_object_list_free(struct PastryObjectList *list);
 enum PastryStatus pastry_node_leave(const struct PastryNode *node);
 
 /**
- * Stops the node (without leaving: call [`pastry_node_leave`] first for a graceful exit),
+ * Stops the node (without leaving: call `pastry_node_leave` first for a graceful exit),
  * joins its threads and frees the handle. NULL does nothing.
  *
  * # Safety

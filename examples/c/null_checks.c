@@ -198,6 +198,20 @@ static PastryClient *client_handles(const char *discovery, const char *peer) {
         pastry_client_free(client);
     }
 
+    PastryClientOptions options;
+    EXPECT_NULL(pastry_client_options_default(NULL));
+    EXPECT_OK(pastry_client_options_default(&options));
+    client = UNTOUCHED(PastryClient);
+    EXPECT_NULL(pastry_client_start(NULL, &client));
+    EXPECT_NULL(pastry_client_start(&options, &client)); /* no entry set: both NULL */
+    EXPECT(client == UNTOUCHED(PastryClient));
+    options.peer = peer;
+    EXPECT_NULL(pastry_client_start(&options, NULL));
+    EXPECT_OK(pastry_client_start(&options, &client));
+    if (client != UNTOUCHED(PastryClient)) {
+        pastry_client_free(client);
+    }
+
     client = UNTOUCHED(PastryClient);
     EXPECT_NULL(pastry_client_new(NULL, &client));
     EXPECT(client == UNTOUCHED(PastryClient));
@@ -271,11 +285,12 @@ static void file_functions(const PastryClient *client) {
     EXPECT(route == UNTOUCHED(PastryNodeList));
     EXPECT_OK(pastry_client_store_file(client, path, NULL));
 
-    EXPECT_NULL(pastry_client_retrieve_file(NULL, "null-checks.txt", copy, &route));
-    EXPECT_NULL(pastry_client_retrieve_file(client, NULL, copy, &route));
-    EXPECT_NULL(pastry_client_retrieve_file(client, "null-checks.txt", NULL, &route));
+    const uint8_t *name = (const uint8_t *)"null-checks.txt";
+    EXPECT_NULL(pastry_client_retrieve_file(NULL, name, 15, copy, &route));
+    EXPECT_NULL(pastry_client_retrieve_file(client, NULL, 15, copy, &route));
+    EXPECT_NULL(pastry_client_retrieve_file(client, name, 15, NULL, &route));
     EXPECT(route == UNTOUCHED(PastryNodeList));
-    EXPECT_OK(pastry_client_retrieve_file(client, "null-checks.txt", copy, NULL));
+    EXPECT_OK(pastry_client_retrieve_file(client, name, 15, copy, NULL));
     EXPECT(file_holds(copy, text));
 
     EXPECT_OK(pastry_client_delete(client, (const uint8_t *)"null-checks.txt", 15, NULL, NULL));

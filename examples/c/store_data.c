@@ -86,7 +86,8 @@ static int retrieve(const PastryClient *client, const char *name, const char *ou
         return 1;
     }
     PastryNodeList *route = NULL;
-    PastryStatus status = pastry_client_retrieve_file(client, name, output, &route);
+    PastryStatus status =
+        pastry_client_retrieve_file(client, (const uint8_t *)name, strlen(name), output, &route);
     if (status != PASTRY_STATUS_OK) {
         report(status, name);
         return 1;

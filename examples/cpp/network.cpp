@@ -446,8 +446,12 @@ public:
         }
 
         // An unreachable discovery node: making the client succeeds, using it fails (after
-        // the client's retries, about 10 s).
-        pastry::check(pastry_client_new("127.0.0.1:1", pastry::out_ptr(client)));
+        // the client's retries, cut short here to 200 ms).
+        PastryClientOptions client_options;
+        pastry::check(pastry_client_options_default(&client_options));
+        client_options.discovery = "127.0.0.1:1";
+        client_options.retry_ms = 200;
+        pastry::check(pastry_client_start(&client_options, pastry::out_ptr(client)));
         try {
             pastry::Buffer data;
             pastry::check(pastry_client_get(client.get(), reinterpret_cast<const std::uint8_t*>("x"),

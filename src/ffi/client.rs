@@ -6,10 +6,78 @@ use std::path::Path;
 use super::{
     addr_arg, arg, bytes_arg, guard, out_arg, str_arg, PastryBuffer, PastryNodeList, PastryStatus,
 };
-use crate::Client;
+use std::time::Duration;
+
+use super::Failure;
+use crate::{Client, ClientConfig, Entry};
 
 /// A client of the object store. Thread-safe.
 pub struct PastryClient(Client);
+
+/// How to make a client with `pastry_client_start`. Fill it with
+/// `pastry_client_options_default`, then set exactly one of `discovery` and `peer`.
+#[repr(C)]
+pub struct PastryClientOptions {
+    /// The discovery node's address (such as `"127.0.0.1:4000"`), or NULL.
+    pub discovery: *const c_char,
+    /// A node's address to enter through instead, with no discovery, or NULL.
+    pub peer: *const c_char,
+    /// How long an operation keeps retrying while the overlay changes under it (or the peer
+    /// it enters through is unreachable), in milliseconds; 0 for the default (10 000).
+    pub retry_ms: u32,
+}
+
+/// Fills `options` with the defaults: no entry set, default retry time.
+///
+/// # Safety
+/// `options` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn pastry_client_options_default(
+    options: *mut PastryClientOptions,
+) -> PastryStatus {
+    guard(|| {
+        let options = out_arg(options, "options")?;
+        *options = PastryClientOptions {
+            discovery: std::ptr::null(),
+            peer: std::ptr::null(),
+            retry_ms: 0,
+        };
+        Ok(())
+    })
+}
+
+/// A client made from `options`. It contacts no one until its first operation. On success
+/// `*client_out` is a new handle, owned by the caller: free it with `pastry_client_free`.
+///
+/// # Safety
+/// `options` points to options whose strings are NULL or NUL-terminated; `client_out`
+/// points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn pastry_client_start(
+    options: *const PastryClientOptions,
+    client_out: *mut *mut PastryClient,
+) -> PastryStatus {
+    guard(|| {
+        let options = arg(options, "options")?;
+        let client_out = out_arg(client_out, "client_out")?;
+        let entry = match (options.discovery.is_null(), options.peer.is_null()) {
+            (false, true) => Entry::Discovery(addr_arg(options.discovery, "options->discovery")?),
+            (true, false) => Entry::Peer(addr_arg(options.peer, "options->peer")?),
+            (true, true) => return Err(Failure::null("options->discovery (and options->peer)")),
+            (false, false) => {
+                return Err(Failure::invalid(
+                    "set only one of options->discovery and options->peer",
+                ))
+            }
+        };
+        let mut config = ClientConfig::default();
+        if options.retry_ms != 0 {
+            config.retry_for = Duration::from_millis(options.retry_ms.into());
+        }
+        *client_out = Box::into_raw(Box::new(PastryClient(Client::with_config(entry, config))));
+        Ok(())
+    })
+}
 
 /// Hands a route to C if the caller asked for it.
 ///
@@ -22,8 +90,9 @@ unsafe fn give_route(route_out: *mut *mut PastryNodeList, route: crate::Route) {
 }
 
 /// A client that enters the overlay through the discovery node at `discovery` (such as
-/// `"127.0.0.1:4000"`). On success `*client_out` is a new handle, owned by the caller: free
-/// it with [`pastry_client_free`].
+/// `"127.0.0.1:4000"`), with default options. It contacts no one until its first operation.
+/// On success `*client_out` is a new handle, owned by the caller: free
+/// it with `pastry_client_free`.
 ///
 /// # Safety
 /// `discovery` is a NUL-terminated string; `client_out` points to writable storage.
@@ -43,7 +112,7 @@ pub unsafe extern "C" fn pastry_client_new(
 /// A client that enters the overlay through the node at `peer`, with no discovery node.
 ///
 /// # Safety
-/// As [`pastry_client_new`].
+/// As `pastry_client_new`.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_client_via_peer(
     peer: *const c_char,
@@ -60,7 +129,7 @@ pub unsafe extern "C" fn pastry_client_via_peer(
 /// Stores `data_len` bytes at `data` under the name `name` (`name_len` bytes, any bytes) on
 /// the node responsible for its key. If `route_out` is not NULL, on success it receives the
 /// route taken (the holder last), owned by the caller: free it with
-/// [`super::pastry_node_list_free`].
+/// `pastry_node_list_free`.
 ///
 /// # Safety
 /// `client` is a live handle; `name` and `data` point to as many bytes as their lengths say
@@ -85,7 +154,7 @@ pub unsafe extern "C" fn pastry_client_put(
 }
 
 /// Fetches the object `name`. On success `*data_out` holds its bytes, owned by the caller:
-/// free them with [`super::pastry_buffer_free`]. `route_out` as in [`pastry_client_put`].
+/// free them with `pastry_buffer_free`. `route_out` as in `pastry_client_put`.
 /// `PASTRY_STATUS_NOT_FOUND` if there is no such object.
 ///
 /// # Safety
@@ -111,7 +180,7 @@ pub unsafe extern "C" fn pastry_client_get(
 }
 
 /// Deletes the object `name`. If `existed_out` is not NULL it receives whether there was
-/// one. `route_out` as in [`pastry_client_put`].
+/// one. `route_out` as in `pastry_client_put`.
 ///
 /// # Safety
 /// `client` is a live handle; `name` points to `name_len` bytes; `existed_out` and
@@ -137,7 +206,7 @@ pub unsafe extern "C" fn pastry_client_delete(
 }
 
 /// Stores the file at `path` (NUL-terminated, UTF-8) under its base name, streamed in
-/// chunks. `route_out` as in [`pastry_client_put`].
+/// chunks. `route_out` as in `pastry_client_put`.
 ///
 /// # Safety
 /// `client` is a live handle; `path` is a NUL-terminated string; `route_out` is NULL or
@@ -157,23 +226,24 @@ pub unsafe extern "C" fn pastry_client_store_file(
     })
 }
 
-/// Fetches the object `name` (NUL-terminated) into the file at `path`, streamed in chunks;
-/// the file appears only once the whole object has arrived and passed its checksum.
-/// `route_out` as in [`pastry_client_put`].
+/// Fetches the object `name` (`name_len` bytes) into the file at `path` (NUL-terminated,
+/// UTF-8), streamed in chunks; the file appears only once the whole object has arrived and
+/// passed its checksum. `route_out` as in `pastry_client_put`.
 ///
 /// # Safety
-/// `client` is a live handle; `name` and `path` are NUL-terminated strings; `route_out` is
-/// NULL or writable.
+/// `client` is a live handle; `name` points to `name_len` bytes; `path` is a NUL-terminated
+/// string; `route_out` is NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_client_retrieve_file(
     client: *const PastryClient,
-    name: *const c_char,
+    name: *const u8,
+    name_len: usize,
     path: *const c_char,
     route_out: *mut *mut PastryNodeList,
 ) -> PastryStatus {
     guard(|| {
         let client = arg(client, "client")?;
-        let name = str_arg(name, "name")?;
+        let name = bytes_arg(name, name_len, "name")?;
         let path = str_arg(path, "path")?;
         let retrieved = client.0.retrieve_file(name, Path::new(path))?;
         give_route(route_out, retrieved.route);

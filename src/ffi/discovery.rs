@@ -10,7 +10,7 @@ pub struct PastryDiscovery(Discovery);
 
 /// Starts a discovery node listening on `listen` (such as `"127.0.0.1:0"`; port 0 lets the
 /// system choose). On success `*discovery_out` is a new handle, owned by the caller: stop it
-/// and free it with [`pastry_discovery_free`].
+/// and free it with `pastry_discovery_free`.
 ///
 /// # Safety
 /// `listen` is a NUL-terminated string; `discovery_out` points to writable storage.
@@ -55,7 +55,7 @@ pub unsafe extern "C" fn pastry_discovery_address(
 }
 
 /// The peers that have finished joining, sorted by id. On success `*peers_out` is a new
-/// list, owned by the caller: free it with [`super::pastry_node_list_free`].
+/// list, owned by the caller: free it with `pastry_node_list_free`.
 ///
 /// # Safety
 /// `discovery` is a live handle; `peers_out` points to writable storage.

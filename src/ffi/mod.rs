@@ -1,7 +1,7 @@
 //! The C ABI: `pastry_*` functions over opaque handles, a thin skin over the Rust API.
 //!
 //! Conventions, the same in every function:
-//! - Every function returns a [`PastryStatus`]; on failure, [`pastry_last_error`] gives a
+//! - Every function returns a `PastryStatus`; on failure, `pastry_last_error` gives a
 //!   readable message (per thread).
 //! - Out-parameters are written only on success.
 //! - A NULL pointer argument gives `PASTRY_STATUS_NULL_PARAMETER` (optional arguments say so).
@@ -58,7 +58,7 @@ pub enum PastryStatus {
     Refused = 11,
     /// A panic was caught inside the library (a bug: please report it).
     Panic = 12,
-    /// Any other failure; see [`pastry_last_error`].
+    /// Any other failure; see `pastry_last_error`.
     Other = 13,
 }
 
@@ -194,6 +194,25 @@ unsafe fn addr_arg(ptr: *const c_char, what: &str) -> Result<SocketAddr, Failure
     })
 }
 
+/// Hands an array to C as a pointer and a length; an empty one is NULL.
+fn slice_to_c<T>(items: Box<[T]>) -> (*mut T, usize) {
+    let len = items.len();
+    if len == 0 {
+        return (std::ptr::null_mut(), 0);
+    }
+    (Box::into_raw(items) as *mut T, len)
+}
+
+/// Frees an array from [`slice_to_c`].
+///
+/// # Safety
+/// `ptr` and `len` came from `slice_to_c` and are not used again.
+unsafe fn free_c_slice<T>(ptr: *mut T, len: usize) {
+    if !ptr.is_null() {
+        drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(ptr, len)));
+    }
+}
+
 /// Frees a handle made by `Box::into_raw`: the body of every handle's `_free`. NULL does
 /// nothing; a panic while stopping is caught, not carried into C.
 ///
@@ -239,10 +258,10 @@ impl From<NodeInfo> for PastryNodeInfo {
 }
 
 /// A list of nodes (a route, a leaf set, the entries of a routing table, the peers discovery
-/// knows). Owned by the caller: free it with [`pastry_node_list_free`].
+/// knows). Owned by the caller: free it with `pastry_node_list_free`.
 #[repr(C)]
 pub struct PastryNodeList {
-    /// The nodes.
+    /// The nodes; NULL when `len` is 0.
     pub items: *mut PastryNodeInfo,
     /// How many.
     pub len: usize,
@@ -251,9 +270,7 @@ pub struct PastryNodeList {
 impl PastryNodeList {
     /// A list handed to C.
     fn boxed(nodes: impl IntoIterator<Item = NodeInfo>) -> *mut PastryNodeList {
-        let items: Box<[PastryNodeInfo]> = nodes.into_iter().map(PastryNodeInfo::from).collect();
-        let len = items.len();
-        let items = Box::into_raw(items) as *mut PastryNodeInfo;
+        let (items, len) = slice_to_c(nodes.into_iter().map(PastryNodeInfo::from).collect());
         Box::into_raw(Box::new(PastryNodeList { items, len }))
     }
 }
@@ -269,15 +286,14 @@ pub unsafe extern "C" fn pastry_node_list_free(list: *mut PastryNodeList) {
             return;
         }
         let list = Box::from_raw(list);
-        let items = std::ptr::slice_from_raw_parts_mut(list.items, list.len);
-        drop(Box::from_raw(items));
+        free_c_slice(list.items, list.len);
     }));
 }
 
-/// Bytes handed to C (an object's data). Free with [`pastry_buffer_free`].
+/// Bytes handed to C (an object's data). Free with `pastry_buffer_free`.
 #[repr(C)]
 pub struct PastryBuffer {
-    /// The bytes.
+    /// The bytes; NULL when `len` is 0.
     pub data: *mut u8,
     /// How many.
     pub len: usize,
@@ -285,9 +301,7 @@ pub struct PastryBuffer {
 
 impl PastryBuffer {
     fn boxed(bytes: Vec<u8>) -> *mut PastryBuffer {
-        let bytes = bytes.into_boxed_slice();
-        let len = bytes.len();
-        let data = Box::into_raw(bytes) as *mut u8;
+        let (data, len) = slice_to_c(bytes.into_boxed_slice());
         Box::into_raw(Box::new(PastryBuffer { data, len }))
     }
 }
@@ -299,14 +313,10 @@ impl PastryBuffer {
 #[no_mangle]
 pub unsafe extern "C" fn pastry_buffer_free(buffer: *mut PastryBuffer) {
     let _ = catch_unwind(AssertUnwindSafe(|| {
-        if buffer.is_null() {
-            return;
+        if !buffer.is_null() {
+            let buffer = Box::from_raw(buffer);
+            free_c_slice(buffer.data, buffer.len);
         }
-        let buffer = Box::from_raw(buffer);
-        drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-            buffer.data,
-            buffer.len,
-        )));
     }));
 }
 

@@ -12,7 +12,7 @@ use crate::{Node, NodeConfig};
 /// A running node. Thread-safe.
 pub struct PastryNode(Node);
 
-/// How to start a node. Fill it with [`pastry_node_options_default`], then change fields.
+/// How to start a node. Fill it with `pastry_node_options_default`, then change fields.
 #[repr(C)]
 pub struct PastryNodeOptions {
     /// Address to listen on, such as `"127.0.0.1:0"` (port 0: the system chooses). NULL:
@@ -52,7 +52,7 @@ pub unsafe extern "C" fn pastry_node_options_default(
 }
 
 /// Starts a node's server. It is not part of an overlay until it joins. On success
-/// `*node_out` is a new handle, owned by the caller: free it with [`pastry_node_free`].
+/// `*node_out` is a new handle, owned by the caller: free it with `pastry_node_free`.
 ///
 /// # Safety
 /// `options` points to options whose strings are NULL or NUL-terminated; `node_out` points
@@ -154,7 +154,7 @@ pub unsafe extern "C" fn pastry_node_create(node: *const PastryNode) -> PastrySt
 
 /// Looks `key` up from this node. On success `*route_out` lists every node visited, this
 /// one first and the responsible node last; owned by the caller: free it with
-/// [`super::pastry_node_list_free`].
+/// `pastry_node_list_free`.
 ///
 /// # Safety
 /// `node` is a live handle; `route_out` points to writable storage.
@@ -175,7 +175,7 @@ pub unsafe extern "C" fn pastry_node_lookup(
 
 /// The leaf set: the clockwise side nearest first, then the counter-clockwise side nearest
 /// first (a node on both sides, in a small network, is listed once). Free the list with
-/// [`super::pastry_node_list_free`].
+/// `pastry_node_list_free`.
 ///
 /// # Safety
 /// `node` is a live handle; `leaf_set_out` points to writable storage.
@@ -194,7 +194,7 @@ pub unsafe extern "C" fn pastry_node_leaf_set(
 
 /// The routing table's entries, row by row. An entry's row is the number of leading hex
 /// digits it shares with this node, its column its next digit. Free the list with
-/// [`super::pastry_node_list_free`].
+/// `pastry_node_list_free`.
 ///
 /// # Safety
 /// `node` is a live handle; `table_out` points to writable storage.
@@ -226,17 +226,17 @@ pub struct PastryObjectInfo {
     pub version: u64,
 }
 
-/// The objects a node holds. Free with [`pastry_object_list_free`].
+/// The objects a node holds. Free with `pastry_object_list_free`.
 #[repr(C)]
 pub struct PastryObjectList {
-    /// The objects, by key and name.
+    /// The objects, by key and name; NULL when `len` is 0.
     pub items: *mut PastryObjectInfo,
     /// How many.
     pub len: usize,
 }
 
 /// The objects this node holds. On success `*objects_out` is a new list, owned by the
-/// caller: free it with [`pastry_object_list_free`].
+/// caller: free it with `pastry_object_list_free`.
 ///
 /// # Safety
 /// `node` is a live handle; `objects_out` points to writable storage.
@@ -253,10 +253,9 @@ pub unsafe extern "C" fn pastry_node_objects(
             .objects()?
             .into_iter()
             .map(|o| {
-                let name = o.name.into_boxed_slice();
-                let name_len = name.len();
+                let (name, name_len) = super::slice_to_c(o.name.into_boxed_slice());
                 PastryObjectInfo {
-                    name: Box::into_raw(name) as *mut u8,
+                    name,
                     name_len,
                     key: o.key.0,
                     size: o.size,
@@ -264,8 +263,7 @@ pub unsafe extern "C" fn pastry_node_objects(
                 }
             })
             .collect();
-        let len = items.len();
-        let items = Box::into_raw(items) as *mut PastryObjectInfo;
+        let (items, len) = super::slice_to_c(items);
         *objects_out = Box::into_raw(Box::new(PastryObjectList { items, len }));
         Ok(())
     })
@@ -282,13 +280,13 @@ pub unsafe extern "C" fn pastry_object_list_free(list: *mut PastryObjectList) {
             return;
         }
         let list = Box::from_raw(list);
-        let items = Box::from_raw(std::ptr::slice_from_raw_parts_mut(list.items, list.len));
-        for item in items.iter() {
-            drop(Box::from_raw(std::ptr::slice_from_raw_parts_mut(
-                item.name,
-                item.name_len,
-            )));
+        if !list.items.is_null() {
+            let items = std::slice::from_raw_parts(list.items, list.len);
+            for item in items {
+                super::free_c_slice(item.name, item.name_len);
+            }
         }
+        super::free_c_slice(list.items, list.len);
     }));
 }
 
@@ -302,7 +300,7 @@ pub unsafe extern "C" fn pastry_node_leave(node: *const PastryNode) -> PastrySta
     guard(|| Ok(arg(node, "node")?.0.leave()?))
 }
 
-/// Stops the node (without leaving: call [`pastry_node_leave`] first for a graceful exit),
+/// Stops the node (without leaving: call `pastry_node_leave` first for a graceful exit),
 /// joins its threads and frees the handle. NULL does nothing.
 ///
 /// # Safety
