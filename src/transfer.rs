@@ -6,15 +6,13 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use bytes::Bytes;
-
 use crate::error::{Error, Result};
-use crate::net::Framed;
+use crate::net::{refusal_to_error, Framed};
 use crate::store::{RecordReader, RecordWriter, CHUNK_SIZE};
-use crate::wire::{Message, RecordHead};
+use crate::wire::{Body, Message, RecordHead};
 
-/// The CRC-32 of record data, as the store keeps it.
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+// The CRC-32 of record data, as the store keeps it.
+use crate::checksum::CRC32 as CRC;
 
 /// Where a record's bytes come from, a chunk at a time.
 pub(crate) trait Source {
@@ -52,9 +50,7 @@ pub(crate) fn send_record(
         if framed.queued() + chunk.len() > CHUNK_SIZE {
             framed.flush_or_fail()?;
         }
-        framed.queue(&Message::Chunk {
-            data: Bytes::copy_from_slice(chunk),
-        });
+        framed.queue_chunk(chunk);
     }
     if sent != head.size {
         return Err(Error::Corrupt {
@@ -85,16 +81,22 @@ pub(crate) fn recv_record(
 ) -> Result<u32> {
     let mut digest = CRC.digest();
     let mut got = 0u64;
+    let peer = framed.peer();
     loop {
-        match framed.recv_or_fail()? {
-            Message::Chunk { data } => {
+        let message = match framed.recv_body() {
+            Ok(Body::Chunk(data)) => {
                 got += data.len() as u64;
                 if got > head.size {
                     return Err(corrupt(head, "more data than announced"));
                 }
-                digest.update(&data);
-                sink.write_chunk(&data)?;
+                digest.update(data);
+                sink.write_chunk(data)?;
+                continue;
             }
+            Ok(Body::Message(message)) => refusal_to_error(peer, message)?,
+            Err(e) => return Err(framed.error(e)),
+        };
+        match message {
             Message::RecordEnd { crc } => {
                 if got != head.size {
                     return Err(corrupt(head, "less data than announced"));
@@ -106,7 +108,7 @@ pub(crate) fn recv_record(
             }
             other => {
                 return Err(Error::Protocol {
-                    addr: framed.peer(),
+                    addr: peer,
                     what: format!("expected Chunk or RecordEnd, got {}", other.name()),
                 })
             }

@@ -9,7 +9,7 @@ use bytes::BytesMut;
 
 use super::Counters;
 use crate::error::Error;
-use crate::wire::{self, Message, WireError, HEADER_LEN, TRAILER_LEN};
+use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -71,6 +71,13 @@ impl Framed {
         self.out.len()
     }
 
+    /// Adds a chunk frame carrying `data` to those written by the next flush, copying `data`
+    /// once, straight into the frame.
+    pub fn queue_chunk(&mut self, data: &[u8]) {
+        wire::encode_chunk(data, &mut self.out);
+        self.counters.note_frame(data.len() as u64);
+    }
+
     /// Writes every queued frame.
     pub fn flush(&mut self) -> io::Result<()> {
         let result = self.writer.write_all(&self.out);
@@ -87,6 +94,16 @@ impl Framed {
     /// Reads one frame. The payload length is checked against the maximum before the body is
     /// read or allocated.
     pub fn recv(&mut self) -> Result<Message, ReadError> {
+        Ok(match self.recv_body()? {
+            Body::Chunk(data) => Message::Chunk {
+                data: bytes::Bytes::copy_from_slice(data),
+            },
+            Body::Message(msg) => msg,
+        })
+    }
+
+    /// Reads one frame; a chunk's data is lent from the frame buffer rather than copied.
+    pub fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
         let mut header = [0u8; HEADER_LEN];
         self.reader.read_exact(&mut header).map_err(ReadError::Io)?;
         let h = wire::decode_header(&header, self.max_payload).map_err(ReadError::Wire)?;
@@ -96,7 +113,7 @@ impl Framed {
         self.reader
             .read_exact(&mut self.body)
             .map_err(ReadError::Io)?;
-        wire::decode_payload(&header, &self.body, self.max_payload).map_err(ReadError::Wire)
+        wire::decode_frame_body(&header, &self.body, self.max_payload).map_err(ReadError::Wire)
     }
 
     /// Whether the peer has closed the connection (or sent something unasked), judged without

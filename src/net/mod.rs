@@ -5,7 +5,7 @@ mod frame_io;
 mod pool;
 mod server;
 
-pub(crate) use frame_io::{Framed, ReadError};
+pub(crate) use frame_io::{refusal_to_error, Framed, ReadError};
 pub(crate) use pool::Conn;
 pub use pool::Pool;
 pub use server::{Handler, Server, Session};

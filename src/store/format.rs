@@ -22,7 +22,7 @@ pub(super) const FIXED_LEN: usize = 4 + 1 + 1 + 2 + 8 + 8 + 4;
 const TRAILER_LEN: usize = 4;
 
 /// CRC-32 of the header and of the data.
-pub(super) static CRC32: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+pub(super) use crate::checksum::CRC32;
 
 /// Length of the header of a record whose name is `name_len` bytes: where its data starts.
 pub(super) fn header_len(name_len: usize) -> u64 {

@@ -18,7 +18,7 @@ pub struct RecordReader {
     file: File,
     /// Data bytes not yet handed out.
     remaining: u64,
-    digest: crc::Digest<'static, u32>,
+    digest: crate::checksum::Crc32Digest,
     /// Reused for every chunk; never larger than [`CHUNK_SIZE`].
     buf: Vec<u8>,
     state: State,

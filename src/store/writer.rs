@@ -24,7 +24,7 @@ pub struct RecordWriter<'a> {
     meta: RecordMeta,
     // Declared before `temp` so that the file is closed before the guard removes it.
     file: BufWriter<File>,
-    digest: crc::Digest<'static, u32>,
+    digest: crate::checksum::Crc32Digest,
     temp: TempFile,
 }
 

@@ -17,8 +17,8 @@ use super::{WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
 use crate::id::{Id, NodeInfo};
 use bytes::Bytes;
 
-/// CRC-32 over header and payload.
-const CRC: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+// CRC-32 over header and payload.
+use crate::checksum::CRC32 as CRC;
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
@@ -152,10 +152,31 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
 /// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
 ///
 pub fn encode(msg: &Message, buf: &mut BytesMut) {
+    encode_with(type_of(msg), buf, |buf| put_payload(msg, buf));
+}
+
+/// Appends a [`Message::Chunk`] frame carrying `data`, straight from the slice: the data is
+/// copied once, into the frame.
+pub fn encode_chunk(data: &[u8], buf: &mut BytesMut) {
+    encode_with(ty::CHUNK, buf, |buf| buf.put_slice(data));
+}
+
+/// Appends a frame of type `kind` whose payload `payload` writes.
+fn encode_with(kind: u8, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
     let start = buf.len();
-    buf.put_slice(&[MAGIC, VERSION, type_of(msg)]);
+    buf.put_slice(&[MAGIC, VERSION, kind]);
     buf.put_u32(0); // length, patched below once the payload is written
     let body = buf.len();
+    payload(buf);
+    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
+    let len = (buf.len() - body) as u32;
+    buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
+    let crc = CRC.checksum(&buf[start..]);
+    buf.put_u32(crc);
+}
+
+/// Writes the payload of `msg`.
+fn put_payload(msg: &Message, buf: &mut BytesMut) {
     match msg {
         Message::Ack | Message::Ping | Message::RandomPeer | Message::ListPeers => {}
         Message::Error { code, message } => {
@@ -241,11 +262,6 @@ pub fn encode(msg: &Message, buf: &mut BytesMut) {
         },
         Message::Peers { peers } => put_vec(buf, peers, put_node),
     }
-    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
-    let len = (buf.len() - body) as u32;
-    buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
-    let crc = CRC.checksum(&buf[start..]);
-    buf.put_u32(crc);
 }
 
 /// Writes a string's length (`u16`) and bytes, cut at a character boundary if too long.
@@ -332,6 +348,30 @@ pub fn decode_payload(
     rest: &[u8],
     max_payload: u32,
 ) -> Result<Message, WireError> {
+    Ok(match decode_frame_body(header, rest, max_payload)? {
+        Body::Chunk(data) => Message::Chunk {
+            data: Bytes::copy_from_slice(data),
+        },
+        Body::Message(msg) => msg,
+    })
+}
+
+/// A decoded frame body: a chunk's data borrowed from the frame, or any other message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// The data of a [`Message::Chunk`], not copied out of the frame.
+    Chunk(&'a [u8]),
+    /// Any other message.
+    Message(Message),
+}
+
+/// [`decode_payload`] without copying a chunk's data: the receiving end of a streamed record
+/// hands it straight on.
+pub fn decode_frame_body<'a>(
+    header: &[u8; HEADER_LEN],
+    rest: &'a [u8],
+    max_payload: u32,
+) -> Result<Body<'a>, WireError> {
     let h = decode_header(header, max_payload)?;
     let kind = name_of(h.kind).unwrap_or("unknown"); // always known: decode_header checked it
     let needed = frame_len(h.len as usize);
@@ -354,7 +394,10 @@ pub fn decode_payload(
     if expected != actual {
         return Err(WireError::BadChecksum { expected, actual });
     }
-    decode_body(h.kind, kind, payload)
+    if h.kind == ty::CHUNK {
+        return Ok(Body::Chunk(payload));
+    }
+    decode_body(h.kind, kind, payload).map(Body::Message)
 }
 
 /// Decodes one frame from the front of `input`: the message and the number of bytes the frame
@@ -441,9 +484,6 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
                 handoff: flags & 2 != 0,
             })
         }
-        ty::CHUNK => Message::Chunk {
-            data: Bytes::copy_from_slice(r.rest()),
-        },
         ty::RECORD_END => Message::RecordEnd { crc: r.u32()? },
         ty::STORED => Message::Stored {
             version: r.u64()?,
@@ -553,11 +593,6 @@ impl<'a> Reader<'a> {
             .ok_or(self.err("byte string longer than the payload"))?;
         self.buf = tail;
         Ok(bytes.to_vec())
-    }
-
-    /// Everything left in the payload.
-    fn rest(&mut self) -> &'a [u8] {
-        std::mem::take(&mut self.buf)
     }
 
     fn id(&mut self) -> Result<Id, WireError> {

@@ -8,7 +8,10 @@
 mod codec;
 mod message;
 
-pub use codec::{decode, decode_header, decode_payload, encode, FrameHeader};
+pub use codec::{
+    decode, decode_frame_body, decode_header, decode_payload, encode, encode_chunk, Body,
+    FrameHeader,
+};
 pub use message::{Message, RecordHead, RemoteCode};
 
 /// First byte of every frame: tells a libpastry peer from anything else.
