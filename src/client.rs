@@ -320,9 +320,37 @@ impl Client {
         Ok(())
     }
 
-    /// Gets `name` from the end of `route` into `sink`; returns the record's head.
+    /// Gets `name` from the end of `route` into `sink`; returns the record's head. If the
+    /// holder lacks it (a copy not yet moved to a newly responsible node), the other nodes
+    /// that keep copies are asked before the name counts as not found.
     fn fetch(&self, route: &Route, name: &[u8], sink: &mut dyn Sink) -> Result<RecordHead> {
         let holder = route.responsible();
+        match self.fetch_from(holder, name, sink) {
+            Err(Error::NotFound { .. }) => {}
+            other => return other,
+        }
+        let replicas = match self
+            .pool
+            .call(holder.addr, &Message::Replicas { key: route.key })
+        {
+            Ok(Message::ReplicaSet { nodes }) => nodes,
+            Ok(other) => return Err(unexpected(holder.addr, "ReplicaSet", &other)),
+            Err(e) => return Err(e),
+        };
+        for replica in replicas {
+            let mut counted = Counted { sink, written: 0 };
+            match self.fetch_from(replica, name, &mut counted) {
+                Ok(head) => return Ok(head),
+                // Only a failure before any byte arrived leaves `sink` clean for the next copy.
+                Err(e) if counted.written == 0 && (e.is_retryable() || is_not_found(&e)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Err(Error::NotFound { name: lossy(name) })
+    }
+
+    /// Gets `name` from `holder` into `sink`.
+    fn fetch_from(&self, holder: NodeInfo, name: &[u8], sink: &mut dyn Sink) -> Result<RecordHead> {
         self.pool
             .session(holder.addr, |conn: &mut Conn| {
                 conn.send(&Message::Get {
@@ -392,6 +420,23 @@ impl Client {
                 other => return other,
             }
         }
+    }
+}
+
+fn is_not_found(e: &Error) -> bool {
+    matches!(e, Error::NotFound { .. })
+}
+
+/// A sink that counts what passed through it.
+struct Counted<'a> {
+    sink: &'a mut dyn Sink,
+    written: u64,
+}
+
+impl Sink for Counted<'_> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.written += chunk.len() as u64;
+        self.sink.write_chunk(chunk)
     }
 }
 

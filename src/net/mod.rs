@@ -30,6 +30,10 @@ pub struct NetConfig {
     pub max_payload: u32,
     /// Most idle outbound connections kept per peer. Default 4.
     pub pool_per_peer: usize,
+    /// Most idle outbound connections kept in all, the least recently used closed first:
+    /// bounds the sockets and peer threads one node holds however many peers it talks to.
+    /// Default 32.
+    pub pool_max_idle: usize,
     /// How long an outbound connection may sit unused before it is closed: this bounds the
     /// connections (and the peers' threads) a node holds to the peers it talks to often.
     /// Default 30 s.
@@ -45,6 +49,7 @@ impl Default for NetConfig {
             max_connections: 512,
             max_payload: DEFAULT_MAX_PAYLOAD,
             pool_per_peer: 4,
+            pool_max_idle: 32,
             pool_idle_timeout: Duration::from_secs(30),
         }
     }

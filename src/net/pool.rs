@@ -44,6 +44,27 @@ impl Idle {
         None
     }
 
+    /// Closes the least recently used connections until at most `max` are idle.
+    fn evict_beyond(&mut self, max: usize) {
+        let mut total: usize = self.by_peer.values().map(Vec::len).sum();
+        while total > max {
+            // Each peer's list is oldest first: the oldest overall heads one of them.
+            let oldest = self
+                .by_peer
+                .iter()
+                .filter_map(|(addr, conns)| conns.first().map(|(_, since)| (*since, *addr)))
+                .min();
+            let Some((_, addr)) = oldest else { return };
+            if let Some(conns) = self.by_peer.get_mut(&addr) {
+                conns.remove(0);
+                if conns.is_empty() {
+                    self.by_peer.remove(&addr);
+                }
+            }
+            total -= 1;
+        }
+    }
+
     /// Closes the connections idle for longer than `max_idle`, at most once a second.
     fn sweep(&mut self, max_idle: Duration) {
         let now = Instant::now();
@@ -148,9 +169,11 @@ impl Pool {
         let mut idle = self.idle.lock();
         idle.sweep(self.config.pool_idle_timeout);
         let conns = idle.by_peer.entry(addr).or_default();
-        if conns.len() < self.config.pool_per_peer {
-            conns.push((conn, Instant::now()));
+        if conns.len() >= self.config.pool_per_peer {
+            return; // dropped: closed
         }
+        conns.push((conn, Instant::now()));
+        idle.evict_beyond(self.config.pool_max_idle);
     }
 
     fn connect(&self, addr: SocketAddr) -> Result<Conn> {
@@ -243,5 +266,47 @@ mod tests {
             2,
             "a new one after the timeout"
         );
+    }
+
+    #[test]
+    fn idle_connections_are_capped_in_all() {
+        let counters = Arc::new(Counters::default());
+        let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+        let servers: Vec<Server> = (0..5)
+            .map(|i| {
+                let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let name = format!("test-{i}");
+                let config = NetConfig::default();
+                Server::start(
+                    &name,
+                    listener,
+                    config,
+                    Arc::clone(&handler),
+                    Arc::clone(&counters),
+                )
+                .unwrap()
+            })
+            .collect();
+        let config = NetConfig {
+            pool_max_idle: 3,
+            ..NetConfig::default()
+        };
+        let pool = Pool::new(config, Arc::new(Counters::default()));
+        for server in &servers {
+            pool.call(server.local_addr(), &Message::Ping).unwrap();
+        }
+        // Five peers called, three connections kept: the other two are closed.
+        let idle: usize = pool.idle.lock().by_peer.values().map(Vec::len).sum();
+        assert_eq!(idle, 3);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while counters.snapshot().open_connections != 3 {
+            assert!(Instant::now() < deadline, "{:?}", counters.snapshot());
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        // The most recently used peers kept theirs.
+        let kept: Vec<SocketAddr> = pool.idle.lock().by_peer.keys().copied().collect();
+        for server in &servers[2..] {
+            assert!(kept.contains(&server.local_addr()));
+        }
     }
 }

@@ -65,6 +65,9 @@ impl Inner {
             Message::Delete { name } if phase == Phase::Joined => self.delete(&name),
             Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
             Message::Holds { records } if routing => self.lacking(records),
+            Message::Replicas { key } if routing => Message::ReplicaSet {
+                nodes: self.other_replicas(key),
+            },
             Message::Cell { row, col } if routing => Message::CellEntry {
                 node: self.state.read().table().get(row.into(), col.into()),
             },
@@ -77,6 +80,7 @@ impl Inner {
             | Message::Delete { .. }
             | Message::Pull { .. }
             | Message::Holds { .. }
+            | Message::Replicas { .. }
             | Message::Cell { .. } => Message::Error {
                 code: RemoteCode::NotJoined,
                 message: format!("node {} is not part of an overlay", self.me.id),

@@ -22,7 +22,7 @@ use crate::checksum::CRC32 as CRC;
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
-/// Free for later use: 3..=9 (generic), 32..=39 (object store and repair),
+/// Free for later use: 3..=9 (generic), 34..=39 (object store and repair),
 /// 48.. (discovery and beyond).
 mod ty {
     pub const ACK: u8 = 1;
@@ -49,6 +49,8 @@ mod ty {
     pub const LACKING: u8 = 29;
     pub const CELL: u8 = 30;
     pub const CELL_ENTRY: u8 = 31;
+    pub const REPLICAS: u8 = 32;
+    pub const REPLICA_SET: u8 = 33;
     pub const REGISTER: u8 = 40;
     pub const JOINED: u8 = 41;
     pub const DEREGISTER: u8 = 42;
@@ -97,6 +99,8 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::Pull { .. } => ty::PULL,
         Message::Holds { .. } => ty::HOLDS,
         Message::Cell { .. } => ty::CELL,
+        Message::Replicas { .. } => ty::REPLICAS,
+        Message::ReplicaSet { .. } => ty::REPLICA_SET,
         Message::CellEntry { .. } => ty::CELL_ENTRY,
         Message::Lacking { .. } => ty::LACKING,
         Message::Register { .. } => ty::REGISTER,
@@ -135,6 +139,8 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::PULL => "Pull",
         ty::HOLDS => "Holds",
         ty::CELL => "Cell",
+        ty::REPLICAS => "Replicas",
+        ty::REPLICA_SET => "ReplicaSet",
         ty::CELL_ENTRY => "CellEntry",
         ty::LACKING => "Lacking",
         ty::REGISTER => "Register",
@@ -250,7 +256,8 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
         }),
         Message::Lacking { names } => put_vec(buf, names, |b, name| put_bytes(b, name)),
         Message::Pull { joiner } => put_node(buf, joiner),
-        Message::Joined { id } => put_id(buf, *id),
+        Message::Joined { id } | Message::Replicas { key: id } => put_id(buf, *id),
+        Message::ReplicaSet { nodes } => put_vec(buf, nodes, put_node),
         Message::Deregister { node } => put_node(buf, node),
         Message::Cell { row, col } => buf.put_slice(&[*row, *col]),
         Message::CellEntry { node: peer } | Message::Peer { peer } => match peer {
@@ -507,6 +514,10 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         ty::REGISTER => Message::Register { node: r.node()? },
         ty::ALIVE => Message::Alive { node: r.node()? },
         ty::JOINED => Message::Joined { id: r.id()? },
+        ty::REPLICAS => Message::Replicas { key: r.id()? },
+        ty::REPLICA_SET => Message::ReplicaSet {
+            nodes: r.vec(NODE_MIN_LEN, Reader::node)?,
+        },
         ty::DEREGISTER => Message::Deregister { node: r.node()? },
         ty::RANDOM_PEER => Message::RandomPeer,
         ty::PEER => Message::Peer {
@@ -743,6 +754,9 @@ mod tests {
             M::Exchange { node: a, leaf_set: vec![] },
             M::Alive { node: c },
             M::Cell { row: 3, col: 15 },
+            M::Replicas { key: Id(0xbeef) },
+            M::ReplicaSet { nodes: vec![] },
+            M::ReplicaSet { nodes: vec![a, b] },
             M::CellEntry { node: None },
             M::CellEntry { node: Some(b) },
             M::LeafSet { node: b, leaf_set: vec![a, c] },
@@ -827,7 +841,7 @@ mod tests {
         #[rustfmt::skip] // a table: one variant a line reads better
         fn message(&mut self) -> Message {
             use Message as M;
-            match self.below(32) {
+            match self.below(34) {
                 0 => M::Ack,
                 1 => M::Error {
                     code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
@@ -870,6 +884,8 @@ mod tests {
                 28 => M::Lacking { names: (0..self.below(5)).map(|_| self.bytes()).collect() },
                 29 => M::Cell { row: self.next() as u8, col: self.next() as u8 },
                 30 => M::CellEntry { node: (self.next() & 1 == 1).then(|| self.node()) },
+                31 => M::Replicas { key: Id(self.next() as u16) },
+                32 => M::ReplicaSet { nodes: self.nodes() },
                 _ => M::LeafSet { node: self.node(), leaf_set: self.nodes() },
             }
         }

@@ -172,6 +172,16 @@ pub enum Message {
     },
 
     // ---- object protocol ----
+    /// Asks which nodes keep copies of `key`. Answered by [`Message::ReplicaSet`].
+    Replicas {
+        /// The key.
+        key: Id,
+    },
+    /// Answer to [`Message::Replicas`]: the other nodes that keep copies, best placed first.
+    ReplicaSet {
+        /// The nodes.
+        nodes: Vec<NodeInfo>,
+    },
     /// Starts a record: as a request, a put or hand-off (answered by [`Message::Stored`]); as a
     /// reply, the start of a get's or pull's answer.
     Record(RecordHead),
