@@ -38,6 +38,16 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A resource of this process failed, not the peer: out of file descriptors or ports, for
+    /// instance. Worth trying again later; says nothing about the peer.
+    #[error("local failure {what}")]
+    Local {
+        /// What was being done.
+        what: String,
+        /// What the operating system said.
+        #[source]
+        source: io::Error,
+    },
     /// A peer did not answer within the configured timeout.
     #[error("peer {addr} did not answer within {after:?}")]
     Timeout {
@@ -154,7 +164,10 @@ impl Error {
     /// the overlay was changing, or a peer failed.
     pub fn is_retryable(&self) -> bool {
         match self {
-            Error::Unreachable { .. } | Error::Timeout { .. } | Error::RouteTooLong { .. } => true,
+            Error::Unreachable { .. }
+            | Error::Timeout { .. }
+            | Error::RouteTooLong { .. }
+            | Error::Local { .. } => true,
             Error::Refused { code, .. } => matches!(
                 code,
                 RemoteCode::NotResponsible | RemoteCode::NotJoined | RemoteCode::Busy

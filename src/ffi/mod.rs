@@ -75,7 +75,9 @@ fn status_of(e: &Error) -> PastryStatus {
         }
         Error::NotJoined(_) | Error::AlreadyJoined(_) | Error::Shutdown => PastryStatus::NotJoined,
         Error::NoPeers => PastryStatus::NoPeers,
-        Error::Io { .. } | Error::Store { .. } | Error::Listen { .. } => PastryStatus::Io,
+        Error::Io { .. } | Error::Store { .. } | Error::Listen { .. } | Error::Local { .. } => {
+            PastryStatus::Io
+        }
         Error::Refused {
             code: RemoteCode::IdInUse,
             ..

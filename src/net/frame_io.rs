@@ -24,8 +24,9 @@ pub(crate) enum ReadError {
 pub(crate) struct Framed {
     peer: SocketAddr,
     io_timeout: Duration,
+    /// The stream, read through a buffer and written directly (`&TcpStream` writes): one
+    /// descriptor per connection, not a clone for each direction.
     reader: BufReader<TcpStream>,
-    writer: TcpStream,
     /// Frames queued and not yet written.
     out: BytesMut,
     /// The body of the frame last read.
@@ -44,12 +45,11 @@ impl Framed {
         counters: Arc<Counters>,
     ) -> io::Result<Self> {
         let peer = stream.peer_addr()?;
-        let reader = BufReader::with_capacity(64 * 1024, stream.try_clone()?);
+        let reader = BufReader::with_capacity(64 * 1024, stream);
         Ok(Framed {
             peer,
             io_timeout,
             reader,
-            writer: stream,
             out: BytesMut::with_capacity(4096),
             body: Vec::new(),
             max_payload,
@@ -80,7 +80,8 @@ impl Framed {
 
     /// Writes every queued frame.
     pub fn flush(&mut self) -> io::Result<()> {
-        let result = self.writer.write_all(&self.out);
+        let mut stream: &TcpStream = self.reader.get_ref();
+        let result = stream.write_all(&self.out);
         self.out.clear();
         result
     }

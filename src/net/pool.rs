@@ -177,9 +177,14 @@ impl Pool {
     }
 
     fn connect(&self, addr: SocketAddr) -> Result<Conn> {
-        let unreachable = |source| Error::Unreachable { addr, source };
+        // Only what the peer's side says counts against the peer: a failure here, such as
+        // running out of descriptors or ports, must not make a live peer look dead.
+        let local = |source| Error::Local {
+            what: format!("opening a connection to {addr}"),
+            source,
+        };
         let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(unreachable)?;
+            .map_err(local)?;
         socket
             .connect_timeout(&addr.into(), self.config.connect_timeout)
             .map_err(|e| match e.kind() {
@@ -187,23 +192,28 @@ impl Pool {
                     addr,
                     after: self.config.connect_timeout,
                 },
-                _ => unreachable(e),
+                io::ErrorKind::ConnectionRefused
+                | io::ErrorKind::ConnectionReset
+                | io::ErrorKind::ConnectionAborted
+                | io::ErrorKind::HostUnreachable
+                | io::ErrorKind::NetworkUnreachable => Error::Unreachable { addr, source: e },
+                _ => local(e),
             })?;
         Counters::bump(&self.counters.opened);
-        socket.set_nodelay(true).map_err(unreachable)?;
+        socket.set_nodelay(true).map_err(local)?;
         socket
             .set_read_timeout(Some(self.config.io_timeout))
-            .map_err(unreachable)?;
+            .map_err(local)?;
         socket
             .set_write_timeout(Some(self.config.io_timeout))
-            .map_err(unreachable)?;
+            .map_err(local)?;
         Framed::new(
             socket.into(),
             self.config.io_timeout,
             self.config.max_payload,
             Arc::clone(&self.counters),
         )
-        .map_err(unreachable)
+        .map_err(local)
     }
 }
 
