@@ -15,6 +15,7 @@ use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
 use crate::node::walk::{ask_next_hop, walk, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
+use crate::store::CHUNK_SIZE;
 use crate::transfer::{
     lossy, recv_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
 };
@@ -247,7 +248,7 @@ impl Client {
     }
 
     /// Puts `size` bytes from the source `open` makes (again for each try) under `name`.
-    fn store<S: Source>(
+    fn store<S: Source + Send>(
         &self,
         name: &[u8],
         size: u64,
@@ -292,23 +293,39 @@ impl Client {
     }
 
     /// Writes the record `head` (with the version its holder gave it) to the other replica
-    /// holders, from sources `open` makes. A holder that cannot be reached is skipped: the
-    /// holders' maintenance restores the copy; a holder that refuses fails the write.
-    fn write_replicas<S: Source>(
+    /// holders, from sources `open` makes. A large record goes to all of them at once, so a
+    /// replicated store takes about as long as one copy. A holder that cannot be reached is
+    /// skipped: the holders' maintenance restores the copy; a holder that refuses fails the
+    /// write.
+    fn write_replicas<S: Source + Send>(
         &self,
         replicas: &[NodeInfo],
         head: &RecordHead,
         open: &mut dyn FnMut() -> Result<S>,
     ) -> Result<()> {
-        for replica in replicas {
-            let mut source = open()?;
-            let written = self.pool.session(replica.addr, |conn| {
-                send_whole_record(conn, head, &mut source)?;
-                match conn.recv_or_fail()? {
-                    Message::Stored { .. } => Ok(()),
-                    other => Err(unexpected(replica.addr, "Stored", &other)),
-                }
-            });
+        let sources = replicas
+            .iter()
+            .map(|_| open())
+            .collect::<Result<Vec<S>>>()?;
+        let copies = replicas.iter().copied().zip(sources);
+        let results: Vec<Result<()>> = if head.size > CHUNK_SIZE as u64 && replicas.len() > 1 {
+            std::thread::scope(|scope| {
+                let writers: Vec<_> = copies
+                    .map(|(replica, mut source)| {
+                        scope.spawn(move || self.write_copy(replica, head, &mut source))
+                    })
+                    .collect();
+                writers
+                    .into_iter()
+                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+                    .collect()
+            })
+        } else {
+            copies
+                .map(|(replica, mut source)| self.write_copy(replica, head, &mut source))
+                .collect()
+        };
+        for (replica, written) in replicas.iter().zip(results) {
             match written {
                 Ok(()) => {}
                 Err(e @ (Error::Unreachable { .. } | Error::Timeout { .. })) => {
@@ -318,6 +335,22 @@ impl Client {
             }
         }
         Ok(())
+    }
+
+    /// Writes one copy of the record `head` to `replica`.
+    fn write_copy(
+        &self,
+        replica: NodeInfo,
+        head: &RecordHead,
+        source: &mut dyn Source,
+    ) -> Result<()> {
+        self.pool.session(replica.addr, |conn| {
+            send_whole_record(conn, head, source)?;
+            match conn.recv_or_fail()? {
+                Message::Stored { .. } => Ok(()),
+                other => Err(unexpected(replica.addr, "Stored", &other)),
+            }
+        })
     }
 
     /// Gets `name` from the end of `route` into `sink`; returns the record's head. If the
