@@ -94,7 +94,10 @@ pub struct Route {
 }
 
 impl Route {
-    /// The node responsible for the key.
+    /// The node responsible for the key: the last node of the path.
+    ///
+    /// # Panics
+    /// If `path` is empty, which no lookup returns.
     pub fn responsible(&self) -> NodeInfo {
         // A route always holds at least the node it started at.
         self.path[self.path.len() - 1]
