@@ -59,6 +59,11 @@ impl<'a> RecordWriter<'a> {
         })
     }
 
+    /// The CRC-32 of the data written so far.
+    pub fn crc_so_far(&self) -> u32 {
+        self.digest.clone().finalize()
+    }
+
     /// Appends `chunk` to the record's data.
     ///
     /// A tombstone's writer refuses any data with [`StoreError::TombstoneData`].
