@@ -102,6 +102,10 @@ pub(crate) fn recv_record(
     loop {
         let message = match framed.recv_body() {
             Ok(Body::Chunk(data)) => {
+                // Every chunk carries data, so the frames of a record are bounded by its size.
+                if data.is_empty() {
+                    return Err(corrupt(head, "an empty chunk"));
+                }
                 got += data.len() as u64;
                 if got > head.size {
                     return Err(corrupt(head, "more data than announced"));
