@@ -134,3 +134,33 @@ fn requests_a_node_does_not_serve_get_a_clear_refusal() {
     s.shutdown(std::net::Shutdown::Write).unwrap();
     assert_error_reply(&read_until_closed(s), RemoteCode::NotJoined);
 }
+
+#[test]
+fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
+    let mut rng = Rng::seeded(8);
+    let net = Network::new(&random_ids(&mut rng, 3));
+    let name = b"sneaky".to_vec();
+    let holder = net
+        .nodes
+        .iter()
+        .find(|n| n.id() == oracle_responsible(pastry::key_of(&name), &net.ids()))
+        .unwrap();
+    let head = wire::RecordHead {
+        name: name.clone(),
+        size: 10,
+        version: 0,
+        deleted: false,
+        handoff: false,
+    };
+    let mut frames = bytes::BytesMut::new();
+    wire::encode(&Message::Record(head), &mut frames);
+    for _ in 0..3 {
+        wire::encode_chunk(&[], &mut frames); // no data: a stream that never ends
+    }
+    let mut s = TcpStream::connect(holder.info().addr).unwrap();
+    s.write_all(&frames).unwrap();
+    assert_error_reply(&read_until_closed(s), RemoteCode::Corrupt);
+    assert!(holder.objects().unwrap().is_empty(), "nothing was stored");
+    // The node serves on.
+    pastry_client_ping(holder.info().addr);
+}
