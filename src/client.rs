@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::discovery::{unexpected, DiscoveryLink};
+use crate::discovery::DiscoveryLink;
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
@@ -229,7 +229,7 @@ impl Client {
                     version,
                     replicas,
                 } => (existed, version, replicas),
-                other => return Err(unexpected(holder.addr, "Deleted", &other)),
+                other => return Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
             };
             let tombstone = RecordHead {
                 name: name.to_vec(),
@@ -273,7 +273,7 @@ impl Client {
                         Message::Stored {
                             version, replicas, ..
                         } => Ok((version, replicas)),
-                        other => Err(unexpected(holder.addr, "Stored", &other)),
+                        other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
                     }
                 })
                 .map_err(|e| typed(name, e))?;
@@ -348,7 +348,7 @@ impl Client {
             send_whole_record(conn, head, source)?;
             match conn.recv_or_fail()? {
                 Message::Stored { .. } => Ok(()),
-                other => Err(unexpected(replica.addr, "Stored", &other)),
+                other => Err(Error::unexpected_reply(replica.addr, "Stored", &other)),
             }
         })
     }
@@ -367,7 +367,7 @@ impl Client {
             .call(holder.addr, &Message::Replicas { key: route.key })
         {
             Ok(Message::ReplicaSet { nodes }) => nodes,
-            Ok(other) => return Err(unexpected(holder.addr, "ReplicaSet", &other)),
+            Ok(other) => return Err(Error::unexpected_reply(holder.addr, "ReplicaSet", &other)),
             Err(e) => return Err(e),
         };
         for replica in replicas {
@@ -395,7 +395,7 @@ impl Client {
                         recv_record(conn, &head, sink)?;
                         Ok(head)
                     }
-                    other => Err(unexpected(holder.addr, "Record", &other)),
+                    other => Err(Error::unexpected_reply(holder.addr, "Record", &other)),
                 }
             })
             .map_err(|e| typed(name, e))

@@ -293,14 +293,6 @@ impl DiscoveryLink<'_> {
     }
 
     fn unexpected(&self, wanted: &str, got: &Message) -> Error {
-        unexpected(self.addr, wanted, got)
-    }
-}
-
-/// The error for a reply of the wrong kind.
-pub(crate) fn unexpected(addr: SocketAddr, wanted: &str, got: &Message) -> Error {
-    Error::Protocol {
-        addr,
-        what: format!("expected {wanted}, got {}", got.name()),
+        Error::unexpected_reply(self.addr, wanted, got)
     }
 }

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use crate::id::Id;
 use crate::store::StoreError;
-use crate::wire::{RemoteCode, WireError};
+use crate::wire::{Message, RemoteCode, WireError};
 
 /// Everything that can go wrong in libpastry.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +157,14 @@ impl Error {
             StoreError::NotFound => Error::NotFound { name },
             StoreError::Corrupt { what, .. } => Error::Corrupt { name, what },
             source => Error::Store { name, source },
+        }
+    }
+
+    /// The error for a reply from `addr` of another kind than `wanted`.
+    pub(crate) fn unexpected_reply(addr: SocketAddr, wanted: &str, got: &Message) -> Error {
+        Error::Protocol {
+            addr,
+            what: format!("expected {wanted}, got {}", got.name()),
         }
     }
 

@@ -165,7 +165,7 @@ impl Inner {
             };
             let lacking = match self.pool.call(holder.addr, &request)? {
                 Message::Lacking { names } => names,
-                other => return Err(crate::discovery::unexpected(holder.addr, "Lacking", &other)),
+                other => return Err(Error::unexpected_reply(holder.addr, "Lacking", &other)),
             };
             for meta in batch {
                 if !lacking.contains(&meta.name) {
@@ -204,7 +204,7 @@ impl Inner {
             }
             match conn.recv_or_fail()? {
                 Message::Stored { version, .. } => Ok(version >= sent.version),
-                other => Err(crate::discovery::unexpected(to.addr, "Stored", &other)),
+                other => Err(Error::unexpected_reply(to.addr, "Stored", &other)),
             }
         })?;
         if confirmed {
@@ -291,7 +291,7 @@ impl Inner {
                 let head: RecordHead = match conn.recv_or_fail()? {
                     Message::Record(head) => head,
                     Message::Ack => return Ok(stored),
-                    other => return Err(crate::discovery::unexpected(node.addr, "Record", &other)),
+                    other => return Err(Error::unexpected_reply(node.addr, "Record", &other)),
                 };
                 let mut writer = self
                     .store

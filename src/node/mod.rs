@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::discovery::{unexpected, DiscoveryLink};
+use crate::discovery::DiscoveryLink;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
@@ -562,7 +562,7 @@ impl Inner {
                 next,
                 extra: (rows, leaf_set),
             }),
-            other => Err(unexpected(target.addr, "JoinState", &other)),
+            other => Err(Error::unexpected_reply(target.addr, "JoinState", &other)),
         }
     }
 

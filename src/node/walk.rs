@@ -53,7 +53,7 @@ pub(crate) fn ask_next_hop(
             next,
             extra: (),
         }),
-        other => Err(crate::discovery::unexpected(target.addr, "Hop", &other)),
+        other => Err(Error::unexpected_reply(target.addr, "Hop", &other)),
     }
 }
 
