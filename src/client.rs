@@ -13,7 +13,7 @@ use crate::discovery::DiscoveryLink;
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
-use crate::node::walk::{ask_next_hop, walk, Target};
+use crate::node::walk::{ask_route, is_hop_failure, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::store::CHUNK_SIZE;
 use crate::transfer::{
@@ -404,18 +404,16 @@ impl Client {
     /// One lookup from the entry peer, no retries.
     fn lookup_once(&self, key: Key) -> Result<Route> {
         let start = self.start_peer()?;
-        let path = walk(
-            key,
-            start,
-            self.config.max_hops,
-            |target, exclude| ask_next_hop(&self.pool, target, key, exclude),
-            |target, _| self.pool.forget(target.addr),
-        )
-        .inspect_err(|_| *self.start.lock() = None)?;
-        Ok(Route {
-            key,
-            path: path.into_iter().map(|v| v.node).collect(),
-        })
+        let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
+        // The entry peer is given our I/O timeout (it answers within its own at most).
+        let wait = self.config.net.io_timeout * 8 / 7;
+        let path = ask_route(&self.pool, start.addr, key, hops, wait).inspect_err(|e| {
+            *self.start.lock() = None;
+            if is_hop_failure(e) {
+                self.pool.forget(start.addr);
+            }
+        })?;
+        Ok(Route { key, path })
     }
 
     /// Where lookups start: the known peer, or a random one from discovery.

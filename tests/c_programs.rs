@@ -149,7 +149,10 @@ fn compile(source: &str, link: Link) -> PathBuf {
         Link::Dynamic => command
             .arg(format!("-L{}", lib.display()))
             .arg("-lpastry")
-            .arg(format!("-Wl,-rpath,{}", lib.display())),
+            .arg(format!("-Wl,-rpath,{}", lib.display()))
+            // An RPATH, not a RUNPATH: it wins over the LD_LIBRARY_PATH cargo sets for tests,
+            // which can lead to an older libpastry.so of the outer build.
+            .arg("-Wl,--disable-new-dtags"),
     };
     run_compiler(command, &format!("{source} ({link})"));
     out

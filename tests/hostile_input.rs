@@ -124,9 +124,10 @@ fn requests_a_node_does_not_serve_get_a_clear_refusal() {
     let mut frame = bytes::BytesMut::new();
     // Not joined yet: routing requests are refused, pings answered.
     wire::encode(
-        &Message::NextHop {
+        &Message::Route {
             key: pastry::Id(1),
-            exclude: vec![],
+            hops_left: 8,
+            budget_ms: 1000,
         },
         &mut frame,
     );

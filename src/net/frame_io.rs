@@ -23,10 +23,11 @@ pub(crate) enum ReadError {
 /// A TCP stream read and written in frames, with reused buffers.
 pub(crate) struct Framed {
     peer: SocketAddr,
-    io_timeout: Duration,
     /// The stream, read through a buffer and written directly (`&TcpStream` writes): one
     /// descriptor per connection, not a clone for each direction.
-    reader: BufReader<TcpStream>,
+    reader: BufReader<SharedStream>,
+    /// The read timeout set on the stream now.
+    read_timeout: Duration,
     /// Frames queued and not yet written.
     out: BytesMut,
     /// The body of the frame last read.
@@ -45,11 +46,11 @@ impl Framed {
         counters: Arc<Counters>,
     ) -> io::Result<Self> {
         let peer = stream.peer_addr()?;
-        let reader = BufReader::with_capacity(64 * 1024, stream);
+        let reader = BufReader::with_capacity(64 * 1024, SharedStream(Arc::new(stream)));
         Ok(Framed {
             peer,
-            io_timeout,
             reader,
+            read_timeout: io_timeout,
             out: BytesMut::with_capacity(4096),
             body: Vec::new(),
             max_payload,
@@ -80,7 +81,7 @@ impl Framed {
 
     /// Writes every queued frame.
     pub fn flush(&mut self) -> io::Result<()> {
-        let mut stream: &TcpStream = self.reader.get_ref();
+        let mut stream: &TcpStream = &self.reader.get_ref().0;
         let result = stream.write_all(&self.out);
         self.out.clear();
         result
@@ -123,7 +124,7 @@ impl Framed {
         if !self.reader.buffer().is_empty() {
             return true; // bytes nobody asked for: the stream is out of step
         }
-        let stream = self.reader.get_ref();
+        let stream = &self.reader.get_ref().0;
         if stream.set_nonblocking(true).is_err() {
             return true;
         }
@@ -140,6 +141,21 @@ impl Framed {
         self.peer
     }
 
+    /// The stream itself, shared rather than duplicated: a server keeps it to shut the
+    /// connection down from another thread without a second descriptor.
+    pub fn stream(&self) -> Arc<TcpStream> {
+        Arc::clone(&self.reader.get_ref().0)
+    }
+
+    /// Sets how long a read may wait (a system call only when it changes).
+    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout != self.read_timeout {
+            self.reader.get_ref().0.set_read_timeout(Some(timeout))?;
+            self.read_timeout = timeout;
+        }
+        Ok(())
+    }
+
     /// The library error for a failure on this connection.
     pub fn error(&self, e: ReadError) -> Error {
         let addr = self.peer;
@@ -152,7 +168,7 @@ impl Framed {
             {
                 Error::Timeout {
                     addr,
-                    after: self.io_timeout,
+                    after: self.read_timeout,
                 }
             }
             ReadError::Io(source) => Error::Unreachable { addr, source },
@@ -170,6 +186,15 @@ impl Framed {
     pub fn recv_or_fail(&mut self) -> crate::Result<Message> {
         let reply = self.recv().map_err(|e| self.error(e))?;
         refusal_to_error(self.peer, reply)
+    }
+}
+
+/// A stream shared between the connection's reader and whoever may need to shut it down.
+struct SharedStream(Arc<TcpStream>);
+
+impl Read for SharedStream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        (&*self.0).read(buf)
     }
 }
 

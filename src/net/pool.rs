@@ -106,10 +106,20 @@ impl Pool {
     /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A reused connection that the
     /// peer closed while idle is replaced by a fresh one once.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
+        self.call_within(addr, request, self.config.io_timeout)
+    }
+
+    /// Like [`Pool::call`], waiting at most `timeout` for the reply.
+    pub fn call_within(
+        &self,
+        addr: SocketAddr,
+        request: &Message,
+        timeout: Duration,
+    ) -> Result<Message> {
         Counters::bump(&self.counters.sent);
         let reused = self.take(addr);
         if let Some(mut conn) = reused {
-            match exchange(&mut conn, request) {
+            match exchange(&mut conn, request, timeout) {
                 Ok(reply) => {
                     self.put_back(addr, conn);
                     return refusal_to_error(addr, reply);
@@ -121,7 +131,7 @@ impl Pool {
             }
         }
         let mut conn = self.connect(addr)?;
-        let reply = exchange(&mut conn, request).map_err(|e| conn.error(e))?;
+        let reply = exchange(&mut conn, request, timeout).map_err(|e| conn.error(e))?;
         self.put_back(addr, conn);
         refusal_to_error(addr, reply)
     }
@@ -142,7 +152,10 @@ impl Pool {
             Some(conn) if !conn.is_closed() => conn,
             _ => self.connect(addr)?,
         };
-        let result = f(&mut conn);
+        let result = conn
+            .set_read_timeout(self.config.io_timeout)
+            .map_err(|e| conn.error(ReadError::Io(e)))
+            .and_then(|()| f(&mut conn));
         if result.is_ok() {
             self.put_back(addr, conn);
         }
@@ -217,8 +230,13 @@ impl Pool {
     }
 }
 
-/// Sends one request and reads its reply.
-fn exchange(conn: &mut Conn, request: &Message) -> std::result::Result<Message, ReadError> {
+/// Sends one request and reads its reply, waiting at most `timeout`.
+fn exchange(
+    conn: &mut Conn,
+    request: &Message,
+    timeout: Duration,
+) -> std::result::Result<Message, ReadError> {
+    conn.set_read_timeout(timeout).map_err(ReadError::Io)?;
     conn.send(request).map_err(ReadError::Io)?;
     conn.recv()
 }

@@ -64,8 +64,9 @@ struct Shared {
 #[derive(Default)]
 struct Conns {
     next: u64,
-    /// A handle on each open connection's socket, so that shutdown can unblock its thread.
-    open: HashMap<u64, TcpStream>,
+    /// Each open connection's socket (shared, not duplicated), so that shutdown can unblock
+    /// its thread.
+    open: HashMap<u64, Arc<TcpStream>>,
     threads: HashMap<u64, JoinHandle<()>>,
     /// Connections whose thread has ended and can be joined.
     finished: Vec<u64>,
@@ -226,9 +227,11 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         refuse(shared, stream, RemoteCode::Busy, "too many connections");
         return;
     }
-    let Ok(handle) = stream.try_clone() else {
+    let counters = Arc::clone(&shared.counters);
+    let Ok(framed) = Framed::new(stream, config.idle_timeout, config.max_payload, counters) else {
         return;
     };
+    let handle = framed.stream();
     let id = conns.next;
     conns.next += 1;
     let worker = Arc::clone(shared);
@@ -236,7 +239,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         .name(format!("{}-conn", shared.name))
         .stack_size(THREAD_STACK)
         .spawn(move || {
-            serve(&worker, stream, peer);
+            serve(&worker, framed);
             worker
                 .counters
                 .open
@@ -271,13 +274,8 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
 }
 
 /// Serves one connection until it ends, idles out, errs, or the server stops.
-fn serve(shared: &Shared, stream: TcpStream, peer: SocketAddr) {
-    let config = &shared.config;
-    let counters = Arc::clone(&shared.counters);
-    let Ok(mut framed) = Framed::new(stream, config.idle_timeout, config.max_payload, counters)
-    else {
-        return;
-    };
+fn serve(shared: &Shared, mut framed: Framed) {
+    let peer = framed.peer();
     while !shared.stop.load(Ordering::SeqCst) {
         let request = match framed.recv() {
             Ok(m) => m,

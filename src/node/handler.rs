@@ -1,5 +1,7 @@
 //! The node's answers to requests from other nodes and clients.
 
+use std::time::{Duration, Instant};
+
 use crate::id::Id;
 use crate::net::Session;
 use crate::wire::{Message, RemoteCode};
@@ -7,19 +9,30 @@ use crate::wire::{Message, RemoteCode};
 use super::{Inner, Phase};
 
 impl Inner {
-    /// Answers one request. Runs on a connection thread; takes locks briefly and never waits on
-    /// another node.
+    /// Answers one request. Runs on a connection thread; takes locks briefly, and waits on
+    /// another node only to forward a lookup (see [`Inner::route_on`] for why that cannot
+    /// deadlock).
     pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
         let phase = *self.phase.lock();
         // A leaving node still routes and serves reads until it has handed everything over.
         let routing = matches!(phase, Phase::Joined | Phase::Leaving);
         match request {
             Message::Ping => Message::Pong { node: self.me },
-            Message::NextHop { key, exclude } if routing => {
-                let next = self.state.read().route(key, |id| exclude.contains(&id));
-                Message::Hop {
-                    node: self.me,
-                    next,
+            Message::Route {
+                key,
+                hops_left,
+                budget_ms,
+            } if routing => {
+                // However long the asker says it waits, a route is answered within our own
+                // I/O timeout: a request cannot hold this thread longer.
+                let budget =
+                    Duration::from_millis(budget_ms.into()).min(self.config.net.io_timeout);
+                match self.route_on(key, hops_left, Instant::now() + budget) {
+                    Ok(path) => Message::Routed { path },
+                    Err(e) => Message::Error {
+                        code: RemoteCode::Unroutable,
+                        message: e.to_string(),
+                    },
                 }
             }
             Message::JoinHop { joiner, exclude } if routing => {
@@ -71,7 +84,7 @@ impl Inner {
             Message::Cell { row, col } if routing => Message::CellEntry {
                 node: self.state.read().table().get(row.into(), col.into()),
             },
-            Message::NextHop { .. }
+            Message::Route { .. }
             | Message::JoinHop { .. }
             | Message::Announce { .. }
             | Message::Exchange { .. }

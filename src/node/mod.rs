@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -525,17 +525,10 @@ impl Inner {
 
     /// Routes `key` from here to the node responsible for it.
     fn lookup(&self, key: Key) -> Result<Route> {
-        let path = walk(
-            key,
-            self.me.into(),
-            self.config.max_hops,
-            |target, exclude| self.next_hop(target, key, exclude),
-            |target, e| self.suspect(target, e),
-        )?;
-        Ok(Route {
-            key,
-            path: path.into_iter().map(|v| v.node).collect(),
-        })
+        let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
+        let deadline = Instant::now() + self.config.net.io_timeout;
+        let path = self.route_on(key, hops, deadline)?;
+        Ok(Route { key, path })
     }
 
     /// Asks `target` for the next hop of a join, with its rows and leaf set.
@@ -564,18 +557,5 @@ impl Inner {
             }),
             other => Err(Error::unexpected_reply(target.addr, "JoinState", &other)),
         }
-    }
-
-    /// One step of a lookup: decided here for ourselves, asked over the network otherwise.
-    fn next_hop(&self, target: Target, key: Key, exclude: &[Id]) -> Result<Visit<()>> {
-        if target.id == Some(self.me.id) {
-            let next = self.state.read().route(key, |id| exclude.contains(&id));
-            return Ok(Visit {
-                node: self.me,
-                next,
-                extra: (),
-            });
-        }
-        walk::ask_next_hop(&self.pool, target, key, exclude)
     }
 }

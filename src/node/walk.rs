@@ -1,11 +1,11 @@
-//! Iterative routing: the origin asks each hop for the next one.
-//!
-//! Chosen over recursive forwarding because no server thread ever waits on another node, so a
-//! network whose every connection thread is busy cannot deadlock, and because the origin gets
-//! the route for free and can route around a hop that does not answer.
+//! Routing over the network. Lookups are forwarded hop by hop (recursive, [`Inner::route_on`]);
+//! a join is walked by the joiner, which asks each node on the way for its next hop and the
+//! state it needs (iterative, [`walk`]).
 
 use std::net::SocketAddr;
+use std::time::{Duration, Instant};
 
+use super::Inner;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
 use crate::net::Pool;
@@ -36,24 +36,103 @@ pub(crate) struct Visit<T> {
     pub extra: T,
 }
 
-/// Asks `target` over `pool` for the next hop towards `key`, leaving out `exclude`.
-pub(crate) fn ask_next_hop(
+/// Routes `key` through the node at `addr`, which may take `hops_left` more hops, waiting at
+/// most `wait` for the answer: the path from that node to the responsible one.
+pub(crate) fn ask_route(
     pool: &Pool,
-    target: Target,
+    addr: SocketAddr,
     key: Key,
-    exclude: &[Id],
-) -> Result<Visit<()>> {
-    let request = Message::NextHop {
+    hops_left: u8,
+    wait: Duration,
+) -> Result<Vec<NodeInfo>> {
+    // Whole milliseconds: successive lookups then wait alike, and the socket's timeout is
+    // set once rather than before every request.
+    let wait = Duration::from_millis(wait.as_millis().try_into().unwrap_or(u64::MAX));
+    // The receiver gets less time than we wait, so that a failure further on reaches us as
+    // its answer (Unroutable), in time to try another way, rather than as our own timeout.
+    let budget = wait * 7 / 8;
+    let request = Message::Route {
         key,
-        exclude: exclude.to_vec(),
+        hops_left,
+        budget_ms: u32::try_from(budget.as_millis()).unwrap_or(u32::MAX),
     };
-    match pool.call(target.addr, &request)? {
-        Message::Hop { node, next } => Ok(Visit {
-            node,
-            next,
-            extra: (),
+    match pool.call_within(addr, &request, wait)? {
+        Message::Routed { path }
+            if !path.is_empty() && path.len() <= usize::from(hops_left) + 1 =>
+        {
+            Ok(path)
+        }
+        Message::Routed { path } => Err(Error::Protocol {
+            addr,
+            what: format!("a route of {} nodes, {hops_left} hops allowed", path.len()),
         }),
-        other => Err(Error::unexpected_reply(target.addr, "Hop", &other)),
+        other => Err(Error::unexpected_reply(addr, "Routed", &other)),
+    }
+}
+
+/// How many failed next hops one node routes around before it gives up on a lookup.
+const MAX_DETOURS: usize = 16;
+
+/// Below this much time left, a node does not ask another: the answer could not come back in
+/// time.
+const MIN_WAIT: Duration = Duration::from_millis(5);
+
+impl Inner {
+    /// The route from this node to the one responsible for `key` (this node first), taking at
+    /// most `hops_left` hops and answered by `deadline`.
+    ///
+    /// Recursive: the next hop is asked for the rest of the route. A node thus talks only to
+    /// the nodes in its own tables, whose pooled connections serve every lookup; an origin
+    /// asking every hop itself would connect to every node of the network in turn. It cannot
+    /// deadlock: every call gets a connection and a thread of its own at the callee (or a
+    /// Busy refusal, never a queue), and `hops_left` bounds every chain of calls. A next hop
+    /// that fails is reported (it may be dead) and routed around, here, by the node whose
+    /// table holds it.
+    pub(super) fn route_on(
+        &self,
+        key: Key,
+        hops_left: u8,
+        deadline: Instant,
+    ) -> Result<Vec<NodeInfo>> {
+        let mut exclude: Vec<Id> = Vec::new();
+        let mut last_failure = None;
+        for _ in 0..=MAX_DETOURS {
+            let next = self.state.read().route(key, |id| exclude.contains(&id));
+            if next.id == self.me.id {
+                return Ok(vec![self.me]);
+            }
+            if hops_left == 0 {
+                return Err(Error::RouteTooLong {
+                    key,
+                    hops: self.config.max_hops,
+                });
+            }
+            let wait = deadline.saturating_duration_since(Instant::now());
+            if wait < MIN_WAIT {
+                return Err(Error::Timeout {
+                    addr: next.addr,
+                    after: wait,
+                });
+            }
+            match ask_route(&self.pool, next.addr, key, hops_left - 1, wait) {
+                Ok(path) => {
+                    let mut full = Vec::with_capacity(path.len() + 1);
+                    full.push(self.me);
+                    full.extend(path);
+                    return Ok(full);
+                }
+                Err(e) if is_hop_failure(&e) => {
+                    self.suspect(next.into(), &e);
+                    exclude.push(next.id);
+                    last_failure = Some(e);
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last_failure.unwrap_or(Error::RouteTooLong {
+            key,
+            hops: self.config.max_hops,
+        }))
     }
 }
 
@@ -64,7 +143,10 @@ pub(crate) fn is_hop_failure(e: &Error) -> bool {
         | Error::Timeout { .. }
         | Error::Wire { .. }
         | Error::Protocol { .. } => true,
-        Error::Refused { code, .. } => *code != RemoteCode::IdInUse,
+        // Unroutable: the node answered; a node after it failed, and it tried other ways.
+        Error::Refused { code, .. } => {
+            !matches!(code, RemoteCode::IdInUse | RemoteCode::Unroutable)
+        }
         _ => false,
     }
 }

@@ -29,8 +29,8 @@ mod ty {
     pub const ERROR: u8 = 2;
     pub const PING: u8 = 10;
     pub const PONG: u8 = 11;
-    pub const NEXT_HOP: u8 = 12;
-    pub const HOP: u8 = 13;
+    pub const ROUTE: u8 = 12;
+    pub const ROUTED: u8 = 13;
     pub const JOIN_HOP: u8 = 14;
     pub const JOIN_STATE: u8 = 15;
     pub const ANNOUNCE: u8 = 16;
@@ -81,8 +81,8 @@ pub(super) fn type_of(msg: &Message) -> u8 {
         Message::Error { .. } => ty::ERROR,
         Message::Ping => ty::PING,
         Message::Pong { .. } => ty::PONG,
-        Message::NextHop { .. } => ty::NEXT_HOP,
-        Message::Hop { .. } => ty::HOP,
+        Message::Route { .. } => ty::ROUTE,
+        Message::Routed { .. } => ty::ROUTED,
         Message::JoinHop { .. } => ty::JOIN_HOP,
         Message::JoinState { .. } => ty::JOIN_STATE,
         Message::Announce { .. } => ty::ANNOUNCE,
@@ -121,8 +121,8 @@ pub(super) fn name_of(kind: u8) -> Option<&'static str> {
         ty::ERROR => "Error",
         ty::PING => "Ping",
         ty::PONG => "Pong",
-        ty::NEXT_HOP => "NextHop",
-        ty::HOP => "Hop",
+        ty::ROUTE => "Route",
+        ty::ROUTED => "Routed",
         ty::JOIN_HOP => "JoinHop",
         ty::JOIN_STATE => "JoinState",
         ty::ANNOUNCE => "Announce",
@@ -193,14 +193,16 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
         | Message::Announce { node }
         | Message::Register { node }
         | Message::Alive { node } => put_node(buf, node),
-        Message::NextHop { key, exclude } => {
+        Message::Route {
+            key,
+            hops_left,
+            budget_ms,
+        } => {
             put_id(buf, *key);
-            put_vec(buf, exclude, |b, id| put_id(b, *id));
+            buf.put_u8(*hops_left);
+            buf.put_u32(*budget_ms);
         }
-        Message::Hop { node, next } => {
-            put_node(buf, node);
-            put_node(buf, next);
-        }
+        Message::Routed { path } => put_vec(buf, path, put_node),
         Message::JoinHop { joiner, exclude } => {
             put_node(buf, joiner);
             put_vec(buf, exclude, |b, id| put_id(b, *id));
@@ -449,13 +451,13 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         },
         ty::PING => Message::Ping,
         ty::PONG => Message::Pong { node: r.node()? },
-        ty::NEXT_HOP => Message::NextHop {
+        ty::ROUTE => Message::Route {
             key: r.id()?,
-            exclude: r.vec(ID_LEN, Reader::id)?,
+            hops_left: r.u8()?,
+            budget_ms: r.u32()?,
         },
-        ty::HOP => Message::Hop {
-            node: r.node()?,
-            next: r.node()?,
+        ty::ROUTED => Message::Routed {
+            path: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::JOIN_HOP => Message::JoinHop {
             joiner: r.node()?,
@@ -712,7 +714,7 @@ mod tests {
         let b = node(0xffff, "[2001:db8::7]:65535");
         let c = node(0x3a7f, "0.0.0.0:0");
         let mut v = vec![M::Ack, M::Ping, M::RandomPeer, M::ListPeers, M::Peer { peer: None }];
-        for code in (1..=9).map(|c| RemoteCode::from_u8(c).unwrap()) {
+        for code in (1..=10).map(|c| RemoteCode::from_u8(c).unwrap()) {
             v.push(M::Error { code, message: String::new() });
             v.push(M::Error { code, message: "id 3a7f in use — ça".into() });
         }
@@ -721,9 +723,10 @@ mod tests {
             v.push(M::Peer { peer: Some(n) });
         }
         v.extend([
-            M::NextHop { key: Id(0), exclude: vec![] },
-            M::NextHop { key: Id(0xffff), exclude: vec![Id(0), Id(1), Id(0xffff)] },
-            M::Hop { node: a, next: b },
+            M::Route { key: Id(0), hops_left: 0, budget_ms: 0 },
+            M::Route { key: Id(0xffff), hops_left: 255, budget_ms: u32::MAX },
+            M::Routed { path: vec![] },
+            M::Routed { path: vec![a, b, c] },
             M::JoinHop { joiner: b, exclude: vec![] },
             M::JoinHop { joiner: a, exclude: vec![Id(0x1234)] },
             M::JoinState { node: a, next: a, rows: vec![], leaf_set: vec![] },
@@ -844,15 +847,19 @@ mod tests {
             match self.below(34) {
                 0 => M::Ack,
                 1 => M::Error {
-                    code: RemoteCode::from_u8(1 + self.below(9) as u8).unwrap(),
+                    code: RemoteCode::from_u8(1 + self.below(10) as u8).unwrap(),
                     message: (0..self.below(30))
                         .map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize])
                         .collect(),
                 },
                 2 => M::Ping,
                 3 => M::Pong { node: self.node() },
-                4 => M::NextHop { key: Id(self.next() as u16), exclude: self.ids() },
-                5 => M::Hop { node: self.node(), next: self.node() },
+                4 => M::Route {
+                    key: Id(self.next() as u16),
+                    hops_left: self.next() as u8,
+                    budget_ms: self.next() as u32,
+                },
+                5 => M::Routed { path: self.nodes() },
                 6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
                 7 => M::JoinState {
                     node: self.node(), next: self.node(),
@@ -969,8 +976,8 @@ mod tests {
         assert_eq!(decode_header(h, MAX), Err(WireError::UnknownType(3)));
         assert_eq!(decode(&f, MAX), Err(WireError::UnknownType(3)));
         let mut f = frame(&Message::Ping);
-        f[1] = 2;
-        assert_eq!(decode(&f, MAX), Err(WireError::BadVersion(2)));
+        f[1] = VERSION + 1;
+        assert_eq!(decode(&f, MAX), Err(WireError::BadVersion(VERSION + 1)));
         f[0] = 0x51;
         assert_eq!(decode(&f, MAX), Err(WireError::BadMagic(0x51)));
     }
@@ -987,11 +994,11 @@ mod tests {
             (ty::ERROR, "Error", "string is not UTF-8", vec![1, 0, 2, 0xff, 0xfe]),
             (ty::ERROR, "Error", "string longer than the payload", vec![1, 0, 9, b'x']),
             (ty::PEERS, "Peers", count, [&[0, 0, 0x03, 0xe8][..], &v4, &v4].concat()),
-            (ty::NEXT_HOP, "NextHop", count, vec![0, 1, 0, 0, 0, 2, 0]),
+            (ty::ROUTED, "Routed", count, vec![0, 0, 0, 2, 0, 1]),
             (ty::PING, "Ping", "bytes after the message", vec![0]),
             (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
             (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
-            (ty::ERROR, "Error", "unknown error code", vec![10, 0, 0]),
+            (ty::ERROR, "Error", "unknown error code", vec![11, 0, 0]),
             (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
             (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 16], &[4]].concat()),
             (ty::STORED, "Stored", "boolean is neither 0 nor 1", [&[0; 8][..], &[2]].concat()),

@@ -31,6 +31,9 @@ pub enum RemoteCode {
     NotResponsible = 8,
     /// An object name is empty or too long.
     InvalidName = 9,
+    /// The receiver could not route the request onward: the nodes after it failed or the time
+    /// ran out. The receiver itself is fine.
+    Unroutable = 10,
 }
 
 impl RemoteCode {
@@ -46,6 +49,7 @@ impl RemoteCode {
             7 => RemoteCode::Corrupt,
             8 => RemoteCode::NotResponsible,
             9 => RemoteCode::InvalidName,
+            10 => RemoteCode::Unroutable,
             _ => return None,
         })
     }
@@ -92,22 +96,25 @@ pub enum Message {
         /// The answering node.
         node: NodeInfo,
     },
-    /// Iterative routing step: "where should `key` go next?" Answered by [`Message::Hop`].
-    NextHop {
+    /// A lookup, routed recursively: the receiver forwards it to its next hop (or answers when
+    /// responsible) and relays the answer. Answered by [`Message::Routed`].
+    Route {
         /// The key being routed.
         key: Id,
-        /// Nodes the asker found unreachable: leave them out of the decision.
-        exclude: Vec<Id>,
+        /// Most hops the route may take after the receiver.
+        hops_left: u8,
+        /// Milliseconds the sender waits for the answer: the receiver answers sooner (with
+        /// [`RemoteCode::Unroutable`] if it must), so that a failure further on is reported to
+        /// the sender in time for it to try another way.
+        budget_ms: u32,
     },
-    /// Answer to [`Message::NextHop`].
-    Hop {
-        /// The answering node.
-        node: NodeInfo,
-        /// The next hop; equal to `node` when the answering node is responsible for the key.
-        next: NodeInfo,
+    /// Answer to [`Message::Route`].
+    Routed {
+        /// The nodes from the receiver to the node responsible for the key, both included.
+        path: Vec<NodeInfo>,
     },
-    /// A routing step of a join: like [`Message::NextHop`] for the joiner's id, and also asks for
-    /// the state the joiner needs. Answered by [`Message::JoinState`].
+    /// A routing step of a join, asked by the joiner of each node in turn: where the joiner's id
+    /// goes next, with the state the joiner needs. Answered by [`Message::JoinState`].
     JoinHop {
         /// The node joining.
         joiner: NodeInfo,
