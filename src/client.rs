@@ -13,7 +13,7 @@ use crate::discovery::DiscoveryLink;
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
-use crate::node::walk::{ask_route, is_hop_failure, Target};
+use crate::node::walk::{ask_route, is_hop_failure, route_budget, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::store::CHUNK_SIZE;
 use crate::transfer::{
@@ -405,8 +405,7 @@ impl Client {
     fn lookup_once(&self, key: Key) -> Result<Route> {
         let start = self.start_peer()?;
         let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
-        // The entry peer is given our I/O timeout (it answers within its own at most).
-        let wait = self.config.net.io_timeout * 8 / 7;
+        let wait = route_budget(&self.config.net);
         let path = ask_route(&self.pool, start.addr, key, hops, wait).inspect_err(|e| {
             *self.start.lock() = None;
             if is_hop_failure(e) {

@@ -328,3 +328,84 @@ fn a_dead_routing_table_entry_is_replaced_from_another_node_of_its_row() {
     assert_ne!(entry.id, x_id);
     assert!(net.ids().contains(&entry.id), "{entry} is live");
 }
+
+/// Sends `msg` to `addr` as a client would, and returns the reply.
+fn tell(addr: std::net::SocketAddr, msg: &pastry::wire::Message) -> pastry::wire::Message {
+    use std::io::{Read, Write};
+    let mut frame = bytes::BytesMut::new();
+    pastry::wire::encode(msg, &mut frame);
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame).unwrap();
+    // The server answers, then sees the end of our stream and closes its side.
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    s.read_to_end(&mut reply).unwrap();
+    pastry::wire::decode(&reply, u32::MAX).unwrap().0
+}
+
+#[test]
+fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
+    let mut rng = Rng::seeded(77);
+    let ids = random_ids(&mut rng, 16);
+    // No maintenance: only lookups meet the silent node, and nothing would repair a live node
+    // wrongly dropped.
+    let config = NodeConfig {
+        maintenance_interval: Duration::from_secs(3600),
+        net: pastry::NetConfig {
+            io_timeout: Duration::from_millis(200),
+            ..pastry::NetConfig::default()
+        },
+        ..NodeConfig::default()
+    };
+    let net = Network::with_config(&ids, &config);
+    // A node that accepts connections (the kernel does, from the backlog) and never answers,
+    // placed where it is responsible for `key`: every lookup of `key` ends at a node that
+    // forwards to it.
+    let silent = std::net::TcpListener::bind(loopback()).unwrap();
+    let mut key = Id(rng.next_u64() as u16);
+    while ids.contains(&key) {
+        key = Id(key.0.wrapping_add(1));
+    }
+    let ghost = pastry::NodeInfo {
+        id: key,
+        addr: silent.local_addr().unwrap(),
+    };
+    for node in &net.nodes {
+        let reply = tell(
+            node.info().addr,
+            &pastry::wire::Message::Announce { node: ghost },
+        );
+        assert_eq!(reply, pastry::wire::Message::Ack);
+    }
+    assert!(net.nodes.iter().any(|n| n.leaf_set().contains(key)));
+
+    // From every node, twice: each lookup succeeds, ending at the live responsible node, even
+    // where the silent node is two or three hops away (its caller must give up on it in time
+    // to try another way, before the origin gives up on the caller).
+    let expected = oracle_responsible(key, &ids);
+    for _ in 0..2 {
+        for node in &net.nodes {
+            let route = node
+                .lookup(key)
+                .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
+            assert_eq!(route.responsible().id, expected, "from {}", node.id());
+            assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+        }
+    }
+    // Every node holding the silent one forwarded to it twice, timed out twice, and dropped
+    // it; a live node that merely waited on it was never taken for dead.
+    for node in &net.nodes {
+        assert!(!node.leaf_set().contains(key), "{} kept it", node.id());
+    }
+    let live_settled = net.nodes.iter().all(|n| {
+        let leaf = n.leaf_set();
+        let (cw, ccw) = oracle_leaf_set(n.id(), &ids, HALF);
+        let kept = |side: &[pastry::NodeInfo]| -> Vec<Id> {
+            side.iter().map(|m| m.id).filter(|id| *id != key).collect()
+        };
+        kept(leaf.cw()) == cw && kept(leaf.ccw()) == ccw
+    });
+    assert!(live_settled, "a live node was dropped from a leaf set");
+    drop(silent);
+}

@@ -165,3 +165,43 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
     // The node serves on.
     pastry_client_ping(holder.info().addr);
 }
+
+#[test]
+fn a_route_out_of_hops_is_unroutable_and_the_largest_budget_is_served() {
+    let mut rng = Rng::seeded(9);
+    let ids = random_ids(&mut rng, 6);
+    let net = Network::new(&ids);
+    let node = &net.nodes[0];
+    // A key some other node is responsible for.
+    let key = (0..=u16::MAX)
+        .map(pastry::Id)
+        .find(|k| oracle_responsible(*k, &ids) != node.id())
+        .unwrap();
+    let ask = |hops_left: u8, budget_ms: u32| {
+        let mut frame = bytes::BytesMut::new();
+        let route = Message::Route {
+            key,
+            hops_left,
+            budget_ms,
+        };
+        wire::encode(&route, &mut frame);
+        let mut s = TcpStream::connect(node.info().addr).unwrap();
+        s.write_all(&frame).unwrap();
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        read_until_closed(s)
+    };
+    // No hop left to take: refused, not forwarded.
+    assert_error_reply(&ask(0, 1000), RemoteCode::Unroutable);
+    // The largest budget the wire carries is taken (capped by the node's own), not refused.
+    let (reply, _) = wire::decode(&ask(u8::MAX, u32::MAX), wire::DEFAULT_MAX_PAYLOAD).unwrap();
+    match reply {
+        Message::Routed { path } => {
+            assert_eq!(path.first().map(|n| n.id), Some(node.id()));
+            assert_eq!(
+                path.last().map(|n| n.id),
+                Some(oracle_responsible(key, &ids))
+            );
+        }
+        other => panic!("expected a route, got {other:?}"),
+    }
+}

@@ -6,6 +6,7 @@ use crate::id::Id;
 use crate::net::Session;
 use crate::wire::{Message, RemoteCode};
 
+use super::walk::route_budget;
 use super::{Inner, Phase};
 
 impl Inner {
@@ -24,9 +25,9 @@ impl Inner {
                 budget_ms,
             } if routing => {
                 // However long the asker says it waits, a route is answered within our own
-                // I/O timeout: a request cannot hold this thread longer.
+                // budget for one: a request cannot hold this thread longer.
                 let budget =
-                    Duration::from_millis(budget_ms.into()).min(self.config.net.io_timeout);
+                    Duration::from_millis(budget_ms.into()).min(route_budget(&self.config.net));
                 match self.route_on(key, hops_left, Instant::now() + budget) {
                     Ok(path) => Message::Routed { path },
                     Err(e) => Message::Error {

@@ -47,7 +47,8 @@ pub struct NodeConfig {
     /// Copies kept of each object (`k`): on the responsible node and the `k - 1` next best
     /// placed. From 1 to `leaf_half + 1`. Default [`DEFAULT_REPLICAS`].
     pub replicas: usize,
-    /// Most hops a route may take before a lookup fails. Default [`DEFAULT_MAX_HOPS`].
+    /// Most hops a route may take before a lookup fails (at most 255 count: the wire carries
+    /// it in a byte). Default [`DEFAULT_MAX_HOPS`].
     pub max_hops: usize,
     /// Directory for this node's objects. `None`: a new temporary directory, removed when
     /// the node shuts down.
@@ -526,7 +527,7 @@ impl Inner {
     /// Routes `key` from here to the node responsible for it.
     fn lookup(&self, key: Key) -> Result<Route> {
         let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
-        let deadline = Instant::now() + self.config.net.io_timeout;
+        let deadline = Instant::now() + walk::route_budget(&self.config.net);
         let path = self.route_on(key, hops, deadline)?;
         Ok(Route { key, path })
     }

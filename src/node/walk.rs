@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use super::Inner;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
-use crate::net::Pool;
+use crate::net::{NetConfig, Pool};
 use crate::wire::{Message, RemoteCode};
 
 /// Whom to ask next: an address, and the id when known (the first hop of a join through a
@@ -70,11 +70,17 @@ pub(crate) fn ask_route(
     }
 }
 
+/// The most time a lookup takes: twice the I/O timeout, so that a next hop that does not
+/// answer within the I/O timeout leaves as long again to route around it.
+pub(crate) fn route_budget(net: &NetConfig) -> Duration {
+    net.io_timeout * 2
+}
+
 /// How many failed next hops one node routes around before it gives up on a lookup.
 const MAX_DETOURS: usize = 16;
 
-/// Below this much time left, a node does not ask another: the answer could not come back in
-/// time.
+/// Below this much time to wait, a node does not ask another: the answer could not come back
+/// in time.
 const MIN_WAIT: Duration = Duration::from_millis(5);
 
 impl Inner {
@@ -107,7 +113,9 @@ impl Inner {
                     hops: self.config.max_hops,
                 });
             }
-            let wait = deadline.saturating_duration_since(Instant::now());
+            // Half of what is left: the other half is for routing around this hop if it
+            // fails.
+            let wait = deadline.saturating_duration_since(Instant::now()) / 2;
             if wait < MIN_WAIT {
                 return Err(Error::Timeout {
                     addr: next.addr,
