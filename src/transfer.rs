@@ -12,7 +12,7 @@ use crate::store::{RecordReader, RecordWriter, CHUNK_SIZE};
 use crate::wire::{Body, Message, RecordHead};
 
 // The CRC-32 of record data, as the store keeps it.
-use crate::checksum::CRC32 as CRC;
+use crate::checksum::Crc32Digest;
 
 /// Where a record's bytes come from, a chunk at a time.
 pub(crate) trait Source {
@@ -50,7 +50,7 @@ pub(crate) fn send_record(
 ) -> Result<u32> {
     framed.queue(&Message::Record(head.clone()));
     let known = source.known_crc();
-    let mut digest = CRC.digest();
+    let mut digest = Crc32Digest::new();
     let mut sent = 0u64;
     while let Some(chunk) = source.next_chunk()? {
         if known.is_none() {
@@ -96,7 +96,7 @@ pub(crate) fn recv_record(
 ) -> Result<u32> {
     // A sink that checksums what it keeps saves a pass over the data.
     let own_digest = sink.crc().is_none();
-    let mut digest = CRC.digest();
+    let mut digest = Crc32Digest::new();
     let mut got = 0u64;
     let peer = framed.peer();
     loop {

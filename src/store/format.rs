@@ -22,7 +22,7 @@ pub(super) const FIXED_LEN: usize = 4 + 1 + 1 + 2 + 8 + 8 + 4;
 const TRAILER_LEN: usize = 4;
 
 /// CRC-32 of the header and of the data.
-pub(super) use crate::checksum::CRC32;
+pub(super) use crate::checksum::{crc32, Crc32Digest};
 
 /// Length of the header of a record whose name is `name_len` bytes: where its data starts.
 pub(super) fn header_len(name_len: usize) -> u64 {
@@ -42,7 +42,7 @@ pub(super) fn encode(meta: &RecordMeta) -> Vec<u8> {
     h.extend_from_slice(&meta.size.to_be_bytes());
     h.extend_from_slice(&meta.crc.to_be_bytes());
     h.extend_from_slice(&meta.name);
-    let crc = CRC32.checksum(&h);
+    let crc = crc32(&h);
     h.extend_from_slice(&crc.to_be_bytes());
     h
 }
@@ -72,7 +72,7 @@ pub(super) fn read(r: &mut impl Read, path: &Path) -> Result<RecordMeta, StoreEr
     let mut rest = vec![0u8; name_len + TRAILER_LEN];
     read_exact(r, &mut rest, path)?;
     let (name, stored_crc) = rest.split_at(name_len);
-    let mut digest = CRC32.digest();
+    let mut digest = Crc32Digest::new();
     digest.update(&fixed);
     digest.update(name);
     if digest.finalize().to_be_bytes() != stored_crc {

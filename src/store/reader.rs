@@ -5,8 +5,9 @@ use std::fs::File;
 use std::io::{self, Read};
 use std::path::PathBuf;
 
-use super::format::{self, CRC32};
+use super::format;
 use super::{RecordMeta, StoreError, CHUNK_SIZE};
+use crate::checksum::Crc32Digest;
 
 /// A live record opened for reading; made by [`ObjectStore::reader`](super::ObjectStore::reader).
 ///
@@ -18,7 +19,7 @@ pub struct RecordReader {
     file: File,
     /// Data bytes not yet handed out.
     remaining: u64,
-    digest: crate::checksum::Crc32Digest,
+    digest: Crc32Digest,
     /// Reused for every chunk; never larger than [`CHUNK_SIZE`].
     buf: Vec<u8>,
     state: State,
@@ -65,7 +66,7 @@ impl RecordReader {
             meta,
             path,
             file,
-            digest: CRC32.digest(),
+            digest: Crc32Digest::new(),
             buf: Vec::new(),
             state: State::Streaming,
         })
@@ -144,7 +145,7 @@ impl RecordReader {
             ));
         }
         // `finalize` consumes the digest; a fresh one is left behind, never used again.
-        let crc = std::mem::replace(&mut self.digest, CRC32.digest()).finalize();
+        let crc = std::mem::replace(&mut self.digest, Crc32Digest::new()).finalize();
         if crc != self.meta.crc {
             return Err(StoreError::corrupt(
                 &self.path,

@@ -6,8 +6,9 @@ use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::format::{self, CRC32};
+use super::format;
 use super::{Commit, ObjectStore, RecordMeta, StoreError};
+use crate::checksum::Crc32Digest;
 
 /// Counter that makes temporary file names unique within this process (the process id makes
 /// them unique across processes).
@@ -24,7 +25,7 @@ pub struct RecordWriter<'a> {
     meta: RecordMeta,
     // Declared before `temp` so that the file is closed before the guard removes it.
     file: BufWriter<File>,
-    digest: crate::checksum::Crc32Digest,
+    digest: Crc32Digest,
     temp: TempFile,
 }
 
@@ -54,7 +55,7 @@ impl<'a> RecordWriter<'a> {
             store,
             meta,
             file,
-            digest: CRC32.digest(),
+            digest: Crc32Digest::new(),
             temp,
         })
     }

@@ -18,7 +18,7 @@ use crate::id::{Id, NodeInfo};
 use bytes::Bytes;
 
 // CRC-32 over header and payload.
-use crate::checksum::CRC32 as CRC;
+use crate::checksum::{crc32, Crc32Digest};
 
 /// Type byte of each message. Fixed on the wire: never renumber, only add.
 ///
@@ -177,7 +177,7 @@ fn encode_with(kind: u8, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)
     // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
     let len = (buf.len() - body) as u32;
     buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
-    let crc = CRC.checksum(&buf[start..]);
+    let crc = crc32(&buf[start..]);
     buf.put_u32(crc);
 }
 
@@ -396,7 +396,7 @@ pub fn decode_frame_body<'a>(
         return Err(WireError::Truncated { needed, have });
     };
     let expected = u32::from_be_bytes(*crc);
-    let mut digest = CRC.digest();
+    let mut digest = Crc32Digest::new();
     digest.update(header);
     digest.update(payload);
     let actual = digest.finalize();
@@ -702,7 +702,7 @@ mod tests {
         let mut f = vec![MAGIC, VERSION, kind];
         f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
         f.extend_from_slice(payload);
-        f.extend_from_slice(&CRC.checksum(&f).to_be_bytes());
+        f.extend_from_slice(&crc32(&f).to_be_bytes());
         f
     }
 
