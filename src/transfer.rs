@@ -7,12 +7,16 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::net::{refusal_to_error, Framed};
+use crate::net::{refusal_to_error, Framed, ReadError};
 use crate::store::{RecordReader, RecordWriter, CHUNK_SIZE};
 use crate::wire::{Body, Message, RecordHead};
 
 // The CRC-32 of record data, as the store keeps it.
 use crate::checksum::Crc32Digest;
+
+/// Chunks at least this large are written from where they lie rather than copied into a frame:
+/// a copy of a small chunk costs less than a second write.
+const DIRECT_CHUNK: usize = 64 * 1024;
 
 /// Where a record's bytes come from, a chunk at a time.
 pub(crate) trait Source {
@@ -59,6 +63,13 @@ pub(crate) fn send_record(
         sent += chunk.len() as u64;
         if sent > head.size {
             break;
+        }
+        if chunk.len() >= DIRECT_CHUNK {
+            // Sent from where it lies, with whatever is queued: no copy into the queue.
+            framed
+                .send_chunk(chunk)
+                .map_err(|e| framed.error(ReadError::Io(e)))?;
+            continue;
         }
         // Write what is queued before it would hold more than a chunk; a small record still
         // goes out in one write with its end.

@@ -1,6 +1,6 @@
 //! Whole frames on a TCP stream: the one framing used by servers and outbound connections.
 
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
@@ -77,6 +77,40 @@ impl Framed {
     pub fn queue_chunk(&mut self, data: &[u8]) {
         wire::encode_chunk(data, &mut self.out);
         self.counters.note_frame(data.len() as u64);
+    }
+
+    /// Writes every queued frame, then a chunk frame carrying `data`, in one vectored write:
+    /// a large chunk is sent from where it lies, not copied into the queue first.
+    pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        let (header, trailer) = wire::chunk_frame_parts(data);
+        self.counters.note_frame(data.len() as u64);
+        let mut parts = [
+            IoSlice::new(&self.out),
+            IoSlice::new(&header),
+            IoSlice::new(data),
+            IoSlice::new(&trailer),
+        ];
+        let mut parts = &mut parts[..];
+        let mut stream: &TcpStream = &self.reader.get_ref().0;
+        let mut result = Ok(());
+        // Bounded: every pass writes at least one byte or ends the loop.
+        IoSlice::advance_slices(&mut parts, 0);
+        while !parts.is_empty() {
+            match stream.write_vectored(parts) {
+                Ok(0) => {
+                    result = Err(io::ErrorKind::WriteZero.into());
+                    break;
+                }
+                Ok(n) => IoSlice::advance_slices(&mut parts, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        self.out.clear();
+        result
     }
 
     /// Writes every queued frame.

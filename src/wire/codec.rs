@@ -167,6 +167,18 @@ pub fn encode_chunk(data: &[u8], buf: &mut BytesMut) {
     encode_with(ty::CHUNK, buf, |buf| buf.put_slice(data));
 }
 
+/// The bytes before and after `data` in its chunk frame, so that a large chunk can be written
+/// from where it lies (a vectored write) rather than copied into a frame first.
+pub fn chunk_frame_parts(data: &[u8]) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
+    let mut header = [MAGIC, VERSION, ty::CHUNK, 0, 0, 0, 0];
+    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
+    header[3..].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc = Crc32Digest::new();
+    crc.update(&header);
+    crc.update(data);
+    (header, crc.finalize().to_be_bytes())
+}
+
 /// Appends a frame of type `kind` whose payload `payload` writes.
 fn encode_with(kind: u8, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
     let start = buf.len();
@@ -967,6 +979,17 @@ mod tests {
             panic!("{got:?}")
         };
         assert_eq!(message, "é".repeat(32_767));
+    }
+
+    #[test]
+    fn chunk_frame_parts_frame_the_data_as_encode_chunk_does() {
+        for len in [0, 1, 1000, 70_000] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let mut whole = BytesMut::new();
+            encode_chunk(&data, &mut whole);
+            let (header, trailer) = chunk_frame_parts(&data);
+            assert_eq!(whole[..], [&header[..], &data, &trailer].concat()[..]);
+        }
     }
 
     #[test]

@@ -9,8 +9,8 @@ mod codec;
 mod message;
 
 pub use codec::{
-    decode, decode_frame_body, decode_header, decode_payload, encode, encode_chunk, Body,
-    FrameHeader,
+    chunk_frame_parts, decode, decode_frame_body, decode_header, decode_payload, encode,
+    encode_chunk, Body, FrameHeader,
 };
 pub use message::{Message, RecordHead, RemoteCode};
 
