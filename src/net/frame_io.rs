@@ -84,31 +84,8 @@ impl Framed {
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
         let (header, trailer) = wire::chunk_frame_parts(data);
         self.counters.note_frame(data.len() as u64);
-        let mut parts = [
-            IoSlice::new(&self.out),
-            IoSlice::new(&header),
-            IoSlice::new(data),
-            IoSlice::new(&trailer),
-        ];
-        let mut parts = &mut parts[..];
-        let mut stream: &TcpStream = &self.reader.get_ref().0;
-        let mut result = Ok(());
-        // Bounded: every pass writes at least one byte or ends the loop.
-        IoSlice::advance_slices(&mut parts, 0);
-        while !parts.is_empty() {
-            match stream.write_vectored(parts) {
-                Ok(0) => {
-                    result = Err(io::ErrorKind::WriteZero.into());
-                    break;
-                }
-                Ok(n) => IoSlice::advance_slices(&mut parts, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    result = Err(e);
-                    break;
-                }
-            }
-        }
+        let stream: &TcpStream = &self.reader.get_ref().0;
+        let result = write_all_parts(stream, [&self.out, &header, data, &trailer]);
         self.out.clear();
         result
     }
@@ -221,6 +198,26 @@ impl Framed {
         let reply = self.recv().map_err(|e| self.error(e))?;
         refusal_to_error(self.peer, reply)
     }
+}
+
+/// Writes `parts` in order, with vectored writes.
+fn write_all_parts(mut stream: &TcpStream, mut parts: [&[u8]; 4]) -> io::Result<()> {
+    // Bounded: every pass writes at least one byte or ends the loop.
+    while parts.iter().any(|p| !p.is_empty()) {
+        match stream.write_vectored(&parts.map(IoSlice::new)) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                for part in &mut parts {
+                    let k = n.min(part.len());
+                    *part = &part[k..];
+                    n -= k;
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// A stream shared between the connection's reader and whoever may need to shut it down.
