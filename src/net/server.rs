@@ -18,8 +18,10 @@ use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
 
 /// Answers one request with one reply, on the request's [`Session`] (which streaming
-/// requests use to read or write further frames). Called on connection threads, concurrently;
-/// it must not wait on another node, so that a busy server can never deadlock on itself.
+/// requests use to read or write further frames). Called on connection threads, concurrently.
+/// It may call another node only over a connection of its own (never waiting for a thread of
+/// this server), and only along a chain that ends: then a busy server never deadlocks, since
+/// every call is served by a thread of its own at the callee or refused there (Busy).
 pub type Handler = Arc<dyn Fn(Message, &mut Session<'_>) -> Message + Send + Sync>;
 
 /// The connection a request arrived on, lent to its handler.

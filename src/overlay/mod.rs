@@ -93,8 +93,9 @@ impl OverlayState {
     /// responsible. Nodes for which `excluded` is true (found unreachable) are never chosen.
     ///
     /// As in the Pastry paper: within the leaf set's span, the responsible node among the leaf
-    /// set and `me`; else the routing-table entry sharing one more digit with `key`; else any
-    /// known node sharing as many digits with `key` as `me` does and strictly closer to it.
+    /// set and `me`; else a node sharing one more digit with `key` (the routing-table entry for
+    /// it, or a known node sharing more digits and nearer the key); else any known node sharing
+    /// as many digits with `key` as `me` does and strictly closer to it.
     pub fn route(&self, key: Key, excluded: impl Fn(Id) -> bool) -> NodeInfo {
         let usable = |n: &NodeInfo| !excluded(n.id);
         let best = |a: NodeInfo, b: NodeInfo| {
@@ -113,7 +114,14 @@ impl OverlayState {
             return self.me; // key == me: always covered, kept for totality
         }
         if let Some(entry) = self.table.get(row, key.digit(row)).filter(usable) {
-            return entry;
+            // Any known node sharing more digits will do; the one nearest the key is the
+            // likeliest to hold the key in its leaf set's span and answer at the next step.
+            let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
+            return members
+                .copied()
+                .chain(self.table.entries())
+                .filter(|n| usable(n) && n.id.shared_prefix(key) > row)
+                .fold(entry, best);
         }
         // The rare case: no entry for the next digit. Any node at least as far along the
         // prefix and nearer to the key still makes progress.
