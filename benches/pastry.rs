@@ -28,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pastry::{Client, Discovery, Id, Node, NodeConfig, Rng, DEFAULT_REPLICAS};
+use pastry::{Client, ClientConfig, Discovery, Entry, Id, Node, NodeConfig, Rng, DEFAULT_REPLICAS};
 
 /// Leaf-set size with the default configuration (`leaf_half` 8 on each side).
 const LEAF_SET: f64 = 16.0;
@@ -423,6 +423,15 @@ impl Profile {
             Profile::Large => "default but `pool_per_peer: 0, maintenance_interval: 10 s`",
             Profile::Quiet => "default but `pool_per_peer: 0, maintenance_interval: 3600 s`",
         }
+    }
+
+    /// The client's configuration: it syncs retrieved files as the nodes sync their copies.
+    fn client(self, discovery: SocketAddr) -> Client {
+        let config = ClientConfig {
+            sync_writes: self.config(PathBuf::new()).sync_writes,
+            ..ClientConfig::default()
+        };
+        Client::with_config(Entry::Discovery(discovery), config)
     }
 
     fn config(self, dir: PathBuf) -> NodeConfig {
@@ -969,8 +978,9 @@ fn store(ctx: &mut Ctx) {
          `Client::retrieve_file` (file to file, streamed) through a {nodes}-node network, \
          beside a raw loopback TCP stream of the same size measured in the same run. A store \
          writes every copy from the client (default 3 copies: the holder and 2 replicas), so \
-         the wire carries copies × size; the `sync_writes: true` default fsyncs each copy. \
-         Files live on the same disk as the nodes' data.",
+         the wire carries copies × size; the `sync_writes: true` default fsyncs each copy, \
+         and the client's (`ClientConfig::sync_writes`, set like the nodes') the retrieved \
+         file. Files live on the same disk as the nodes' data.",
         fmt_bytes(size)
     ));
     let src = ctx.root.join("object-large");
@@ -1013,7 +1023,7 @@ fn store(ctx: &mut Ctx) {
                 continue;
             }
         };
-        let client = Client::new(entry);
+        let client = profile.client(entry);
         let out = ctx.root.join("object-out");
         let t = Instant::now();
         let stored = client.store_file(&src);
@@ -1088,7 +1098,7 @@ fn peak_memory(ctx: &mut Ctx, nodes: usize, size: u64) {
             return;
         }
     };
-    let client = Client::new(entry);
+    let client = Profile::NoSync.client(entry);
     trim_heap();
     let rss_before = status_kb("VmRSS");
     let reset = reset_peak_rss();
@@ -1184,7 +1194,7 @@ fn small_values(ctx: &mut Ctx) {
                 continue;
             }
         };
-        let client = Client::new(entry);
+        let client = profile.client(entry);
         let value = [1u8, 2, 3, 4];
         let names: Vec<String> = (0..samples)
             .map(|i| format!("small-{}-{i}", profile.name()))

@@ -40,6 +40,10 @@ pub struct ClientConfig {
     /// How long an operation keeps retrying while the overlay changes under it (a node
     /// joining, leaving or failing). Default 10 s.
     pub retry_for: Duration,
+    /// Whether a retrieved file is synced to disk before it is renamed into place, so that
+    /// after a crash it is whole or absent. Default true; false leaves the writing to the
+    /// operating system (faster, as `NodeConfig::sync_writes` for a node).
+    pub sync_writes: bool,
 }
 
 impl Default for ClientConfig {
@@ -48,6 +52,7 @@ impl Default for ClientConfig {
             net: NetConfig::default(),
             max_hops: DEFAULT_MAX_HOPS,
             retry_for: Duration::from_secs(10),
+            sync_writes: true,
         }
     }
 }
@@ -198,7 +203,7 @@ impl Client {
         let name = name.as_ref();
         self.retrying(|| {
             let route = self.lookup_once(key_of(name))?;
-            let mut sink = FileSink::create(out)?;
+            let mut sink = FileSink::create(out, self.config.sync_writes)?;
             let head = self.fetch(&route, name, &mut sink)?;
             sink.finish()?;
             Ok(Retrieved {

@@ -262,11 +262,12 @@ pub(crate) struct FileSink {
     path: PathBuf,
     tmp: PathBuf,
     file: Option<std::io::BufWriter<File>>,
+    sync: bool,
 }
 
 impl FileSink {
-    /// Starts writing what will become `path`.
-    pub fn create(path: &Path) -> Result<FileSink> {
+    /// Starts writing what will become `path`, synced before it is renamed if `sync`.
+    pub fn create(path: &Path, sync: bool) -> Result<FileSink> {
         let mut tmp = path.as_os_str().to_owned();
         tmp.push(format!(".pastry-{}.part", std::process::id()));
         let tmp = PathBuf::from(tmp);
@@ -278,10 +279,11 @@ impl FileSink {
             path: path.to_path_buf(),
             tmp,
             file: Some(std::io::BufWriter::with_capacity(CHUNK_SIZE, file)),
+            sync,
         })
     }
 
-    /// Flushes, syncs and renames the file into place.
+    /// Flushes, syncs (if asked) and renames the file into place.
     pub fn finish(mut self) -> Result<()> {
         let io = |path: &Path, source| Error::Io {
             path: path.to_path_buf(),
@@ -291,7 +293,9 @@ impl FileSink {
             let file = file
                 .into_inner()
                 .map_err(|e| io(&self.tmp, e.into_error()))?;
-            file.sync_all().map_err(|e| io(&self.tmp, e))?;
+            if self.sync {
+                file.sync_all().map_err(|e| io(&self.tmp, e))?;
+            }
         }
         std::fs::rename(&self.tmp, &self.path).map_err(|e| io(&self.path, e))
     }

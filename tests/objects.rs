@@ -296,3 +296,32 @@ fn small_values_cost_a_lookup_and_one_round_trip_on_a_reused_connection() {
         "connections were reused"
     );
 }
+
+#[test]
+fn a_client_that_does_not_sync_retrieves_the_same_bytes() {
+    let mut rng = Rng::seeded(15);
+    let net = Network::new(&random_ids(&mut rng, 3));
+    let config = pastry::ClientConfig {
+        sync_writes: false,
+        ..pastry::ClientConfig::default()
+    };
+    let client = Client::with_config(pastry::Entry::Discovery(net.discovery.local_addr()), config);
+    let dir = std::env::temp_dir().join(format!("pastry-nosync-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let src = dir.join("data.bin");
+    let data = bytes(&mut rng, 3 * CHUNK_SIZE + 7);
+    std::fs::write(&src, &data).unwrap();
+    client.store_file(&src).unwrap();
+    let out = dir.join("out.bin");
+    let got = client.retrieve_file("data.bin", &out).unwrap();
+    assert_eq!(got.size, data.len() as u64);
+    assert!(std::fs::read(&out).unwrap() == data);
+    // Nothing left beside it: the partial file was renamed into place.
+    let mut names: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["data.bin", "out.bin"]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
