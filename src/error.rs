@@ -178,7 +178,10 @@ impl Error {
             | Error::Local { .. } => true,
             Error::Refused { code, .. } => matches!(
                 code,
-                RemoteCode::NotResponsible | RemoteCode::NotJoined | RemoteCode::Busy
+                RemoteCode::NotResponsible
+                    | RemoteCode::NotJoined
+                    | RemoteCode::Busy
+                    | RemoteCode::Unroutable
             ),
             _ => false,
         }

@@ -100,6 +100,7 @@ impl Inner {
         hops_left: u8,
         deadline: Instant,
     ) -> Result<Vec<NodeInfo>> {
+        let started = Instant::now();
         let mut exclude: Vec<Id> = Vec::new();
         let mut last_failure = None;
         for _ in 0..=MAX_DETOURS {
@@ -117,9 +118,10 @@ impl Inner {
             // fails.
             let wait = deadline.saturating_duration_since(Instant::now()) / 2;
             if wait < MIN_WAIT {
+                // Out of time: the route has waited this long on the nodes after this one.
                 return Err(Error::Timeout {
                     addr: next.addr,
-                    after: wait,
+                    after: started.elapsed(),
                 });
             }
             match ask_route(&self.pool, next.addr, key, hops_left - 1, wait) {
