@@ -4,6 +4,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
@@ -203,5 +205,120 @@ fn a_route_out_of_hops_is_unroutable_and_the_largest_budget_is_served() {
             );
         }
         other => panic!("expected a route, got {other:?}"),
+    }
+}
+
+/// A peer at a local address that answers every request with `reply` (counting them in
+/// `answered`) until `stop`; the thread ends once `stop` is set and its connections close.
+fn liar(
+    reply: Message,
+    stop: Arc<AtomicBool>,
+    answered: Arc<AtomicUsize>,
+) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
+    let listener = std::net::TcpListener::bind(loopback()).unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut frame = bytes::BytesMut::new();
+    wire::encode(&reply, &mut frame);
+    let thread = std::thread::spawn(move || {
+        let mut conns: Vec<std::thread::JoinHandle<()>> = Vec::new();
+        while !stop.load(Ordering::SeqCst) {
+            match listener.accept() {
+                Ok((mut s, _)) => {
+                    let frame = frame.clone();
+                    let stop = Arc::clone(&stop);
+                    let answered = Arc::clone(&answered);
+                    conns.push(std::thread::spawn(move || {
+                        s.set_nonblocking(false).unwrap();
+                        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+                        let mut header = [0u8; wire::HEADER_LEN];
+                        // One reply per request, until the caller closes or we are stopped.
+                        while !stop.load(Ordering::SeqCst) {
+                            match s.read_exact(&mut header) {
+                                Ok(()) => {}
+                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                                Err(_) => return,
+                            }
+                            let len = u32::from_be_bytes(header[3..7].try_into().unwrap());
+                            let mut rest = vec![0u8; len as usize + wire::TRAILER_LEN];
+                            if s.read_exact(&mut rest).is_err() || s.write_all(&frame).is_err() {
+                                return;
+                            }
+                            answered.fetch_add(1, Ordering::SeqCst);
+                        }
+                    }));
+                }
+                Err(_) => std::thread::sleep(Duration::from_millis(5)),
+            }
+        }
+        for c in conns {
+            c.join().unwrap();
+        }
+    });
+    (addr, thread)
+}
+
+#[test]
+fn a_node_that_answers_routes_with_nonsense_is_routed_around() {
+    let mut rng = Rng::seeded(31);
+    let ids = random_ids(&mut rng, 12);
+    let net = Network::new(&ids);
+    let mut key = pastry::Id(rng.next_u64() as u16);
+    while ids.contains(&key) {
+        key = pastry::Id(key.0.wrapping_add(1));
+    }
+    let someone = net.nodes[0].info();
+    let stop = Arc::new(AtomicBool::new(false));
+    // A route longer than any allowed, and an empty one.
+    let too_long = Message::Routed {
+        path: vec![someone; 300],
+    };
+    let empty = Message::Routed { path: vec![] };
+    for reply in [too_long, empty] {
+        let answered = Arc::new(AtomicUsize::new(0));
+        let (addr, thread) = liar(reply, Arc::clone(&stop), Arc::clone(&answered));
+        let ghost = pastry::NodeInfo { id: key, addr };
+        // Known to every node, where it would be responsible for `key`.
+        for node in &net.nodes {
+            let mut frame = bytes::BytesMut::new();
+            wire::encode(&Message::Announce { node: ghost }, &mut frame);
+            let mut s = TcpStream::connect(node.info().addr).unwrap();
+            s.write_all(&frame).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            let (ack, _) = wire::decode(&read_until_closed(s), wire::DEFAULT_MAX_PAYLOAD).unwrap();
+            assert_eq!(ack, Message::Ack);
+        }
+        let expected = oracle_responsible(key, &ids);
+        for node in &net.nodes {
+            let route = node
+                .lookup(key)
+                .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
+            assert_eq!(route.responsible().id, expected, "from {}", node.id());
+            assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+        }
+        assert!(
+            answered.load(Ordering::SeqCst) > 0,
+            "the liar was never asked"
+        );
+        // The nodes still serve: a lookup of another key is answered as before.
+        let other = pastry::Id(key.0.wrapping_add(0x8000));
+        let route = net.nodes[1].lookup(other).unwrap();
+        assert_eq!(route.responsible().id, oracle_responsible(other, &ids));
+        stop.store(true, Ordering::SeqCst);
+        thread.join().unwrap();
+        stop.store(false, Ordering::SeqCst);
+        // Forget the liar before the next one takes its id.
+        for node in &net.nodes {
+            let depart = Message::Depart {
+                node: ghost,
+                leaf_set: vec![],
+            };
+            let mut frame = bytes::BytesMut::new();
+            wire::encode(&depart, &mut frame);
+            let mut s = TcpStream::connect(node.info().addr).unwrap();
+            s.write_all(&frame).unwrap();
+            s.shutdown(std::net::Shutdown::Write).unwrap();
+            read_until_closed(s);
+        }
     }
 }
