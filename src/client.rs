@@ -15,7 +15,6 @@ use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
 use crate::node::walk::{ask_route, is_hop_failure, route_budget, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
-use crate::store::CHUNK_SIZE;
 use crate::transfer::{
     lossy, recv_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
 };
@@ -298,10 +297,9 @@ impl Client {
     }
 
     /// Writes the record `head` (with the version its holder gave it) to the other replica
-    /// holders, from sources `open` makes. A large record goes to all of them at once, so a
-    /// replicated store takes about as long as one copy. A holder that cannot be reached is
-    /// skipped: the holders' maintenance restores the copy; a holder that refuses fails the
-    /// write.
+    /// holders, from sources `open` makes, to all of them at once: a replicated write takes
+    /// about as long as one copy. A holder that cannot be reached is skipped: the holders'
+    /// maintenance restores the copy; a holder that refuses fails the write.
     fn write_replicas<S: Source + Send>(
         &self,
         replicas: &[NodeInfo],
@@ -312,24 +310,27 @@ impl Client {
             .iter()
             .map(|_| open())
             .collect::<Result<Vec<S>>>()?;
-        let copies = replicas.iter().copied().zip(sources);
-        let results: Vec<Result<()>> = if head.size > CHUNK_SIZE as u64 && replicas.len() > 1 {
-            std::thread::scope(|scope| {
-                let writers: Vec<_> = copies
-                    .map(|(replica, mut source)| {
-                        scope.spawn(move || self.write_copy(replica, head, &mut source))
-                    })
-                    .collect();
-                writers
+        let mut copies = replicas.iter().copied().zip(sources);
+        // One copy on this thread, the others on threads of their own: each copy costs its
+        // holder file work (and an fsync), which the holders do side by side.
+        let results: Vec<Result<()>> = std::thread::scope(|scope| {
+            let first = copies.next();
+            let others: Vec<_> = copies
+                .map(|(replica, mut source)| {
+                    scope.spawn(move || self.write_copy(replica, head, &mut source))
+                })
+                .collect();
+            let mut results = Vec::with_capacity(replicas.len());
+            if let Some((replica, mut source)) = first {
+                results.push(self.write_copy(replica, head, &mut source));
+            }
+            results.extend(
+                others
                     .into_iter()
-                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
-                    .collect()
-            })
-        } else {
-            copies
-                .map(|(replica, mut source)| self.write_copy(replica, head, &mut source))
-                .collect()
-        };
+                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
+            );
+            results
+        });
         for (replica, written) in replicas.iter().zip(results) {
             match written {
                 Ok(()) => {}
