@@ -8,6 +8,7 @@ use std::io::{self, Read};
 use std::path::Path;
 
 use super::{RecordMeta, StoreError, MAX_NAME_LEN};
+use crate::checksum::{crc32, Crc32Digest};
 use crate::id::key_of;
 
 /// First bytes of every record file.
@@ -20,9 +21,6 @@ const FLAG_DELETED: u8 = 0x01;
 pub(super) const FIXED_LEN: usize = 4 + 1 + 1 + 2 + 8 + 8 + 4;
 /// Bytes after the name: the header CRC.
 const TRAILER_LEN: usize = 4;
-
-/// CRC-32 of the header and of the data.
-pub(super) use crate::checksum::{crc32, Crc32Digest};
 
 /// Length of the header of a record whose name is `name_len` bytes: where its data starts.
 pub(super) fn header_len(name_len: usize) -> u64 {

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Barrier;
 
-use super::format::crc32;
 use super::*;
+use crate::checksum::crc32;
 
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
