@@ -347,7 +347,7 @@ fn tell(addr: std::net::SocketAddr, msg: &pastry::wire::Message) -> pastry::wire
 #[test]
 fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
     let mut rng = Rng::seeded(77);
-    let ids = random_ids(&mut rng, 16);
+    let ids = random_ids(&mut rng, 40);
     // No maintenance: only lookups meet the silent node, and nothing would repair a live node
     // wrongly dropped.
     let config = NodeConfig {
@@ -360,8 +360,7 @@ fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
     };
     let net = Network::with_config(&ids, &config);
     // A node that accepts connections (the kernel does, from the backlog) and never answers,
-    // placed where it is responsible for `key`: every lookup of `key` ends at a node that
-    // forwards to it.
+    // placed where it is responsible for `key`.
     let silent = std::net::TcpListener::bind(loopback()).unwrap();
     let mut key = Id(rng.next_u64() as u16);
     while ids.contains(&key) {
@@ -378,23 +377,34 @@ fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
         );
         assert_eq!(reply, pastry::wire::Message::Ack);
     }
+    let holds =
+        |n: &Node| n.leaf_set().contains(key) || n.routing_table().entries().any(|e| e.id == key);
     assert!(net.nodes.iter().any(|n| n.leaf_set().contains(key)));
+    let (far, near): (Vec<&Node>, Vec<&Node>) = net.nodes.iter().partition(|n| !holds(n));
+    assert!(!far.is_empty(), "every node knows the silent one");
 
-    // From every node, twice: each lookup succeeds, ending at the live responsible node, even
-    // where the silent node is two or three hops away (its caller must give up on it in time
-    // to try another way, before the origin gives up on the caller).
+    // First from the nodes that do not know it: their lookups reach a node that does, which
+    // must give up on it and try another way before the origin gives up on that node. Then
+    // from every node, twice. Each lookup ends at the live responsible node.
     let expected = oracle_responsible(key, &ids);
+    let check = |node: &Node| {
+        let route = node
+            .lookup(key)
+            .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
+        assert_eq!(route.responsible().id, expected, "from {}", node.id());
+        assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+        route
+    };
+    for node in &far {
+        assert!(check(node).hops() >= 1, "{} is not responsible", node.id());
+    }
     for _ in 0..2 {
-        for node in &net.nodes {
-            let route = node
-                .lookup(key)
-                .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
-            assert_eq!(route.responsible().id, expected, "from {}", node.id());
-            assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+        for node in far.iter().chain(&near) {
+            check(node);
         }
     }
-    // Every node holding the silent one forwarded to it twice, timed out twice, and dropped
-    // it; a live node that merely waited on it was never taken for dead.
+    // Every node holding the silent one in its leaf set forwarded to it twice, timed out twice,
+    // and dropped it; a live node that merely waited on it was never taken for dead.
     for node in &net.nodes {
         assert!(!node.leaf_set().contains(key), "{} kept it", node.id());
     }
