@@ -329,21 +329,6 @@ fn a_dead_routing_table_entry_is_replaced_from_another_node_of_its_row() {
     assert!(net.ids().contains(&entry.id), "{entry} is live");
 }
 
-/// Sends `msg` to `addr` as a client would, and returns the reply.
-fn tell(addr: std::net::SocketAddr, msg: &pastry::wire::Message) -> pastry::wire::Message {
-    use std::io::{Read, Write};
-    let mut frame = bytes::BytesMut::new();
-    pastry::wire::encode(msg, &mut frame);
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&frame).unwrap();
-    // The server answers, then sees the end of our stream and closes its side.
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    s.read_to_end(&mut reply).unwrap();
-    pastry::wire::decode(&reply, u32::MAX).unwrap().0
-}
-
 #[test]
 fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
     let mut rng = Rng::seeded(77);

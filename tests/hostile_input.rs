@@ -180,23 +180,20 @@ fn a_route_out_of_hops_is_unroutable_and_the_largest_budget_is_served() {
         .find(|k| oracle_responsible(*k, &ids) != node.id())
         .unwrap();
     let ask = |hops_left: u8, budget_ms: u32| {
-        let mut frame = bytes::BytesMut::new();
         let route = Message::Route {
             key,
             hops_left,
             budget_ms,
         };
-        wire::encode(&route, &mut frame);
-        let mut s = TcpStream::connect(node.info().addr).unwrap();
-        s.write_all(&frame).unwrap();
-        s.shutdown(std::net::Shutdown::Write).unwrap();
-        read_until_closed(s)
+        tell(node.info().addr, &route)
     };
     // No hop left to take: refused, not forwarded.
-    assert_error_reply(&ask(0, 1000), RemoteCode::Unroutable);
+    match ask(0, 1000) {
+        Message::Error { code, .. } => assert_eq!(code, RemoteCode::Unroutable),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
     // The largest budget the wire carries is taken (capped by the node's own), not refused.
-    let (reply, _) = wire::decode(&ask(u8::MAX, u32::MAX), wire::DEFAULT_MAX_PAYLOAD).unwrap();
-    match reply {
+    match ask(u8::MAX, u32::MAX) {
         Message::Routed { path } => {
             assert_eq!(path.first().map(|n| n.id), Some(node.id()));
             assert_eq!(
@@ -280,12 +277,7 @@ fn a_node_that_answers_routes_with_nonsense_is_routed_around() {
         let ghost = pastry::NodeInfo { id: key, addr };
         // Known to every node, where it would be responsible for `key`.
         for node in &net.nodes {
-            let mut frame = bytes::BytesMut::new();
-            wire::encode(&Message::Announce { node: ghost }, &mut frame);
-            let mut s = TcpStream::connect(node.info().addr).unwrap();
-            s.write_all(&frame).unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            let (ack, _) = wire::decode(&read_until_closed(s), wire::DEFAULT_MAX_PAYLOAD).unwrap();
+            let ack = tell(node.info().addr, &Message::Announce { node: ghost });
             assert_eq!(ack, Message::Ack);
         }
         let expected = oracle_responsible(key, &ids);
@@ -308,17 +300,12 @@ fn a_node_that_answers_routes_with_nonsense_is_routed_around() {
         thread.join().unwrap();
         stop.store(false, Ordering::SeqCst);
         // Forget the liar before the next one takes its id.
+        let depart = Message::Depart {
+            node: ghost,
+            leaf_set: vec![],
+        };
         for node in &net.nodes {
-            let depart = Message::Depart {
-                node: ghost,
-                leaf_set: vec![],
-            };
-            let mut frame = bytes::BytesMut::new();
-            wire::encode(&depart, &mut frame);
-            let mut s = TcpStream::connect(node.info().addr).unwrap();
-            s.write_all(&frame).unwrap();
-            s.shutdown(std::net::Shutdown::Write).unwrap();
-            read_until_closed(s);
+            assert_eq!(tell(node.info().addr, &depart), Message::Ack);
         }
     }
 }

@@ -3,11 +3,13 @@
 
 pub mod programs;
 
-use std::net::SocketAddr;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
+use pastry::wire::{self, Message};
 use pastry::{key_of, Discovery, Id, Node, NodeConfig, NodeInfo, Rng, CHUNK_SIZE};
 
 /// Shows the library's logs when `RUST_LOG` is set (`RUST_LOG=pastry=debug cargo test ...`).
@@ -307,4 +309,24 @@ pub fn assert_settles(nodes: &[Node], names: &[&String], k: usize) {
         }
     });
     assert!(settled, "objects did not settle: {last}");
+}
+
+/// Sends `msg` to `addr` on a connection of its own, as any peer could, and returns the reply:
+/// the server answers, sees the end of the stream, and closes.
+pub fn tell(addr: SocketAddr, msg: &Message) -> Message {
+    let mut frame = bytes::BytesMut::new();
+    wire::encode(msg, &mut frame);
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.write_all(&frame).expect("send");
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    match s.read_to_end(&mut reply) {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+        Err(e) => panic!("no reply from {addr}: {e}"),
+    }
+    wire::decode(&reply, wire::DEFAULT_MAX_PAYLOAD)
+        .expect("a reply frame")
+        .0
 }
