@@ -256,7 +256,7 @@ fn liar(
 }
 
 #[test]
-fn a_node_that_answers_routes_with_nonsense_is_routed_around() {
+fn a_node_that_answers_routes_with_nonsense_is_routed_around_then_dropped() {
     let mut rng = Rng::seeded(31);
     let ids = random_ids(&mut rng, 12);
     let net = Network::new(&ids);
@@ -281,17 +281,28 @@ fn a_node_that_answers_routes_with_nonsense_is_routed_around() {
             assert_eq!(ack, Message::Ack);
         }
         let expected = oracle_responsible(key, &ids);
-        for node in &net.nodes {
-            let route = node
-                .lookup(key)
-                .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
-            assert_eq!(route.responsible().id, expected, "from {}", node.id());
-            assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+        for _ in 0..2 {
+            for node in &net.nodes {
+                let route = node
+                    .lookup(key)
+                    .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
+                assert_eq!(route.responsible().id, expected, "from {}", node.id());
+                assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
+            }
         }
         assert!(
             answered.load(Ordering::SeqCst) > 0,
             "the liar was never asked"
         );
+        // Twice found out by every node that holds it next to the key: dropped, as a node
+        // that does not answer would be.
+        for node in &net.nodes {
+            assert!(
+                !node.leaf_set().contains(key),
+                "{} kept the liar",
+                node.id()
+            );
+        }
         // The nodes still serve: a lookup of another key is answered as before.
         let other = pastry::Id(key.0.wrapping_add(0x8000));
         let route = net.nodes[1].lookup(other).unwrap();

@@ -19,8 +19,10 @@ use super::Inner;
 /// itself: long enough for every neighbour to notice it too, so that none hands it back.
 pub const DEAD_MEMORY: Duration = Duration::from_secs(30);
 
-/// Consecutive timeouts after which a silent node counts as dead. A refused connection counts
-/// at once: nothing listens there any more.
+/// Consecutive failures to answer sensibly (a timeout, a malformed frame or a reply that
+/// makes no sense) after which a node counts as dead: a node that cannot be understood is of
+/// no more use to routing than a silent one. A refused connection counts at once: nothing
+/// listens there any more.
 pub const TIMEOUTS_TO_DEAD: u32 = 2;
 
 /// Why a node is kept out of the tables.
@@ -56,7 +58,7 @@ impl Inner {
                 code: RemoteCode::NotJoined,
                 ..
             } => true,
-            Error::Timeout { .. } => {
+            Error::Timeout { .. } | Error::Wire { .. } | Error::Protocol { .. } => {
                 let mut health = self.health.lock();
                 let count = health.silent.entry(id).or_default();
                 *count += 1;
