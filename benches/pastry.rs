@@ -164,6 +164,26 @@ impl Nets {
         }
         Ok(self.current.as_ref().expect("just built"))
     }
+
+    /// Like [`Nets::get`]; a network that does not start is reported in `report` as a row of
+    /// the `lead` cells and why.
+    fn get_or_report(
+        &mut self,
+        n: usize,
+        profile: Profile,
+        report: &mut Report,
+        lead: Vec<String>,
+    ) -> Result<&Net, String> {
+        match self.get(n, profile) {
+            Ok(net) => Ok(net),
+            Err(e) => {
+                let mut row = lead;
+                row.push(format!("does not start: {e}"));
+                report.row(row);
+                Err(e)
+            }
+        }
+    }
 }
 
 impl Ctx {
@@ -706,14 +726,10 @@ fn lookup_latency(ctx: &mut Ctx) {
     ]);
     for (n, profile) in runs {
         let mut rng = Rng::seeded(ctx.rng.next_u64());
-        let net = match ctx.nets.get(n, profile) {
+        let lead = vec![n.to_string(), profile.describe().into()];
+        let net = match ctx.nets.get_or_report(n, profile, &mut ctx.report, lead) {
             Ok(net) => net,
             Err(e) => {
-                ctx.report.row(vec![
-                    n.to_string(),
-                    profile.describe().into(),
-                    format!("does not start: {e}"),
-                ]);
                 // The target is the library's as configured by default; the other rows show
                 // what a configuration for scale costs.
                 if n >= 64 && profile == Profile::Default {
@@ -807,15 +823,9 @@ fn lookup_throughput(ctx: &mut Ctx) {
     ]);
     for profile in [Profile::Default, Profile::NoPool] {
         let seed = ctx.rng.next_u64();
-        let net = match ctx.nets.get(n, profile) {
-            Ok(net) => net,
-            Err(e) => {
-                ctx.report.row(vec![
-                    profile.describe().into(),
-                    format!("does not start: {e}"),
-                ]);
-                continue;
-            }
+        let lead = vec![profile.describe().into()];
+        let Ok(net) = ctx.nets.get_or_report(n, profile, &mut ctx.report, lead) else {
+            continue;
         };
         let mut rng = Rng::seeded(seed);
         warm_up(net, &mut rng);
@@ -923,14 +933,10 @@ fn hops(ctx: &mut Ctx) {
     ]);
     for (n, profile) in sizes {
         let mut rng = Rng::seeded(ctx.rng.next_u64());
-        let net = match ctx.nets.get(n, profile) {
+        let lead = vec![n.to_string(), profile.describe().into()];
+        let net = match ctx.nets.get_or_report(n, profile, &mut ctx.report, lead) {
             Ok(net) => net,
             Err(e) => {
-                ctx.report.row(vec![
-                    n.to_string(),
-                    profile.describe().into(),
-                    format!("does not start: {e}"),
-                ]);
                 ctx.report.check(
                     format!("Hops at {n} nodes"),
                     format!("network does not start: {e}"),
@@ -1032,15 +1038,14 @@ fn store(ctx: &mut Ctx) {
         (Profile::NoSyncOneCopy, 1),
     ];
     for (profile, copies) in profiles {
-        let entry = match ctx.nets.get(nodes, profile) {
-            Ok(net) => net.discovery.local_addr(),
-            Err(e) => {
-                ctx.report
-                    .row(vec![profile.describe().into(), format!("failed: {e}")]);
-                continue;
-            }
+        let lead = vec![profile.describe().into()];
+        let Ok(net) = ctx
+            .nets
+            .get_or_report(nodes, profile, &mut ctx.report, lead)
+        else {
+            continue;
         };
-        let client = profile.client(entry);
+        let client = profile.client(net.discovery.local_addr());
         let out = ctx.root.join("object-out");
         let t = Instant::now();
         let stored = client.store_file(&src);
@@ -1203,15 +1208,11 @@ fn small_values(ctx: &mut Ctx) {
         "p50 ÷ expected",
     ]);
     for profile in [Profile::Default, Profile::NoSync] {
-        let entry = match ctx.nets.get(n, profile) {
-            Ok(net) => net.discovery.local_addr(),
-            Err(e) => {
-                ctx.report
-                    .row(vec![profile.describe().into(), format!("failed: {e}")]);
-                continue;
-            }
+        let lead = vec![profile.describe().into()];
+        let Ok(net) = ctx.nets.get_or_report(n, profile, &mut ctx.report, lead) else {
+            continue;
         };
-        let client = profile.client(entry);
+        let client = profile.client(net.discovery.local_addr());
         let value = [1u8, 2, 3, 4];
         let names: Vec<String> = (0..samples)
             .map(|i| format!("small-{}-{i}", profile.name()))
@@ -1332,12 +1333,12 @@ fn join(ctx: &mut Ctx) {
     for n in sizes {
         let seed = ctx.rng.next_u64();
         let dir = ctx.root.join(format!("joiners-{n}"));
-        let net = match ctx.nets.get(n, Profile::Quiet) {
-            Ok(net) => net,
-            Err(e) => {
-                ctx.report.row(vec![n.to_string(), format!("failed: {e}")]);
-                continue;
-            }
+        let lead = vec![n.to_string()];
+        let Ok(net) = ctx
+            .nets
+            .get_or_report(n, Profile::Quiet, &mut ctx.report, lead)
+        else {
+            continue;
         };
         let mut rng = Rng::seeded(seed);
         let taken: std::collections::HashSet<Id> = net.nodes.iter().map(|n| n.id()).collect();
@@ -1494,14 +1495,10 @@ fn idle(ctx: &mut Ctx) {
         "Total descriptors",
     ]);
     for (n, profile) in sizes {
-        let net = match ctx.nets.get(n, profile) {
+        let lead = vec![n.to_string(), profile.describe().into()];
+        let net = match ctx.nets.get_or_report(n, profile, &mut ctx.report, lead) {
             Ok(net) => net,
             Err(e) => {
-                ctx.report.row(vec![
-                    n.to_string(),
-                    profile.describe().into(),
-                    format!("does not start: {e}"),
-                ]);
                 if n >= 1000 {
                     ctx.report.check(
                         format!(
