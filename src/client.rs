@@ -12,11 +12,12 @@ use parking_lot::Mutex;
 use crate::discovery::DiscoveryLink;
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
-use crate::net::{Conn, Counters, NetConfig, NetStats, Pool};
+use crate::net::{Counters, NetConfig, NetStats, Pool};
 use crate::node::walk::{ask_route, is_hop_failure, route_budget, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
+use crate::rng::Rng;
 use crate::transfer::{
-    lossy, recv_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
+    get_record, lossy, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
 };
 use crate::wire::{Message, RecordHead, RemoteCode};
 
@@ -63,8 +64,13 @@ pub struct Stored {
     pub key: Key,
     /// Bytes stored.
     pub size: u64,
-    /// The version the holder gave it.
+    /// The version the responsible node gave this write. Versions of one name are unique and
+    /// ordered as the responsible node ordered the writes.
     pub version: u64,
+    /// False when a newer write of the same name (one with a higher version) had already
+    /// been stored when this one finished: this write was ordered before it, and a get
+    /// returns the newer one.
+    pub kept: bool,
     /// The route to the holder; its last node holds the object.
     pub route: Route,
 }
@@ -117,6 +123,8 @@ pub struct Client {
     counters: Arc<Counters>,
     /// The peer lookups start from, kept while it answers.
     start: Mutex<Option<NodeInfo>>,
+    /// Makes the ids of writes, the same on every retry of one write.
+    requests: Mutex<Rng>,
 }
 
 impl Client {
@@ -139,6 +147,7 @@ impl Client {
             counters,
             config,
             start: Mutex::new(None),
+            requests: Mutex::new(Rng::from_entropy()),
         }
     }
 
@@ -161,7 +170,7 @@ impl Client {
 
     /// Finds the node responsible for `key`; the route starts at the client's entry peer.
     pub fn lookup(&self, key: Key) -> Result<Route> {
-        self.retrying(|| self.lookup_once(key))
+        self.retrying(|| self.lookup_once(key).map(|(route, _)| route))
     }
 
     /// Stores `data` under `name` on the node responsible for `key_of(name)`.
@@ -184,9 +193,9 @@ impl Client {
     pub fn get(&self, name: impl AsRef<[u8]>) -> Result<Fetched> {
         let name = name.as_ref();
         self.retrying(|| {
-            let route = self.lookup_once(key_of(name))?;
+            let (route, replicas) = self.lookup_once(key_of(name))?;
             let mut data = Vec::new();
-            let head = self.fetch(&route, name, &mut data)?;
+            let head = self.fetch(&route, &replicas, name, &mut data)?;
             Ok(Fetched {
                 key: route.key,
                 data,
@@ -201,9 +210,9 @@ impl Client {
     pub fn retrieve_file(&self, name: impl AsRef<[u8]>, out: &Path) -> Result<Retrieved> {
         let name = name.as_ref();
         self.retrying(|| {
-            let route = self.lookup_once(key_of(name))?;
+            let (route, replicas) = self.lookup_once(key_of(name))?;
             let mut sink = FileSink::create(out, self.config.sync_writes)?;
-            let head = self.fetch(&route, name, &mut sink)?;
+            let head = self.fetch(&route, &replicas, name, &mut sink)?;
             sink.finish()?;
             Ok(Retrieved {
                 key: route.key,
@@ -217,32 +226,21 @@ impl Client {
     /// Deletes the object `name`.
     pub fn delete(&self, name: impl AsRef<[u8]>) -> Result<Deleted> {
         let name = name.as_ref();
+        let request = Message::Delete {
+            name: name.to_vec(),
+            request: self.new_request_id(),
+            relayed: false,
+        };
         self.retrying(|| {
-            let route = self.lookup_once(key_of(name))?;
-            let holder = route.responsible();
-            let request = Message::Delete {
-                name: name.to_vec(),
-            };
-            let (existed, version, replicas) = match self
-                .pool
-                .call(holder.addr, &request)
-                .map_err(|e| typed(name, e))?
-            {
-                Message::Deleted {
-                    existed,
-                    version,
-                    replicas,
-                } => (existed, version, replicas),
-                other => return Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
-            };
-            let tombstone = RecordHead {
-                name: name.to_vec(),
-                size: 0,
-                version,
-                deleted: true,
-                handoff: true,
-            };
-            self.write_replicas(&replicas, &tombstone, &mut || Ok(SliceSource(&[])))?;
+            let (route, replicas) = self.lookup_once(key_of(name))?;
+            let existed =
+                self.at_holders(&route, &replicas, is_busy_or_gone, |holder| {
+                    match self.pool.call(holder.addr, &request) {
+                        Ok(Message::Deleted { existed, .. }) => Ok(existed),
+                        Ok(other) => Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
+                        Err(e) => Err(typed(name, e)),
+                    }
+                })?;
             Ok(Deleted {
                 key: route.key,
                 existed,
@@ -264,161 +262,103 @@ impl Client {
             version: 0,
             deleted: false,
             handoff: false,
+            request: self.new_request_id(),
+            existed: false,
+            relayed: false,
         };
         self.retrying(|| {
-            let route = self.lookup_once(key_of(name))?;
-            let holder = route.responsible();
-            let mut source = open()?;
-            let (version, replicas) = self
-                .pool
-                .session(holder.addr, |conn| {
-                    send_whole_record(conn, &head, &mut source)?;
-                    match conn.recv_or_fail()? {
-                        Message::Stored {
-                            version, replicas, ..
-                        } => Ok((version, replicas)),
-                        other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
-                    }
-                })
-                .map_err(|e| typed(name, e))?;
-            let copy = RecordHead {
-                version,
-                handoff: true,
-                ..head.clone()
-            };
-            self.write_replicas(&replicas, &copy, open)?;
+            let (route, replicas) = self.lookup_once(key_of(name))?;
+            let (version, kept) =
+                self.at_holders(&route, &replicas, is_busy_or_gone, |holder| {
+                    let mut source = open()?;
+                    self.pool
+                        .session(holder.addr, |conn| {
+                            send_whole_record(conn, &head, &mut source)?;
+                            match conn.recv_or_fail()? {
+                                Message::Stored { version, kept } => Ok((version, kept)),
+                                other => {
+                                    Err(Error::unexpected_reply(holder.addr, "Stored", &other))
+                                }
+                            }
+                        })
+                        .map_err(|e| typed(name, e))
+                })?;
             Ok(Stored {
                 key: route.key,
                 size,
                 version,
+                kept,
                 route,
             })
         })
     }
 
-    /// Writes the record `head` (with the version its holder gave it) to the other replica
-    /// holders, from sources `open` makes, to all of them at once: a replicated write takes
-    /// about as long as one copy. A holder that cannot be reached is skipped: the holders'
-    /// maintenance restores the copy; a holder that refuses fails the write.
-    fn write_replicas<S: Source + Send>(
+    /// Runs `op` at the responsible node at the end of `route`; if it fails in a way `other_may`
+    /// says another holder may not, runs it at the other holders in turn (a holder passes a
+    /// write on to the responsible node over its own connection). Returns the first success,
+    /// or the responsible node's error.
+    fn at_holders<T>(
         &self,
+        route: &Route,
         replicas: &[NodeInfo],
-        head: &RecordHead,
-        open: &mut dyn FnMut() -> Result<S>,
-    ) -> Result<()> {
-        let sources = replicas
-            .iter()
-            .map(|_| open())
-            .collect::<Result<Vec<S>>>()?;
-        let mut copies = replicas.iter().copied().zip(sources);
-        // One copy on this thread, the others on threads of their own: each copy costs its
-        // holder file work (and an fsync), which the holders do side by side.
-        let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let first = copies.next();
-            let others: Vec<_> = copies
-                .map(|(replica, mut source)| {
-                    scope.spawn(move || self.write_copy(replica, head, &mut source))
-                })
-                .collect();
-            let mut results = Vec::with_capacity(replicas.len());
-            if let Some((replica, mut source)) = first {
-                results.push(self.write_copy(replica, head, &mut source));
-            }
-            results.extend(
-                others
-                    .into_iter()
-                    .map(|w| w.join().unwrap_or_else(|p| std::panic::resume_unwind(p))),
-            );
-            results
-        });
-        for (replica, written) in replicas.iter().zip(results) {
-            match written {
-                Ok(()) => {}
-                Err(e @ (Error::Unreachable { .. } | Error::Timeout { .. })) => {
-                    log::debug!("replica {replica} skipped: {e}");
-                }
-                Err(e) => return Err(typed(&head.name, e)),
+        other_may: fn(&Error) -> bool,
+        mut op: impl FnMut(NodeInfo) -> Result<T>,
+    ) -> Result<T> {
+        let first = match op(route.responsible()) {
+            Err(e) if other_may(&e) => e,
+            done => return done,
+        };
+        log::debug!("asking the other holders after: {first}");
+        for &holder in replicas {
+            match op(holder) {
+                Ok(done) => return Ok(done),
+                Err(e) => log::debug!("holder {holder}: {e}"),
             }
         }
-        Ok(())
-    }
-
-    /// Writes one copy of the record `head` to `replica`.
-    fn write_copy(
-        &self,
-        replica: NodeInfo,
-        head: &RecordHead,
-        source: &mut dyn Source,
-    ) -> Result<()> {
-        self.pool.session(replica.addr, |conn| {
-            send_whole_record(conn, head, source)?;
-            match conn.recv_or_fail()? {
-                Message::Stored { .. } => Ok(()),
-                other => Err(Error::unexpected_reply(replica.addr, "Stored", &other)),
-            }
-        })
+        Err(first)
     }
 
     /// Gets `name` from the end of `route` into `sink`; returns the record's head. If the
-    /// holder lacks it (a copy not yet moved to a newly responsible node), the other nodes
-    /// that keep copies are asked before the name counts as not found.
-    fn fetch(&self, route: &Route, name: &[u8], sink: &mut dyn Sink) -> Result<RecordHead> {
-        let holder = route.responsible();
-        match self.fetch_from(holder, name, sink) {
-            Err(Error::NotFound { .. }) => {}
-            other => return other,
-        }
-        let replicas = match self
-            .pool
-            .call(holder.addr, &Message::Replicas { key: route.key })
-        {
-            Ok(Message::ReplicaSet { nodes }) => nodes,
-            Ok(other) => return Err(Error::unexpected_reply(holder.addr, "ReplicaSet", &other)),
-            Err(e) => return Err(e),
-        };
-        for replica in replicas {
-            let mut counted = Counted { sink, written: 0 };
-            match self.fetch_from(replica, name, &mut counted) {
-                Ok(head) => return Ok(head),
-                // Only a failure before any byte arrived leaves `sink` clean for the next copy.
-                Err(e) if counted.written == 0 && (e.is_retryable() || is_not_found(&e)) => {}
-                Err(e) => return Err(e),
+    /// responsible node cannot serve it (busy, unreachable, its copy corrupt, or not yet
+    /// moved to it), the other holders are asked, `sink` starting over for each.
+    fn fetch(
+        &self,
+        route: &Route,
+        replicas: &[NodeInfo],
+        name: &[u8],
+        sink: &mut dyn Sink,
+    ) -> Result<RecordHead> {
+        let mut tries = 0;
+        self.at_holders(route, replicas, can_serve_elsewhere, |holder| {
+            tries += 1;
+            if tries > 1 {
+                sink.reset()?;
             }
-        }
-        Err(Error::NotFound { name: lossy(name) })
+            self.fetch_from(holder, name, sink)
+        })
+        .map_err(|e| typed(name, e))
     }
 
-    /// Gets `name` from `holder` into `sink`.
+    /// Gets `name` from `holder` into `sink`; a refusal stays [`Error::Refused`].
     fn fetch_from(&self, holder: NodeInfo, name: &[u8], sink: &mut dyn Sink) -> Result<RecordHead> {
         self.pool
-            .session(holder.addr, |conn: &mut Conn| {
-                conn.send(&Message::Get {
-                    name: name.to_vec(),
-                })
-                .map_err(|e| conn.error(crate::net::ReadError::Io(e)))?;
-                match conn.recv_or_fail()? {
-                    Message::Record(head) if head.name == name && !head.deleted => {
-                        recv_record(conn, &head, sink)?;
-                        Ok(head)
-                    }
-                    other => Err(Error::unexpected_reply(holder.addr, "Record", &other)),
-                }
-            })
-            .map_err(|e| typed(name, e))
+            .session(holder.addr, |conn| get_record(conn, name, |_| Ok(sink)))
+            .map(|(head, _)| head)
     }
 
-    /// One lookup from the entry peer, no retries.
-    fn lookup_once(&self, key: Key) -> Result<Route> {
+    /// One lookup from the entry peer, no retries: the route, and the other holders of `key`.
+    fn lookup_once(&self, key: Key) -> Result<(Route, Vec<NodeInfo>)> {
         let start = self.start_peer()?;
         let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
         let wait = route_budget(&self.config.net);
-        let path = ask_route(&self.pool, start.addr, key, hops, wait).inspect_err(|e| {
-            *self.start.lock() = None;
-            if is_hop_failure(e) {
-                self.pool.forget(start.addr);
-            }
-        })?;
-        Ok(Route { key, path })
+        let (path, replicas) =
+            ask_route(&self.pool, start.addr, key, hops, wait).inspect_err(|e| {
+                *self.start.lock() = None;
+                if is_hop_failure(e) {
+                    self.pool.forget(start.addr);
+                }
+            })?;
+        Ok((Route { key, path }, replicas))
     }
 
     /// Where lookups start: the known peer, or a random one from discovery.
@@ -459,21 +399,40 @@ impl Client {
     }
 }
 
-fn is_not_found(e: &Error) -> bool {
-    matches!(e, Error::NotFound { .. })
-}
-
-/// A sink that counts what passed through it.
-struct Counted<'a> {
-    sink: &'a mut dyn Sink,
-    written: u64,
-}
-
-impl Sink for Counted<'_> {
-    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
-        self.written += chunk.len() as u64;
-        self.sink.write_chunk(chunk)
+impl Client {
+    /// A new id for a write: random, so that ids from different clients do not meet.
+    fn new_request_id(&self) -> u64 {
+        let mut requests = self.requests.lock();
+        // 0 means "no id" on the wire.
+        std::iter::repeat_with(|| requests.next_u64())
+            .find(|&id| id != 0)
+            .unwrap_or(1)
     }
+}
+
+/// Whether a write refused by the responsible node may go through another holder: the
+/// responsible node is busy or out of reach, not refusing the write itself.
+fn is_busy_or_gone(e: &Error) -> bool {
+    match e {
+        Error::Unreachable { .. } | Error::Timeout { .. } => true,
+        Error::Refused { code, .. } => *code == RemoteCode::Busy,
+        _ => false,
+    }
+}
+
+/// Whether a read the responsible node could not serve may be served by another holder: as
+/// for a write, and also when its copy is corrupt or it does not hold one yet (it became
+/// responsible just now). Not when it holds the object's deletion record.
+fn can_serve_elsewhere(e: &Error) -> bool {
+    is_busy_or_gone(e)
+        || matches!(
+            e,
+            Error::Corrupt { .. }
+                | Error::Refused {
+                    code: RemoteCode::NotFound | RemoteCode::Corrupt,
+                    ..
+                }
+        )
 }
 
 /// The typed error for a holder's refusal about `name`.
@@ -482,7 +441,7 @@ fn typed(name: &[u8], e: Error) -> Error {
         return e;
     };
     match code {
-        RemoteCode::NotFound => Error::NotFound { name: lossy(name) },
+        RemoteCode::NotFound | RemoteCode::Gone => Error::NotFound { name: lossy(name) },
         RemoteCode::Corrupt => Error::Corrupt {
             name: lossy(name),
             what: message.clone(),

@@ -30,6 +30,20 @@ pub(crate) trait Source {
     }
 }
 
+impl<T: Sink + ?Sized> Sink for &mut T {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        (**self).write_chunk(chunk)
+    }
+
+    fn crc(&self) -> Option<u32> {
+        (**self).crc()
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        (**self).reset()
+    }
+}
+
 /// Where a record's bytes go, a chunk at a time.
 pub(crate) trait Sink {
     /// Takes the next chunk.
@@ -39,6 +53,14 @@ pub(crate) trait Sink {
     /// store): receiving then needs no checksum pass of its own.
     fn crc(&self) -> Option<u32> {
         None
+    }
+
+    /// Drops everything written so far, to receive the record again from another holder.
+    fn reset(&mut self) -> Result<()> {
+        Err(Error::Protocol {
+            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            what: "this sink cannot start over".into(),
+        })
     }
 }
 
@@ -155,6 +177,27 @@ pub(crate) fn recv_record(
     }
 }
 
+/// Asks the peer of `conn` for the object `name` and receives it into the sink `open` makes
+/// from the record's head; returns the head and the sink.
+pub(crate) fn get_record<K: Sink>(
+    conn: &mut Framed,
+    name: &[u8],
+    open: impl FnOnce(&RecordHead) -> Result<K>,
+) -> Result<(RecordHead, K)> {
+    conn.send(&Message::Get {
+        name: name.to_vec(),
+    })
+    .map_err(|e| conn.error(ReadError::Io(e)))?;
+    match conn.recv_or_fail()? {
+        Message::Record(head) if head.name == name && !head.deleted => {
+            let mut sink = open(&head)?;
+            recv_record(conn, &head, &mut sink)?;
+            Ok((head, sink))
+        }
+        other => Err(Error::unexpected_reply(conn.peer(), "Record", &other)),
+    }
+}
+
 fn corrupt(head: &RecordHead, what: &str) -> Error {
     Error::Corrupt {
         name: lossy(&head.name),
@@ -208,6 +251,22 @@ impl Sink for Vec<u8> {
     fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
         self.extend_from_slice(chunk);
         Ok(())
+    }
+
+    fn reset(&mut self) -> Result<()> {
+        self.clear();
+        Ok(())
+    }
+}
+
+/// Passes a record's chunks on to another connection as they arrive (a relayed put).
+pub(crate) struct Forward<'a>(pub &'a mut Framed);
+
+impl Sink for Forward<'_> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.0
+            .send_chunk(chunk)
+            .map_err(|e| self.0.error(ReadError::Io(e)))
     }
 }
 
@@ -263,6 +322,8 @@ pub(crate) struct FileSink {
     tmp: PathBuf,
     file: Option<std::io::BufWriter<File>>,
     sync: bool,
+    /// Set once the file is in place: nothing left to clean up.
+    renamed: bool,
 }
 
 impl FileSink {
@@ -280,10 +341,12 @@ impl FileSink {
             tmp,
             file: Some(std::io::BufWriter::with_capacity(CHUNK_SIZE, file)),
             sync,
+            renamed: false,
         })
     }
 
-    /// Flushes, syncs (if asked) and renames the file into place.
+    /// Flushes, syncs (if asked) and renames the file into place. On failure the temporary
+    /// file is removed (by `Drop`): a failed retrieval leaves nothing behind.
     pub fn finish(mut self) -> Result<()> {
         let io = |path: &Path, source| Error::Io {
             path: path.to_path_buf(),
@@ -297,7 +360,9 @@ impl FileSink {
                 file.sync_all().map_err(|e| io(&self.tmp, e))?;
             }
         }
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| io(&self.path, e))
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| io(&self.path, e))?;
+        self.renamed = true;
+        Ok(())
     }
 }
 
@@ -311,12 +376,22 @@ impl Sink for FileSink {
             source,
         })
     }
+
+    fn reset(&mut self) -> Result<()> {
+        // Whatever was buffered is dropped with the old handle; the file starts empty again.
+        let io = |source| Error::Io {
+            path: self.tmp.clone(),
+            source,
+        };
+        let file = File::create(&self.tmp).map_err(io)?;
+        self.file = Some(std::io::BufWriter::with_capacity(CHUNK_SIZE, file));
+        Ok(())
+    }
 }
 
 impl Drop for FileSink {
     fn drop(&mut self) {
-        // Not finished: remove the partial file.
-        if self.file.take().is_some() {
+        if !self.renamed {
             let _ = std::fs::remove_file(&self.tmp);
         }
     }

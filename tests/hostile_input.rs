@@ -154,6 +154,9 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
         version: 0,
         deleted: false,
         handoff: false,
+        request: 0,
+        existed: false,
+        relayed: false,
     };
     let mut frames = bytes::BytesMut::new();
     wire::encode(&Message::Record(head), &mut frames);
@@ -194,7 +197,7 @@ fn a_route_out_of_hops_is_unroutable_and_the_largest_budget_is_served() {
     }
     // The largest budget the wire carries is taken (capped by the node's own), not refused.
     match ask(u8::MAX, u32::MAX) {
-        Message::Routed { path } => {
+        Message::Routed { path, .. } => {
             assert_eq!(path.first().map(|n| n.id), Some(node.id()));
             assert_eq!(
                 path.last().map(|n| n.id),
@@ -269,8 +272,12 @@ fn a_node_that_answers_routes_with_nonsense_is_routed_around_then_dropped() {
     // A route longer than any allowed, and an empty one.
     let too_long = Message::Routed {
         path: vec![someone; 300],
+        replicas: vec![],
     };
-    let empty = Message::Routed { path: vec![] };
+    let empty = Message::Routed {
+        path: vec![],
+        replicas: vec![],
+    };
     for reply in [too_long, empty] {
         let answered = Arc::new(AtomicUsize::new(0));
         let (addr, thread) = liar(reply, Arc::clone(&stop), Arc::clone(&answered));

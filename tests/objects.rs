@@ -5,6 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
 
 use common::*;
 use pastry::{key_of, Client, Error, Id, NodeConfig, Rng, CHUNK_SIZE};
@@ -207,28 +208,52 @@ fn walk_files(dir: &std::path::Path, f: &mut dyn FnMut(&std::path::Path)) {
     }
 }
 
+/// The file holding `name` in `node`'s data directory, if any.
+fn file_of(node: &pastry::Node, name: &str) -> Option<std::path::PathBuf> {
+    let mut files = Vec::new();
+    walk_files(node.data_dir(), &mut |p| files.push(p.to_path_buf()));
+    files
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains(name))
+}
+
+/// Flips a bit inside the data of the record file at `file`.
+fn damage(file: &std::path::Path) {
+    let mut raw = std::fs::read(file).unwrap();
+    let at = raw.len() - 1000; // inside the data
+    raw[at] ^= 0x40;
+    std::fs::write(file, &raw).unwrap();
+}
+
 #[test]
-fn an_object_altered_on_disk_is_reported_corrupt_and_a_missing_one_not_found() {
+fn a_corrupt_copy_is_served_around_and_repaired_and_corrupt_everywhere_is_reported() {
     let mut rng = Rng::seeded(4);
     let net = Network::new(&random_ids(&mut rng, 4));
     let client = Client::new(net.discovery.local_addr());
     let data = bytes(&mut rng, 3 * CHUNK_SIZE + 5);
     let stored = client.put("precious.dat", &data).unwrap();
-    let holder = net
-        .nodes
-        .iter()
-        .find(|n| n.id() == stored.route.responsible().id)
-        .unwrap();
-    let mut files = Vec::new();
-    walk_files(holder.data_dir(), &mut |p| files.push(p.to_path_buf()));
-    let file = files
-        .iter()
-        .find(|p| p.to_string_lossy().contains("precious"))
-        .expect("the object's file");
-    let mut raw = std::fs::read(file).unwrap();
-    let at = raw.len() - 1000; // inside the data
-    raw[at] ^= 0x40;
-    std::fs::write(file, &raw).unwrap();
+    let responsible = stored.route.responsible().id;
+    let holder = net.nodes.iter().find(|n| n.id() == responsible).unwrap();
+    let file = file_of(holder, "precious").expect("the object's file");
+    let sound = std::fs::read(&file).unwrap();
+
+    // The responsible node's copy is damaged: the get is served from a sound copy, and the
+    // damaged one is replaced by it.
+    damage(&file);
+    assert_eq!(client.get("precious.dat").unwrap().data, data);
+    assert!(
+        wait_until(Duration::from_secs(10), || std::fs::read(&file).ok()
+            == Some(sound.clone())),
+        "the responsible node's copy was not repaired"
+    );
+    assert_eq!(client.get("precious.dat").unwrap().data, data);
+
+    // Every copy damaged: no bytes are handed out, and the error says why.
+    for node in &net.nodes {
+        if let Some(file) = file_of(node, "precious") {
+            damage(&file);
+        }
+    }
     match client.get("precious.dat") {
         Err(Error::Corrupt { name, .. }) => assert_eq!(name, "precious.dat"),
         other => panic!("expected Corrupt, got {:?}", other.map(|f| f.data.len())),

@@ -6,7 +6,6 @@ mod pool;
 mod server;
 
 pub(crate) use frame_io::{refusal_to_error, Framed, ReadError};
-pub(crate) use pool::Conn;
 pub use pool::Pool;
 pub use server::{Handler, Server, Session};
 

@@ -29,7 +29,7 @@ impl Inner {
                 let budget =
                     Duration::from_millis(budget_ms.into()).min(route_budget(&self.config.net));
                 match self.route_on(key, hops_left, Instant::now() + budget) {
-                    Ok(path) => Message::Routed { path },
+                    Ok((path, replicas)) => Message::Routed { path, replicas },
                     Err(e) => Message::Error {
                         code: RemoteCode::Unroutable,
                         message: e.to_string(),
@@ -48,8 +48,8 @@ impl Inner {
                 }
             }
             Message::Exchange { node, leaf_set } if routing => {
-                if node.id != self.me.id && self.learn_leaf_set_of(Some(node), &leaf_set) {
-                    self.wake_maintenance();
+                if node.id != self.me.id {
+                    self.learn_leaf_set_of(Some(node), &leaf_set);
                 }
                 Message::LeafSet {
                     node: self.me,
@@ -58,17 +58,15 @@ impl Inner {
             }
             Message::Announce { node } if routing => {
                 self.rejoined(node.id);
-                if node.id != self.me.id && self.state.write().learn(node) {
+                if node.id != self.me.id && self.update_state(|s| s.learn(node)) {
                     log::debug!("node {}: learnt {node}", self.me);
-                    // Some of our objects may be the newcomer's now.
-                    self.wake_maintenance();
                 }
                 Message::Ack
             }
             Message::Depart { node, leaf_set } if routing => {
                 // Gone for good: a neighbour that has not heard yet must not hand it back.
                 self.mark_departed(node.id);
-                self.state.write().forget(node.id);
+                self.update_state(|s| s.forget(node.id));
                 self.learn_leaf_set_of(None, &leaf_set);
                 self.pool.forget(node.addr);
                 log::debug!("node {}: {node} departed", self.me);
@@ -76,7 +74,11 @@ impl Inner {
             }
             Message::Get { name } if routing => self.serve_get(&name, session),
             Message::Record(head) => self.receive_record(head, phase, session),
-            Message::Delete { name } if phase == Phase::Joined => self.delete(&name),
+            Message::Delete {
+                name,
+                request,
+                relayed,
+            } if phase == Phase::Joined => self.delete(&name, request, relayed),
             Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
             Message::Holds { records } if routing => self.lacking(records),
             Message::Replicas { key } if routing => Message::ReplicaSet {

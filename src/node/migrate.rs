@@ -18,6 +18,7 @@ use crate::transfer::{recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
 
 use super::objects::head_of;
+use super::versions::{check_incoming, wall_clock_ns};
 use super::{Inner, Phase};
 
 /// Records asked about in one [`Message::Holds`]: keeps the frame far below the payload limit
@@ -26,6 +27,10 @@ const HOLDS_BATCH: usize = 256;
 
 /// Maintenance rounds between reminders to discovery that this node is alive.
 const HEARTBEAT_EVERY: u64 = 5;
+
+/// Maintenance rounds between full copy checks when nothing woke one: the safety net that
+/// bounds how long any object stays off its best-placed nodes, even if a change was missed.
+const FULL_CHECK_EVERY: u64 = 5;
 
 /// Starts the maintenance thread: every `maintenance_interval` it checks the neighbours and
 /// retries leftover work; woken early (membership changed), it rebalances at once.
@@ -63,8 +68,12 @@ pub(super) fn start_maintenance(
                     if probes % HEARTBEAT_EVERY == 0 {
                         inner.heartbeat_discovery();
                     }
+                    if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
+                        pending = true;
+                    }
                     probes += 1;
                 }
+                inner.repair_scheduled();
                 if pending {
                     pending = !inner.rebalance();
                 }
@@ -231,23 +240,44 @@ impl Inner {
         if members.is_empty() {
             return Ok(Vec::new()); // the last node: nowhere to go, the data stays on disk
         }
-        let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
-        for meta in &records {
-            let mut holders = members.clone();
-            holders.sort_by(|a, b| a.id.cmp_for_key(b.id, meta.key));
-            holders.truncate(self.config.replicas);
-            for h in holders {
-                by_holder.entry(h).or_default().push(meta.clone());
-            }
-        }
         let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
+        // Members that refused or failed (leaving too, say): the next best placed take their
+        // place. Each round excludes at least one more member, or ends.
+        let mut excluded: Vec<NodeInfo> = Vec::new();
         let mut last_error = None;
-        for (holder, metas) in by_holder {
-            match self.bring_up_to_date(holder, &metas) {
-                Ok(names) => names
-                    .into_iter()
-                    .for_each(|n| *held.entry(n).or_default() += 1),
-                Err(e) => last_error = Some(e),
+        for _ in 0..=members.len() {
+            let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
+            for meta in records.iter().filter(|m| !held.contains_key(&m.name)) {
+                let mut holders: Vec<NodeInfo> = members
+                    .iter()
+                    .filter(|m| !excluded.contains(m))
+                    .copied()
+                    .collect();
+                holders.sort_by(|a, b| a.id.cmp_for_key(b.id, meta.key));
+                holders.truncate(self.config.replicas);
+                for h in holders {
+                    by_holder.entry(h).or_default().push(meta.clone());
+                }
+            }
+            if by_holder.is_empty() {
+                break;
+            }
+            for (holder, metas) in by_holder {
+                match self.bring_up_to_date(holder, &metas) {
+                    Ok(names) => {
+                        if names.len() < metas.len() {
+                            excluded.push(holder); // it refused some: leaving too, perhaps
+                        }
+                        names
+                            .into_iter()
+                            .for_each(|n| *held.entry(n).or_default() += 1);
+                    }
+                    Err(e) => {
+                        log::debug!("node {}: hand-off to {holder} failed: {e}", self.me);
+                        excluded.push(holder);
+                        last_error = Some(e);
+                    }
+                }
             }
         }
         let (handed, stranded): (Vec<RecordMeta>, Vec<RecordMeta>) = records
@@ -289,7 +319,7 @@ impl Inner {
             let mut stored = 0;
             loop {
                 let head: RecordHead = match conn.recv_or_fail()? {
-                    Message::Record(head) => head,
+                    Message::Record(head) if check_incoming(head.version, wall_clock_ns()) => head,
                     Message::Ack => return Ok(stored),
                     other => return Err(Error::unexpected_reply(node.addr, "Record", &other)),
                 };

@@ -1,10 +1,16 @@
 //! A Pastry node: its server, join, lookup and leave.
 
+mod damage;
 mod handler;
 mod migrate;
 mod objects;
+mod outcomes;
 mod repair;
+mod versions;
 pub(crate) mod walk;
+mod writes;
+
+pub use versions::MAX_VERSION_AHEAD;
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::{Path, PathBuf};
@@ -141,8 +147,12 @@ pub(crate) struct Inner {
     write_gate: RwLock<()>,
     /// Wakes the maintenance thread; `None` once shut down.
     maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
-    /// The last version handed out, so versions from one node always increase.
-    last_version: AtomicU64,
+    /// Gives the versions of the writes this node orders.
+    versions: versions::VersionClock,
+    /// What recent writes did, for their retries.
+    outcomes: Mutex<outcomes::Outcomes>,
+    /// Damaged copies to replace.
+    repairs: Mutex<damage::Repairs>,
     /// Failures seen of other nodes.
     health: Mutex<repair::Health>,
 }
@@ -240,7 +250,9 @@ impl Node {
             data_dir,
             write_gate: RwLock::new(()),
             maintenance: Mutex::new(Some(wake)),
-            last_version: AtomicU64::new(0),
+            versions: versions::VersionClock::new(id),
+            outcomes: Mutex::new(outcomes::Outcomes::default()),
+            repairs: Mutex::new(damage::Repairs::default()),
             health: Mutex::new(repair::Health::default()),
             config,
         });
@@ -496,15 +508,14 @@ impl Inner {
             |target, exclude| self.join_hop(target, exclude),
             |target, e| log::debug!("node {me}: join hop {target:?} failed: {e}"),
         )?;
-        {
-            let mut state = self.state.write();
+        self.update_state(|state| {
             for visit in &path {
                 state.learn(visit.node);
                 for n in visit.extra.0.iter().chain(&visit.extra.1) {
                     state.learn(*n);
                 }
             }
-        }
+        });
         let route: Vec<String> = path.iter().map(|v| v.node.id.to_string()).collect();
         log::debug!("node {me}: join route {}", route.join(" -> "));
         // Copies of our objects first, so that no get finds us empty-handed once we are known.
@@ -528,7 +539,7 @@ impl Inner {
     fn lookup(&self, key: Key) -> Result<Route> {
         let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
         let deadline = Instant::now() + walk::route_budget(&self.config.net);
-        let path = self.route_on(key, hops, deadline)?;
+        let (path, _) = self.route_on(key, hops, deadline)?;
         Ok(Route { key, path })
     }
 

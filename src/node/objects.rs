@@ -1,14 +1,14 @@
-//! The node's side of the object protocol: puts, hand-offs, gets, deletes and pulls, served
-//! from its store. Only local disk and the request's own connection are used here.
+//! The node's side of the object protocol for reads: gets, pulls and checks of copies,
+//! served from its store, and the replies the write side shares.
 
 use crate::error::Error;
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::Session;
-use crate::store::{Commit, RecordMeta, StoreError, CHUNK_SIZE};
-use crate::transfer::{recv_record, send_record, send_whole_record, SliceSource};
+use crate::store::{RecordMeta, StoreError, CHUNK_SIZE};
+use crate::transfer::{send_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead, RemoteCode};
 
-use super::{Inner, Phase};
+use super::Inner;
 
 impl Inner {
     /// Whether this node holds `key` by its own view of the overlay.
@@ -16,136 +16,42 @@ impl Inner {
         self.state.read().route(key, |_| false).id == self.me.id
     }
 
-    /// A version newer than `existing` and than any this node handed out before: wall-clock
-    /// nanoseconds, so that versions from different holders of one key compare sensibly.
-    fn next_version(&self, existing: Option<u64>) -> u64 {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        let floor = existing.unwrap_or(0).max(now);
-        let mut last = self.last_version.load(std::sync::atomic::Ordering::Relaxed);
-        loop {
-            let next = floor.max(last + 1);
-            match self.last_version.compare_exchange_weak(
-                last,
-                next,
-                std::sync::atomic::Ordering::Relaxed,
-                std::sync::atomic::Ordering::Relaxed,
-            ) {
-                Ok(_) => return next,
-                Err(seen) => last = seen,
-            }
-        }
-    }
-
-    /// A put (from a client) or a hand-off (from a node): stores the record that follows.
-    pub(super) fn receive_record(
-        &self,
-        head: RecordHead,
-        phase: Phase,
-        session: &mut Session<'_>,
-    ) -> Message {
-        let refusal = if phase != Phase::Joined {
-            Some(refuse(
-                RemoteCode::NotResponsible,
-                "this node is not taking writes",
-            ))
-        } else if !head.handoff && !self.is_responsible(key_of(&head.name)) {
-            Some(refuse(
-                RemoteCode::NotResponsible,
-                "not responsible for this key",
-            ))
-        } else {
-            None
-        };
-        if let Some(reply) = refusal {
-            return drain(&head, session, reply);
-        }
-        // Held for the whole write, so that leaving waits for it.
-        let _writing = self.write_gate.read();
-        if *self.phase.lock() != Phase::Joined {
-            return drain(
-                &head,
-                session,
-                refuse(RemoteCode::NotResponsible, "leaving"),
-            );
-        }
-        let version = if head.handoff {
-            head.version
-        } else {
-            match self.store.meta(&head.name) {
-                Ok(existing) => self.next_version(existing.map(|m| m.version)),
-                Err(e) => return drain(&head, session, store_reply(&head.name, e)),
-            }
-        };
-        let mut writer = match self.store.writer(&head.name, version, head.deleted) {
-            Ok(w) => w,
-            Err(e) => return drain(&head, session, store_reply(&head.name, e)),
-        };
-        if let Err(e) = recv_record(session.framed(), &head, &mut writer) {
-            // The stream is out of step; the unfinished write is discarded with `writer`.
-            session.close_after_reply();
-            return error_reply(&e);
-        }
-        let replicas = if head.handoff {
-            Vec::new()
-        } else {
-            self.other_replicas(key_of(&head.name))
-        };
-        match writer.finish() {
-            Ok(Commit::Stored(meta)) => Message::Stored {
-                version: meta.version,
-                kept: true,
-                replicas,
-            },
-            Ok(Commit::Superseded(meta)) => Message::Stored {
-                version: meta.version,
-                kept: false,
-                replicas,
-            },
-            Err(e) => store_reply(&head.name, e),
-        }
-    }
-
-    /// A get: streams the object if this node holds it.
+    /// A get: streams the object if this node holds it. A copy found corrupt is reported
+    /// (the asker turns to another holder) and replaced from a sound one soon after.
     pub(super) fn serve_get(&self, name: &[u8], session: &mut Session<'_>) -> Message {
-        let mut reader = match self.store.reader(name) {
+        let mut reader = self.store.reader(name);
+        if let Err(StoreError::NotFound) = reader {
+            reader = Err(match self.store.meta(name) {
+                // The responsible node's deletion record is the last word on the name.
+                Ok(Some(m)) if m.deleted && self.is_responsible(m.key) => {
+                    return refuse(RemoteCode::Gone, "the object was deleted")
+                }
+                // Not here and not ours: the asker's route is out of date.
+                _ if !self.is_responsible(key_of(name)) => {
+                    return refuse(RemoteCode::NotResponsible, "not responsible for this key")
+                }
+                _ => StoreError::NotFound,
+            });
+        }
+        let mut reader = match reader {
             Ok(reader) => reader,
-            // Not here and not ours: the asker's route is out of date.
-            Err(StoreError::NotFound) if !self.is_responsible(key_of(name)) => {
-                return refuse(RemoteCode::NotResponsible, "not responsible for this key")
+            Err(e) => {
+                if matches!(e, StoreError::Corrupt { .. }) {
+                    self.schedule_repair(name);
+                }
+                return store_reply(name, e);
             }
-            Err(e) => return store_reply(name, e),
         };
         let head = head_of(reader.meta(), false);
         match send_record(session.framed(), &head, &mut reader) {
             Ok(crc) => Message::RecordEnd { crc },
             // Half a record is out: the error ends it, and the asker discards what it got.
-            Err(e) => error_reply(&e),
-        }
-    }
-
-    /// A delete: writes a deletion record newer than the object.
-    pub(super) fn delete(&self, name: &[u8]) -> Message {
-        if !self.is_responsible(key_of(name)) {
-            return refuse(RemoteCode::NotResponsible, "not responsible for this key");
-        }
-        let _writing = self.write_gate.read();
-        let existing = match self.store.meta(name) {
-            Ok(existing) => existing,
-            Err(e) => return store_reply(name, e),
-        };
-        let existed = existing.as_ref().is_some_and(|m| !m.deleted);
-        let version = self.next_version(existing.map(|m| m.version));
-        match self.store.delete(name, version) {
-            Ok(commit) => Message::Deleted {
-                existed,
-                version: match commit {
-                    Commit::Stored(m) | Commit::Superseded(m) => m.version,
-                },
-                replicas: self.other_replicas(key_of(name)),
-            },
-            Err(e) => store_reply(name, e),
+            Err(e) => {
+                if matches!(e, Error::Corrupt { .. }) {
+                    self.schedule_repair(name);
+                }
+                error_reply(&e)
+            }
         }
     }
 
@@ -216,10 +122,13 @@ pub(super) fn head_of(meta: &RecordMeta, handoff: bool) -> RecordHead {
         version: meta.version,
         deleted: meta.deleted,
         handoff,
+        request: 0,
+        existed: false,
+        relayed: false,
     }
 }
 
-fn refuse(code: RemoteCode, message: &str) -> Message {
+pub(super) fn refuse(code: RemoteCode, message: &str) -> Message {
     Message::Error {
         code,
         message: message.to_string(),
@@ -228,7 +137,7 @@ fn refuse(code: RemoteCode, message: &str) -> Message {
 
 /// Reads and discards the data of a record that is refused, so that the connection stays in
 /// step; closes it instead if the stream is not a record.
-fn drain(head: &RecordHead, session: &mut Session<'_>, reply: Message) -> Message {
+pub(super) fn drain(head: &RecordHead, session: &mut Session<'_>, reply: Message) -> Message {
     // At most the announced data in chunks, and the end.
     let frames = head.size.div_ceil(CHUNK_SIZE as u64).saturating_add(1);
     let mut got = 0u64;
@@ -246,7 +155,7 @@ fn drain(head: &RecordHead, session: &mut Session<'_>, reply: Message) -> Messag
 }
 
 /// The error reply for a store failure on `name`.
-fn store_reply(name: &[u8], e: StoreError) -> Message {
+pub(super) fn store_reply(name: &[u8], e: StoreError) -> Message {
     error_reply(&Error::from_store(name, e))
 }
 
@@ -256,6 +165,13 @@ pub(super) fn error_reply(e: &Error) -> Message {
         Error::NotFound { .. } => RemoteCode::NotFound,
         Error::Corrupt { .. } => RemoteCode::Corrupt,
         Error::InvalidName { .. } => RemoteCode::InvalidName,
+        // Passed on from the node this one asked for the client (a relayed write).
+        Error::Refused { code, message, .. } => {
+            return Message::Error {
+                code: *code,
+                message: message.clone(),
+            }
+        }
         _ => RemoteCode::Internal,
     };
     Message::Error {

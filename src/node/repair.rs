@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use crate::discovery::DiscoveryLink;
 use crate::error::Error;
 use crate::id::{Id, NodeInfo};
-use crate::overlay::RoutingTable;
+use crate::overlay::{OverlayState, RoutingTable};
 use crate::wire::{Message, RemoteCode};
 
 use super::walk::Target;
@@ -114,8 +114,7 @@ impl Inner {
     fn declare_dead(&self, node: NodeInfo) {
         let mark = (Instant::now(), Absence::Failed);
         self.health.lock().dead.insert(node.id, mark);
-        let (was_leaf, far_ends, hole) = {
-            let mut state = self.state.write();
+        let (was_leaf, far_ends, hole) = self.update_state(|state| {
             let was_leaf = state.leaf_set().contains(node.id);
             let hole = state
                 .table()
@@ -132,7 +131,7 @@ impl Inner {
                 .copied()
                 .collect();
             (was_leaf, far_ends, hole)
-        };
+        });
         self.pool.forget(node.addr);
         if let Some((row, col)) = hole {
             self.refill_cell(row, col);
@@ -142,7 +141,6 @@ impl Inner {
             for far in far_ends {
                 self.exchange_with(far);
             }
-            self.wake_maintenance();
         }
         let discovery = *self.discovery.lock();
         if let Some(addr) = discovery {
@@ -183,7 +181,7 @@ impl Inner {
                 continue;
             };
             if entry.id != self.me.id && !self.is_dead(entry.id) {
-                let filled = self.state.write().learn(entry);
+                let filled = self.update_state(|s| s.learn(entry));
                 if filled {
                     log::debug!(
                         "node {}: cell ({row}, {col}) refilled with {entry}",
@@ -195,10 +193,25 @@ impl Inner {
         }
     }
 
+    /// Changes the overlay state with `f`. A change of the leaf set (a join, a leave, a
+    /// crash, several at once) starts the copy check: the best-placed holders of some keys
+    /// may have changed, and every object must be back on exactly its best placed.
+    pub(super) fn update_state<T>(&self, f: impl FnOnce(&mut OverlayState) -> T) -> T {
+        let (out, changed) = {
+            let mut state = self.state.write();
+            let before = state.leaf_set().clone();
+            let out = f(&mut state);
+            (out, *state.leaf_set() != before)
+        };
+        if changed {
+            self.wake_maintenance();
+        }
+        out
+    }
+
     /// Takes `from` (a live node that spoke to us, if any) and the members of a leaf set
-    /// into this node's tables, leaving out nodes recently found dead or gone. Returns whether
-    /// the leaf set changed.
-    pub(super) fn learn_leaf_set_of(&self, from: Option<NodeInfo>, leaf_set: &[NodeInfo]) -> bool {
+    /// into this node's tables, leaving out nodes recently found dead or gone.
+    pub(super) fn learn_leaf_set_of(&self, from: Option<NodeInfo>, leaf_set: &[NodeInfo]) {
         if let Some(from) = from {
             self.heard_from(from.id);
         }
@@ -208,12 +221,11 @@ impl Inner {
             .filter(|n| n.id != self.me.id && !self.is_dead(n.id))
             .copied()
             .collect();
-        let mut state = self.state.write();
-        let before = state.leaf_set().clone();
-        for n in fresh {
-            state.learn(n);
-        }
-        *state.leaf_set() != before
+        self.update_state(|state| {
+            for n in fresh {
+                state.learn(n);
+            }
+        });
     }
 
     /// Exchanges leaf sets with every leaf-set member: the liveness check and the repair.
@@ -240,9 +252,7 @@ impl Inner {
                 leaf_set,
             }) if from.id == node.id => {
                 self.health.lock().silent.remove(&node.id);
-                if self.learn_leaf_set_of(Some(from), &leaf_set) {
-                    self.wake_maintenance();
-                }
+                self.learn_leaf_set_of(Some(from), &leaf_set);
             }
             // Another node answers at that address: the one we knew is gone.
             Ok(_) => self.suspect(

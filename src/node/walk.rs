@@ -36,15 +36,20 @@ pub(crate) struct Visit<T> {
     pub extra: T,
 }
 
+/// A route's answer: the path from the node asked to the responsible one, and the other
+/// nodes keeping copies of the key as the responsible one sees them.
+pub(crate) type RouteEnd = (Vec<NodeInfo>, Vec<NodeInfo>);
+
 /// Routes `key` through the node at `addr`, which may take `hops_left` more hops, waiting at
-/// most `wait` for the answer: the path from that node to the responsible one.
+/// most `wait` for the answer: the path from that node to the responsible one, and the other
+/// holders of the key.
 pub(crate) fn ask_route(
     pool: &Pool,
     addr: SocketAddr,
     key: Key,
     hops_left: u8,
     wait: Duration,
-) -> Result<Vec<NodeInfo>> {
+) -> Result<RouteEnd> {
     // Whole milliseconds: successive lookups then wait alike, and the socket's timeout is
     // set once rather than before every request.
     let wait = Duration::from_millis(wait.as_millis().try_into().unwrap_or(u64::MAX));
@@ -57,12 +62,12 @@ pub(crate) fn ask_route(
         budget_ms: u32::try_from(budget.as_millis()).unwrap_or(u32::MAX),
     };
     match pool.call_within(addr, &request, wait)? {
-        Message::Routed { path }
+        Message::Routed { path, replicas }
             if !path.is_empty() && path.len() <= usize::from(hops_left) + 1 =>
         {
-            Ok(path)
+            Ok((path, replicas))
         }
-        Message::Routed { path } => Err(Error::Protocol {
+        Message::Routed { path, .. } => Err(Error::Protocol {
             addr,
             what: format!("a route of {} nodes, {hops_left} hops allowed", path.len()),
         }),
@@ -85,7 +90,7 @@ const MIN_WAIT: Duration = Duration::from_millis(5);
 
 impl Inner {
     /// The route from this node to the one responsible for `key` (this node first), taking at
-    /// most `hops_left` hops and answered by `deadline`.
+    /// most `hops_left` hops and answered by `deadline`, with the other holders of the key.
     ///
     /// Recursive: the next hop is asked for the rest of the route. A node thus talks only to
     /// the nodes in its own tables, whose pooled connections serve every lookup; an origin
@@ -94,19 +99,14 @@ impl Inner {
     /// Busy refusal, never a queue), and `hops_left` bounds every chain of calls. A next hop
     /// that fails is reported (it may be dead) and routed around, here, by the node whose
     /// table holds it.
-    pub(super) fn route_on(
-        &self,
-        key: Key,
-        hops_left: u8,
-        deadline: Instant,
-    ) -> Result<Vec<NodeInfo>> {
+    pub(super) fn route_on(&self, key: Key, hops_left: u8, deadline: Instant) -> Result<RouteEnd> {
         let started = Instant::now();
         let mut exclude: Vec<Id> = Vec::new();
         let mut last_failure = None;
         for _ in 0..=MAX_DETOURS {
             let next = self.state.read().route(key, |id| exclude.contains(&id));
             if next.id == self.me.id {
-                return Ok(vec![self.me]);
+                return Ok((vec![self.me], self.other_replicas(key)));
             }
             if hops_left == 0 {
                 return Err(Error::RouteTooLong {
@@ -125,11 +125,11 @@ impl Inner {
                 });
             }
             match ask_route(&self.pool, next.addr, key, hops_left - 1, wait) {
-                Ok(path) => {
+                Ok((path, replicas)) => {
                     let mut full = Vec::with_capacity(path.len() + 1);
                     full.push(self.me);
                     full.extend(path);
-                    return Ok(full);
+                    return Ok((full, replicas));
                 }
                 Err(e) if is_hop_failure(&e) => {
                     self.suspect(next.into(), &e);

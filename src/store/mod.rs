@@ -277,23 +277,33 @@ impl ObjectStore {
     }
 
     /// Publishes a finished temporary file as the record `meta`, unless newest-wins says no.
-    fn commit(&self, temp: TempFile, meta: RecordMeta) -> Result<Commit, StoreError> {
+    /// Also returns the record it replaced (read under the same lock as the compare, so that
+    /// the commits of one name form one sequence).
+    fn commit(
+        &self,
+        temp: TempFile,
+        meta: RecordMeta,
+    ) -> Result<(Commit, Option<RecordMeta>), StoreError> {
         let key_dir = self.ensure_key_dir(meta.key)?;
         let target = key_dir.join(name::file_name(&meta.name));
-        {
+        let replaced = {
             let _guard = self.commit_lock.lock();
-            match existing_for_commit(&target)? {
+            let existing = existing_for_commit(&target)?;
+            match existing {
                 Some(old) if old.name != meta.name => {
                     return Err(StoreError::NameClash { path: target });
                 }
-                Some(old) if old.version >= meta.version => return Ok(Commit::Superseded(old)),
+                Some(old) if old.version >= meta.version => {
+                    return Ok((Commit::Superseded(old.clone()), Some(old)))
+                }
                 _ => {}
             }
             temp.rename_to(&target)?;
-        }
+            existing
+        };
         // Make the rename itself durable; outside the lock, as it may be slow.
         self.sync_dir(&key_dir);
-        Ok(Commit::Stored(meta))
+        Ok((Commit::Stored(meta), replaced))
     }
 
     /// The file of `name`'s record, after validating the name.

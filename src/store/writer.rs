@@ -89,6 +89,13 @@ impl<'a> RecordWriter<'a> {
     ///
     /// Fails with [`StoreError::NameClash`] if the target file holds a different name.
     pub fn finish(self) -> Result<Commit, StoreError> {
+        self.finish_replacing().map(|(commit, _)| commit)
+    }
+
+    /// [`finish`](Self::finish), also returning the record the commit replaced (or, if
+    /// superseded, the one kept): what the store held just before, in the order its commits
+    /// of this name took effect. A record whose header was damaged counts as none.
+    pub fn finish_replacing(self) -> Result<(Commit, Option<RecordMeta>), StoreError> {
         let RecordWriter {
             store,
             mut meta,

@@ -214,7 +214,10 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
             buf.put_u8(*hops_left);
             buf.put_u32(*budget_ms);
         }
-        Message::Routed { path } => put_vec(buf, path, put_node),
+        Message::Routed { path, replicas } => {
+            put_vec(buf, path, put_node);
+            put_vec(buf, replicas, put_node);
+        }
         Message::JoinHop { joiner, exclude } => {
             put_node(buf, joiner);
             put_vec(buf, exclude, |b, id| put_id(b, *id));
@@ -240,29 +243,34 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
             put_bytes(buf, &head.name);
             buf.put_u64(head.size);
             buf.put_u64(head.version);
-            buf.put_u8(u8::from(head.deleted) | u8::from(head.handoff) << 1);
+            buf.put_u64(head.request);
+            buf.put_u8(
+                u8::from(head.deleted)
+                    | u8::from(head.handoff) << 1
+                    | u8::from(head.existed) << 2
+                    | u8::from(head.relayed) << 3,
+            );
         }
         // The data is the rest of the payload: no length needed, no copy to frame it.
         Message::Chunk { data } => buf.put_slice(data),
         Message::RecordEnd { crc } => buf.put_u32(*crc),
-        Message::Stored {
-            version,
-            kept,
-            replicas,
-        } => {
+        Message::Stored { version, kept } => {
             buf.put_u64(*version);
             buf.put_u8(u8::from(*kept));
-            put_vec(buf, replicas, put_node);
         }
-        Message::Get { name } | Message::Delete { name } => put_bytes(buf, name),
-        Message::Deleted {
-            existed,
-            version,
-            replicas,
+        Message::Get { name } => put_bytes(buf, name),
+        Message::Delete {
+            name,
+            request,
+            relayed,
         } => {
+            put_bytes(buf, name);
+            buf.put_u64(*request);
+            buf.put_u8(u8::from(*relayed));
+        }
+        Message::Deleted { existed, version } => {
             buf.put_u8(u8::from(*existed));
             buf.put_u64(*version);
-            put_vec(buf, replicas, put_node);
         }
         Message::Holds { records } => put_vec(buf, records, |b, (name, version)| {
             put_bytes(b, name);
@@ -470,6 +478,7 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         },
         ty::ROUTED => Message::Routed {
             path: r.vec(NODE_MIN_LEN, Reader::node)?,
+            replicas: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::JOIN_HOP => Message::JoinHop {
             joiner: r.node()?,
@@ -495,28 +504,33 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
             leaf_set: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::RECORD => {
-            let (name, size, version) = (r.bytes()?, r.u64()?, r.u64()?);
-            let flags = r.flags(0b11)?;
+            let (name, size, version, request) = (r.bytes()?, r.u64()?, r.u64()?, r.u64()?);
+            let flags = r.flags(0b1111)?;
             Message::Record(RecordHead {
                 name,
                 size,
                 version,
                 deleted: flags & 1 != 0,
                 handoff: flags & 2 != 0,
+                request,
+                existed: flags & 4 != 0,
+                relayed: flags & 8 != 0,
             })
         }
         ty::RECORD_END => Message::RecordEnd { crc: r.u32()? },
         ty::STORED => Message::Stored {
             version: r.u64()?,
             kept: r.bool()?,
-            replicas: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::GET => Message::Get { name: r.bytes()? },
-        ty::DELETE => Message::Delete { name: r.bytes()? },
+        ty::DELETE => Message::Delete {
+            name: r.bytes()?,
+            request: r.u64()?,
+            relayed: r.bool()?,
+        },
         ty::DELETED => Message::Deleted {
             existed: r.bool()?,
             version: r.u64()?,
-            replicas: r.vec(NODE_MIN_LEN, Reader::node)?,
         },
         ty::HOLDS => Message::Holds {
             records: r.vec(12, |r| Ok((r.bytes()?, r.u64()?)))?,
@@ -737,8 +751,8 @@ mod tests {
         v.extend([
             M::Route { key: Id(0), hops_left: 0, budget_ms: 0 },
             M::Route { key: Id(0xffff), hops_left: 255, budget_ms: u32::MAX },
-            M::Routed { path: vec![] },
-            M::Routed { path: vec![a, b, c] },
+            M::Routed { path: vec![], replicas: vec![] },
+            M::Routed { path: vec![a, b, c], replicas: vec![b] },
             M::JoinHop { joiner: b, exclude: vec![] },
             M::JoinHop { joiner: a, exclude: vec![Id(0x1234)] },
             M::JoinState { node: a, next: a, rows: vec![], leaf_set: vec![] },
@@ -750,21 +764,21 @@ mod tests {
             M::Deregister { node: node(0x00ff, "[::1]:7") },
             M::Peers { peers: vec![] },
             M::Peers { peers: vec![a, b, c] },
-            M::Record(RecordHead { name: vec![], size: 0, version: 0, deleted: false, handoff: false }),
-            M::Record(RecordHead { name: b"../\0x".to_vec(), size: u64::MAX, version: 7, deleted: true, handoff: true }),
+            M::Record(RecordHead { name: vec![], size: 0, version: 0, deleted: false, handoff: false, request: 0, existed: false, relayed: false }),
+            M::Record(RecordHead { name: b"../\0x".to_vec(), size: u64::MAX, version: 7, deleted: true, handoff: true, request: u64::MAX, existed: true, relayed: true }),
             M::Chunk { data: Bytes::new() },
             M::Chunk { data: Bytes::from_static(&[0, 1, 2, 255]) },
             M::RecordEnd { crc: 0xdead_beef },
-            M::Stored { version: u64::MAX, kept: false, replicas: vec![] },
-            M::Stored { version: 1, kept: true, replicas: vec![a, b] },
+            M::Stored { version: u64::MAX, kept: false },
+            M::Stored { version: 1, kept: true },
             M::Holds { records: vec![] },
             M::Holds { records: vec![(b"x".to_vec(), 7), (vec![], u64::MAX)] },
             M::Lacking { names: vec![] },
             M::Lacking { names: vec![b"a/b".to_vec(), vec![]] },
             M::Get { name: b"hello.txt".to_vec() },
-            M::Delete { name: vec![0xff; 300] },
-            M::Deleted { existed: true, version: 3, replicas: vec![c] },
-            M::Deleted { existed: false, version: 0, replicas: vec![] },
+            M::Delete { name: vec![0xff; 300], request: 9, relayed: true },
+            M::Deleted { existed: true, version: 3 },
+            M::Deleted { existed: false, version: 0 },
             M::Pull { joiner: b },
             M::Exchange { node: a, leaf_set: vec![] },
             M::Alive { node: c },
@@ -859,7 +873,7 @@ mod tests {
             match self.below(34) {
                 0 => M::Ack,
                 1 => M::Error {
-                    code: RemoteCode::from_u8(1 + self.below(10) as u8).unwrap(),
+                    code: RemoteCode::from_u8(1 + self.below(12) as u8).unwrap(),
                     message: (0..self.below(30))
                         .map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize])
                         .collect(),
@@ -871,7 +885,7 @@ mod tests {
                     hops_left: self.next() as u8,
                     budget_ms: self.next() as u32,
                 },
-                5 => M::Routed { path: self.nodes() },
+                5 => M::Routed { path: self.nodes(), replicas: self.nodes() },
                 6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
                 7 => M::JoinState {
                     node: self.node(), next: self.node(),
@@ -889,13 +903,14 @@ mod tests {
                 17 => M::Record(RecordHead {
                     name: self.bytes(), size: self.next(), version: self.next(),
                     deleted: self.next() & 1 == 1, handoff: self.next() & 1 == 1,
+                    request: self.next(), existed: self.next() & 1 == 1, relayed: self.next() & 1 == 1,
                 }),
                 18 => M::Chunk { data: Bytes::from(self.bytes()) },
                 19 => M::RecordEnd { crc: self.next() as u32 },
-                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1, replicas: self.nodes() },
+                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1 },
                 21 => M::Get { name: self.bytes() },
-                22 => M::Delete { name: self.bytes() },
-                23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next(), replicas: self.nodes() },
+                22 => M::Delete { name: self.bytes(), request: self.next(), relayed: self.next() & 1 == 1 },
+                23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
                 24 => M::Pull { joiner: self.node() },
                 25 => M::Exchange { node: self.node(), leaf_set: self.nodes() },
                 26 => M::Alive { node: self.node() },
@@ -1021,9 +1036,9 @@ mod tests {
             (ty::PING, "Ping", "bytes after the message", vec![0]),
             (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
             (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
-            (ty::ERROR, "Error", "unknown error code", vec![11, 0, 0]),
+            (ty::ERROR, "Error", "unknown error code", vec![13, 0, 0]),
             (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
-            (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 16], &[4]].concat()),
+            (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 24], &[16]].concat()),
             (ty::STORED, "Stored", "boolean is neither 0 nor 1", [&[0; 8][..], &[2]].concat()),
             (ty::GET, "Get", "byte string longer than the payload", vec![0, 0, 0, 9, b'x']),
         ];

@@ -34,6 +34,12 @@ pub enum RemoteCode {
     /// The receiver could not route the request onward: the nodes after it failed or the time
     /// ran out. The receiver itself is fine.
     Unroutable = 10,
+    /// The object was deleted: the responsible node holds its deletion record, so no other
+    /// copy is worth asking for.
+    Gone = 11,
+    /// A record's version lies too far ahead of the receiver's clock, or no newer version
+    /// can be given.
+    BadVersion = 12,
 }
 
 impl RemoteCode {
@@ -50,6 +56,8 @@ impl RemoteCode {
             8 => RemoteCode::NotResponsible,
             9 => RemoteCode::InvalidName,
             10 => RemoteCode::Unroutable,
+            11 => RemoteCode::Gone,
+            12 => RemoteCode::BadVersion,
             _ => return None,
         })
     }
@@ -73,6 +81,16 @@ pub struct RecordHead {
     /// Sent by a node handing the record over, not by a client: kept whatever the receiver's
     /// view of responsibility, if newer than what it holds.
     pub handoff: bool,
+    /// The client's id for this write (0: none), the same on every retry, so that a retried
+    /// write is answered with the outcome of its first execution. On the responsible node's
+    /// copies to the other holders: the write whose outcome the copy carries.
+    pub request: u64,
+    /// On the responsible node's copy of a deletion record: whether the deleted object existed
+    /// (the delete's outcome, remembered with `request`).
+    pub existed: bool,
+    /// A client's put passed on by a node that is not responsible to the one it thinks is; not
+    /// passed on again.
+    pub relayed: bool,
 }
 
 /// A message of the node or discovery protocol.
@@ -112,6 +130,9 @@ pub enum Message {
     Routed {
         /// The nodes from the receiver to the node responsible for the key, both included.
         path: Vec<NodeInfo>,
+        /// The other nodes that keep copies of the key, best placed first, as the responsible
+        /// node sees them: where to read or write if it cannot serve.
+        replicas: Vec<NodeInfo>,
     },
     /// A routing step of a join, asked by the joiner of each node in turn: where the joiner's id
     /// goes next, with the state the joiner needs. Answered by [`Message::JoinState`].
@@ -202,34 +223,37 @@ pub enum Message {
         /// CRC-32 (ISO-HDLC) of the record's data.
         crc: u32,
     },
-    /// Answer to a put or hand-off.
+    /// Answer to a put or hand-off. The responsible node answers a put once its own copy is
+    /// durable and it has written the other copies (or given up on those it could not reach).
     Stored {
-        /// The version now held.
+        /// The version the write got (the version held, for a hand-off not kept).
         version: u64,
-        /// False when the receiver already held a version at least as new and kept that.
+        /// False when the receiver already held a newer version and kept that: a put ordered
+        /// before a newer one that finished first.
         kept: bool,
-        /// For a client's put: the other nodes that keep copies, to which the client writes
-        /// the same version. Empty for a hand-off.
-        replicas: Vec<NodeInfo>,
     },
     /// Asks for an object. Answered by a record or [`Message::Error`] (`NotFound`, ...).
     Get {
         /// The object's name.
         name: Vec<u8>,
     },
-    /// Deletes an object. Answered by [`Message::Deleted`].
+    /// Deletes an object. Answered by [`Message::Deleted`] once the responsible node has
+    /// written the deletion record on its own disk and to the other holders.
     Delete {
         /// The object's name.
         name: Vec<u8>,
+        /// The client's id for this delete (0: none), as [`RecordHead::request`].
+        request: u64,
+        /// Passed on by a node that is not responsible, as [`RecordHead::relayed`].
+        relayed: bool,
     },
     /// Answer to [`Message::Delete`].
     Deleted {
-        /// Whether there was a live object.
+        /// Whether there was a live object just before this delete, in the order the
+        /// responsible node gave the writes of the name.
         existed: bool,
         /// The version of the deletion record.
         version: u64,
-        /// The other nodes that keep copies, to which the client writes the deletion record.
-        replicas: Vec<NodeInfo>,
     },
     /// "Do you hold these records, at these versions or newer?" Answered by
     /// [`Message::Lacking`]. Lets a node check its replicas without moving any data.

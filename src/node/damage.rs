@@ -1,0 +1,89 @@
+//! Damaged copies. A get that finds this node's copy corrupt reports it (the asker turns to
+//! another holder) and schedules a repair; maintenance then replaces the copy with a sound
+//! one from another holder, at the same version.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::error::Error;
+use crate::id::key_of;
+use crate::transfer::{get_record, lossy};
+
+use super::versions::{check_incoming, wall_clock_ns};
+use super::Inner;
+
+/// How often one name's copy is repaired at most: two holders whose copies are both damaged
+/// would otherwise ask each other for a sound one without end.
+pub const REPAIR_EVERY: Duration = Duration::from_secs(30);
+
+/// Names whose copies are to be repaired, and when each was last scheduled.
+#[derive(Default)]
+pub(super) struct Repairs {
+    due: Vec<Vec<u8>>,
+    scheduled: HashMap<Vec<u8>, Instant>,
+}
+
+impl Inner {
+    /// Has maintenance repair this node's copy of `name`, unless it did lately.
+    pub(super) fn schedule_repair(&self, name: &[u8]) {
+        {
+            let mut repairs = self.repairs.lock();
+            let now = Instant::now();
+            repairs
+                .scheduled
+                .retain(|_, at| now.duration_since(*at) < REPAIR_EVERY);
+            if repairs.scheduled.contains_key(name) {
+                return;
+            }
+            repairs.scheduled.insert(name.to_vec(), now);
+            repairs.due.push(name.to_vec());
+        }
+        self.wake_maintenance();
+    }
+
+    /// Repairs the copies scheduled so far.
+    pub(super) fn repair_scheduled(&self) {
+        let due = std::mem::take(&mut self.repairs.lock().due);
+        for name in due {
+            self.repair_copy(&name);
+        }
+    }
+
+    /// Replaces this node's copy of `name` with a sound one from another holder; returns
+    /// whether one was stored.
+    fn repair_copy(&self, name: &[u8]) -> bool {
+        for holder in self.other_replicas(key_of(name)) {
+            let fetched = self.pool.session(holder.addr, |conn| {
+                let (head, writer) = get_record(conn, name, |head| {
+                    if !check_incoming(head.version, wall_clock_ns()) {
+                        return Err(Error::Protocol {
+                            addr: holder.addr,
+                            what: format!("version {} is too far ahead", head.version),
+                        });
+                    }
+                    self.store
+                        .writer(name, head.version, false)
+                        .map_err(|e| Error::from_store(name, e))
+                })?;
+                // Newest wins would keep the damaged copy at the same version: it goes first
+                // (only once the sound one is here, and only if it is still that version).
+                self.store
+                    .remove(name, head.version)
+                    .map_err(|e| Error::from_store(name, e))?;
+                writer.finish().map_err(|e| Error::from_store(name, e))
+            });
+            match fetched {
+                Ok(_) => {
+                    log::warn!(
+                        "node {}: corrupt copy of {:?} replaced from {holder}",
+                        self.me,
+                        lossy(name)
+                    );
+                    return true;
+                }
+                Err(e) => log::debug!("node {}: no sound copy from {holder}: {e}", self.me),
+            }
+        }
+        false
+    }
+}

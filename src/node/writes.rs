@@ -1,0 +1,407 @@
+//! Writes. The responsible node orders every put and delete of a name: it gives each write
+//! its version ([`super::versions`]), writes its own copy and the other holders' copies
+//! (primary/backup), and only then answers. No client ever writes a copy, so the bytes under
+//! a version are always the ones its write sent. Copies arriving from other nodes (the
+//! responsible node's, hand-offs, repairs) are kept if newer than what is held.
+
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::id::{key_of, Key, NodeInfo};
+use crate::net::Session;
+use crate::store::{Commit, RecordMeta, CHUNK_SIZE};
+use crate::transfer::{recv_record, send_whole_record, Forward, SliceSource, Source};
+use crate::wire::{Message, RecordHead, RemoteCode};
+
+use super::objects::{drain, error_reply, head_of, refuse, store_reply};
+use super::outcomes::Outcome;
+use super::versions::{check_incoming, wall_clock_ns, Ticket};
+use super::{Inner, Phase};
+
+/// Puts up to this size are received into memory and written here and to the other holders
+/// side by side (a put then costs about one disk write, not two in a row); larger ones are
+/// streamed to disk, then copied from there.
+const SIDE_BY_SIDE: u64 = CHUNK_SIZE as u64;
+
+/// Makes a copy of a record to send: its head, and a source of its bytes.
+type OpenCopy<'a> = dyn Fn() -> Result<(RecordHead, Box<dyn Source + Send + 'a>)> + Sync + 'a;
+
+impl Outcome {
+    /// The reply that reports this outcome.
+    fn reply(self) -> Message {
+        match self {
+            Outcome::Stored { version, kept } => Message::Stored { version, kept },
+            Outcome::Deleted { version, existed } => Message::Deleted { existed, version },
+        }
+    }
+}
+
+impl Inner {
+    /// A record sent as a request: a client's put, or a copy from another node.
+    pub(super) fn receive_record(
+        &self,
+        head: RecordHead,
+        phase: Phase,
+        session: &mut Session<'_>,
+    ) -> Message {
+        if phase != Phase::Joined {
+            let reply = refuse(RemoteCode::NotResponsible, "this node is not taking writes");
+            return drain(&head, session, reply);
+        }
+        if head.handoff {
+            self.receive_copy(head, session)
+        } else {
+            self.receive_put(head, session)
+        }
+    }
+
+    /// A client's put: this node, if responsible, gives it a version and writes every copy.
+    fn receive_put(&self, head: RecordHead, session: &mut Session<'_>) -> Message {
+        let key = key_of(&head.name);
+        if !self.is_responsible(key) {
+            return match self.relay_target(key, head.relayed) {
+                Some(to) => self.relay_put(to, head, session),
+                None => drain(&head, session, not_responsible()),
+            };
+        }
+        if let Some(outcome) = self.outcome_of(head.request) {
+            return drain(&head, session, outcome.reply());
+        }
+        // Held for the whole write, so that leaving waits for it.
+        let _writing = self.write_gate.read();
+        if *self.phase.lock() != Phase::Joined {
+            return drain(&head, session, not_responsible());
+        }
+        let Some(ticket) = self.new_version(&head.name) else {
+            return drain(&head, session, version_exhausted());
+        };
+        let copy = RecordHead {
+            version: ticket.version,
+            handoff: true,
+            relayed: false,
+            existed: false,
+            ..head.clone()
+        };
+        let holders = self.other_replicas(key);
+        let committed = if head.size <= SIDE_BY_SIDE {
+            // Grown as bytes arrive, never sized from the head: at most a chunk.
+            let mut data = Vec::new();
+            if let Err(e) = recv_record(session.framed(), &head, &mut data) {
+                session.close_after_reply();
+                return error_reply(&e);
+            }
+            self.write_side_by_side(&copy, &data, &holders)
+        } else {
+            match self.store.writer(&head.name, ticket.version, false) {
+                Err(e) => return drain(&head, session, store_reply(&head.name, e)),
+                Ok(mut writer) => {
+                    if let Err(e) = recv_record(session.framed(), &head, &mut writer) {
+                        // The stream is out of step; the unfinished write goes with `writer`.
+                        session.close_after_reply();
+                        return error_reply(&e);
+                    }
+                    let committed = writer.finish_replacing();
+                    if committed.is_ok() {
+                        self.copy_stored(&copy, &holders);
+                    }
+                    committed.map_err(|e| Error::from_store(&head.name, e))
+                }
+            }
+        };
+        match committed {
+            Ok((commit, _)) => {
+                let outcome = Outcome::Stored {
+                    version: ticket.version,
+                    kept: matches!(commit, Commit::Stored(_)),
+                };
+                self.remember(head.request, outcome);
+                outcome.reply()
+            }
+            Err(e) => error_reply(&e),
+        }
+    }
+
+    /// Writes a small record here and to `holders` at once: `data` on this thread, each copy
+    /// on a thread of its own.
+    fn write_side_by_side(
+        &self,
+        copy: &RecordHead,
+        data: &[u8],
+        holders: &[NodeInfo],
+    ) -> Result<(Commit, Option<RecordMeta>)> {
+        let local = || {
+            let mut writer = self
+                .store
+                .writer(&copy.name, copy.version, false)
+                .map_err(|e| Error::from_store(&copy.name, e))?;
+            writer
+                .write(data)
+                .map_err(|e| Error::from_store(&copy.name, e))?;
+            writer
+                .finish_replacing()
+                .map_err(|e| Error::from_store(&copy.name, e))
+        };
+        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
+            Ok((copy.clone(), Box::new(SliceSource(data))))
+        };
+        self.copy_to(holders, &open, local)
+    }
+
+    /// Copies the record of `copy.name` as stored now to `holders`. If a newer write finished
+    /// meanwhile, that one is copied (it must reach them anyway), without this write's
+    /// outcome.
+    fn copy_stored(&self, copy: &RecordHead, holders: &[NodeInfo]) {
+        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
+            let reader = self
+                .store
+                .reader(&copy.name)
+                .map_err(|e| Error::from_store(&copy.name, e))?;
+            let mut head = head_of(reader.meta(), true);
+            if head.version == copy.version {
+                head.request = copy.request;
+            }
+            Ok((head, Box::new(reader)))
+        };
+        self.copy_to(holders, &open, || ());
+    }
+
+    /// Writes a copy made by `open` to each of `holders`, each on a thread of its own, while
+    /// `local` runs on this one; returns what `local` returned. A holder that cannot take its
+    /// copy (busy, unreachable, leaving) does not fail the write: this node's maintenance
+    /// brings it up to date later.
+    fn copy_to<'a, T>(
+        &self,
+        holders: &[NodeInfo],
+        open: &OpenCopy<'a>,
+        local: impl FnOnce() -> T,
+    ) -> T {
+        let (local, failed) = std::thread::scope(|scope| {
+            let copies: Vec<_> = holders
+                .iter()
+                .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, open))))
+                .collect();
+            let local = local();
+            let failed = copies
+                .into_iter()
+                .filter_map(|c| match c.join() {
+                    Ok((_, Ok(()))) => None,
+                    Ok((holder, Err(e))) => Some(format!("{holder}: {e}")),
+                    Err(_) => Some("a copy's thread panicked".to_string()),
+                })
+                .collect::<Vec<_>>();
+            (local, failed)
+        });
+        if !failed.is_empty() {
+            log::debug!("node {}: copies left to maintenance: {failed:?}", self.me);
+            self.wake_maintenance();
+        }
+        local
+    }
+
+    /// Writes one copy made by `open` to `holder`.
+    fn write_copy(&self, holder: NodeInfo, open: &OpenCopy<'_>) -> Result<()> {
+        let (head, mut source) = open()?;
+        self.pool.session(holder.addr, |conn| {
+            send_whole_record(conn, &head, &mut *source)?;
+            match conn.recv_or_fail()? {
+                Message::Stored { .. } => Ok(()),
+                other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
+            }
+        })
+    }
+
+    /// A copy from another node: kept if newer than what is held, whoever is responsible.
+    fn receive_copy(&self, head: RecordHead, session: &mut Session<'_>) -> Message {
+        if !check_incoming(head.version, wall_clock_ns()) {
+            let reply = refuse(
+                RemoteCode::BadVersion,
+                &format!(
+                    "version {} is too far ahead of this node's clock",
+                    head.version
+                ),
+            );
+            return drain(&head, session, reply);
+        }
+        let _writing = self.write_gate.read();
+        let mut writer = match self.store.writer(&head.name, head.version, head.deleted) {
+            Ok(w) => w,
+            Err(e) => return drain(&head, session, store_reply(&head.name, e)),
+        };
+        if let Err(e) = recv_record(session.framed(), &head, &mut writer) {
+            session.close_after_reply();
+            return error_reply(&e);
+        }
+        let commit = match writer.finish() {
+            Ok(commit) => commit,
+            Err(e) => return store_reply(&head.name, e),
+        };
+        // The write's outcome travels with its copies, for a retry that reaches this node.
+        let outcome = if head.deleted {
+            Outcome::Deleted {
+                version: head.version,
+                existed: head.existed,
+            }
+        } else {
+            Outcome::Stored {
+                version: head.version,
+                kept: true,
+            }
+        };
+        self.remember(head.request, outcome);
+        match commit {
+            Commit::Stored(meta) => Message::Stored {
+                version: meta.version,
+                kept: true,
+            },
+            Commit::Superseded(meta) => Message::Stored {
+                version: meta.version,
+                kept: false,
+            },
+        }
+    }
+
+    /// A client's delete: this node, if responsible, writes a deletion record here, then to
+    /// the other holders.
+    pub(super) fn delete(&self, name: &[u8], request: u64, relayed: bool) -> Message {
+        let key = key_of(name);
+        if !self.is_responsible(key) {
+            let Some(to) = self.relay_target(key, relayed) else {
+                return not_responsible();
+            };
+            let relay = Message::Delete {
+                name: name.to_vec(),
+                request,
+                relayed: true,
+            };
+            return match self.pool.call(to.addr, &relay) {
+                Ok(reply @ Message::Deleted { .. }) => reply,
+                Ok(other) => relay_failed(&Error::unexpected_reply(to.addr, "Deleted", &other)),
+                Err(e) => relay_failed(&e),
+            };
+        }
+        if let Some(outcome) = self.outcome_of(request) {
+            return outcome.reply();
+        }
+        let _writing = self.write_gate.read();
+        if *self.phase.lock() != Phase::Joined {
+            return not_responsible();
+        }
+        let at_start = self.store.meta(name).ok().flatten();
+        let Some(ticket) = self.new_version(name) else {
+            return version_exhausted();
+        };
+        let committed = self
+            .store
+            .writer(name, ticket.version, true)
+            .and_then(|w| w.finish_replacing());
+        let (commit, before) = match committed {
+            Ok(done) => done,
+            Err(e) => return store_reply(name, e),
+        };
+        // What this delete removed: the record its commit replaced. One overtaken by a newer
+        // write (rare: that write finished first) removed what was there when it began.
+        let existed = match commit {
+            Commit::Stored(_) => before.is_some_and(|m| !m.deleted),
+            Commit::Superseded(_) => at_start.is_some_and(|m| !m.deleted),
+        };
+        let copy = RecordHead {
+            name: name.to_vec(),
+            size: 0,
+            version: ticket.version,
+            deleted: true,
+            handoff: true,
+            request,
+            existed,
+            relayed: false,
+        };
+        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
+            Ok((copy.clone(), Box::new(SliceSource(&[]))))
+        };
+        self.copy_to(&self.other_replicas(key), &open, || ());
+        let outcome = Outcome::Deleted {
+            version: ticket.version,
+            existed,
+        };
+        self.remember(request, outcome);
+        outcome.reply()
+    }
+
+    /// A new version for a write of `name`; `None` if none is left.
+    fn new_version(&self, name: &[u8]) -> Option<Ticket<'_>> {
+        self.versions.begin(name, wall_clock_ns(), || {
+            // A damaged record counts as absent: the write replaces it.
+            self.store.meta(name).ok().flatten().map(|m| m.version)
+        })
+    }
+
+    /// The node a client's write for `key` is passed on to when this node is not responsible:
+    /// the responsible one, if this node's leaf set spans the key and the write was not
+    /// passed on already (so a write is relayed at most once).
+    fn relay_target(&self, key: Key, relayed: bool) -> Option<NodeInfo> {
+        if relayed {
+            return None;
+        }
+        let state = self.state.read();
+        if !state.leaf_set().covers(key) {
+            return None;
+        }
+        let to = state.route(key, |_| false);
+        (to.id != self.me.id).then_some(to)
+    }
+
+    /// Passes a client's put on to `to`, streaming it through, and relays the answer: lets a
+    /// client write through a holder when the responsible node refuses it a connection.
+    fn relay_put(&self, to: NodeInfo, head: RecordHead, session: &mut Session<'_>) -> Message {
+        let relayed = RecordHead {
+            relayed: true,
+            ..head.clone()
+        };
+        let result = self.pool.session(to.addr, |conn| {
+            conn.queue(&Message::Record(relayed));
+            let crc = recv_record(session.framed(), &head, &mut Forward(conn))?;
+            conn.queue(&Message::RecordEnd { crc });
+            conn.flush_or_fail()?;
+            conn.recv_or_fail()
+        });
+        match result {
+            Ok(reply @ Message::Stored { .. }) => reply,
+            Ok(other) => relay_failed(&Error::unexpected_reply(to.addr, "Stored", &other)),
+            Err(e) => {
+                // The client's stream may be unread in part.
+                session.close_after_reply();
+                relay_failed(&e)
+            }
+        }
+    }
+
+    /// The remembered outcome of the client's request `request`.
+    fn outcome_of(&self, request: u64) -> Option<Outcome> {
+        self.outcomes.lock().get(request, Instant::now())
+    }
+
+    fn remember(&self, request: u64, outcome: Outcome) {
+        self.outcomes
+            .lock()
+            .remember(request, outcome, Instant::now());
+    }
+}
+
+/// The reply for a relayed write that failed: the responsible node's own refusal, or
+/// Unroutable (retryable: this node is fine, the one after it failed).
+fn relay_failed(e: &Error) -> Message {
+    match e {
+        Error::Refused { .. } => error_reply(e),
+        _ => refuse(RemoteCode::Unroutable, &e.to_string()),
+    }
+}
+
+fn not_responsible() -> Message {
+    refuse(RemoteCode::NotResponsible, "not responsible for this key")
+}
+
+fn version_exhausted() -> Message {
+    refuse(
+        RemoteCode::BadVersion,
+        "the stored version of this name leaves no newer version",
+    )
+}
