@@ -509,6 +509,60 @@ fn assert_table(ctx: &str, st: &OverlayState, live: &[u16]) {
 // 1. Leaf sets
 // ---------------------------------------------------------------------------------------------
 
+/// The `k` live ids best placed for `key`, best first: nearest, ties to the larger id.
+fn oracle_replicas(key: u16, live: &[u16], k: usize) -> Vec<u16> {
+    let mut all = live.to_vec();
+    all.sort_by_key(|&a| (ring_dist(a, key), std::cmp::Reverse(a)));
+    all.truncate(k);
+    all
+}
+
+#[test]
+fn exact_replica_sets_match_the_oracle_and_the_responsible_node_always_knows() {
+    const SEED: u64 = 0x4e91_1ca5;
+    let mut rng = Rng::seeded(SEED ^ 1);
+    let (mut exact, mut unsure) = (0usize, 0usize);
+    for case in cases(SEED).into_iter().filter(|c| c.ids.len() <= 64) {
+        for &l in &LEAF_HALVES {
+            let net = Net::full(&case, l, &mut rng);
+            for (key, what) in special_keys(&case.ids) {
+                for k in 1..=l + 1 {
+                    let want = oracle_replicas(key, &case.ids, k);
+                    for st in &net.states {
+                        let me = st.me().id.0;
+                        let got = st.exact_replica_set(Id(key), k).map(|s| ids_of(&s));
+                        match got {
+                            Some(got) => {
+                                exact += 1;
+                                assert_eq!(
+                                    got,
+                                    want,
+                                    "{}: k={k} key {key:04x} ({what}) at {me:04x}",
+                                    net.ctx()
+                                );
+                            }
+                            None => {
+                                unsure += 1;
+                                assert_ne!(
+                                    Some(me),
+                                    want.first().copied(),
+                                    "{}: the responsible node {me:04x} unsure of key {key:04x} \
+                                     ({what}), k={k}",
+                                    net.ctx()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        exact > 100_000 && unsure > 1000,
+        "{exact} exact, {unsure} unsure"
+    );
+}
+
 #[test]
 fn leaf_sets_match_oracle() {
     const SEED: u64 = 0x1eaf_5e75;

@@ -150,18 +150,41 @@ impl Inner {
         done
     }
 
-    /// The nodes that should hold records of `key`: its replica set when this node's leaf
-    /// set spans the key, else the responsible node found by a lookup (whose own maintenance
-    /// replicates further). `None` if the lookup failed.
+    /// The nodes that should hold records of `key`: its replica set when this node can be
+    /// sure of it; else, within the leaf set's span, the set the responsible node gives
+    /// (it sees every holder of its keys); else the responsible node found by a lookup
+    /// (whose own maintenance replicates further). `None` if that failed.
     fn holders_of(&self, key: Key) -> Option<Vec<NodeInfo>> {
-        {
+        let responsible = {
             let state = self.state.read();
-            if state.leaf_set().covers(key) {
-                return Some(state.replica_set(key, self.config.replicas));
+            if let Some(set) = state.exact_replica_set(key, self.config.replicas) {
+                return Some(set);
+            }
+            state
+                .leaf_set()
+                .covers(key)
+                .then(|| state.route(key, |_| false))
+        };
+        let Some(responsible) = responsible else {
+            let route = self.lookup(key).ok()?;
+            return Some(vec![route.responsible()]);
+        };
+        match self.pool.call(responsible.addr, &Message::Replicas { key }) {
+            Ok(Message::ReplicaSet { nodes }) if nodes.len() < self.config.replicas => {
+                let mut holders = vec![responsible];
+                holders.extend(nodes.into_iter().filter(|n| n.id != responsible.id));
+                Some(holders)
+            }
+            Ok(other) => {
+                let e = Error::unexpected_reply(responsible.addr, "ReplicaSet", &other);
+                log::debug!("node {}: {e}", self.me);
+                None
+            }
+            Err(e) => {
+                log::debug!("node {}: holders of {key} unknown: {e}", self.me);
+                None
             }
         }
-        let route = self.lookup(key).ok()?;
-        Some(vec![route.responsible()])
     }
 
     /// Asks `holder` which of `metas` it lacks and pushes those. Returns the names `holder`

@@ -92,6 +92,17 @@ impl LeafSet {
         before != self.cw.len() + self.ccw.len()
     }
 
+    /// Whether the set knows every node of the overlay (assuming it is correct): it is
+    /// alone, a side holds fewer than `l` members, or the sides meet.
+    pub fn knows_all(&self) -> bool {
+        let (Some(cw_last), Some(ccw_last)) = (self.cw.last(), self.ccw.last()) else {
+            return true;
+        };
+        self.cw.len() < self.half
+            || self.ccw.len() < self.half
+            || self.own.cw_distance(cw_last.id) >= self.own.cw_distance(ccw_last.id)
+    }
+
     /// Whether the set knows every node between its farthest members, so that the node
     /// responsible for `key` is among its members or `own` (assuming the set is correct).
     pub fn covers(&self, key: Id) -> bool {
@@ -102,14 +113,8 @@ impl LeafSet {
     /// ends at the farthest usable member on each side, since nothing is known beyond an
     /// unusable one.
     pub fn covers_usable(&self, key: Id, usable: impl Fn(Id) -> bool) -> bool {
-        let (Some(cw_last), Some(ccw_last)) = (self.cw.last(), self.ccw.last()) else {
-            return true; // alone: the whole ring is ours
-        };
-        if self.cw.len() < self.half || self.ccw.len() < self.half {
-            return true; // a short side: the set knows every node
-        }
-        if self.own.cw_distance(cw_last.id) >= self.own.cw_distance(ccw_last.id) {
-            return true; // the sides meet: every node is a member
+        if self.knows_all() {
+            return true;
         }
         let far = |side: &[NodeInfo]| {
             let mut usable_ids = side.iter().rev().map(|n| n.id).filter(|&id| usable(id));

@@ -89,6 +89,31 @@ impl OverlayState {
         all
     }
 
+    /// [`replica_set`](Self::replica_set) when this node can be sure of it (assuming its leaf
+    /// set is correct): the leaf set covers `key`, and no node beyond it could be better
+    /// placed than a member of the set. `None` when the set reaches the far end of a full
+    /// side (an unseen node just beyond might belong in it): the node responsible for `key`
+    /// knows, since it sees `l` nodes each side and the `k <= l + 1` holders of its keys lie
+    /// within `k - 1` of it.
+    pub fn exact_replica_set(&self, key: Key, k: usize) -> Option<Vec<NodeInfo>> {
+        if !self.leaf_set.covers(key) {
+            return None;
+        }
+        let set = self.replica_set(key, k);
+        if self.leaf_set.knows_all() {
+            return Some(set);
+        }
+        // An unseen node lies beyond a side's farthest member, so farther from `key` than it
+        // (the key is within the span): it could displace the set's worst member only if that
+        // one is farther still.
+        let worst = set.last().map_or(0, |w| w.id.distance(key));
+        let unsure = |side: &[NodeInfo]| {
+            side.last()
+                .is_some_and(|far| set.contains(far) && far.id.distance(key) < worst)
+        };
+        (!unsure(self.leaf_set.cw()) && !unsure(self.leaf_set.ccw())).then_some(set)
+    }
+
     /// The routing decision for `key`: the node to ask next, or `me` when this node is
     /// responsible. Nodes for which `excluded` is true (found unreachable) are never chosen.
     ///
