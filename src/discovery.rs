@@ -27,6 +27,8 @@ pub struct Discovery {
 struct Registry {
     entries: Mutex<BTreeMap<Id, Entry>>,
     rng: Mutex<Rng>,
+    /// To ask a registered node whether it is still alive when its id is claimed again.
+    pool: Pool,
 }
 
 #[derive(Clone, Copy)]
@@ -42,6 +44,10 @@ struct Entry {
 /// joining crashed, or gave up without withdrawing).
 pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long discovery waits for a registered node to answer a ping when its id is claimed
+/// again: a live node on loopback or a LAN answers in well under this.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
 impl Discovery {
     /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings.
     pub fn start(addr: SocketAddr) -> Result<Discovery> {
@@ -50,16 +56,17 @@ impl Discovery {
 
     /// Starts a discovery node on `addr` with the given socket settings.
     pub fn start_with(addr: SocketAddr, net: NetConfig) -> Result<Discovery> {
+        let counters = Arc::new(Counters::default());
         let registry = Arc::new(Registry {
             entries: Mutex::new(BTreeMap::new()),
             rng: Mutex::new(Rng::from_entropy()),
+            pool: Pool::new(net.clone(), Arc::clone(&counters)),
         });
         let listener = Server::bind(addr)?;
         let handler: Handler = {
             let registry = Arc::clone(&registry);
             Arc::new(move |request, _peer| registry.handle(request))
         };
-        let counters = Arc::new(Counters::default());
         let server = Server::start("pastry-discovery", listener, net, handler, counters)?;
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
@@ -146,26 +153,37 @@ impl Registry {
                 "the first node is still joining: try again shortly".into(),
             );
         }
-        match entries.get(&node.id) {
-            // A repeated request from the same joining node is answered again.
-            Some(e) if !e.joined && e.node.addr == node.addr => {}
-            Some(e) => {
+        let holder = entries.get(&node.id).map(|e| e.node);
+        if let Some(held) = holder.filter(|held| held.addr != node.addr) {
+            // A holder that crashed is replaced at once, so that a restarted node (on a new
+            // port) rejoins without waiting for the others to notice the crash. The lock is
+            // not held while asking.
+            drop(entries);
+            if self.is_alive(held) {
                 return error(
                     RemoteCode::IdInUse,
-                    format!("{} is already used by {}", node.id, e.node.addr),
-                )
+                    format!("{} is already used by {}", node.id, held.addr),
+                );
             }
-            None => {
-                entries.insert(
-                    node.id,
-                    Entry {
-                        node,
-                        joined: false,
-                        since: now,
-                    },
+            log::info!("discovery: {held} is gone; its id goes to {node}");
+            entries = self.entries.lock();
+            if entries.get(&node.id).is_some_and(|e| e.node != held) {
+                return error(
+                    RemoteCode::IdInUse,
+                    format!("{} was just claimed by another node", node.id),
                 );
             }
         }
+        // New, repeated by the same joining node, or claimed again from the holder's own
+        // address (the holder itself, restarted).
+        entries.insert(
+            node.id,
+            Entry {
+                node,
+                joined: false,
+                since: now,
+            },
+        );
         drop(entries);
         log::info!("discovery: {node} is joining");
         Message::Peer {
@@ -174,6 +192,14 @@ impl Registry {
     }
 
     /// A joined node says it is alive: known, or relearnt after discovery restarted.
+    /// Whether `node` answers a ping as itself.
+    fn is_alive(&self, node: NodeInfo) -> bool {
+        let reply = self
+            .pool
+            .call_within(node.addr, &Message::Ping, PING_TIMEOUT);
+        matches!(reply, Ok(Message::Pong { node: n }) if n.id == node.id)
+    }
+
     fn alive(&self, node: NodeInfo) -> Message {
         let mut entries = self.entries.lock();
         match entries.get(&node.id) {
