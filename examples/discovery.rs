@@ -12,7 +12,7 @@ mod common;
 
 use std::process::ExitCode;
 
-use common::{command_loop, init_logging, listen_addr, say, Args};
+use common::{command_loop, count, init_logging, listen_addr, say, Args};
 use pastry::Discovery;
 
 const USAGE: &str = "\
@@ -65,7 +65,7 @@ fn main() -> ExitCode {
             for peer in &peers {
                 say(format_args!("{} {}", peer.id, peer.addr));
             }
-            say(format_args!("{} nodes", peers.len()));
+            say(count(peers.len() as u64, "node"));
             true
         }
         "help" => {

@@ -18,7 +18,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use common::{command_loop, init_logging, listen_addr, printable, resolve, say, Args};
+use common::{command_loop, count, init_logging, listen_addr, printable, resolve, say, Args};
 use pastry::{Error, Id, Node, NodeConfig, NodeInfo};
 
 const USAGE: &str = "\
@@ -204,7 +204,7 @@ fn lookup(node: &Node, key: &str) {
                 "responsible: {} {} ({})",
                 last.id,
                 last.addr,
-                hops(route.hops())
+                count(route.hops() as u64, "hop")
             ));
         }
         Err(e) => eprintln!("error: lookup {key}: {e}"),
@@ -225,17 +225,8 @@ fn list_files(node: &Node) {
                     printable(&object.name)
                 ));
             }
-            say(format_args!("{} objects", objects.len()));
+            say(count(objects.len() as u64, "object"));
         }
         Err(e) => eprintln!("error: list-files: {e}"),
-    }
-}
-
-/// `1 hop`, `2 hops`.
-fn hops(n: usize) -> String {
-    if n == 1 {
-        "1 hop".to_string()
-    } else {
-        format!("{n} hops")
     }
 }

@@ -18,7 +18,9 @@ use std::ffi::{OsStr, OsString};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use common::{error_chain, init_logging, printable, prompted_command_loop, resolve, say, Args};
+use common::{
+    count, error_chain, init_logging, printable, prompted_command_loop, resolve, say, Args,
+};
 use pastry::{Client, Key, Route};
 
 const USAGE: &str = "\
@@ -90,7 +92,7 @@ fn main() -> ExitCode {
     }
 
     let mut all_ok = true;
-    prompted_command_loop(Some("store_data> "), |command, rest| {
+    let all_read = prompted_command_loop(Some("store_data> "), |command, rest| {
         let rest: Vec<&OsStr> = rest.iter().map(OsStr::new).collect();
         match (command, rest.as_slice()) {
             ("help", _) => say(USAGE),
@@ -109,7 +111,7 @@ fn main() -> ExitCode {
         }
         true
     });
-    if all_ok {
+    if all_ok && all_read {
         ExitCode::SUCCESS
     } else {
         ExitCode::FAILURE
@@ -186,11 +188,17 @@ fn store(client: &Client, file: &Path) -> bool {
         Ok(stored) => {
             show_route(name, stored.key, &stored.route);
             let holder = stored.route.responsible();
+            // A store overtaken by a newer one of the same name says so.
+            let overtaken = if stored.kept {
+                ""
+            } else {
+                ", overtaken by a newer write"
+            };
             say(format_args!(
-                "stored on {} {} ({})",
+                "stored on {} {} ({}{overtaken})",
                 holder.id,
                 holder.addr,
-                bytes(stored.size)
+                count(stored.size, "byte")
             ));
             true
         }
@@ -207,7 +215,7 @@ fn retrieve(client: &Client, name: &OsStr, output: &Path) -> bool {
                 "retrieved from {} {} ({}) into {}",
                 holder.id,
                 holder.addr,
-                bytes(retrieved.size),
+                count(retrieved.size, "byte"),
                 output.display()
             ));
             true
@@ -251,13 +259,4 @@ fn failed(command: &str, what: &OsStr, e: &pastry::Error) -> bool {
         error_chain(e)
     );
     false
-}
-
-/// `1 byte`, `13 bytes`.
-fn bytes(n: u64) -> String {
-    if n == 1 {
-        "1 byte".to_string()
-    } else {
-        format!("{n} bytes")
-    }
 }

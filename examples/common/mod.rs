@@ -158,22 +158,41 @@ pub fn init_logging() {
 }
 
 /// Reads commands from stdin, one a line, and gives each to `run` as its first word and the
-/// rest; blank lines are skipped. Stops when `run` returns `false` or stdin ends.
-pub fn command_loop(run: impl FnMut(&str, &[&str]) -> bool) {
+/// rest; blank lines are skipped, and a line that is not UTF-8 is reported and skipped. Stops
+/// when `run` returns `false` or stdin ends. Returns whether every line could be read.
+pub fn command_loop(run: impl FnMut(&str, &[&str]) -> bool) -> bool {
     prompted_command_loop(None, run)
 }
 
 /// [`command_loop`], printing `prompt` before each line when stdin is a terminal.
-pub fn prompted_command_loop(prompt: Option<&str>, mut run: impl FnMut(&str, &[&str]) -> bool) {
+pub fn prompted_command_loop(
+    prompt: Option<&str>,
+    mut run: impl FnMut(&str, &[&str]) -> bool,
+) -> bool {
     let prompt = prompt.filter(|_| io::stdin().is_terminal());
-    let mut lines = io::stdin().lock().lines();
+    let mut input = io::stdin().lock();
+    let mut all_read = true;
+    let mut raw = Vec::new();
     loop {
         if let Some(prompt) = prompt {
             let mut out = io::stdout().lock();
             let _ = write!(out, "{prompt}");
             let _ = out.flush();
         }
-        let Some(Ok(line)) = lines.next() else { break };
+        raw.clear();
+        match input.read_until(b'\n', &mut raw) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                eprintln!("error: reading stdin: {e}");
+                return false;
+            }
+        }
+        let Ok(line) = std::str::from_utf8(&raw) else {
+            eprintln!("error: skipped a line that is not UTF-8");
+            all_read = false;
+            continue;
+        };
         let words: Vec<&str> = line.split_whitespace().collect();
         let Some((command, rest)) = words.split_first() else {
             continue;
@@ -184,6 +203,7 @@ pub fn prompted_command_loop(prompt: Option<&str>, mut run: impl FnMut(&str, &[&
             break;
         }
     }
+    all_read
 }
 
 /// `e` and each of its sources, joined by `: ` (the library's errors keep the operating
@@ -222,4 +242,12 @@ pub fn say(line: impl Display) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "{line}");
     let _ = out.flush();
+}
+
+/// `n` and `noun`, in the plural unless `n` is 1: `1 hop`, `2 hops`, `0 objects`.
+pub fn count(n: impl Into<u64>, noun: &str) -> String {
+    match n.into() {
+        1 => format!("1 {noun}"),
+        n => format!("{n} {noun}s"),
+    }
 }

@@ -306,9 +306,11 @@ impl Peer {
     /// The objects it holds: (key, size, name), checking its `<n> objects` line.
     pub fn list_files(&mut self) -> Vec<(Id, u64, String)> {
         self.program.send("list-files");
-        let mut lines = self.program.lines_until(REPLY, |l| l.ends_with(" objects"));
+        let mut lines = self
+            .program
+            .lines_until(REPLY, |l| l.ends_with(" objects") || l == "1 object");
         let count = lines.pop().unwrap();
-        assert_eq!(count, format!("{} objects", lines.len()), "{}", self.id);
+        assert_eq!(count, plural(lines.len(), "object"), "{}", self.id);
         lines
             .iter()
             .map(|l| {
@@ -369,13 +371,22 @@ pub fn start_peers(
 /// The ids discovery lists, checking its `<n> nodes` line.
 pub fn list_nodes(discovery: &mut Program) -> Vec<Id> {
     discovery.send("list-nodes");
-    let mut lines = discovery.lines_until(REPLY, |l| l.ends_with(" nodes"));
+    let mut lines = discovery.lines_until(REPLY, |l| l.ends_with(" nodes") || l == "1 node");
     let count = lines.pop().unwrap();
-    assert_eq!(count, format!("{} nodes", lines.len()));
+    assert_eq!(count, plural(lines.len(), "node"));
     lines
         .iter()
         .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
         .collect()
+}
+
+/// `1 node`, `2 nodes`: the programs' counts, written from the README.
+pub fn plural(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
+    }
 }
 
 pub fn sorted(mut ids: Vec<Id>) -> Vec<Id> {
