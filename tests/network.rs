@@ -149,3 +149,73 @@ fn lookups_reuse_connections_instead_of_opening_one_per_message() {
         );
     }
 }
+
+/// The cells of `own`'s routing table that some id of `live` fits, and whether each entry of
+/// `table` is live: the problems found, for a failure message.
+fn table_problems(own: Id, table: &pastry::RoutingTable, live: &[Id]) -> Vec<String> {
+    let mut problems = Vec::new();
+    for row in 0..4 {
+        for col in 0..16 {
+            let fits =
+                |id: &Id| *id != own && own.shared_prefix(*id) == row && id.digit(row) == col;
+            let fillable = live.iter().any(fits);
+            match table.get(row, col) {
+                Some(entry) if !live.contains(&entry.id) => problems.push(format!(
+                    "{own}: ({row}, {col}) holds {} which is gone",
+                    entry.id
+                )),
+                None if fillable => problems.push(format!("{own}: ({row}, {col}) empty")),
+                _ => {}
+            }
+        }
+    }
+    problems
+}
+
+#[test]
+fn routing_tables_fill_every_fillable_cell_and_drop_departed_and_crashed_nodes() {
+    let mut rng = Rng::seeded(40);
+    let config = NodeConfig {
+        leaf_half: 2,
+        replicas: 2,
+        maintenance_interval: std::time::Duration::from_millis(100),
+        ..NodeConfig::default()
+    };
+    let mut net = Network::with_config(&random_ids(&mut rng, 44), &config);
+    // Two leave gracefully, two crash.
+    for _ in 0..2 {
+        let node = net.nodes.remove(rng.below(net.nodes.len()));
+        node.leave().expect("leaves");
+        node.shutdown();
+    }
+    for _ in 0..2 {
+        net.nodes.remove(rng.below(net.nodes.len())).shutdown();
+    }
+    let live = net.ids();
+    assert_eq!(live.len(), 40);
+    let mut last = Vec::new();
+    let settled = wait_until(std::time::Duration::from_secs(30), || {
+        last = net
+            .nodes
+            .iter()
+            .flat_map(|n| table_problems(n.id(), &n.routing_table(), &live))
+            .collect();
+        last.is_empty()
+    });
+    assert!(settled, "routing tables did not settle: {last:?}");
+    check_tables(&net.nodes, 2);
+    // ceil(log16 40) + 1 = 3.
+    let bound = (40f64).log(16.0).ceil() as usize + 1;
+    for _ in 0..2000 {
+        let key = Id(rng.next_u64() as u16);
+        let from = &net.nodes[rng.below(net.nodes.len())];
+        let route = from.lookup(key).unwrap();
+        assert_eq!(route.responsible().id, oracle_responsible(key, &live));
+        assert!(
+            route.hops() <= bound,
+            "{} hops: {:?}",
+            route.hops(),
+            route.path
+        );
+    }
+}

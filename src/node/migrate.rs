@@ -65,6 +65,7 @@ pub(super) fn start_maintenance(
                 }
                 if due {
                     inner.probe_neighbours();
+                    inner.refresh_table(probes);
                     if probes % HEARTBEAT_EVERY == 0 {
                         inner.heartbeat_discovery();
                     }

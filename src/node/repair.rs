@@ -240,6 +240,56 @@ impl Inner {
         }
     }
 
+    /// Routing-table maintenance (the Pastry paper's periodic refresh): each round, one entry
+    /// of each non-empty row, taken in turn, is asked for its rows as a joining node asks
+    /// (rows `0..=r` of a node sharing `r` digits with this one, and its leaf set). The answer
+    /// fills cells live nodes could fill; an entry that does not answer is dropped like any
+    /// dead node. Each entry is thus checked within 15 rounds.
+    pub(super) fn refresh_table(&self, round: u64) {
+        let picks: Vec<NodeInfo> = {
+            let state = self.state.read();
+            (0..crate::id::DIGITS)
+                .filter_map(|r| {
+                    let row: Vec<NodeInfo> =
+                        state.table().row(r).iter().flatten().copied().collect();
+                    let turn = usize::try_from(round % 16).unwrap_or(0);
+                    (!row.is_empty()).then(|| row[turn % row.len()])
+                })
+                .collect()
+        };
+        let request = Message::JoinHop {
+            joiner: self.me,
+            exclude: Vec::new(),
+        };
+        for node in picks {
+            if *self.phase.lock() != super::Phase::Joined {
+                return;
+            }
+            match self.pool.call(node.addr, &request) {
+                Ok(Message::JoinState {
+                    node: from,
+                    rows,
+                    leaf_set,
+                    ..
+                }) if from.id == node.id => {
+                    self.heard_from(from.id);
+                    let fresh: Vec<NodeInfo> = rows
+                        .into_iter()
+                        .chain(leaf_set)
+                        .filter(|n| n.id != self.me.id && !self.is_dead(n.id))
+                        .collect();
+                    self.update_state(|state| {
+                        for n in fresh {
+                            state.learn(n);
+                        }
+                    });
+                }
+                Ok(_) => self.suspect(node.into(), &another_node_answers(node)),
+                Err(e) => self.suspect(node.into(), &e),
+            }
+        }
+    }
+
     /// Exchanges leaf sets with `node`; a failure is evidence against it.
     fn exchange_with(&self, node: NodeInfo) {
         let request = Message::Exchange {
@@ -255,14 +305,7 @@ impl Inner {
                 self.learn_leaf_set_of(Some(from), &leaf_set);
             }
             // Another node answers at that address: the one we knew is gone.
-            Ok(_) => self.suspect(
-                node.into(),
-                &Error::Refused {
-                    addr: node.addr,
-                    code: RemoteCode::NotJoined,
-                    message: "another node answers at this address".into(),
-                },
-            ),
+            Ok(_) => self.suspect(node.into(), &another_node_answers(node)),
             Err(e) => self.suspect(node.into(), &e),
         }
     }
@@ -279,5 +322,14 @@ impl Inner {
                 log::debug!("node {}: discovery unreachable: {e}", self.me);
             }
         }
+    }
+}
+
+/// The evidence that `node` is gone when something else answers at its address.
+fn another_node_answers(node: NodeInfo) -> Error {
+    Error::Refused {
+        addr: node.addr,
+        code: RemoteCode::NotJoined,
+        message: "another node answers at this address".into(),
     }
 }

@@ -135,7 +135,8 @@ pub enum Message {
         replicas: Vec<NodeInfo>,
     },
     /// A routing step of a join, asked by the joiner of each node in turn: where the joiner's id
-    /// goes next, with the state the joiner needs. Answered by [`Message::JoinState`].
+    /// goes next, with the state the joiner needs. Answered by [`Message::JoinState`]. Also
+    /// asked by a member of its routing-table entries, to refresh its table from their rows.
     JoinHop {
         /// The node joining.
         joiner: NodeInfo,
