@@ -106,8 +106,11 @@ pub struct Retrieved {
 pub struct Deleted {
     /// The object's key.
     pub key: Key,
-    /// Whether an object was there.
+    /// Whether an object was there just before this delete, in the order the responsible
+    /// node gave the writes of the name.
     pub existed: bool,
+    /// The version the responsible node gave this delete (its deletion record's).
+    pub version: u64,
     /// The route to the holder.
     pub route: Route,
 }
@@ -233,10 +236,10 @@ impl Client {
         };
         self.retrying(|| {
             let (route, replicas) = self.lookup_once(key_of(name))?;
-            let existed =
+            let (existed, version) =
                 self.at_holders(&route, &replicas, is_busy_or_gone, |holder| {
                     match self.pool.call(holder.addr, &request) {
-                        Ok(Message::Deleted { existed, .. }) => Ok(existed),
+                        Ok(Message::Deleted { existed, version }) => Ok((existed, version)),
                         Ok(other) => Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
                         Err(e) => Err(typed(name, e)),
                     }
@@ -244,6 +247,7 @@ impl Client {
             Ok(Deleted {
                 key: route.key,
                 existed,
+                version,
                 route,
             })
         })
@@ -275,7 +279,7 @@ impl Client {
                         .session(holder.addr, |conn| {
                             send_whole_record(conn, &head, &mut source)?;
                             match conn.recv_or_fail()? {
-                                Message::Stored { version, kept } => Ok((version, kept)),
+                                Message::Stored { version, kept, .. } => Ok((version, kept)),
                                 other => {
                                     Err(Error::unexpected_reply(holder.addr, "Stored", &other))
                                 }

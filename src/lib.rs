@@ -48,7 +48,10 @@ pub use discovery::Discovery;
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
 pub use net::{NetConfig, NetStats};
-pub use node::{Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, MAX_VERSION_AHEAD};
+pub use node::{
+    Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE,
+    LAST_ALIVE_FILE, MAX_VERSION_AHEAD,
+};
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;
 pub use store::{RecordMeta, CHUNK_SIZE, MAX_NAME_LEN};

@@ -12,23 +12,6 @@ use pastry::{Client, Discovery, Error, Id, Node, NodeConfig, Rng, DEFAULT_REPLIC
 const HALF: usize = pastry::overlay::DEFAULT_LEAF_HALF;
 const K: usize = DEFAULT_REPLICAS;
 
-/// Whether every node's leaf set equals the oracle's over the live nodes.
-fn leaf_sets_settled(nodes: &[Node]) -> bool {
-    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
-    nodes.iter().all(|n| {
-        let leaf = n.leaf_set();
-        let (cw, ccw) = oracle_leaf_set(n.id(), &live, HALF);
-        leaf.cw().iter().map(|m| m.id).eq(cw) && leaf.ccw().iter().map(|m| m.id).eq(ccw)
-    })
-}
-
-fn assert_leaf_sets_settle(nodes: &[Node], what: &str) {
-    assert!(
-        wait_until(Duration::from_secs(30), || leaf_sets_settled(nodes)),
-        "leaf sets did not settle after {what}"
-    );
-}
-
 /// Whether discovery lists exactly `nodes`.
 fn discovery_lists(discovery: &Discovery, nodes: &[Node]) -> bool {
     let mut listed: Vec<Id> = discovery.peers().iter().map(|p| p.id).collect();
@@ -73,7 +56,7 @@ fn two_adjacent_crashes_lose_no_object_and_copies_are_restored() {
     for node in &crashed {
         node.shutdown(); // no goodbye
     }
-    assert_leaf_sets_settle(&net.nodes, "two adjacent crashes");
+    assert_leaf_sets_settle(HALF, &net.nodes, "two adjacent crashes");
     check_tables(&net.nodes, HALF);
     check_lookups(&net.nodes, &mut rng, 2000);
     for (name, data) in &objects {
@@ -108,7 +91,7 @@ fn thirty_two_nodes_started_together_settle() {
             .collect();
         joining.into_iter().map(|j| j.join().unwrap()).collect()
     });
-    assert_leaf_sets_settle(&nodes, "32 concurrent joins");
+    assert_leaf_sets_settle(HALF, &nodes, "32 concurrent joins");
     check_tables(&nodes, HALF);
     check_lookups(&nodes, &mut rng, 2000);
     assert!(discovery_lists(&discovery, &nodes));
@@ -133,7 +116,7 @@ fn a_restarted_holder_serves_its_objects_and_brings_no_deleted_one_back() {
     let victim_dir = victim.data_dir().to_path_buf();
     victim.shutdown();
     drop(victim);
-    assert_leaf_sets_settle(&net.nodes, "the crash");
+    assert_leaf_sets_settle(HALF, &net.nodes, "the crash");
     assert!(client.delete("doomed.txt").unwrap().existed);
     assert!(matches!(
         client.get("doomed.txt"),
@@ -146,7 +129,7 @@ fn a_restarted_holder_serves_its_objects_and_brings_no_deleted_one_back() {
         discovery, nodes
     )));
     net.join_node(start_node_in(victim_id, Some(&victim_dir)));
-    assert_leaf_sets_settle(&net.nodes, "the restart");
+    assert_leaf_sets_settle(HALF, &net.nodes, "the restart");
     let kept = String::from("kept.txt");
     assert_settles(&net.nodes, &[&kept], K);
     assert!(matches!(
@@ -190,7 +173,7 @@ fn the_overlay_works_while_discovery_is_down_and_discovery_relearns_it() {
         .expect("joins through a known peer");
     newcomer.use_discovery(addr);
     net.nodes.push(newcomer);
-    assert_leaf_sets_settle(&net.nodes, "a join without discovery");
+    assert_leaf_sets_settle(HALF, &net.nodes, "a join without discovery");
     check_lookups(&net.nodes, &mut rng, 500);
 
     // A new discovery node on the same address relearns every live node.
@@ -267,7 +250,7 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
                     node.shutdown(); // crash
                     let nodes = &net.nodes;
                     assert!(wait_until(Duration::from_secs(30), || leaf_sets_settled(
-                        nodes
+                        HALF, nodes
                     )));
                 }
             }
@@ -276,7 +259,7 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
         reader.join().unwrap();
     });
     assert!(good.load(Ordering::SeqCst) > 0);
-    assert_leaf_sets_settle(&net.nodes, "the churn");
+    assert_leaf_sets_settle(HALF, &net.nodes, "the churn");
     check_tables(&net.nodes, HALF);
     check_lookups(&net.nodes, &mut rng, 1000);
     assert_settles(&net.nodes, &names, K);

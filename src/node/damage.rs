@@ -1,12 +1,14 @@
-//! Damaged copies. A get that finds this node's copy corrupt reports it (the asker turns to
-//! another holder) and schedules a repair; maintenance then replaces the copy with a sound
-//! one from another holder, at the same version.
+//! Damaged and stale copies. A get that finds this node's copy corrupt reports it (the asker
+//! turns to another holder) and schedules a repair, as does a write that finds another holder
+//! ahead of this node; maintenance then replaces the copy with a sound one from another
+//! holder, at the same version or a newer one.
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use crate::error::Error;
 use crate::id::key_of;
+use crate::store::Commit;
 use crate::transfer::{get_record, lossy};
 
 use super::versions::{check_incoming, wall_clock_ns};
@@ -49,8 +51,8 @@ impl Inner {
         }
     }
 
-    /// Replaces this node's copy of `name` with a sound one from another holder; returns
-    /// whether one was stored.
+    /// Replaces this node's copy of `name` with a sound one from another holder, at the same
+    /// version or a newer one; returns whether one was stored.
     fn repair_copy(&self, name: &[u8]) -> bool {
         for holder in self.other_replicas(key_of(name)) {
             let fetched = self.pool.session(holder.addr, |conn| {
@@ -73,14 +75,17 @@ impl Inner {
                 writer.finish().map_err(|e| Error::from_store(name, e))
             });
             match fetched {
-                Ok(_) => {
-                    log::warn!(
-                        "node {}: corrupt copy of {:?} replaced from {holder}",
+                Ok(Commit::Stored(meta)) => {
+                    log::info!(
+                        "node {}: copy of {:?} replaced by version {} from {holder}",
                         self.me,
-                        lossy(name)
+                        lossy(name),
+                        meta.version
                     );
                     return true;
                 }
+                // Nothing newer there: perhaps another holder has it.
+                Ok(Commit::Superseded(_)) => {}
                 Err(e) => log::debug!("node {}: no sound copy from {holder}: {e}", self.me),
             }
         }

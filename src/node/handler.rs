@@ -80,7 +80,8 @@ impl Inner {
                 relayed,
             } if phase == Phase::Joined => self.delete(&name, request, relayed),
             Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
-            Message::Holds { records } if routing => self.lacking(records),
+            // A leaving node is about to drop what it holds: its copies count for nothing.
+            Message::Holds { records } if phase == Phase::Joined => self.lacking(records),
             Message::Replicas { key } if routing => Message::ReplicaSet {
                 nodes: self.other_replicas(key),
             },

@@ -14,9 +14,10 @@ use std::collections::HashMap;
 
 use crate::id::{Key, NodeInfo};
 use crate::store::{RecordMeta, StoreError};
-use crate::transfer::{recv_record, send_whole_record, SliceSource};
+use crate::transfer::{lossy, recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
 
+use super::absence::{self, Keeping, Reach, Verdict};
 use super::objects::head_of;
 use super::versions::{check_incoming, wall_clock_ns};
 use super::{Inner, Phase};
@@ -68,6 +69,7 @@ pub(super) fn start_maintenance(
                     inner.refresh_table(probes);
                     if probes % HEARTBEAT_EVERY == 0 {
                         inner.heartbeat_discovery();
+                        absence::note_alive(&inner.data_dir.path, wall_clock_ns());
                     }
                     if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
                         pending = true;
@@ -93,7 +95,9 @@ impl Inner {
 
     /// Puts every record where it belongs: each of its replica holders gets the current
     /// version if it lacks it, and a copy this node should not keep is deleted once all of
-    /// them confirmed. Returns whether everything was done.
+    /// them confirmed. Also collects deletion records past their grace period once every
+    /// holder has them (or nothing of the name), and drops a record kept from before a long
+    /// absence that no other holder knows ([`Keeping`]). Returns whether everything was done.
     fn rebalance(&self) -> bool {
         let records = match self.store.records() {
             Ok(records) => records,
@@ -102,6 +106,7 @@ impl Inner {
                 return false;
             }
         };
+        let keeping = self.keeping();
         let mut done = true;
         // Where each record should be, and which records go to each other holder.
         let mut placements: Vec<(RecordMeta, Vec<NodeInfo>)> = Vec::with_capacity(records.len());
@@ -116,13 +121,17 @@ impl Inner {
             }
             placements.push((meta, holders));
         }
-        // Which holders have (or now got) each record, by name.
-        let mut confirmed: HashMap<Vec<u8>, usize> = HashMap::new();
+        // What each other holder has of each record, by name: (holds it, holds nothing).
+        let mut reached: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
         for (holder, metas) in by_holder {
-            match self.bring_up_to_date(holder, &metas) {
-                Ok(up_to_date) => {
-                    for name in up_to_date {
-                        *confirmed.entry(name).or_default() += 1;
+            match self.bring_up_to_date(holder, &metas, &keeping) {
+                Ok(answers) => {
+                    for (name, reach) in answers {
+                        let counts = reached.entry(name).or_default();
+                        match reach {
+                            Reach::Holds => counts.0 += 1,
+                            Reach::Absent => counts.1 += 1,
+                        }
                     }
                 }
                 Err(e) => {
@@ -133,16 +142,40 @@ impl Inner {
         }
         for (meta, holders) in placements {
             let others = holders.iter().filter(|h| h.id != self.me.id).count();
-            let ok = confirmed.get(&meta.name).copied().unwrap_or(0) == others;
-            if !ok {
-                done = false;
-            } else if others == holders.len() {
-                // Not ours to keep, and every holder has it: drop the copy, unless it changed.
+            let (holding, absent) = reached.get(&meta.name).copied().unwrap_or_default();
+            let mine = others < holders.len();
+            let drop = match keeping.verdict(&meta) {
+                // Deletion records past their grace go once no holder has the name older.
+                Verdict::Expired if holding + absent == others => true,
+                // Kept from before a long absence, and no other holder knows it: deleted
+                // and collected meanwhile (it must not come back).
+                Verdict::Unconfirmed if others > 0 && absent == others => {
+                    log::info!(
+                        "node {}: dropping {:?}, unknown to its holders since this node was away",
+                        self.me,
+                        lossy(&meta.name)
+                    );
+                    true
+                }
+                Verdict::Unconfirmed if holding > 0 => !mine,
+                _ if holding == others => !mine,
+                _ => {
+                    done = false;
+                    false
+                }
+            };
+            if drop {
+                // Unless it changed meanwhile.
                 match self.store.remove(&meta.name, meta.version) {
-                    Ok(true) => log::debug!("node {}: moved {:?} away", self.me, meta.key),
+                    Ok(true) => log::debug!(
+                        "node {}: dropped {:?} ({}), kept by {holders:?}",
+                        self.me,
+                        lossy(&meta.name),
+                        meta.key
+                    ),
                     Ok(false) => done = false,
                     Err(e) => {
-                        log::warn!("node {}: cannot drop a moved copy: {e}", self.me);
+                        log::warn!("node {}: cannot drop a copy: {e}", self.me);
                         done = false;
                     }
                 }
@@ -152,9 +185,8 @@ impl Inner {
     }
 
     /// The nodes that should hold records of `key`: its replica set when this node can be
-    /// sure of it; else, within the leaf set's span, the set the responsible node gives
-    /// (it sees every holder of its keys); else the responsible node found by a lookup
-    /// (whose own maintenance replicates further). `None` if that failed.
+    /// sure of it; else the set the node responsible for it gives (found in the leaf set, or
+    /// by a lookup), which sees every holder of its keys. `None` if that failed.
     fn holders_of(&self, key: Key) -> Option<Vec<NodeInfo>> {
         let responsible = {
             let state = self.state.read();
@@ -166,10 +198,13 @@ impl Inner {
                 .covers(key)
                 .then(|| state.route(key, |_| false))
         };
-        let Some(responsible) = responsible else {
-            let route = self.lookup(key).ok()?;
-            return Some(vec![route.responsible()]);
+        let responsible = match responsible {
+            Some(node) => node,
+            None => self.lookup(key).ok()?.responsible(),
         };
+        if responsible.id == self.me.id {
+            return None; // this node's own view was not sure a moment ago: try again later
+        }
         match self.pool.call(responsible.addr, &Message::Replicas { key }) {
             Ok(Message::ReplicaSet { nodes }) if nodes.len() < self.config.replicas => {
                 let mut holders = vec![responsible];
@@ -188,30 +223,43 @@ impl Inner {
         }
     }
 
-    /// Asks `holder` which of `metas` it lacks and pushes those. Returns the names `holder`
-    /// now holds at the listed versions or newer.
-    fn bring_up_to_date(&self, holder: NodeInfo, metas: &[RecordMeta]) -> Result<Vec<Vec<u8>>> {
-        let mut up_to_date = Vec::with_capacity(metas.len());
+    /// Asks `holder` which of `metas` it lacks and pushes those that `keeping` says must
+    /// reach it. Returns, for each record it answered about, whether it now holds that
+    /// version or a newer one, or holds nothing of the name and was not sent it.
+    fn bring_up_to_date(
+        &self,
+        holder: NodeInfo,
+        metas: &[RecordMeta],
+        keeping: &Keeping,
+    ) -> Result<Vec<(Vec<u8>, Reach)>> {
+        let mut answers = Vec::with_capacity(metas.len());
         for batch in metas.chunks(HOLDS_BATCH) {
             let request = Message::Holds {
                 records: batch.iter().map(|m| (m.name.clone(), m.version)).collect(),
             };
-            let lacking = match self.pool.call(holder.addr, &request)? {
-                Message::Lacking { names } => names,
+            let (older, absent) = match self.pool.call(holder.addr, &request)? {
+                Message::Lacking { older, absent } => (older, absent),
                 other => return Err(Error::unexpected_reply(holder.addr, "Lacking", &other)),
             };
             for meta in batch {
-                if !lacking.contains(&meta.name) {
-                    up_to_date.push(meta.name.clone());
+                let is_absent = absent.contains(&meta.name);
+                if !is_absent && !older.contains(&meta.name) {
+                    answers.push((meta.name.clone(), Reach::Holds));
+                    continue;
+                }
+                // Nothing there to overwrite: an expired deletion record need not go, and a
+                // record kept from before a long absence waits for another holder's word.
+                if is_absent && keeping.verdict(meta) != Verdict::Current {
+                    answers.push((meta.name.clone(), Reach::Absent));
                     continue;
                 }
                 match self.push_record(holder, meta) {
-                    Ok(_) => up_to_date.push(meta.name.clone()),
+                    Ok(_) => answers.push((meta.name.clone(), Reach::Holds)),
                     Err(e) => log::debug!("node {}: push to {holder} failed: {e}", self.me),
                 }
             }
         }
-        Ok(up_to_date)
+        Ok(answers)
     }
 
     /// Sends the current version of `meta`'s record to `to` as a hand-off. Returns what was
@@ -264,6 +312,7 @@ impl Inner {
         if members.is_empty() {
             return Ok(Vec::new()); // the last node: nowhere to go, the data stays on disk
         }
+        let keeping = self.keeping();
         let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
         // Members that refused or failed (leaving too, say): the next best placed take their
         // place. Each round excludes at least one more member, or ends.
@@ -287,14 +336,16 @@ impl Inner {
                 break;
             }
             for (holder, metas) in by_holder {
-                match self.bring_up_to_date(holder, &metas) {
-                    Ok(names) => {
-                        if names.len() < metas.len() {
+                match self.bring_up_to_date(holder, &metas, &keeping) {
+                    Ok(answers) => {
+                        if answers.len() < metas.len() {
                             excluded.push(holder); // it refused some: leaving too, perhaps
                         }
-                        names
-                            .into_iter()
-                            .for_each(|n| *held.entry(n).or_default() += 1);
+                        // An expired deletion record or an unconfirmed record left behind
+                        // is no loss.
+                        for (name, _) in answers {
+                            *held.entry(name).or_default() += 1;
+                        }
                     }
                     Err(e) => {
                         log::debug!("node {}: hand-off to {holder} failed: {e}", self.me);

@@ -1,5 +1,6 @@
 //! A Pastry node: its server, join, lookup and leave.
 
+mod absence;
 mod damage;
 mod handler;
 mod migrate;
@@ -10,6 +11,7 @@ mod versions;
 pub(crate) mod walk;
 mod writes;
 
+pub use absence::LAST_ALIVE_FILE;
 pub use versions::MAX_VERSION_AHEAD;
 
 use std::net::{Ipv4Addr, SocketAddr};
@@ -38,6 +40,10 @@ pub const DEFAULT_MAX_HOPS: usize = 32;
 /// Default number of copies kept of each object.
 pub const DEFAULT_REPLICAS: usize = 3;
 
+/// Default time a deletion record is kept: a day, far beyond any repair, so that a holder
+/// that was down for hours still learns of the delete.
+pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(24 * 3600);
+
 /// How to start a node.
 #[derive(Clone, Debug)]
 pub struct NodeConfig {
@@ -64,6 +70,10 @@ pub struct NodeConfig {
     /// crashed is noticed within about this long (a hung one within two I/O timeouts).
     /// Default 1 s.
     pub maintenance_interval: Duration,
+    /// How long a deletion record is kept after its delete before it is collected (once
+    /// every holder has it). A holder away longer than this cannot bring a deleted object
+    /// back: see [`LAST_ALIVE_FILE`] for how. Default [`DEFAULT_TOMBSTONE_GRACE`].
+    pub tombstone_grace: Duration,
     /// Whether each write is synced to the disk before it is acknowledged (default true).
     /// Without it a write survives a crash of the process but not a power loss or an
     /// operating-system crash, in exchange for much faster writes; the copies on other nodes
@@ -84,6 +94,7 @@ impl Default for NodeConfig {
             max_hops: DEFAULT_MAX_HOPS,
             data_dir: None,
             maintenance_interval: Duration::from_secs(1),
+            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
             sync_writes: true,
             net: NetConfig::default(),
         }
@@ -153,6 +164,9 @@ pub(crate) struct Inner {
     outcomes: Mutex<outcomes::Outcomes>,
     /// Damaged copies to replace.
     repairs: Mutex<damage::Repairs>,
+    /// When this node started after an absence longer than the tombstone grace, if it was
+    /// away that long: its records from before then are unconfirmed.
+    unconfirmed_before: Option<u64>,
     /// Failures seen of other nodes.
     health: Mutex<repair::Health>,
 }
@@ -237,6 +251,17 @@ impl Node {
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
         let store = ObjectStore::open_with(&data_dir.path, config.sync_writes)
             .map_err(|e| Error::from_store(b"", e))?;
+        let now = versions::wall_clock_ns();
+        let grace = u64::try_from(config.tombstone_grace.as_nanos()).unwrap_or(u64::MAX);
+        // Away longer than the grace: every record kept from before this start waits for
+        // confirmation (a record that arrives later has a later version).
+        let unconfirmed_before = absence::last_alive(&data_dir.path)
+            .filter(|&t| now.saturating_sub(t) > grace)
+            .map(|t| {
+                log::warn!("node {id}: away since {t} ns, longer than the tombstone grace: its records wait for confirmation");
+                now
+            });
+        absence::note_alive(&data_dir.path, now);
         let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
@@ -253,6 +278,7 @@ impl Node {
             versions: versions::VersionClock::new(id),
             outcomes: Mutex::new(outcomes::Outcomes::default()),
             repairs: Mutex::new(damage::Repairs::default()),
+            unconfirmed_before,
             health: Mutex::new(repair::Health::default()),
             config,
         });

@@ -62,16 +62,18 @@ impl Inner {
         set
     }
 
-    /// Which of `records` this node lacks, or holds at an older version.
+    /// Which of `records` this node holds at an older version, and which not at all.
     pub(super) fn lacking(&self, records: Vec<(Vec<u8>, u64)>) -> Message {
-        let mut names = Vec::new();
+        let (mut older, mut absent) = (Vec::new(), Vec::new());
         for (name, version) in records {
             match self.store.meta(&name) {
                 Ok(Some(held)) if held.version >= version => {}
-                _ => names.push(name),
+                Ok(None) => absent.push(name),
+                // A damaged record is as good as an old one: a copy replaces it.
+                _ => older.push(name),
             }
         }
-        Message::Lacking { names }
+        Message::Lacking { older, absent }
     }
 
     /// A joining node's pull: streams copies of the records it will keep.

@@ -20,10 +20,10 @@
 //! nothing but the stored record, and the tie-break by writer keeps versions unique even when
 //! two nodes believe for a moment that they are responsible.
 
-use std::collections::HashMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::collections::{BTreeSet, HashMap};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex};
 
 use crate::id::Id;
 
@@ -54,6 +54,11 @@ pub(crate) fn next_version(now_ns: u64, floor: Option<u64>, writer: Id) -> Optio
     (shifted >> WRITER_BITS == t).then_some(shifted | u64::from(writer.0))
 }
 
+/// The node that gave `version`.
+pub(crate) fn writer_of(version: u64) -> Id {
+    Id(version as u16) // the low 16 bits, by construction
+}
+
 /// Whether a version that arrived from elsewhere (a copy, a hand-off, a pull) is acceptable
 /// at `now_ns`: not more than [`MAX_VERSION_AHEAD`] ahead of the clock.
 pub(crate) fn check_incoming(version: u64, now_ns: u64) -> bool {
@@ -61,13 +66,17 @@ pub(crate) fn check_incoming(version: u64, now_ns: u64) -> bool {
     version <= now_ns.saturating_add(ahead)
 }
 
-/// Hands out versions for writes of this node; remembers, per name, the last version given
-/// to a write not yet finished, so that concurrent writes of a name get increasing versions
-/// without holding any lock while their data arrives.
+/// Names with writes in flight: the last version given, and the versions in flight.
+type InFlight = HashMap<Vec<u8>, (u64, BTreeSet<u64>)>;
+
+/// Hands out versions for writes of this node, and has the writes of one name commit in
+/// the order of their versions: the last version given to a write not yet finished is
+/// remembered per name, with the versions still in flight.
 pub(crate) struct VersionClock {
     writer: Id,
-    /// Names with writes in flight: the last version given, and how many are in flight.
-    in_flight: Mutex<HashMap<Vec<u8>, (u64, usize)>>,
+    in_flight: Mutex<InFlight>,
+    /// Signalled when a write finishes, for those waiting for their turn.
+    finished: Condvar,
 }
 
 /// A version given to a write in flight; dropping it ends the write's claim on the name.
@@ -84,6 +93,7 @@ impl VersionClock {
         VersionClock {
             writer,
             in_flight: Mutex::new(HashMap::new()),
+            finished: Condvar::new(),
         }
     }
 
@@ -101,17 +111,13 @@ impl VersionClock {
     ) -> Option<Ticket<'_>> {
         let mut in_flight = self.in_flight.lock();
         let floor = match in_flight.get(name) {
-            Some(&(last, _)) => Some(last),
+            Some((last, _)) => Some(*last),
             None => stored(),
         };
         let version = next_version(now_ns, floor, self.writer)?;
-        in_flight
-            .entry(name.to_vec())
-            .and_modify(|(last, n)| {
-                *last = version;
-                *n += 1;
-            })
-            .or_insert((version, 1));
+        let (last, pending) = in_flight.entry(name.to_vec()).or_default();
+        *last = version;
+        pending.insert(version);
         Some(Ticket {
             clock: self,
             name: name.to_vec(),
@@ -120,14 +126,44 @@ impl VersionClock {
     }
 }
 
+impl Ticket<'_> {
+    /// Waits (at most `limit`) until every write of this name with an older version has
+    /// finished, so that commits happen in version order: what a write replaces is then the
+    /// write just before it. Waiting holds no lock; writes of a name are rarely concurrent,
+    /// and each takes the time of one disk write once its data is in.
+    pub(crate) fn wait_turn(&self, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        let mut in_flight = self.clock.in_flight.lock();
+        while in_flight
+            .get(&self.name)
+            .and_then(|(_, pending)| pending.first())
+            .is_some_and(|&first| first < self.version)
+        {
+            if self
+                .clock
+                .finished
+                .wait_until(&mut in_flight, deadline)
+                .timed_out()
+            {
+                log::warn!(
+                    "a write older than version {} is stuck; going on",
+                    self.version
+                );
+                return;
+            }
+        }
+    }
+}
+
 impl Drop for Ticket<'_> {
     fn drop(&mut self) {
         let mut in_flight = self.clock.in_flight.lock();
-        if let Some((_, n)) = in_flight.get_mut(&self.name) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some((_, pending)) = in_flight.get_mut(&self.name) {
+            pending.remove(&self.version);
+            if pending.is_empty() {
                 in_flight.remove(&self.name);
             }
+            self.clock.finished.notify_all();
         }
     }
 }
@@ -196,5 +232,28 @@ mod tests {
         // Other names are independent.
         let e = clock.begin(b"y", NOW, || None).unwrap();
         assert_eq!(e.version, (NOW >> 16) << 16 | 7);
+    }
+
+    #[test]
+    fn a_write_waits_for_the_older_ones_of_its_name() {
+        let clock = VersionClock::new(Id(7));
+        let older = clock.begin(b"x", NOW, || None).unwrap();
+        let newer = clock.begin(b"x", NOW, || None).unwrap();
+        let other = clock.begin(b"y", NOW, || None).unwrap();
+        other.wait_turn(Duration::from_secs(5)); // another name: no wait
+        let released = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|s| {
+            let waiting = s.spawn(|| {
+                newer.wait_turn(Duration::from_secs(30));
+                released.load(std::sync::atomic::Ordering::SeqCst)
+            });
+            std::thread::sleep(Duration::from_millis(20)); // let it start waiting
+            released.store(true, std::sync::atomic::Ordering::SeqCst);
+            drop(older);
+            assert!(
+                waiting.join().unwrap(),
+                "went on before the older write finished"
+            );
+        });
     }
 }

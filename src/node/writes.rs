@@ -15,13 +15,26 @@ use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::objects::{drain, error_reply, head_of, refuse, store_reply};
 use super::outcomes::Outcome;
-use super::versions::{check_incoming, wall_clock_ns, Ticket};
+use super::versions::{check_incoming, wall_clock_ns, writer_of, Ticket};
 use super::{Inner, Phase};
 
 /// Puts up to this size are received into memory and written here and to the other holders
 /// side by side (a put then costs about one disk write, not two in a row); larger ones are
 /// streamed to disk, then copied from there.
 const SIDE_BY_SIDE: u64 = CHUNK_SIZE as u64;
+
+/// How this node's own copy was committed, and what it replaced.
+type LocalCommit = (Commit, Option<RecordMeta>);
+
+/// What a holder answered to a copy.
+struct CopyAnswer {
+    /// The version it holds now.
+    version: u64,
+    /// False when it held a newer version already.
+    kept: bool,
+    /// The version it held before, and whether that was an object.
+    before: Option<(u64, bool)>,
+}
 
 /// Makes a copy of a record to send: its head, and a source of its bytes.
 type OpenCopy<'a> = dyn Fn() -> Result<(RecordHead, Box<dyn Source + Send + 'a>)> + Sync + 'a;
@@ -30,7 +43,12 @@ impl Outcome {
     /// The reply that reports this outcome.
     fn reply(self) -> Message {
         match self {
-            Outcome::Stored { version, kept } => Message::Stored { version, kept },
+            Outcome::Stored { version, kept } => Message::Stored {
+                version,
+                kept,
+                before: 0,
+                before_live: false,
+            },
             Outcome::Deleted { version, existed } => Message::Deleted { existed, version },
         }
     }
@@ -72,9 +90,36 @@ impl Inner {
         if *self.phase.lock() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
-        let Some(ticket) = self.new_version(&head.name) else {
-            return drain(&head, session, version_exhausted());
+        // The data first, then the version: a write waits for the older ones of its name
+        // only for the time of a disk write, never for a peer's bytes.
+        enum Body<'s> {
+            Small(Vec<u8>),
+            Large(crate::store::RecordWriter<'s>),
+        }
+        let received = if head.size <= SIDE_BY_SIDE {
+            // Grown as bytes arrive, never sized from the head: at most a chunk.
+            let mut data = Vec::new();
+            recv_record(session.framed(), &head, &mut data).map(|_| Body::Small(data))
+        } else {
+            match self.store.writer(&head.name, 0, false) {
+                Err(e) => return drain(&head, session, store_reply(&head.name, e)),
+                Ok(mut writer) => {
+                    recv_record(session.framed(), &head, &mut writer).map(|_| Body::Large(writer))
+                }
+            }
         };
+        let body = match received {
+            Ok(body) => body,
+            Err(e) => {
+                // The stream is out of step; an unfinished write goes with its writer.
+                session.close_after_reply();
+                return error_reply(&e);
+            }
+        };
+        let Some(ticket) = self.new_version(&head.name) else {
+            return version_exhausted();
+        };
+        ticket.wait_turn(self.config.net.io_timeout);
         let copy = RecordHead {
             version: ticket.version,
             handoff: true,
@@ -83,42 +128,41 @@ impl Inner {
             ..head.clone()
         };
         let holders = self.other_replicas(key);
-        let committed = if head.size <= SIDE_BY_SIDE {
-            // Grown as bytes arrive, never sized from the head: at most a chunk.
-            let mut data = Vec::new();
-            if let Err(e) = recv_record(session.framed(), &head, &mut data) {
-                session.close_after_reply();
-                return error_reply(&e);
-            }
-            self.write_side_by_side(&copy, &data, &holders)
-        } else {
-            match self.store.writer(&head.name, ticket.version, false) {
-                Err(e) => return drain(&head, session, store_reply(&head.name, e)),
-                Ok(mut writer) => {
-                    if let Err(e) = recv_record(session.framed(), &head, &mut writer) {
-                        // The stream is out of step; the unfinished write goes with `writer`.
-                        session.close_after_reply();
-                        return error_reply(&e);
-                    }
-                    let committed = writer.finish_replacing();
-                    if committed.is_ok() {
-                        self.copy_stored(&copy, &holders);
-                    }
-                    committed.map_err(|e| Error::from_store(&head.name, e))
-                }
+        let committed = match body {
+            Body::Small(data) => self.write_side_by_side(&copy, &data, &holders),
+            Body::Large(mut writer) => {
+                writer.set_version(ticket.version);
+                writer
+                    .finish_replacing()
+                    .map_err(|e| Error::from_store(&head.name, e))
+                    .map(|local| (local, self.copy_stored(&copy, &holders)))
             }
         };
         match committed {
-            Ok((commit, _)) => {
+            Ok(((commit, _), answers)) => {
                 let outcome = Outcome::Stored {
                     version: ticket.version,
-                    kept: matches!(commit, Commit::Stored(_)),
+                    kept: matches!(commit, Commit::Stored(_)) && !self.behind(&head.name, &answers),
                 };
                 self.remember(head.request, outcome);
                 outcome.reply()
             }
             Err(e) => error_reply(&e),
         }
+    }
+
+    /// Whether a holder's answer shows it held a newer version than the write just made: this
+    /// node's own copy was behind (it took over the key before maintenance caught it up, or
+    /// its clock is behind the old responsible node's). The write is then ordered before that
+    /// version, and the newer record is fetched here.
+    fn behind(&self, name: &[u8], answers: &[CopyAnswer]) -> bool {
+        // A newer version this node gave (a later write of the name, copied first) is no sign.
+        let mine = |version: u64| writer_of(version) == self.me.id;
+        let behind = answers.iter().any(|a| !a.kept && !mine(a.version));
+        if behind {
+            self.schedule_repair(name);
+        }
+        behind
     }
 
     /// Writes a small record here and to `holders` at once: `data` on this thread, each copy
@@ -128,7 +172,7 @@ impl Inner {
         copy: &RecordHead,
         data: &[u8],
         holders: &[NodeInfo],
-    ) -> Result<(Commit, Option<RecordMeta>)> {
+    ) -> Result<(LocalCommit, Vec<CopyAnswer>)> {
         let local = || {
             let mut writer = self
                 .store
@@ -144,13 +188,14 @@ impl Inner {
         let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
             Ok((copy.clone(), Box::new(SliceSource(data))))
         };
-        self.copy_to(holders, &open, local)
+        let (local, answers) = self.copy_to(holders, &open, local);
+        local.map(|local| (local, answers))
     }
 
     /// Copies the record of `copy.name` as stored now to `holders`. If a newer write finished
     /// meanwhile, that one is copied (it must reach them anyway), without this write's
     /// outcome.
-    fn copy_stored(&self, copy: &RecordHead, holders: &[NodeInfo]) {
+    fn copy_stored(&self, copy: &RecordHead, holders: &[NodeInfo]) -> Vec<CopyAnswer> {
         let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
             let reader = self
                 .store
@@ -162,7 +207,7 @@ impl Inner {
             }
             Ok((head, Box::new(reader)))
         };
-        self.copy_to(holders, &open, || ());
+        self.copy_to(holders, &open, || ()).1
     }
 
     /// Writes a copy made by `open` to each of `holders`, each on a thread of its own, while
@@ -174,37 +219,48 @@ impl Inner {
         holders: &[NodeInfo],
         open: &OpenCopy<'a>,
         local: impl FnOnce() -> T,
-    ) -> T {
-        let (local, failed) = std::thread::scope(|scope| {
+    ) -> (T, Vec<CopyAnswer>) {
+        let (local, results) = std::thread::scope(|scope| {
             let copies: Vec<_> = holders
                 .iter()
                 .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, open))))
                 .collect();
             let local = local();
-            let failed = copies
-                .into_iter()
-                .filter_map(|c| match c.join() {
-                    Ok((_, Ok(()))) => None,
-                    Ok((holder, Err(e))) => Some(format!("{holder}: {e}")),
-                    Err(_) => Some("a copy's thread panicked".to_string()),
-                })
-                .collect::<Vec<_>>();
-            (local, failed)
+            let results: Vec<_> = copies.into_iter().map(|c| c.join()).collect();
+            (local, results)
         });
+        let mut answers = Vec::with_capacity(results.len());
+        let mut failed = Vec::new();
+        for result in results {
+            match result {
+                Ok((_, Ok(answer))) => answers.push(answer),
+                Ok((holder, Err(e))) => failed.push(format!("{holder}: {e}")),
+                Err(_) => failed.push("a copy's thread panicked".to_string()),
+            }
+        }
         if !failed.is_empty() {
             log::debug!("node {}: copies left to maintenance: {failed:?}", self.me);
             self.wake_maintenance();
         }
-        local
+        (local, answers)
     }
 
     /// Writes one copy made by `open` to `holder`.
-    fn write_copy(&self, holder: NodeInfo, open: &OpenCopy<'_>) -> Result<()> {
+    fn write_copy(&self, holder: NodeInfo, open: &OpenCopy<'_>) -> Result<CopyAnswer> {
         let (head, mut source) = open()?;
         self.pool.session(holder.addr, |conn| {
             send_whole_record(conn, &head, &mut *source)?;
             match conn.recv_or_fail()? {
-                Message::Stored { .. } => Ok(()),
+                Message::Stored {
+                    version,
+                    kept,
+                    before,
+                    before_live,
+                } => Ok(CopyAnswer {
+                    version,
+                    kept,
+                    before: (before != 0).then_some((before, before_live)),
+                }),
                 other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
             }
         })
@@ -231,8 +287,8 @@ impl Inner {
             session.close_after_reply();
             return error_reply(&e);
         }
-        let commit = match writer.finish() {
-            Ok(commit) => commit,
+        let (commit, before) = match writer.finish_replacing() {
+            Ok(done) => done,
             Err(e) => return store_reply(&head.name, e),
         };
         // The write's outcome travels with its copies, for a retry that reaches this node.
@@ -248,15 +304,15 @@ impl Inner {
             }
         };
         self.remember(head.request, outcome);
-        match commit {
-            Commit::Stored(meta) => Message::Stored {
-                version: meta.version,
-                kept: true,
-            },
-            Commit::Superseded(meta) => Message::Stored {
-                version: meta.version,
-                kept: false,
-            },
+        let (version, kept) = match commit {
+            Commit::Stored(meta) => (meta.version, true),
+            Commit::Superseded(meta) => (meta.version, false),
+        };
+        Message::Stored {
+            version,
+            kept,
+            before: before.as_ref().map_or(0, |m| m.version),
+            before_live: before.is_some_and(|m| !m.deleted),
         }
     }
 
@@ -290,6 +346,7 @@ impl Inner {
         let Some(ticket) = self.new_version(name) else {
             return version_exhausted();
         };
+        ticket.wait_turn(self.config.net.io_timeout);
         let committed = self
             .store
             .writer(name, ticket.version, true)
@@ -298,12 +355,13 @@ impl Inner {
             Ok(done) => done,
             Err(e) => return store_reply(name, e),
         };
-        // What this delete removed: the record its commit replaced. One overtaken by a newer
-        // write (rare: that write finished first) removed what was there when it began.
-        let existed = match commit {
-            Commit::Stored(_) => before.is_some_and(|m| !m.deleted),
-            Commit::Superseded(_) => at_start.is_some_and(|m| !m.deleted),
-        };
+        // What this delete removed here: the record its commit replaced or, overtaken by a
+        // newer write, what was there when it began.
+        let here = match commit {
+            Commit::Stored(_) => before,
+            Commit::Superseded(_) => at_start,
+        }
+        .map(|m| (m.version, !m.deleted));
         let copy = RecordHead {
             name: name.to_vec(),
             size: 0,
@@ -311,13 +369,24 @@ impl Inner {
             deleted: true,
             handoff: true,
             request,
-            existed,
+            existed: here.is_some_and(|(_, live)| live),
             relayed: false,
         };
         let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
             Ok((copy.clone(), Box::new(SliceSource(&[]))))
         };
-        self.copy_to(&self.other_replicas(key), &open, || ());
+        let answers = self.copy_to(&self.other_replicas(key), &open, || ()).1;
+        // Should this node's copy have been behind, the newest record older than the delete
+        // that any holder had is what it removed.
+        let existed = answers
+            .iter()
+            .filter(|a| a.kept)
+            .filter_map(|a| a.before)
+            .chain(here)
+            .filter(|&(v, _)| v < ticket.version)
+            .max_by_key(|&(v, _)| v)
+            .is_some_and(|(_, live)| live);
+        self.behind(name, &answers);
         let outcome = Outcome::Deleted {
             version: ticket.version,
             existed,

@@ -60,6 +60,12 @@ impl<'a> RecordWriter<'a> {
         })
     }
 
+    /// Sets the version the record is committed at: a writer may learn it only once the data
+    /// is in (the header is written in full by [`finish`](Self::finish)).
+    pub fn set_version(&mut self, version: u64) {
+        self.meta.version = version;
+    }
+
     /// The CRC-32 of the data written so far.
     pub fn crc_so_far(&self) -> u32 {
         self.digest.clone().finalize()

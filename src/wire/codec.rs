@@ -254,9 +254,16 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
         // The data is the rest of the payload: no length needed, no copy to frame it.
         Message::Chunk { data } => buf.put_slice(data),
         Message::RecordEnd { crc } => buf.put_u32(*crc),
-        Message::Stored { version, kept } => {
+        Message::Stored {
+            version,
+            kept,
+            before,
+            before_live,
+        } => {
             buf.put_u64(*version);
             buf.put_u8(u8::from(*kept));
+            buf.put_u64(*before);
+            buf.put_u8(u8::from(*before_live));
         }
         Message::Get { name } => put_bytes(buf, name),
         Message::Delete {
@@ -276,7 +283,10 @@ fn put_payload(msg: &Message, buf: &mut BytesMut) {
             put_bytes(b, name);
             b.put_u64(*version);
         }),
-        Message::Lacking { names } => put_vec(buf, names, |b, name| put_bytes(b, name)),
+        Message::Lacking { older, absent } => {
+            put_vec(buf, older, |b, name| put_bytes(b, name));
+            put_vec(buf, absent, |b, name| put_bytes(b, name));
+        }
         Message::Pull { joiner } => put_node(buf, joiner),
         Message::Joined { id } | Message::Replicas { key: id } => put_id(buf, *id),
         Message::ReplicaSet { nodes } => put_vec(buf, nodes, put_node),
@@ -521,6 +531,8 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
         ty::STORED => Message::Stored {
             version: r.u64()?,
             kept: r.bool()?,
+            before: r.u64()?,
+            before_live: r.bool()?,
         },
         ty::GET => Message::Get { name: r.bytes()? },
         ty::DELETE => Message::Delete {
@@ -536,7 +548,8 @@ fn decode_body(ty: u8, kind: &'static str, payload: &[u8]) -> Result<Message, Wi
             records: r.vec(12, |r| Ok((r.bytes()?, r.u64()?)))?,
         },
         ty::LACKING => Message::Lacking {
-            names: r.vec(4, Reader::bytes)?,
+            older: r.vec(4, Reader::bytes)?,
+            absent: r.vec(4, Reader::bytes)?,
         },
         ty::PULL => Message::Pull { joiner: r.node()? },
         ty::REGISTER => Message::Register { node: r.node()? },
@@ -769,12 +782,12 @@ mod tests {
             M::Chunk { data: Bytes::new() },
             M::Chunk { data: Bytes::from_static(&[0, 1, 2, 255]) },
             M::RecordEnd { crc: 0xdead_beef },
-            M::Stored { version: u64::MAX, kept: false },
-            M::Stored { version: 1, kept: true },
+            M::Stored { version: u64::MAX, kept: false, before: u64::MAX, before_live: true },
+            M::Stored { version: 1, kept: true, before: 0, before_live: false },
             M::Holds { records: vec![] },
             M::Holds { records: vec![(b"x".to_vec(), 7), (vec![], u64::MAX)] },
-            M::Lacking { names: vec![] },
-            M::Lacking { names: vec![b"a/b".to_vec(), vec![]] },
+            M::Lacking { older: vec![], absent: vec![] },
+            M::Lacking { older: vec![b"a/b".to_vec(), vec![]], absent: vec![b"c".to_vec()] },
             M::Get { name: b"hello.txt".to_vec() },
             M::Delete { name: vec![0xff; 300], request: 9, relayed: true },
             M::Deleted { existed: true, version: 3 },
@@ -907,7 +920,10 @@ mod tests {
                 }),
                 18 => M::Chunk { data: Bytes::from(self.bytes()) },
                 19 => M::RecordEnd { crc: self.next() as u32 },
-                20 => M::Stored { version: self.next(), kept: self.next() & 1 == 1 },
+                20 => M::Stored {
+                    version: self.next(), kept: self.next() & 1 == 1,
+                    before: self.next(), before_live: self.next() & 1 == 1,
+                },
                 21 => M::Get { name: self.bytes() },
                 22 => M::Delete { name: self.bytes(), request: self.next(), relayed: self.next() & 1 == 1 },
                 23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
@@ -915,7 +931,10 @@ mod tests {
                 25 => M::Exchange { node: self.node(), leaf_set: self.nodes() },
                 26 => M::Alive { node: self.node() },
                 27 => M::Holds { records: (0..self.below(5)).map(|_| (self.bytes(), self.next())).collect() },
-                28 => M::Lacking { names: (0..self.below(5)).map(|_| self.bytes()).collect() },
+                28 => M::Lacking {
+                    older: (0..self.below(5)).map(|_| self.bytes()).collect(),
+                    absent: (0..self.below(5)).map(|_| self.bytes()).collect(),
+                },
                 29 => M::Cell { row: self.next() as u8, col: self.next() as u8 },
                 30 => M::CellEntry { node: (self.next() & 1 == 1).then(|| self.node()) },
                 31 => M::Replicas { key: Id(self.next() as u16) },

@@ -232,6 +232,11 @@ pub enum Message {
         /// False when the receiver already held a newer version and kept that: a put ordered
         /// before a newer one that finished first.
         kept: bool,
+        /// The version the receiver held before (the one kept, if not `kept`); 0 for none.
+        /// Tells the responsible node what its copies held, should its own copy be behind.
+        before: u64,
+        /// Whether that record was an object rather than a deletion record.
+        before_live: bool,
     },
     /// Asks for an object. Answered by a record or [`Message::Error`] (`NotFound`, ...).
     Get {
@@ -262,10 +267,13 @@ pub enum Message {
         /// Names and versions.
         records: Vec<(Vec<u8>, u64)>,
     },
-    /// Answer to [`Message::Holds`]: the names held at an older version or not at all.
+    /// Answer to [`Message::Holds`]: the names held at an older version, and those not held
+    /// at all (no object, no deletion record).
     Lacking {
-        /// The names.
-        names: Vec<Vec<u8>>,
+        /// Names held at an older version.
+        older: Vec<Vec<u8>>,
+        /// Names not held at all.
+        absent: Vec<Vec<u8>>,
     },
     /// A joining node asks its future neighbour for copies of the records it will be
     /// responsible for. Answered by those records, one after another, then [`Message::Ack`].

@@ -183,6 +183,24 @@ pub fn check_tables(nodes: &[Node], half: usize) {
     }
 }
 
+/// Whether every node's leaf set (of `half` a side) equals the oracle's over the live nodes.
+pub fn leaf_sets_settled(half: usize, nodes: &[Node]) -> bool {
+    let live: Vec<Id> = nodes.iter().map(|n| n.id()).collect();
+    nodes.iter().all(|n| {
+        let leaf = n.leaf_set();
+        let (cw, ccw) = oracle_leaf_set(n.id(), &live, half);
+        leaf.cw().iter().map(|m| m.id).eq(cw) && leaf.ccw().iter().map(|m| m.id).eq(ccw)
+    })
+}
+
+/// Waits (30 s at most) until the leaf sets settle; fails naming `what` came before.
+pub fn assert_leaf_sets_settle(half: usize, nodes: &[Node], what: &str) {
+    assert!(
+        wait_until(Duration::from_secs(30), || leaf_sets_settled(half, nodes)),
+        "leaf sets did not settle after {what}"
+    );
+}
+
 /// Runs `lookups` lookups of random keys from random nodes; asserts each ends at the
 /// responsible node. Returns the mean hop count.
 pub fn check_lookups(nodes: &[Node], rng: &mut Rng, lookups: usize) -> f64 {

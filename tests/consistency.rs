@@ -1,0 +1,655 @@
+//! Copies that always agree: writes ordered by the responsible node, exact answers under
+//! retries and departures, repair after every change, and deletion records collected without
+//! letting a deleted object come back.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use common::*;
+use pastry::wire::{self, Message, RecordHead, RemoteCode};
+use pastry::{key_of, Client, Error, Id, NetConfig, Node, NodeConfig, Rng};
+
+/// Fast maintenance, so that repairs settle in a fraction of a test's time.
+fn quick(leaf_half: usize, replicas: usize) -> NodeConfig {
+    NodeConfig {
+        leaf_half,
+        replicas,
+        maintenance_interval: Duration::from_millis(100),
+        ..NodeConfig::default()
+    }
+}
+
+/// A scratch directory removed when dropped.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(label: &str) -> Scratch {
+        let dir = std::env::temp_dir().join(format!("pastry-{label}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Whether `node`'s data directory holds a record (object or deletion record) of `name`,
+/// which must be made of characters the store keeps as they are in file names.
+fn has_record(dir: &Path, name: &str) -> bool {
+    let mut found = false;
+    let objects = dir.join("objects");
+    for key_dir in std::fs::read_dir(&objects).into_iter().flatten().flatten() {
+        for file in std::fs::read_dir(key_dir.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            found |= file.file_name().to_string_lossy() == name;
+        }
+    }
+    found
+}
+
+/// The names of `objects`, for the placement checks.
+fn names_of(objects: &BTreeMap<String, Vec<u8>>) -> Vec<&String> {
+    objects.keys().collect()
+}
+
+/// `n` consecutive ids of `ids` on the ring, starting at a random one.
+fn neighbours(rng: &mut Rng, ids: &[Id], n: usize) -> Vec<Id> {
+    let mut ring = ids.to_vec();
+    ring.sort();
+    let start = rng.below(ring.len());
+    (0..n).map(|i| ring[(start + i) % ring.len()]).collect()
+}
+
+fn take(nodes: &mut Vec<Node>, id: Id) -> Node {
+    let at = nodes.iter().position(|n| n.id() == id).unwrap();
+    nodes.remove(at)
+}
+
+#[test]
+fn neighbours_leaving_or_crashing_at_once_leave_every_object_on_its_best_placed() {
+    let mut rng = Rng::seeded(0x5e77);
+    // (leaf half, copies, nodes leaving or crashing together, crash)
+    let cases = [
+        (2, 3, 3, false),
+        (2, 3, 4, false),
+        (3, 4, 4, false),
+        (8, 3, 4, false),
+        (8, 4, 3, false),
+        (2, 3, 3, true),
+        (3, 4, 3, true),
+        (3, 4, 4, true),
+        (8, 3, 3, true),
+        (8, 4, 4, true),
+    ];
+    for (l, k, gone, crash) in cases {
+        eprintln!("l={l} k={k}: {gone} neighbours, crash: {crash}");
+        let mut net = Network::with_config(&random_ids(&mut rng, 20), &quick(l, k));
+        let client = Client::new(net.discovery.local_addr());
+        let objects = objects(&mut rng, 30);
+        for (name, data) in &objects {
+            client.put(name, data).unwrap();
+        }
+        assert_settles(&net.nodes, &names_of(&objects), k);
+        let before = net.ids();
+        let victim_ids = neighbours(&mut rng, &before, gone);
+        let victims: Vec<Node> = victim_ids
+            .iter()
+            .map(|&id| take(&mut net.nodes, id))
+            .collect();
+        let started = Instant::now();
+        std::thread::scope(|s| {
+            for v in &victims {
+                s.spawn(move || {
+                    if !crash {
+                        v.leave().expect("leaves");
+                    }
+                    v.shutdown();
+                });
+            }
+        });
+        // A crash of every holder of an object loses it; nothing else may be lost.
+        let (kept, lost): (Vec<&String>, Vec<&String>) = objects.keys().partition(|name| {
+            !crash
+                || !oracle_replicas(key_of(name.as_bytes()), &before, k)
+                    .iter()
+                    .all(|h| victim_ids.contains(h))
+        });
+        assert_settles(&net.nodes, &kept, k);
+        eprintln!(
+            "l={l} k={k}: {gone} neighbours {} at once; every object back on its {k} best \
+             placed after {:?} ({} lost with all their holders)",
+            if crash { "crashed" } else { "left" },
+            started.elapsed(),
+            lost.len()
+        );
+        for name in kept {
+            assert_eq!(&client.get(name).unwrap().data, &objects[name], "{name}");
+        }
+        if gone < k {
+            assert!(lost.is_empty());
+        }
+    }
+}
+
+#[test]
+fn placement_is_exact_for_every_replicas_value_through_joins_leaves_crashes_and_restarts() {
+    let mut rng = Rng::seeded(0x91ace);
+    let scratch = Scratch::new("placement");
+    for l in [2usize, 3, 8] {
+        let ks: Vec<usize> = if l == 8 {
+            vec![1, 4, 8, 9]
+        } else {
+            (1..=l + 1).collect()
+        };
+        for k in ks {
+            let ids = random_ids(&mut rng, 16);
+            let config = quick(l, k);
+            let dir = |id: Id| scratch.0.join(format!("{l}-{k}-{id}"));
+            let mut net = Network::new(&[]);
+            for &id in &ids {
+                net.join_node(start_node_with(NodeConfig {
+                    id: Some(id),
+                    data_dir: Some(dir(id)),
+                    ..config.clone()
+                }));
+            }
+            let client = Client::new(net.discovery.local_addr());
+            let objects = objects(&mut rng, 20);
+            for (name, data) in &objects {
+                client.put(name, data).unwrap();
+            }
+            let names = names_of(&objects);
+            let start_with = |id: Id| {
+                start_node_with(NodeConfig {
+                    id: Some(id),
+                    data_dir: Some(dir(id)),
+                    ..config.clone()
+                })
+            };
+            assert_settles(&net.nodes, &names, k);
+            // Two join.
+            for id in random_ids(&mut rng, 2) {
+                if !net.ids().contains(&id) {
+                    net.join_node(start_with(id));
+                }
+            }
+            assert_settles(&net.nodes, &names, k);
+            // One leaves.
+            let leaver = net.nodes.remove(rng.below(net.nodes.len()));
+            leaver.leave().unwrap();
+            leaver.shutdown();
+            assert_settles(&net.nodes, &names, k);
+            // One crashes and restarts on its directory.
+            let crashed = net.nodes.remove(rng.below(net.nodes.len()));
+            let crashed_id = crashed.id();
+            crashed.shutdown();
+            drop(crashed);
+            if k > 1 {
+                // With one copy, the crashed node's objects are away until it is back.
+                assert_settles(&net.nodes, &names, k);
+            }
+            net.join_node(start_with(crashed_id));
+            assert_settles(&net.nodes, &names, k);
+            for (name, data) in &objects {
+                assert_eq!(&client.get(name).unwrap().data, data, "l={l} k={k} {name}");
+            }
+            eprintln!("l={l} k={k}: placement exact after joins, a leave, a crash and a restart");
+        }
+    }
+}
+
+#[test]
+fn replicas_above_leaf_half_plus_one_are_refused_with_a_clear_error() {
+    let config = NodeConfig {
+        leaf_half: 2,
+        replicas: 4,
+        ..NodeConfig::default()
+    };
+    match Node::start(config) {
+        Err(Error::Config(why)) => assert!(why.contains("leaf_half + 1"), "{why}"),
+        other => panic!(
+            "expected a configuration error, got {:?}",
+            other.map(|n| n.id())
+        ),
+    }
+}
+
+#[test]
+fn deletes_and_puts_during_a_copy_holders_graceful_leave_answer_exactly() {
+    let mut rng = Rng::seeded(0xde1);
+    for round in 0..4 {
+        let mut net = Network::with_config(&random_ids(&mut rng, 10), &quick(8, 3));
+        let client = Client::new(net.discovery.local_addr());
+        let objects = objects(&mut rng, 40);
+        for (name, data) in &objects {
+            client.put(name, data).unwrap();
+        }
+        let names = names_of(&objects);
+        assert_settles(&net.nodes, &names, 3);
+        // The node keeping copies of the most objects without being responsible for them.
+        let live = net.ids();
+        let copies_kept = |id: Id| {
+            names
+                .iter()
+                .filter(|n| {
+                    let set = oracle_replicas(key_of(n.as_bytes()), &live, 3);
+                    set[0] != id && set.contains(&id)
+                })
+                .count()
+        };
+        let leaver_id = *live.iter().max_by_key(|&&id| copies_kept(id)).unwrap();
+        let leaver = take(&mut net.nodes, leaver_id);
+        let (to_delete, to_rewrite) = names.split_at(names.len() / 2);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                leaver.leave().expect("leaves");
+            });
+            for name in to_delete {
+                let deleted = client.delete(name).unwrap();
+                assert!(
+                    deleted.existed,
+                    "round {round}: delete of {name} said absent"
+                );
+            }
+            for name in to_rewrite {
+                let stored = client.put(name, format!("new {name}").as_bytes()).unwrap();
+                assert!(stored.kept, "round {round}: {name}");
+            }
+        });
+        leaver.shutdown();
+        for name in to_delete {
+            assert!(
+                matches!(client.get(name), Err(Error::NotFound { .. })),
+                "round {round}: {name} still readable"
+            );
+        }
+        for name in to_rewrite {
+            assert_eq!(
+                client.get(name).unwrap().data,
+                format!("new {name}").as_bytes()
+            );
+        }
+        assert_settles(&net.nodes, to_rewrite, 3);
+    }
+}
+
+/// Opens connections to `addr` until one is refused as busy; returns those kept open.
+fn flood(addr: std::net::SocketAddr, limit: usize) -> Vec<TcpStream> {
+    let mut held = Vec::new();
+    for _ in 0..limit {
+        let mut conn = TcpStream::connect(addr).unwrap();
+        conn.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut first = [0u8; 1];
+        use std::io::Read;
+        match conn.read_exact(&mut first) {
+            // A refused connection is answered at once (with Busy) and closed.
+            Ok(()) => return held,
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return held,
+            Err(_) => held.push(conn), // nothing said within the wait: served, idle
+        }
+    }
+    panic!("{addr} took {limit} connections without refusing one");
+}
+
+#[test]
+fn a_busy_responsible_node_does_not_stop_puts_and_gets_of_its_keys() {
+    let mut rng = Rng::seeded(0xb5);
+    let ids = random_ids(&mut rng, 8);
+    let busy_id = ids[3];
+    let mut net = Network::new(&[]);
+    for &id in &ids {
+        let mut config = quick(8, 3);
+        config.id = Some(id);
+        if id == busy_id {
+            config.net = NetConfig {
+                max_connections: 24,
+                ..NetConfig::default()
+            };
+        }
+        net.join_node(start_node_with(config));
+    }
+    let busy = net.nodes.iter().find(|n| n.id() == busy_id).unwrap();
+    let name = (0..)
+        .map(|i| format!("busy-{i}"))
+        .find(|n| oracle_responsible(key_of(n.as_bytes()), &ids) == busy_id)
+        .unwrap();
+    let client = Client::new(net.discovery.local_addr());
+    client.put(&name, b"before").unwrap();
+    // Its neighbours' pooled connections to it stay; no new one is taken.
+    let held = flood(busy.info().addr, 64);
+    assert!(!held.is_empty());
+    let fresh = Client::new(net.discovery.local_addr());
+    assert_eq!(fresh.get(&name).unwrap().data, b"before");
+    let stored = fresh.put(&name, b"while busy").unwrap();
+    assert!(stored.kept);
+    assert_eq!(fresh.get(&name).unwrap().data, b"while busy");
+    assert!(fresh.delete(&name).unwrap().existed);
+    drop(held);
+    assert!(matches!(client.get(&name), Err(Error::NotFound { .. })));
+}
+
+/// Sends a node a whole record as a hand-off (head, no data, end) on a connection of its own
+/// and returns the reply.
+fn hand_off(addr: std::net::SocketAddr, head: RecordHead) -> Message {
+    use std::io::{Read, Write};
+    let mut frames = bytes::BytesMut::new();
+    wire::encode(&Message::Record(head), &mut frames);
+    wire::encode(&Message::RecordEnd { crc: 0 }, &mut frames);
+    let mut conn = TcpStream::connect(addr).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    conn.write_all(&frames).unwrap();
+    conn.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut reply = Vec::new();
+    let _ = conn.read_to_end(&mut reply);
+    wire::decode(&reply, wire::DEFAULT_MAX_PAYLOAD)
+        .map(|(m, _)| m)
+        .expect("a reply frame")
+}
+
+#[test]
+fn versions_far_ahead_are_refused_and_the_owner_keeps_writing() {
+    let mut rng = Rng::seeded(0xf0);
+    let net = Network::with_config(&random_ids(&mut rng, 4), &quick(8, 3));
+    let client = Client::new(net.discovery.local_addr());
+    let first = client.put("clock", b"one").unwrap();
+    let holder = first.route.responsible();
+    let two_days = 2 * 24 * 3600 * 1_000_000_000u64;
+    for version in [u64::MAX, u64::MAX - 1, first.version + two_days] {
+        for deleted in [true, false] {
+            let head = RecordHead {
+                name: b"clock".to_vec(),
+                size: 0,
+                version,
+                deleted,
+                handoff: true,
+                request: 0,
+                existed: false,
+                relayed: false,
+            };
+            match hand_off(holder.addr, head) {
+                Message::Error {
+                    code: RemoteCode::BadVersion,
+                    ..
+                } => {}
+                other => panic!("version {version}: {other:?}"),
+            }
+        }
+    }
+    let second = client.put("clock", b"two").unwrap();
+    assert!(second.kept && second.version > first.version);
+    assert!(second.version < first.version + pastry::MAX_VERSION_AHEAD.as_nanos() as u64);
+    assert_eq!(client.get("clock").unwrap().data, b"two");
+    assert!(client.delete("clock").unwrap().existed);
+    assert!(matches!(client.get("clock"), Err(Error::NotFound { .. })));
+}
+
+#[test]
+fn deletion_records_are_collected_and_a_holder_back_after_the_grace_brings_nothing_back() {
+    let mut rng = Rng::seeded(0x70b);
+    let scratch = Scratch::new("grace");
+    let grace = Duration::from_millis(1500);
+    let config = NodeConfig {
+        tombstone_grace: grace,
+        ..quick(8, 3)
+    };
+    let start = |id: Id| {
+        start_node_with(NodeConfig {
+            id: Some(id),
+            data_dir: Some(scratch.0.join(id.to_string())),
+            ..config.clone()
+        })
+    };
+    let mut net = Network::new(&[]);
+    for id in random_ids(&mut rng, 8) {
+        net.join_node(start(id));
+    }
+    let client = Client::new(net.discovery.local_addr());
+    client.put("kept.txt", b"stays").unwrap();
+    let doomed = client.put("doomed.txt", b"goes").unwrap();
+    let kept = String::from("kept.txt");
+    assert_settles(&net.nodes, &[&kept, &String::from("doomed.txt")], 3);
+
+    // A holder of the doomed object crashes; the object is deleted meanwhile.
+    let victim = take(&mut net.nodes, doomed.route.responsible().id);
+    let (victim_id, victim_dir) = (victim.id(), victim.data_dir().to_path_buf());
+    victim.shutdown();
+    drop(victim);
+    assert!(client.delete("doomed.txt").unwrap().existed);
+    let deleted_at = Instant::now();
+
+    // Every live holder collects the deletion record once the grace has passed.
+    let collected = wait_until(Duration::from_secs(20), || {
+        net.nodes
+            .iter()
+            .all(|n| !has_record(n.data_dir(), "doomed.txt"))
+    });
+    assert!(collected, "deletion records still kept");
+    let took = deleted_at.elapsed();
+    assert!(took >= grace, "collected after {took:?}, before the grace");
+    eprintln!("deletion record collected everywhere {took:?} after the delete");
+
+    // The holder comes back after an absence longer than the grace, with its old copy.
+    assert!(has_record(&victim_dir, "doomed.txt"));
+    net.join_node(start(victim_id));
+    let gone = wait_until(Duration::from_secs(10), || {
+        net.nodes
+            .iter()
+            .all(|n| !has_record(n.data_dir(), "doomed.txt"))
+    });
+    assert!(gone, "the old copy was kept or spread");
+    for _ in 0..5 {
+        assert!(matches!(
+            client.get("doomed.txt"),
+            Err(Error::NotFound { .. })
+        ));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_settles(&net.nodes, &[&kept], 3);
+    assert_eq!(client.get("kept.txt").unwrap().data, b"stays");
+}
+
+/// One acknowledged (or failed) operation of the model-based test.
+#[derive(Clone, Debug)]
+enum Op {
+    Put {
+        data: Vec<u8>,
+        version: u64,
+        kept: bool,
+    },
+    Delete {
+        version: u64,
+        existed: bool,
+    },
+    Failed,
+}
+
+#[test]
+fn racing_writers_under_churn_leave_identical_copies_of_the_last_write_with_exact_answers() {
+    let seed: u64 = std::env::var("PASTRY_MODEL_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x5eed);
+    eprintln!("model seed {seed} (set PASTRY_MODEL_SEED to repeat another)");
+    let mut rng = Rng::seeded(seed);
+    let k = 3;
+    let config = quick(3, k);
+    let mut net = Network::with_config(&random_ids(&mut rng, 12), &config);
+    let names: Vec<String> = (0..4).map(|i| format!("raced-{i}")).collect();
+    let log: Mutex<BTreeMap<String, Vec<Op>>> = Mutex::new(BTreeMap::new());
+    let stop = AtomicBool::new(false);
+    let discovery = net.discovery.local_addr();
+    let writers: Vec<u64> = (0..4).map(|_| rng.next_u64()).collect();
+    std::thread::scope(|s| {
+        for (w, &wseed) in writers.iter().enumerate() {
+            let (log, stop, names) = (&log, &stop, &names);
+            s.spawn(move || {
+                let mut rng = Rng::seeded(wseed);
+                let client = Client::new(discovery);
+                let mut n = 0;
+                while !stop.load(Ordering::Relaxed) && n < 2000 {
+                    n += 1;
+                    let name = &names[rng.below(names.len())];
+                    let op = if rng.below(3) == 0 {
+                        match client.delete(name) {
+                            Ok(d) => Op::Delete {
+                                version: d.version,
+                                existed: d.existed,
+                            },
+                            Err(_) => Op::Failed,
+                        }
+                    } else {
+                        let data = format!("writer {w} op {n}").into_bytes();
+                        match client.put(name, &data) {
+                            Ok(st) => Op::Put {
+                                data,
+                                version: st.version,
+                                kept: st.kept,
+                            },
+                            Err(_) => Op::Failed,
+                        }
+                    };
+                    log.lock()
+                        .unwrap()
+                        .entry(name.clone())
+                        .or_default()
+                        .push(op);
+                }
+            });
+        }
+        // Churn: a join, a graceful leave, a crash, in a seeded order, while they write.
+        let mut churn = Rng::seeded(seed ^ 0xc4);
+        for step in 0..6 {
+            std::thread::sleep(Duration::from_millis(150));
+            match (step + churn.below(3)) % 3 {
+                0 => {
+                    let id = Id(churn.next_u64() as u16);
+                    if !net.ids().contains(&id) {
+                        net.join_node(start_node_with(NodeConfig {
+                            id: Some(id),
+                            ..config.clone()
+                        }));
+                    }
+                }
+                1 if net.nodes.len() > 8 => {
+                    let node = net.nodes.remove(churn.below(net.nodes.len()));
+                    let _ = node.leave();
+                    node.shutdown();
+                }
+                _ if net.nodes.len() > 8 => {
+                    net.nodes.remove(churn.below(net.nodes.len())).shutdown();
+                }
+                _ => {}
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    let log = log.into_inner().unwrap();
+    let client = Client::new(discovery);
+    let live = net.ids();
+    let (mut checked_existed, mut checked_final) = (0, 0);
+    for name in &names {
+        let ops = log.get(name).cloned().unwrap_or_default();
+        // Every holder settles on the same record, and only the best placed hold it.
+        let mut last = String::new();
+        let agreed = wait_until(Duration::from_secs(30), || {
+            let want = oracle_replicas(key_of(name.as_bytes()), &live, k);
+            let mut seen: Vec<(Id, Option<(u64, u32)>)> = Vec::new();
+            for node in &net.nodes {
+                let rec = node
+                    .objects()
+                    .unwrap()
+                    .into_iter()
+                    .find(|o| o.name == name.as_bytes())
+                    .map(|o| (o.version, o.crc));
+                if rec.is_some() || want.contains(&node.id()) {
+                    seen.push((node.id(), rec));
+                }
+            }
+            let holders: Vec<Id> = seen.iter().filter(|s| s.1.is_some()).map(|s| s.0).collect();
+            let same = seen.windows(2).all(|w| w[0].1 == w[1].1);
+            let placed = holders.is_empty() || {
+                let (mut h, mut w) = (holders.clone(), want.clone());
+                h.sort();
+                w.sort();
+                h == w
+            };
+            last = format!("{seen:?}, want {want:?}");
+            same && placed
+        });
+        assert!(agreed, "seed {seed}: copies of {name} disagree: {last}");
+        // Versions are unique per write.
+        let mut versions: Vec<u64> = ops
+            .iter()
+            .filter_map(|o| match o {
+                Op::Put { version, .. } => Some(*version),
+                _ => None,
+            })
+            .collect();
+        let before = versions.len();
+        versions.sort();
+        versions.dedup();
+        assert_eq!(
+            versions.len(),
+            before,
+            "seed {seed}: {name}: two puts share a version"
+        );
+        if ops.iter().any(|o| matches!(o, Op::Failed)) {
+            continue; // an unknown outcome: the order cannot be checked exactly
+        }
+        // In the responsible node's order (by version): each delete's `existed` says whether
+        // the write just before it was a put that took effect, and the last write is what a
+        // get returns.
+        let mut ordered: Vec<&Op> = ops.iter().collect();
+        ordered.sort_by_key(|o| match o {
+            Op::Put { version, .. } | Op::Delete { version, .. } => *version,
+            Op::Failed => 0,
+        });
+        for pair in ordered.windows(2) {
+            let before_was_put = match pair[0] {
+                Op::Put { kept: true, .. } => true,
+                Op::Delete { .. } => false,
+                _ => continue, // a put overtaken by a newer one left nothing
+            };
+            if let Op::Delete { existed, version } = pair[1] {
+                assert_eq!(
+                    *existed, before_was_put,
+                    "seed {seed}: {name}: delete at {version} after {:?}",
+                    pair[0]
+                );
+                checked_existed += 1;
+            }
+        }
+        let got = client.get(name);
+        match (ordered.last(), &got) {
+            (Some(Op::Put { data, .. }), Ok(f)) => assert_eq!(&f.data, data, "seed {seed}: {name}"),
+            (Some(Op::Delete { .. }) | None, Err(Error::NotFound { .. })) => {}
+            (last, got) => panic!(
+                "seed {seed}: {name}: last write {last:?}, read {:?}",
+                got.as_ref().map(|f| f.version)
+            ),
+        }
+        checked_final += 1;
+    }
+    eprintln!(
+        "seed {seed}: {checked_final} names checked to the last write, {checked_existed} deletes' answers"
+    );
+    assert!(
+        checked_final >= 2 && checked_existed >= 20,
+        "too few writes succeeded to check"
+    );
+}
