@@ -653,3 +653,62 @@ fn racing_writers_under_churn_leave_identical_copies_of_the_last_write_with_exac
         "too few writes succeeded to check"
     );
 }
+
+#[test]
+fn a_retried_delete_hears_its_first_outcome_wherever_it_lands() {
+    let mut rng = Rng::seeded(0x2e7);
+    let net = Network::with_config(&random_ids(&mut rng, 6), &quick(8, 3));
+    let client = Client::new(net.discovery.local_addr());
+    let stored = client.put("once", b"here").unwrap();
+    let responsible = stored.route.responsible();
+    let other = net
+        .nodes
+        .iter()
+        .map(|n| n.info())
+        .find(|n| n.id != responsible.id)
+        .unwrap();
+    let delete = |request: u64, to: std::net::SocketAddr| {
+        tell(
+            to,
+            &Message::Delete {
+                name: b"once".to_vec(),
+                request,
+                relayed: false,
+            },
+        )
+    };
+    let first = delete(0xfeed, responsible.addr);
+    let Message::Deleted {
+        existed: true,
+        version,
+    } = first
+    else {
+        panic!("first delete: {first:?}");
+    };
+    // The same request again (its reply was lost, say): the same answer, nothing new done.
+    assert_eq!(delete(0xfeed, responsible.addr), first);
+    // Through another node (relayed to the responsible one): still the first answer.
+    assert_eq!(delete(0xfeed, other.addr), first);
+    // A new delete is a new write: the object is gone now.
+    match delete(0xbeef, responsible.addr) {
+        Message::Deleted {
+            existed: false,
+            version: v,
+        } => assert!(v > version),
+        other => panic!("second delete: {other:?}"),
+    }
+    // Every holder learnt the first outcome with its copy: asked directly, as a new
+    // responsible node would be after a crash, each answers it.
+    for node in &net.nodes {
+        let holds = oracle_replicas(key_of(b"once"), &net.ids(), 3).contains(&node.id());
+        if holds && node.id() != responsible.id {
+            match delete(0xfeed, node.info().addr) {
+                Message::Deleted {
+                    existed: true,
+                    version: v,
+                } => assert_eq!(v, version),
+                other => panic!("holder {}: {other:?}", node.id()),
+            }
+        }
+    }
+}

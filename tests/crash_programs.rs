@@ -300,3 +300,59 @@ fn store_data_survives_two_peers_killed_with_sigkill() {
     drop(discovery);
     drop(scratch);
 }
+
+#[test]
+fn a_peer_killed_and_restarted_at_once_with_its_id_and_directory_rejoins_at_the_first_try() {
+    let scratch = ScratchDir::new("restart");
+    let [discovery_path, peer_path, store_path] = programs(["discovery", "peer", "store_data"]);
+    let (mut discovery, addr) = start_discovery(&discovery_path);
+    let ids = random_ids(&mut Rng::seeded(0x4e57), 6);
+    let mut peers = start_peers(&peer_path, &addr, &ids, Some(&scratch));
+    let file = scratch.join("kept.txt");
+    std::fs::write(&file, b"kept through the restart").unwrap();
+    let Finished { status, .. } = Program::start(
+        &store_path,
+        &["--discovery", addr.as_str(), "store", arg(&file)],
+    )
+    .run_to_end(REPLY);
+    assert!(status.success());
+
+    for round in 0..3 {
+        let victim = peers.remove(round);
+        let (id, old_addr) = (victim.id, victim.addr.clone());
+        let mut program = victim.program;
+        program.kill().expect("SIGKILL");
+        assert!(!program.wait(REPLY).success());
+        // At once, before anyone noticed the crash: the same id on its old directory.
+        let killed = Instant::now();
+        let dir = scratch.join(&format!("peer-{id}"));
+        let back = Peer::start(&peer_path, &addr, id, Some(&dir));
+        let rejoined = killed.elapsed();
+        eprintln!("round {round}: {id} rejoined {rejoined:?} after the kill");
+        assert!(rejoined < Duration::from_secs(1), "took {rejoined:?}");
+        assert_ne!(back.addr, old_addr);
+        peers.push(back);
+        let mut want = ids.clone();
+        want.sort();
+        assert_eq!(list_nodes(&mut discovery), want);
+        // Every peer routes the restarted id to it, at its new address.
+        let routed = wait_until(REPAIR, || peers.iter_mut().all(|p| p.lookup(id).0 == id));
+        assert!(routed, "lookups of {id} do not reach it");
+    }
+    let out = scratch.join("out.txt");
+    let Finished {
+        status, program, ..
+    } = Program::start(
+        &store_path,
+        &[
+            "--discovery",
+            addr.as_str(),
+            "retrieve",
+            "kept.txt",
+            arg(&out),
+        ],
+    )
+    .run_to_end(REPLY);
+    assert!(status.success(), "{}", program.stderr());
+    assert_eq!(std::fs::read(&out).unwrap(), b"kept through the restart");
+}

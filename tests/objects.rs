@@ -350,3 +350,26 @@ fn a_client_that_does_not_sync_retrieves_the_same_bytes() {
     assert_eq!(names, ["data.bin", "out.bin"]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_failed_retrieval_leaves_no_partial_file() {
+    let mut rng = Rng::seeded(12);
+    let net = Network::new(&random_ids(&mut rng, 3));
+    let client = Client::new(net.discovery.local_addr());
+    let data = bytes(&mut rng, 2 * CHUNK_SIZE);
+    client.put("whole.bin", &data).unwrap();
+    let dir = std::env::temp_dir().join(format!("pastry-part-{}", std::process::id()));
+    let target = dir.join("a-directory");
+    std::fs::create_dir_all(&target).unwrap();
+    // Onto a directory: the rename fails after the whole object arrived.
+    assert!(matches!(
+        client.retrieve_file("whole.bin", &target),
+        Err(Error::Io { .. })
+    ));
+    let left: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, vec![std::ffi::OsString::from("a-directory")]);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

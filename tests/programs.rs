@@ -10,8 +10,8 @@ mod common;
 use std::path::PathBuf;
 
 use common::programs::{
-    arg, list_nodes, programs, reports, sorted, start_discovery, start_peers, Program, ScratchDir,
-    REPLY, STARTUP,
+    arg, list_nodes, programs, reports, sorted, start_discovery, start_peers, Finished, Program,
+    ScratchDir, REPLY, STARTUP,
 };
 use common::{oracle_responsible, random_ids, wait_until};
 use pastry::{key_of, Id, Rng};
@@ -230,4 +230,59 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
     drop(peers);
     drop(discovery);
     drop(scratch);
+}
+
+#[test]
+fn a_line_that_is_not_utf8_is_reported_and_skipped_and_counts_are_singular_for_one() {
+    let scratch = ScratchDir::new("utf8");
+    let [discovery_path, peer_path, store_path] = programs(["discovery", "peer", "store_data"]);
+    let (mut discovery, addr) = start_discovery(&discovery_path);
+    let mut peers = start_peers(&peer_path, &addr, &[Id(0x1000)], None);
+
+    // discovery goes on after the bad line, and says "1 node".
+    discovery.send_bytes(b"list-nodes \xff\n");
+    assert_eq!(list_nodes(&mut discovery), vec![Id(0x1000)]);
+    assert!(wait_until(REPLY, || discovery
+        .stderr()
+        .contains("not UTF-8")));
+
+    // The peer goes on too; alone, it is responsible for every key in 0 hops, then a second
+    // peer makes a lookup of its key from the first take 1 hop.
+    let peer = &mut peers[0];
+    peer.program.send_bytes(b"\xc3\x28 lookup\n");
+    let (holder, _) = peer.lookup(Id(0x1000));
+    assert_eq!(holder, Id(0x1000));
+    assert!(wait_until(REPLY, || peer
+        .program
+        .stderr()
+        .contains("not UTF-8")));
+    let second = start_peers(&peer_path, &addr, &[Id(0x9000)], None);
+    peers[0].program.send("lookup 9000");
+    let lines = peers[0]
+        .program
+        .lines_until(REPLY, |l| l.starts_with("responsible:"));
+    assert!(lines.last().unwrap().ends_with("(1 hop)"), "{lines:?}");
+    assert_eq!(peers[0].list_files().len(), 0);
+
+    // store_data runs the commands after the bad line, then exits 1 for it.
+    let file = scratch.join("one.txt");
+    std::fs::write(&file, b"x").unwrap();
+    let mut store = Program::start(&store_path, &["--discovery", addr.as_str()]);
+    store.send_bytes(b"store \xff\xfe\n");
+    store.send(&format!("store {}", arg(&file)));
+    store.close_stdin();
+    let Finished {
+        status,
+        stdout,
+        program,
+    } = store.run_to_end(REPLY);
+    assert_eq!(status.code(), Some(1), "{}", program.stderr());
+    assert!(
+        program.stderr().contains("not UTF-8"),
+        "{}",
+        program.stderr()
+    );
+    let stored = stdout.iter().find(|l| l.starts_with("stored on")).unwrap();
+    assert!(stored.ends_with("(1 byte)"), "{stored}");
+    drop(second);
 }

@@ -122,6 +122,15 @@ impl Program {
             .unwrap_or_else(|e| panic!("{}: write {line:?}: {e}", self.name));
     }
 
+    /// Writes raw bytes to stdin (a line that is not UTF-8, say).
+    pub fn send_bytes(&mut self, bytes: &[u8]) {
+        let stdin = self.stdin.as_mut().expect("stdin is open");
+        stdin
+            .write_all(bytes)
+            .and_then(|()| stdin.flush())
+            .unwrap_or_else(|e| panic!("{}: write {bytes:?}: {e}", self.name));
+    }
+
     /// Closes stdin: the program sees the end of its input.
     pub fn close_stdin(&mut self) {
         self.stdin = None;
