@@ -1270,7 +1270,11 @@ fn small_values(ctx: &mut Ctx) {
         // one file op in sequence, and one more round trip (holder to holders) when there are
         // copies besides its own.
         let copies = 1.0;
-        let put = (put.0, put.1 + if DEFAULT_REPLICAS > 1 { 1.0 } else { 0.0 }, put.2);
+        let put = (
+            put.0,
+            put.1 + if DEFAULT_REPLICAS > 1 { 1.0 } else { 0.0 },
+            put.2,
+        );
         for (op, (times, requests, error), file_op, copies) in [
             ("put", put, file_write, copies),
             ("get", get, file_read, copies),

@@ -306,7 +306,7 @@ fn flood(addr: std::net::SocketAddr, limit: usize) -> Vec<TcpStream> {
 }
 
 #[test]
-fn a_busy_responsible_node_does_not_stop_puts_and_gets_of_its_keys() {
+fn a_busy_holder_does_not_stop_puts_gets_and_deletes_of_its_keys() {
     let mut rng = Rng::seeded(0xb5);
     let ids = random_ids(&mut rng, 8);
     let busy_id = ids[3];
@@ -338,8 +338,23 @@ fn a_busy_responsible_node_does_not_stop_puts_and_gets_of_its_keys() {
     assert!(stored.kept);
     assert_eq!(fresh.get(&name).unwrap().data, b"while busy");
     assert!(fresh.delete(&name).unwrap().existed);
+    // A name it keeps a copy of, for another responsible node: writes do not wait for it.
+    let copied = (0..)
+        .map(|i| format!("copied-{i}"))
+        .find(|n| {
+            let set = oracle_replicas(key_of(n.as_bytes()), &ids, 3);
+            set[0] != busy_id && set.contains(&busy_id)
+        })
+        .unwrap();
+    for round in 0..3 {
+        let value = format!("round {round}");
+        assert!(fresh.put(&copied, value.as_bytes()).unwrap().kept);
+        assert_eq!(fresh.get(&copied).unwrap().data, value.as_bytes());
+    }
+    assert!(fresh.delete(&copied).unwrap().existed);
     drop(held);
     assert!(matches!(client.get(&name), Err(Error::NotFound { .. })));
+    assert!(matches!(client.get(&copied), Err(Error::NotFound { .. })));
 }
 
 /// Sends a node a whole record as a hand-off (head, no data, end) on a connection of its own

@@ -10,10 +10,10 @@ use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::Session;
 use crate::store::{Commit, RecordMeta, CHUNK_SIZE};
-use crate::transfer::{recv_record, send_whole_record, Forward, SliceSource, Source};
+use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource, Source};
 use crate::wire::{Message, RecordHead, RemoteCode};
 
-use super::objects::{drain, error_reply, head_of, refuse, store_reply};
+use super::objects::{drain, error_reply, refuse, store_reply};
 use super::outcomes::Outcome;
 use super::versions::{check_incoming, wall_clock_ns, writer_of, Ticket};
 use super::{Inner, Phase};
@@ -22,6 +22,72 @@ use super::{Inner, Phase};
 /// side by side (a put then costs about one disk write, not two in a row); larger ones are
 /// streamed to disk, then copied from there.
 const SIDE_BY_SIDE: u64 = CHUNK_SIZE as u64;
+
+/// Chunks queued for each holder a large put is copied to while it arrives: bounds the
+/// memory a put holds (this many chunks per holder) and lets a slow holder slow the put.
+const COPY_QUEUE: usize = 4;
+
+/// What a large put's copy threads are fed.
+enum Piece {
+    Chunk(bytes::Bytes),
+    /// The data is complete; its CRC-32.
+    End(u32),
+}
+
+/// A sink that writes a record to this node's store and passes each chunk on to the copy
+/// threads; a holder that went away is dropped from the feeds.
+struct Tee<'a, 's> {
+    writer: &'a mut crate::store::RecordWriter<'s>,
+    feeds: &'a mut Vec<Option<std::sync::mpsc::SyncSender<Piece>>>,
+}
+
+impl Sink for Tee<'_, '_> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        self.writer.write_chunk(chunk)?;
+        let shared = bytes::Bytes::copy_from_slice(chunk);
+        for slot in self.feeds.iter_mut() {
+            if slot
+                .as_ref()
+                .is_some_and(|feed| feed.send(Piece::Chunk(shared.clone())).is_err())
+            {
+                *slot = None;
+            }
+        }
+        Ok(())
+    }
+
+    fn crc(&self) -> Option<u32> {
+        self.writer.crc()
+    }
+}
+
+/// The head of the copies of a client's put that got `version`.
+fn copy_head(head: &RecordHead, version: u64) -> RecordHead {
+    RecordHead {
+        version,
+        handoff: true,
+        relayed: false,
+        existed: false,
+        ..head.clone()
+    }
+}
+
+/// A holder's answer to a copy.
+fn copy_answer(holder: NodeInfo, reply: Message) -> Result<CopyAnswer> {
+    match reply {
+        Message::Stored {
+            version,
+            kept,
+            before,
+            before_live,
+        } => Ok(CopyAnswer {
+            version,
+            kept,
+            before: (before != 0).then_some((before, before_live)),
+        }),
+        other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
+    }
+}
 
 /// How this node's own copy was committed, and what it replaced.
 type LocalCommit = (Commit, Option<RecordMeta>);
@@ -90,65 +156,128 @@ impl Inner {
         if *self.phase.lock() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
-        // The data first, then the version: a write waits for the older ones of its name
-        // only for the time of a disk write, never for a peer's bytes.
-        enum Body<'s> {
-            Small(Vec<u8>),
-            Large(crate::store::RecordWriter<'s>),
-        }
-        let received = if head.size <= SIDE_BY_SIDE {
-            // Grown as bytes arrive, never sized from the head: at most a chunk.
-            let mut data = Vec::new();
-            recv_record(session.framed(), &head, &mut data).map(|_| Body::Small(data))
-        } else {
-            match self.store.writer(&head.name, 0, false) {
-                Err(e) => return drain(&head, session, store_reply(&head.name, e)),
-                Ok(mut writer) => {
-                    recv_record(session.framed(), &head, &mut writer).map(|_| Body::Large(writer))
-                }
-            }
-        };
-        let body = match received {
-            Ok(body) => body,
-            Err(e) => {
-                // The stream is out of step; an unfinished write goes with its writer.
-                session.close_after_reply();
-                return error_reply(&e);
-            }
-        };
-        let Some(ticket) = self.new_version(&head.name) else {
-            return version_exhausted();
-        };
-        ticket.wait_turn(self.config.net.io_timeout);
-        let copy = RecordHead {
-            version: ticket.version,
-            handoff: true,
-            relayed: false,
-            existed: false,
-            ..head.clone()
-        };
         let holders = self.other_replicas(key);
-        let committed = match body {
-            Body::Small(data) => self.write_side_by_side(&copy, &data, &holders),
-            Body::Large(mut writer) => {
-                writer.set_version(ticket.version);
-                writer
-                    .finish_replacing()
-                    .map_err(|e| Error::from_store(&head.name, e))
-                    .map(|local| (local, self.copy_stored(&copy, &holders)))
-            }
+        let written = if head.size <= SIDE_BY_SIDE {
+            self.put_small(&head, &holders, session)
+        } else {
+            self.put_large(&head, &holders, session)
         };
-        match committed {
-            Ok(((commit, _), answers)) => {
+        match written {
+            Ok((version, (commit, _), answers)) => {
                 let outcome = Outcome::Stored {
-                    version: ticket.version,
+                    version,
                     kept: matches!(commit, Commit::Stored(_)) && !self.behind(&head.name, &answers),
                 };
                 self.remember(head.request, outcome);
                 outcome.reply()
             }
-            Err(e) => error_reply(&e),
+            Err(reply) => reply,
         }
+    }
+
+    /// A small put: the data first, then the version, then this node's copy and the other
+    /// holders' side by side. A write waits for the older ones of its name only for the time
+    /// of a disk write, never for a peer's bytes. Returns the version and what was written,
+    /// or the reply for a failure.
+    fn put_small(
+        &self,
+        head: &RecordHead,
+        holders: &[NodeInfo],
+        session: &mut Session<'_>,
+    ) -> std::result::Result<(u64, LocalCommit, Vec<CopyAnswer>), Message> {
+        // Grown as bytes arrive, never sized from the head: at most a chunk.
+        let mut data = Vec::new();
+        if let Err(e) = recv_record(session.framed(), head, &mut data) {
+            session.close_after_reply(); // the stream is out of step
+            return Err(error_reply(&e));
+        }
+        let ticket = self.new_version(&head.name).ok_or_else(version_exhausted)?;
+        ticket.wait_turn(self.config.net.io_timeout);
+        let copy = copy_head(head, ticket.version);
+        self.write_side_by_side(&copy, &data, holders)
+            .map(|(local, answers)| (ticket.version, local, answers))
+            .map_err(|e| error_reply(&e))
+    }
+
+    /// A large put, streamed: each chunk goes to this node's disk and on to the other
+    /// holders as it arrives (each holder fed by a thread of its own through a short queue),
+    /// so that a large object is copied at the pace of the slowest holder, not twice over.
+    fn put_large(
+        &self,
+        head: &RecordHead,
+        holders: &[NodeInfo],
+        session: &mut Session<'_>,
+    ) -> std::result::Result<(u64, LocalCommit, Vec<CopyAnswer>), Message> {
+        let Some(ticket) = self.new_version(&head.name) else {
+            return Err(drain(head, session, version_exhausted()));
+        };
+        let mut writer = match self.store.writer(&head.name, ticket.version, false) {
+            Ok(writer) => writer,
+            Err(e) => return Err(drain(head, session, store_reply(&head.name, e))),
+        };
+        let copy = copy_head(head, ticket.version);
+        std::thread::scope(|scope| {
+            let mut feeds = Vec::with_capacity(holders.len());
+            let mut copies = Vec::with_capacity(holders.len());
+            for &holder in holders {
+                let (feed, pieces) = std::sync::mpsc::sync_channel(COPY_QUEUE);
+                feeds.push(Some(feed));
+                let copy = &copy;
+                copies.push(scope.spawn(move || (holder, self.stream_copy(holder, copy, pieces))));
+            }
+            let mut tee = Tee {
+                writer: &mut writer,
+                feeds: &mut feeds,
+            };
+            let received = recv_record(session.framed(), head, &mut tee);
+            if let Ok(crc) = received {
+                for feed in feeds.iter().flatten() {
+                    let _ = feed.send(Piece::End(crc));
+                }
+            }
+            drop(feeds); // ends the copies of a record that did not arrive whole
+            let answers = self.collect(copies.into_iter().map(|c| c.join()).collect());
+            if let Err(e) = received {
+                session.close_after_reply(); // the stream is out of step
+                return Err(error_reply(&e));
+            }
+            ticket.wait_turn(self.config.net.io_timeout);
+            writer
+                .finish_replacing()
+                .map(|local| (ticket.version, local, answers))
+                .map_err(|e| store_reply(&head.name, e))
+        })
+    }
+
+    /// Sends `copy` to `holder`, its data from `pieces` as they come.
+    fn stream_copy(
+        &self,
+        holder: NodeInfo,
+        copy: &RecordHead,
+        pieces: std::sync::mpsc::Receiver<Piece>,
+    ) -> Result<CopyAnswer> {
+        self.pool.session(holder.addr, |conn| {
+            conn.queue(&Message::Record(copy.clone()));
+            loop {
+                match pieces.recv() {
+                    Ok(Piece::Chunk(data)) => conn
+                        .send_chunk(&data)
+                        .map_err(|e| conn.error(crate::net::ReadError::Io(e)))?,
+                    Ok(Piece::End(crc)) => {
+                        conn.queue(&Message::RecordEnd { crc });
+                        conn.flush_or_fail()?;
+                        break;
+                    }
+                    Err(_) => {
+                        return Err(Error::Protocol {
+                            addr: holder.addr,
+                            what: "the record being copied did not arrive whole".into(),
+                        })
+                    }
+                }
+            }
+            copy_answer(holder, conn.recv_or_fail()?)
+        })
     }
 
     /// Whether a holder's answer shows it held a newer version than the write just made: this
@@ -192,24 +321,6 @@ impl Inner {
         local.map(|local| (local, answers))
     }
 
-    /// Copies the record of `copy.name` as stored now to `holders`. If a newer write finished
-    /// meanwhile, that one is copied (it must reach them anyway), without this write's
-    /// outcome.
-    fn copy_stored(&self, copy: &RecordHead, holders: &[NodeInfo]) -> Vec<CopyAnswer> {
-        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
-            let reader = self
-                .store
-                .reader(&copy.name)
-                .map_err(|e| Error::from_store(&copy.name, e))?;
-            let mut head = head_of(reader.meta(), true);
-            if head.version == copy.version {
-                head.request = copy.request;
-            }
-            Ok((head, Box::new(reader)))
-        };
-        self.copy_to(holders, &open, || ()).1
-    }
-
     /// Writes a copy made by `open` to each of `holders`, each on a thread of its own, while
     /// `local` runs on this one; returns what `local` returned. A holder that cannot take its
     /// copy (busy, unreachable, leaving) does not fail the write: this node's maintenance
@@ -220,15 +331,22 @@ impl Inner {
         open: &OpenCopy<'a>,
         local: impl FnOnce() -> T,
     ) -> (T, Vec<CopyAnswer>) {
-        let (local, results) = std::thread::scope(|scope| {
+        std::thread::scope(|scope| {
             let copies: Vec<_> = holders
                 .iter()
                 .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, open))))
                 .collect();
             let local = local();
-            let results: Vec<_> = copies.into_iter().map(|c| c.join()).collect();
-            (local, results)
-        });
+            let answers = self.collect(copies.into_iter().map(|c| c.join()).collect());
+            (local, answers)
+        })
+    }
+
+    /// The answers of the copies that were written; the others are left to maintenance.
+    fn collect(
+        &self,
+        results: Vec<std::thread::Result<(NodeInfo, Result<CopyAnswer>)>>,
+    ) -> Vec<CopyAnswer> {
         let mut answers = Vec::with_capacity(results.len());
         let mut failed = Vec::new();
         for result in results {
@@ -242,7 +360,7 @@ impl Inner {
             log::debug!("node {}: copies left to maintenance: {failed:?}", self.me);
             self.wake_maintenance();
         }
-        (local, answers)
+        answers
     }
 
     /// Writes one copy made by `open` to `holder`.
@@ -250,19 +368,7 @@ impl Inner {
         let (head, mut source) = open()?;
         self.pool.session(holder.addr, |conn| {
             send_whole_record(conn, &head, &mut *source)?;
-            match conn.recv_or_fail()? {
-                Message::Stored {
-                    version,
-                    kept,
-                    before,
-                    before_live,
-                } => Ok(CopyAnswer {
-                    version,
-                    kept,
-                    before: (before != 0).then_some((before, before_live)),
-                }),
-                other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
-            }
+            copy_answer(holder, conn.recv_or_fail()?)
         })
     }
 
@@ -278,7 +384,13 @@ impl Inner {
             );
             return drain(&head, session, reply);
         }
-        let _writing = self.write_gate.read();
+        // Not waited for: a node that started leaving refuses copies (its hand-off may be under
+        // way), and the responsible node writing this copy may itself be waiting to leave,
+        // which must not wait on this one.
+        let writing = self.write_gate.try_read();
+        if writing.is_none() || *self.phase.lock() != Phase::Joined {
+            return drain(&head, session, not_responsible());
+        }
         let mut writer = match self.store.writer(&head.name, head.version, head.deleted) {
             Ok(w) => w,
             Err(e) => return drain(&head, session, store_reply(&head.name, e)),
