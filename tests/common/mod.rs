@@ -34,6 +34,16 @@ pub fn random_ids(rng: &mut Rng, n: usize) -> Vec<Id> {
     ids
 }
 
+/// Fast maintenance, so that repairs settle in a fraction of a test's time.
+pub fn quick(leaf_half: usize, replicas: usize) -> NodeConfig {
+    NodeConfig {
+        leaf_half,
+        replicas,
+        maintenance_interval: Duration::from_millis(100),
+        ..NodeConfig::default()
+    }
+}
+
 /// Starts a node with `id` on loopback.
 pub fn start_node(id: Id) -> Node {
     start_node_in(id, None)
