@@ -44,6 +44,9 @@ struct Tee<'a, 's> {
 impl Sink for Tee<'_, '_> {
     fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
         self.writer.write_chunk(chunk)?;
+        if self.feeds.iter().all(Option::is_none) {
+            return Ok(()); // no copy to feed: no copy of the chunk either
+        }
         let shared = bytes::Bytes::copy_from_slice(chunk);
         for slot in self.feeds.iter_mut() {
             if slot
