@@ -297,10 +297,10 @@ impl Client {
         })
     }
 
-    /// Runs `op` at the responsible node at the end of `route`; if it fails in a way `other_may`
-    /// says another holder may not, runs it at the other holders in turn (a holder passes a
-    /// write on to the responsible node over its own connection). Returns the first success,
-    /// or the responsible node's error.
+    /// Runs `op` at the responsible node at the end of `route`; if it fails in a way that
+    /// `other_may` says another holder may get around, runs it at the other holders in turn
+    /// (a holder passes a write on to the responsible node over its own connection). Returns
+    /// the first success, or the responsible node's error.
     fn at_holders<T>(
         &self,
         route: &Route,

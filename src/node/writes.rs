@@ -10,7 +10,7 @@ use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::Session;
 use crate::store::{Commit, RecordMeta, CHUNK_SIZE};
-use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource, Source};
+use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource};
 use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::objects::{drain, error_reply, refuse, store_reply};
@@ -104,9 +104,6 @@ struct CopyAnswer {
     /// The version it held before, and whether that was an object.
     before: Option<(u64, bool)>,
 }
-
-/// Makes a copy of a record to send: its head, and a source of its bytes.
-type OpenCopy<'a> = dyn Fn() -> Result<(RecordHead, Box<dyn Source + Send + 'a>)> + Sync + 'a;
 
 impl Outcome {
     /// The reply that reports this outcome.
@@ -317,27 +314,25 @@ impl Inner {
                 .finish_replacing()
                 .map_err(|e| Error::from_store(&copy.name, e))
         };
-        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
-            Ok((copy.clone(), Box::new(SliceSource(data))))
-        };
-        let (local, answers) = self.copy_to(holders, &open, local);
+        let (local, answers) = self.copy_to(holders, copy, data, local);
         local.map(|local| (local, answers))
     }
 
-    /// Writes a copy made by `open` to each of `holders`, each on a thread of its own, while
-    /// `local` runs on this one; returns what `local` returned. A holder that cannot take its
+    /// Writes the record `head` with `data` to each of `holders`, each on a thread of its own,
+    /// while `local` runs on this one; returns what `local` returned, and the answers. A holder that cannot take its
     /// copy (busy, unreachable, leaving) does not fail the write: this node's maintenance
     /// brings it up to date later.
-    fn copy_to<'a, T>(
+    fn copy_to<T>(
         &self,
         holders: &[NodeInfo],
-        open: &OpenCopy<'a>,
+        head: &RecordHead,
+        data: &[u8],
         local: impl FnOnce() -> T,
     ) -> (T, Vec<CopyAnswer>) {
         std::thread::scope(|scope| {
             let copies: Vec<_> = holders
                 .iter()
-                .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, open))))
+                .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, head, data))))
                 .collect();
             let local = local();
             let answers = self.collect(copies.into_iter().map(|c| c.join()).collect());
@@ -366,11 +361,10 @@ impl Inner {
         answers
     }
 
-    /// Writes one copy made by `open` to `holder`.
-    fn write_copy(&self, holder: NodeInfo, open: &OpenCopy<'_>) -> Result<CopyAnswer> {
-        let (head, mut source) = open()?;
+    /// Writes one copy, `head` and `data`, to `holder`.
+    fn write_copy(&self, holder: NodeInfo, head: &RecordHead, data: &[u8]) -> Result<CopyAnswer> {
         self.pool.session(holder.addr, |conn| {
-            send_whole_record(conn, &head, &mut *source)?;
+            send_whole_record(conn, head, &mut SliceSource(data))?;
             copy_answer(holder, conn.recv_or_fail()?)
         })
     }
@@ -487,10 +481,7 @@ impl Inner {
             existed: here.is_some_and(|(_, live)| live),
             relayed: false,
         };
-        let open = || -> Result<(RecordHead, Box<dyn Source + Send + '_>)> {
-            Ok((copy.clone(), Box::new(SliceSource(&[]))))
-        };
-        let answers = self.copy_to(&self.other_replicas(key), &open, || ()).1;
+        let answers = self.copy_to(&self.other_replicas(key), &copy, &[], || ()).1;
         // Should this node's copy have been behind, the newest record older than the delete
         // that any holder had is what it removed.
         let existed = answers
