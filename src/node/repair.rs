@@ -243,8 +243,9 @@ impl Inner {
     /// Routing-table maintenance (the Pastry paper's periodic refresh): each round, one entry
     /// of each non-empty row, taken in turn, is asked for its rows as a joining node asks
     /// (rows `0..=r` of a node sharing `r` digits with this one, and its leaf set). The answer
-    /// fills cells live nodes could fill; an entry that does not answer is dropped like any
-    /// dead node. Each entry is thus checked within 15 rounds.
+    /// fills routing-table cells live nodes could fill (the leaf set is left to the exchanges
+    /// with neighbours: second-hand rows may hold nodes that are gone); an entry that does not
+    /// answer is dropped like any dead node. Each entry is thus checked within 15 rounds.
     pub(super) fn refresh_table(&self, round: u64) {
         let picks: Vec<NodeInfo> = {
             let state = self.state.read();
@@ -280,7 +281,7 @@ impl Inner {
                         .collect();
                     self.update_state(|state| {
                         for n in fresh {
-                            state.learn(n);
+                            state.learn_for_table(n);
                         }
                     });
                 }

@@ -49,6 +49,13 @@ impl OverlayState {
         leaf || table
     }
 
+    /// Takes `node` into the routing table only, where it fits: for nodes heard of second
+    /// hand from another node's rows, which may be out of date. The leaf set takes only what
+    /// its neighbours, checked every round, tell of.
+    pub fn learn_for_table(&mut self, node: NodeInfo) -> bool {
+        self.table.insert(node)
+    }
+
     /// Removes `id` from the leaf set and routing table. Returns whether it was known.
     pub fn forget(&mut self, id: Id) -> bool {
         let leaf = self.leaf_set.remove(id);
