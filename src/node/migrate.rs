@@ -111,8 +111,13 @@ impl Inner {
         // Where each record should be, and which records go to each other holder.
         let mut placements: Vec<(RecordMeta, Vec<NodeInfo>)> = Vec::with_capacity(records.len());
         let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
+        // Names that share a key share its holders: asked for once a pass.
+        let mut holders_by_key: HashMap<Key, Option<Vec<NodeInfo>>> = HashMap::new();
         for meta in records {
-            let Some(holders) = self.holders_of(meta.key) else {
+            let found = holders_by_key
+                .entry(meta.key)
+                .or_insert_with(|| self.holders_of(meta.key));
+            let Some(holders) = found.clone() else {
                 done = false;
                 continue;
             };
