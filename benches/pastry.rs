@@ -1,5 +1,6 @@
 //! Benchmarks of libpastry on loopback, in one process, each figure beside a baseline measured
-//! in the same run (issue 6).
+//! in the same run (issue 6). Long because every section and the report that gathers them live
+//! together; a directory of one file per section is the plan.
 //!
 //! ```text
 //! cargo bench                              # every section; rewrites BENCHMARKS.md

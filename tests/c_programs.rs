@@ -337,15 +337,12 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
     v
 }
 
-/// Stores two files with the C StoreData program on a network of four nodes started here,
-/// retrieves them into new files, deletes one and fails to retrieve it.
-fn store_data(link: Link) {
-    let program = compile("c/store_data.c", link);
-
+/// A discovery node and nodes with `ids` joined through it, in this process.
+fn network(ids: &[u16]) -> (Discovery, Vec<Node>) {
     let discovery = Discovery::start("127.0.0.1:0".parse().unwrap()).expect("discovery starts");
-    let nodes: Vec<Node> = [0x1234, 0x5678, 0x9abc, 0xdef0]
-        .into_iter()
-        .map(|id| {
+    let nodes = ids
+        .iter()
+        .map(|&id| {
             let node = Node::start(NodeConfig {
                 id: Some(Id(id)),
                 ..NodeConfig::default()
@@ -356,6 +353,15 @@ fn store_data(link: Link) {
             node
         })
         .collect();
+    (discovery, nodes)
+}
+
+/// Stores two files with the C StoreData program on a network of four nodes started here,
+/// retrieves them into new files, deletes one and fails to retrieve it.
+fn store_data(link: Link) {
+    let program = compile("c/store_data.c", link);
+
+    let (discovery, nodes) = network(&[0x1234, 0x5678, 0x9abc, 0xdef0]);
     let address = discovery.local_addr().to_string();
     let holder_of = |name: &str| {
         let id = responsible(key_of(name.as_bytes()), nodes.iter().map(|n| n.id())).unwrap();
@@ -462,20 +468,7 @@ fn store_data(link: Link) {
 #[test]
 fn store_data_c_under_valgrind_loses_no_memory() {
     let program = compile("c/store_data.c", Link::Dynamic);
-    let discovery = Discovery::start("127.0.0.1:0".parse().unwrap()).expect("discovery starts");
-    let nodes: Vec<Node> = [0x1111, 0x8888, 0xcccc]
-        .into_iter()
-        .map(|id| {
-            let node = Node::start(NodeConfig {
-                id: Some(Id(id)),
-                ..NodeConfig::default()
-            })
-            .expect("node starts");
-            node.join_discovery(discovery.local_addr())
-                .expect("node joins");
-            node
-        })
-        .collect();
+    let (discovery, nodes) = network(&[0x1111, 0x8888, 0xcccc]);
     let address = discovery.local_addr().to_string();
     let dir = scratch().join("valgrind");
     let _ = std::fs::remove_dir_all(&dir);

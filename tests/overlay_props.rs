@@ -1,5 +1,7 @@
 //! Property tests of the pure overlay core (ids, leaf set, routing table, routing decision)
-//! against a brute-force oracle over random sets of live ids.
+//! against a brute-force oracle over random sets of live ids. Long because the oracle, the
+//! generators and every property share one file, each property a few lines over the same
+//! helpers.
 //!
 //! The oracle is written from DESIGN.md section 1 alone, independently of the library's code:
 //! - `responsible(key, live)`: the live id with the least ring distance

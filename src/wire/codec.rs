@@ -1,4 +1,6 @@
-//! Encoding and decoding of frames (layout in the [module docs](super)).
+//! Encoding and decoding of frames (layout in the [module docs](super)). Long because the
+//! encoder, the decoder and their tests (a sample of every message, every malformed payload)
+//! sit together; declaring the message set once will let it split.
 //!
 //! Payload fields are big-endian: an [`Id`] is a `u16`; a `Vec` is a `u32` count then its items;
 //! a `String` is a `u16` byte length then UTF-8; an `Option` is a `u8` tag (0 none, 1 some) then
