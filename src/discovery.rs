@@ -1,7 +1,6 @@
 //! The discovery node: tracks the live peers, refuses an identifier already in use, and hands
 //! a random joined peer to newcomers and clients.
 
-use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +10,8 @@ use parking_lot::Mutex;
 use crate::error::{Error, Result};
 use crate::id::{Id, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, Pool, Server};
+use crate::protocol::registry::JOIN_TIMEOUT;
+use crate::protocol::registry::{Heartbeat, Registration, Registry};
 use crate::rng::Rng;
 use crate::wire::{Message, RemoteCode};
 
@@ -18,31 +19,18 @@ use crate::wire::{Message, RemoteCode};
 ///
 /// `Send + Sync`: share it by reference or in an `Arc`.
 pub struct Discovery {
-    registry: Arc<Registry>,
+    registrar: Arc<Registrar>,
     server: Mutex<Option<Server>>,
     local_addr: SocketAddr,
 }
 
-/// The peers discovery knows of, by id.
-struct Registry {
-    entries: Mutex<BTreeMap<Id, Entry>>,
+/// The registry behind the server: the pure rules, and what carrying them out needs.
+struct Registrar {
+    registry: Mutex<Registry>,
     rng: Mutex<Rng>,
     /// To ask a registered node whether it is still alive when its id is claimed again.
     pool: Pool,
 }
-
-#[derive(Clone, Copy)]
-struct Entry {
-    node: NodeInfo,
-    /// Only joined peers are handed out: a joining one cannot route yet.
-    joined: bool,
-    /// When it registered or was last heard of.
-    since: Instant,
-}
-
-/// How long a registration may stay unfinished before its id is free again (the node
-/// joining crashed, or gave up without withdrawing).
-pub const JOIN_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long discovery waits for a registered node to answer a ping when its id is claimed
 /// again: a live node on loopback or a LAN answers in well under this.
@@ -57,21 +45,21 @@ impl Discovery {
     /// Starts a discovery node on `addr` with the given socket settings.
     pub fn start_with(addr: SocketAddr, net: NetConfig) -> Result<Discovery> {
         let counters = Arc::new(Counters::default());
-        let registry = Arc::new(Registry {
-            entries: Mutex::new(BTreeMap::new()),
+        let registrar = Arc::new(Registrar {
+            registry: Mutex::new(Registry::new()),
             rng: Mutex::new(Rng::from_entropy()),
             pool: Pool::new(net.clone(), Arc::clone(&counters)),
         });
         let listener = Server::bind(addr)?;
         let handler: Handler = {
-            let registry = Arc::clone(&registry);
-            Arc::new(move |request, _peer| registry.handle(request))
+            let registrar = Arc::clone(&registrar);
+            Arc::new(move |request, _peer| registrar.handle(request))
         };
         let server = Server::start("pastry-discovery", listener, net, handler, counters)?;
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
         Ok(Discovery {
-            registry,
+            registrar,
             server: Mutex::new(Some(server)),
             local_addr,
         })
@@ -84,7 +72,7 @@ impl Discovery {
 
     /// The peers that have finished joining, sorted by id.
     pub fn peers(&self) -> Vec<NodeInfo> {
-        self.registry.joined()
+        self.registrar.registry.lock().joined_peers()
     }
 
     /// Stops the server and joins its threads. Idempotent; also done on drop.
@@ -102,35 +90,34 @@ impl Drop for Discovery {
     }
 }
 
-impl Registry {
+impl Registrar {
+    /// Answers one request: the registry decides, this carries out what it asks.
     fn handle(&self, request: Message) -> Message {
+        let now = Instant::now();
         match request {
-            Message::Register { node } => self.register(node),
-            Message::Joined { id } => match self.entries.lock().get_mut(&id) {
-                Some(entry) => {
-                    entry.joined = true;
-                    log::info!("discovery: {} joined", entry.node);
+            Message::Register { node } => self.register(node, now),
+            Message::Joined { id } => match self.registry.lock().joined(id) {
+                Some(node) => {
+                    log::info!("discovery: {node} joined");
                     Message::Ack
                 }
                 None => error(RemoteCode::NotFound, format!("{id} is not registered")),
             },
             Message::Deregister { node } => {
-                let mut entries = self.entries.lock();
-                if entries
-                    .get(&node.id)
-                    .is_some_and(|e| e.node.addr == node.addr)
-                {
-                    entries.remove(&node.id);
+                if self.registry.lock().deregister(node) {
                     log::info!("discovery: {node} left");
                 }
                 Message::Ack
             }
-            Message::Alive { node } => self.alive(node),
+            Message::Alive { node } => match self.registry.lock().heartbeat(node, now) {
+                Heartbeat::Noted => Message::Ack,
+                Heartbeat::HeldBy(held) => in_use(node.id, held),
+            },
             Message::RandomPeer => Message::Peer {
                 peer: self.random_joined(),
             },
             Message::ListPeers => Message::Peers {
-                peers: self.joined(),
+                peers: self.registry.lock().joined_peers(),
             },
             other => error(
                 RemoteCode::BadRequest,
@@ -139,59 +126,37 @@ impl Registry {
         }
     }
 
-    fn register(&self, node: NodeInfo) -> Message {
-        let mut entries = self.entries.lock();
-        let now = Instant::now();
-        entries.retain(|_, e| e.joined || now.duration_since(e.since) < JOIN_TIMEOUT);
-        // While the first node of the overlay is still joining, a second one would find no
-        // peer and start an overlay of its own: it waits instead.
-        let any_joined = entries.values().any(|e| e.joined);
-        let another_joining = entries.values().any(|e| !e.joined && e.node.id != node.id);
-        if !any_joined && another_joining {
-            return error(
-                RemoteCode::Busy,
-                "the first node is still joining: try again shortly".into(),
-            );
-        }
-        let holder = entries.get(&node.id).map(|e| e.node);
-        if let Some(held) = holder.filter(|held| held.addr != node.addr) {
+    fn register(&self, node: NodeInfo, now: Instant) -> Message {
+        let decided = self.registry.lock().register(node, now);
+        let accepted = match decided {
+            Registration::Accepted => true,
+            Registration::FirstStillJoining => {
+                return error(
+                    RemoteCode::Busy,
+                    "the first node is still joining: try again shortly".into(),
+                )
+            }
             // A holder that crashed is replaced at once, so that a restarted node (on a new
             // port) rejoins without waiting for the others to notice the crash. The lock is
             // not held while asking.
-            drop(entries);
-            if self.is_alive(held) {
-                return error(
-                    RemoteCode::IdInUse,
-                    format!("{} is already used by {}", node.id, held.addr),
-                );
+            Registration::AskHolder(held) if self.is_alive(held) => return in_use(node.id, held),
+            Registration::AskHolder(held) => {
+                log::info!("discovery: {held} is gone; its id goes to {node}");
+                self.registry.lock().holder_gone(node, held, now)
             }
-            log::info!("discovery: {held} is gone; its id goes to {node}");
-            entries = self.entries.lock();
-            if entries.get(&node.id).is_some_and(|e| e.node != held) {
-                return error(
-                    RemoteCode::IdInUse,
-                    format!("{} was just claimed by another node", node.id),
-                );
-            }
+        };
+        if !accepted {
+            return error(
+                RemoteCode::IdInUse,
+                format!("{} was just claimed by another node", node.id),
+            );
         }
-        // New, repeated by the same joining node, or claimed again from the holder's own
-        // address (the holder itself, restarted).
-        entries.insert(
-            node.id,
-            Entry {
-                node,
-                joined: false,
-                since: now,
-            },
-        );
-        drop(entries);
         log::info!("discovery: {node} is joining");
         Message::Peer {
             peer: self.random_joined(),
         }
     }
 
-    /// A joined node says it is alive: known, or relearnt after discovery restarted.
     /// Whether `node` answers a ping as itself.
     fn is_alive(&self, node: NodeInfo) -> bool {
         let reply = self
@@ -200,41 +165,17 @@ impl Registry {
         matches!(reply, Ok(Message::Pong { node: n }) if n.id == node.id)
     }
 
-    fn alive(&self, node: NodeInfo) -> Message {
-        let mut entries = self.entries.lock();
-        match entries.get(&node.id) {
-            Some(e) if e.node.addr != node.addr => error(
-                RemoteCode::IdInUse,
-                format!("{} is already used by {}", node.id, e.node.addr),
-            ),
-            _ => {
-                let entry = Entry {
-                    node,
-                    joined: true,
-                    since: Instant::now(),
-                };
-                if entries.insert(node.id, entry).is_none() {
-                    log::info!("discovery: relearnt {node}");
-                }
-                Message::Ack
-            }
-        }
-    }
-
-    fn joined(&self) -> Vec<NodeInfo> {
-        let entries = self.entries.lock();
-        entries
-            .values()
-            .filter(|e| e.joined)
-            .map(|e| e.node)
-            .collect()
-    }
-
     fn random_joined(&self) -> Option<NodeInfo> {
-        let joined = self.joined();
-        let i = self.rng.lock().below(joined.len());
-        joined.get(i).copied()
+        let pick = self.rng.lock().next_u64();
+        self.registry.lock().joined_peer(pick)
     }
+}
+
+fn in_use(id: Id, held: NodeInfo) -> Message {
+    error(
+        RemoteCode::IdInUse,
+        format!("{id} is already used by {}", held.addr),
+    )
 }
 
 fn error(code: RemoteCode, message: String) -> Message {

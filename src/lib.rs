@@ -38,6 +38,7 @@ pub mod id;
 mod net;
 mod node;
 pub mod overlay;
+pub mod protocol;
 mod rng;
 pub mod store;
 mod transfer;
