@@ -168,7 +168,7 @@ pub(crate) struct Inner {
     /// away that long: its records from before then are unconfirmed.
     unconfirmed_before: Option<u64>,
     /// Failures seen of other nodes.
-    health: Mutex<repair::Health>,
+    health: Mutex<crate::protocol::health::Health>,
 }
 
 /// A node's data directory.
@@ -279,7 +279,7 @@ impl Node {
             outcomes: Mutex::new(outcomes::Outcomes::default()),
             repairs: Mutex::new(damage::Repairs::default()),
             unconfirmed_before,
-            health: Mutex::new(repair::Health::default()),
+            health: Mutex::new(crate::protocol::health::Health::default()),
             config,
         });
         let handler: Handler = {

@@ -3,46 +3,17 @@
 //! node that fails to answer, here or in any protocol, is dropped from the tables, reported to
 //! discovery, and its place in the leaf set refilled from the farthest live node on that side.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::discovery::DiscoveryLink;
 use crate::error::Error;
 use crate::id::{Id, NodeInfo};
 use crate::overlay::{OverlayState, RoutingTable};
+use crate::protocol::health::Failure;
 use crate::wire::{Message, RemoteCode};
 
 use super::walk::Target;
 use super::Inner;
-
-/// How long a node found dead stays out of this node's tables, unless it speaks to this node
-/// itself: long enough for every neighbour to notice it too, so that none hands it back.
-pub const DEAD_MEMORY: Duration = Duration::from_secs(30);
-
-/// Consecutive failures to answer sensibly (a timeout, a malformed frame or a reply that
-/// makes no sense) after which a node counts as dead: a node that cannot be understood is of
-/// no more use to routing than a silent one. A refused connection counts at once: nothing
-/// listens there any more.
-pub const TIMEOUTS_TO_DEAD: u32 = 2;
-
-/// Why a node is kept out of the tables.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Absence {
-    /// It failed to answer: any word from it proves it alive after all.
-    Failed,
-    /// It left gracefully: only its own announcement of a new join brings it back, so that a
-    /// message it sent before leaving, arriving late, cannot.
-    Departed,
-}
-
-/// What this node has seen of others' failures.
-#[derive(Default)]
-pub(super) struct Health {
-    /// Nodes found dead or departed, and when.
-    dead: HashMap<Id, (Instant, Absence)>,
-    /// Consecutive timeouts per node.
-    silent: HashMap<Id, u32>,
-}
 
 impl Inner {
     /// Evidence that `target` failed while this node talked to it, in any protocol.
@@ -52,20 +23,16 @@ impl Inner {
             id,
             addr: target.addr,
         };
-        let dead = match e {
+        let failure = match e {
             Error::Unreachable { .. }
             | Error::Refused {
                 code: RemoteCode::NotJoined,
                 ..
-            } => true,
-            Error::Timeout { .. } | Error::Wire { .. } | Error::Protocol { .. } => {
-                let mut health = self.health.lock();
-                let count = health.silent.entry(id).or_default();
-                *count += 1;
-                *count >= TIMEOUTS_TO_DEAD
-            }
-            _ => false,
+            } => Failure::Gone,
+            Error::Timeout { .. } | Error::Wire { .. } | Error::Protocol { .. } => Failure::Silent,
+            _ => return,
         };
+        let dead = self.health.lock().failed(id, failure, Instant::now());
         if dead {
             log::info!("node {}: {node} found dead: {e}", self.me);
             self.declare_dead(node);
@@ -74,46 +41,28 @@ impl Inner {
 
     /// Whether `id` was found dead recently.
     pub(super) fn is_dead(&self, id: Id) -> bool {
-        let mut health = self.health.lock();
-        let now = Instant::now();
-        health
-            .dead
-            .retain(|_, (since, _)| now.duration_since(*since) < DEAD_MEMORY);
-        health.dead.contains_key(&id)
+        self.health.lock().is_dead(id, Instant::now())
     }
 
     /// `id` has spoken to this node: if it was only thought dead, it is alive after all.
     fn heard_from(&self, id: Id) {
-        let mut health = self.health.lock();
-        if health
-            .dead
-            .get(&id)
-            .is_some_and(|(_, why)| *why == Absence::Failed)
-        {
-            health.dead.remove(&id);
-        }
-        health.silent.remove(&id);
+        self.health.lock().heard_from(id);
     }
 
     /// `id` announced a new join: whatever was thought of it, it is a member again.
     pub(super) fn rejoined(&self, id: Id) {
-        let mut health = self.health.lock();
-        health.dead.remove(&id);
-        health.silent.remove(&id);
+        self.health.lock().rejoined(id);
     }
 
-    /// Keeps `id`, which left gracefully, out of this node's tables for [`DEAD_MEMORY`]
-    /// unless it joins again.
+    /// Keeps `id`, which left gracefully, out of this node's tables for a while
+    /// ([`DEAD_MEMORY`](crate::protocol::health::DEAD_MEMORY)) unless it joins again.
     pub(super) fn mark_departed(&self, id: Id) {
-        let mark = (Instant::now(), Absence::Departed);
-        self.health.lock().dead.insert(id, mark);
+        self.health.lock().departed(id, Instant::now());
     }
 
     /// Drops a dead node everywhere, repairs the leaf set, tells discovery, and has the objects
     /// it held re-replicated.
     fn declare_dead(&self, node: NodeInfo) {
-        let mark = (Instant::now(), Absence::Failed);
-        self.health.lock().dead.insert(node.id, mark);
         let (was_leaf, far_ends, hole) = self.update_state(|state| {
             let was_leaf = state.leaf_set().contains(node.id);
             let hole = state
@@ -302,7 +251,7 @@ impl Inner {
                 node: from,
                 leaf_set,
             }) if from.id == node.id => {
-                self.health.lock().silent.remove(&node.id);
+                self.health.lock().answered(node.id);
                 self.learn_leaf_set_of(Some(from), &leaf_set);
             }
             // Another node answers at that address: the one we knew is gone.

@@ -4,6 +4,8 @@
 //! [`crate::Discovery`] and [`crate::Node`] today. Their rules are tested here with time
 //! passed in.
 //!
-//! So far discovery's registry lives here; the node's protocols are to follow.
+//! So far discovery's registry and a node's failure tracking live here; the node's protocols
+//! are to follow.
 
+pub mod health;
 pub mod registry;
