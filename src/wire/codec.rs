@@ -22,45 +22,73 @@ use bytes::Bytes;
 // CRC-32 over header and payload.
 use crate::checksum::{crc32, Crc32Digest};
 
-/// Type byte of each message. Fixed on the wire: never renumber, only add.
-///
-/// Free for later use: 3..=9 (generic), 34..=39 (object store and repair),
-/// 48.. (discovery and beyond).
-mod ty {
-    pub const ACK: u8 = 1;
-    pub const ERROR: u8 = 2;
-    pub const PING: u8 = 10;
-    pub const PONG: u8 = 11;
-    pub const ROUTE: u8 = 12;
-    pub const ROUTED: u8 = 13;
-    pub const JOIN_HOP: u8 = 14;
-    pub const JOIN_STATE: u8 = 15;
-    pub const ANNOUNCE: u8 = 16;
-    pub const DEPART: u8 = 17;
-    pub const EXCHANGE: u8 = 18;
-    pub const LEAF_SET: u8 = 19;
-    pub const RECORD: u8 = 20;
-    pub const CHUNK: u8 = 21;
-    pub const RECORD_END: u8 = 22;
-    pub const STORED: u8 = 23;
-    pub const GET: u8 = 24;
-    pub const DELETE: u8 = 25;
-    pub const DELETED: u8 = 26;
-    pub const PULL: u8 = 27;
-    pub const HOLDS: u8 = 28;
-    pub const LACKING: u8 = 29;
-    pub const CELL: u8 = 30;
-    pub const CELL_ENTRY: u8 = 31;
-    pub const REPLICAS: u8 = 32;
-    pub const REPLICA_SET: u8 = 33;
-    pub const REGISTER: u8 = 40;
-    pub const JOINED: u8 = 41;
-    pub const DEREGISTER: u8 = 42;
-    pub const RANDOM_PEER: u8 = 43;
-    pub const PEER: u8 = 44;
-    pub const LIST_PEERS: u8 = 45;
-    pub const PEERS: u8 = 46;
-    pub const ALIVE: u8 = 47;
+/// The message set, declared once: each message's type byte, constant and variant. The type
+/// bytes, [`type_of`], [`name_of`] and the list of every type derive from it.
+macro_rules! message_set {
+    ($($variant:ident = $byte:literal as $konst:ident),* $(,)?) => {
+        /// Type byte of each message. Fixed on the wire: never renumber, only add.
+        ///
+        /// Free for later use: 3..=9 (generic), 34..=39 (object store and repair),
+        /// 48.. (discovery and beyond).
+        mod ty {
+            $(pub const $konst: u8 = $byte;)*
+            /// Every type byte, in the order declared.
+            #[cfg(test)]
+            pub const ALL: &[u8] = &[$($byte),*];
+        }
+
+        /// The type byte of a message.
+        pub(super) fn type_of(msg: &Message) -> u8 {
+            match msg {
+                $(Message::$variant { .. } => ty::$konst,)*
+            }
+        }
+
+        /// The name of a known type byte, for errors; `None` for an unknown one.
+        pub(super) fn name_of(kind: u8) -> Option<&'static str> {
+            Some(match kind {
+                $(ty::$konst => stringify!($variant),)*
+                _ => return None,
+            })
+        }
+    };
+}
+
+message_set! {
+    Ack = 1 as ACK,
+    Error = 2 as ERROR,
+    Ping = 10 as PING,
+    Pong = 11 as PONG,
+    Route = 12 as ROUTE,
+    Routed = 13 as ROUTED,
+    JoinHop = 14 as JOIN_HOP,
+    JoinState = 15 as JOIN_STATE,
+    Announce = 16 as ANNOUNCE,
+    Depart = 17 as DEPART,
+    Exchange = 18 as EXCHANGE,
+    LeafSet = 19 as LEAF_SET,
+    Record = 20 as RECORD,
+    Chunk = 21 as CHUNK,
+    RecordEnd = 22 as RECORD_END,
+    Stored = 23 as STORED,
+    Get = 24 as GET,
+    Delete = 25 as DELETE,
+    Deleted = 26 as DELETED,
+    Pull = 27 as PULL,
+    Holds = 28 as HOLDS,
+    Lacking = 29 as LACKING,
+    Cell = 30 as CELL,
+    CellEntry = 31 as CELL_ENTRY,
+    Replicas = 32 as REPLICAS,
+    ReplicaSet = 33 as REPLICA_SET,
+    Register = 40 as REGISTER,
+    Joined = 41 as JOINED,
+    Deregister = 42 as DEREGISTER,
+    RandomPeer = 43 as RANDOM_PEER,
+    Peer = 44 as PEER,
+    ListPeers = 45 as LIST_PEERS,
+    Peers = 46 as PEERS,
+    Alive = 47 as ALIVE,
 }
 
 /// Smallest encodings, used to refuse counts the payload cannot hold before allocating.
@@ -74,87 +102,6 @@ pub struct FrameHeader {
     pub kind: u8,
     /// The payload length in bytes (at most the configured maximum).
     pub len: u32,
-}
-
-/// The type byte of a message.
-pub(super) fn type_of(msg: &Message) -> u8 {
-    match msg {
-        Message::Ack => ty::ACK,
-        Message::Error { .. } => ty::ERROR,
-        Message::Ping => ty::PING,
-        Message::Pong { .. } => ty::PONG,
-        Message::Route { .. } => ty::ROUTE,
-        Message::Routed { .. } => ty::ROUTED,
-        Message::JoinHop { .. } => ty::JOIN_HOP,
-        Message::JoinState { .. } => ty::JOIN_STATE,
-        Message::Announce { .. } => ty::ANNOUNCE,
-        Message::Depart { .. } => ty::DEPART,
-        Message::Exchange { .. } => ty::EXCHANGE,
-        Message::LeafSet { .. } => ty::LEAF_SET,
-        Message::Record(_) => ty::RECORD,
-        Message::Chunk { .. } => ty::CHUNK,
-        Message::RecordEnd { .. } => ty::RECORD_END,
-        Message::Stored { .. } => ty::STORED,
-        Message::Get { .. } => ty::GET,
-        Message::Delete { .. } => ty::DELETE,
-        Message::Deleted { .. } => ty::DELETED,
-        Message::Pull { .. } => ty::PULL,
-        Message::Holds { .. } => ty::HOLDS,
-        Message::Cell { .. } => ty::CELL,
-        Message::Replicas { .. } => ty::REPLICAS,
-        Message::ReplicaSet { .. } => ty::REPLICA_SET,
-        Message::CellEntry { .. } => ty::CELL_ENTRY,
-        Message::Lacking { .. } => ty::LACKING,
-        Message::Register { .. } => ty::REGISTER,
-        Message::Joined { .. } => ty::JOINED,
-        Message::Deregister { .. } => ty::DEREGISTER,
-        Message::RandomPeer => ty::RANDOM_PEER,
-        Message::Peer { .. } => ty::PEER,
-        Message::ListPeers => ty::LIST_PEERS,
-        Message::Peers { .. } => ty::PEERS,
-        Message::Alive { .. } => ty::ALIVE,
-    }
-}
-
-/// The name of a known type byte, for errors; `None` for an unknown one.
-pub(super) fn name_of(kind: u8) -> Option<&'static str> {
-    Some(match kind {
-        ty::ACK => "Ack",
-        ty::ERROR => "Error",
-        ty::PING => "Ping",
-        ty::PONG => "Pong",
-        ty::ROUTE => "Route",
-        ty::ROUTED => "Routed",
-        ty::JOIN_HOP => "JoinHop",
-        ty::JOIN_STATE => "JoinState",
-        ty::ANNOUNCE => "Announce",
-        ty::DEPART => "Depart",
-        ty::EXCHANGE => "Exchange",
-        ty::LEAF_SET => "LeafSet",
-        ty::RECORD => "Record",
-        ty::CHUNK => "Chunk",
-        ty::RECORD_END => "RecordEnd",
-        ty::STORED => "Stored",
-        ty::GET => "Get",
-        ty::DELETE => "Delete",
-        ty::DELETED => "Deleted",
-        ty::PULL => "Pull",
-        ty::HOLDS => "Holds",
-        ty::CELL => "Cell",
-        ty::REPLICAS => "Replicas",
-        ty::REPLICA_SET => "ReplicaSet",
-        ty::CELL_ENTRY => "CellEntry",
-        ty::LACKING => "Lacking",
-        ty::REGISTER => "Register",
-        ty::JOINED => "Joined",
-        ty::DEREGISTER => "Deregister",
-        ty::RANDOM_PEER => "RandomPeer",
-        ty::PEER => "Peer",
-        ty::LIST_PEERS => "ListPeers",
-        ty::PEERS => "Peers",
-        ty::ALIVE => "Alive",
-        _ => return None,
-    })
 }
 
 /// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
@@ -820,6 +767,29 @@ mod tests {
         assert_eq!(
             decode_payload(header, &f[HEADER_LEN..], MAX).as_ref(),
             Ok(msg)
+        );
+    }
+
+    #[test]
+    fn the_message_set_is_declared_once_and_every_type_has_a_sample() {
+        let mut declared = std::collections::BTreeSet::new();
+        for &kind in ty::ALL {
+            assert!(declared.insert(kind), "type byte {kind} declared twice");
+            assert!(name_of(kind).is_some(), "type byte {kind} has no name");
+        }
+        let sampled: std::collections::BTreeSet<u8> = samples().iter().map(type_of).collect();
+        assert_eq!(
+            sampled, declared,
+            "every type, and only those, has a sample"
+        );
+        assert_eq!(name_of(3), None);
+        assert_eq!(
+            Message::LeafSet {
+                node: node(1, "1.2.3.4:5"),
+                leaf_set: vec![]
+            }
+            .name(),
+            "LeafSet"
         );
     }
 
