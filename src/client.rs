@@ -9,15 +9,16 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::discovery::DiscoveryLink;
+use crate::calls::discovery::DiscoveryLink;
+use crate::calls::refusal::typed;
+use crate::calls::route::{ask_route, is_hop_failure, route_budget, Target};
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Counters, NetConfig, NetStats, Pool};
-use crate::node::walk::{ask_route, is_hop_failure, route_budget, Target};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::rng::Rng;
 use crate::transfer::{
-    get_record, lossy, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
+    get_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
 };
 use crate::wire::{Message, RecordHead, RemoteCode};
 
@@ -437,22 +438,4 @@ fn can_serve_elsewhere(e: &Error) -> bool {
                     ..
                 }
         )
-}
-
-/// The typed error for a holder's refusal about `name`.
-fn typed(name: &[u8], e: Error) -> Error {
-    let Error::Refused { code, message, .. } = &e else {
-        return e;
-    };
-    match code {
-        RemoteCode::NotFound | RemoteCode::Gone => Error::NotFound { name: lossy(name) },
-        RemoteCode::Corrupt => Error::Corrupt {
-            name: lossy(name),
-            what: message.clone(),
-        },
-        RemoteCode::InvalidName => Error::InvalidName {
-            reason: message.clone(),
-        },
-        _ => e,
-    }
 }

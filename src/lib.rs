@@ -29,6 +29,7 @@
 //! [Pastry]: https://www.microsoft.com/en-us/research/publication/pastry-scalable-distributed-object-location-and-routing-for-large-scale-peer-to-peer-systems/
 #![warn(missing_docs)]
 
+mod calls;
 mod checksum;
 mod client;
 mod discovery;

@@ -6,8 +6,8 @@ use crate::id::Id;
 use crate::net::Session;
 use crate::wire::{Message, RemoteCode};
 
-use super::walk::route_budget;
 use super::{Inner, Phase};
+use crate::calls::route::route_budget;
 
 impl Inner {
     /// Answers one request. Runs on a connection thread; takes locks briefly, and waits on

@@ -23,7 +23,8 @@ use std::time::{Duration, Instant};
 
 use parking_lot::{Mutex, RwLock};
 
-use crate::discovery::DiscoveryLink;
+use crate::calls::discovery::DiscoveryLink;
+use crate::calls::route::{route_budget, Target};
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
@@ -31,7 +32,7 @@ use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
 use crate::rng::Rng;
 use crate::store::{ObjectStore, RecordMeta};
 use crate::wire::Message;
-use walk::{walk, Target, Visit};
+use walk::{walk, Visit};
 
 /// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
 /// that has not settled reaches it.
@@ -564,7 +565,7 @@ impl Inner {
     /// Routes `key` from here to the node responsible for it.
     fn lookup(&self, key: Key) -> Result<Route> {
         let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
-        let deadline = Instant::now() + walk::route_budget(&self.config.net);
+        let deadline = Instant::now() + route_budget(&self.config.net);
         let (path, _) = self.route_on(key, hops, deadline)?;
         Ok(Route { key, path })
     }

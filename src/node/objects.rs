@@ -9,6 +9,7 @@ use crate::transfer::{send_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::Inner;
+use crate::calls::refusal::error_reply;
 
 impl Inner {
     /// Whether this node holds `key` by its own view of the overlay.
@@ -159,25 +160,4 @@ pub(super) fn drain(head: &RecordHead, session: &mut Session<'_>, reply: Message
 /// The error reply for a store failure on `name`.
 pub(super) fn store_reply(name: &[u8], e: StoreError) -> Message {
     error_reply(&Error::from_store(name, e))
-}
-
-/// The error reply for `e`.
-pub(super) fn error_reply(e: &Error) -> Message {
-    let code = match e {
-        Error::NotFound { .. } => RemoteCode::NotFound,
-        Error::Corrupt { .. } => RemoteCode::Corrupt,
-        Error::InvalidName { .. } => RemoteCode::InvalidName,
-        // Passed on from the node this one asked for the client (a relayed write).
-        Error::Refused { code, message, .. } => {
-            return Message::Error {
-                code: *code,
-                message: message.clone(),
-            }
-        }
-        _ => RemoteCode::Internal,
-    };
-    Message::Error {
-        code,
-        message: e.to_string(),
-    }
 }

@@ -5,14 +5,14 @@
 
 use std::time::Instant;
 
-use crate::discovery::DiscoveryLink;
+use crate::calls::discovery::DiscoveryLink;
+use crate::calls::route::Target;
 use crate::error::Error;
 use crate::id::{Id, NodeInfo};
 use crate::overlay::{OverlayState, RoutingTable};
 use crate::protocol::health::Failure;
 use crate::wire::{Message, RemoteCode};
 
-use super::walk::Target;
 use super::Inner;
 
 impl Inner {
