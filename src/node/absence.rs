@@ -17,6 +17,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::time::Duration;
 
 use crate::store::RecordMeta;
 
@@ -89,6 +90,23 @@ pub(super) fn last_alive(dir: &Path) -> Option<u64> {
         .ok()
 }
 
+/// For a node starting at `now_ns` on the data directory `dir`: if it was away longer than
+/// `grace`, the records kept from before this start (versions up to `now_ns`) wait for
+/// confirmation, and this returns `now_ns`.
+pub(super) fn unconfirmed_before(dir: &Path, now_ns: u64, grace: Duration) -> Option<u64> {
+    let t = last_alive(dir).filter(|&t| now_ns.saturating_sub(t) > nanos(grace))?;
+    log::warn!(
+        "away since {t} ns, longer than the tombstone grace: the records kept in {} wait for confirmation",
+        dir.display()
+    );
+    Some(now_ns)
+}
+
+/// `d` in nanoseconds, saturating.
+fn nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// Notes in `dir` that its node is alive at `now_ns`. Written aside and renamed, so that a
 /// crash leaves the old note or the new one; not synced (an absence is judged in hours).
 pub(super) fn note_alive(dir: &Path, now_ns: u64) {
@@ -106,7 +124,7 @@ pub(super) fn note_alive(dir: &Path, now_ns: u64) {
 impl Inner {
     /// How this node judges its records now.
     pub(super) fn keeping(&self) -> Keeping {
-        let grace = u64::try_from(self.config.tombstone_grace.as_nanos()).unwrap_or(u64::MAX);
+        let grace = nanos(self.config.tombstone_grace);
         Keeping::new(wall_clock_ns(), grace, self.unconfirmed_before)
     }
 }

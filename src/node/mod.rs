@@ -253,15 +253,8 @@ impl Node {
         let store = ObjectStore::open_with(&data_dir.path, config.sync_writes)
             .map_err(|e| Error::from_store(b"", e))?;
         let now = versions::wall_clock_ns();
-        let grace = u64::try_from(config.tombstone_grace.as_nanos()).unwrap_or(u64::MAX);
-        // Away longer than the grace: every record kept from before this start waits for
-        // confirmation (a record that arrives later has a later version).
-        let unconfirmed_before = absence::last_alive(&data_dir.path)
-            .filter(|&t| now.saturating_sub(t) > grace)
-            .map(|t| {
-                log::warn!("node {id}: away since {t} ns, longer than the tombstone grace: its records wait for confirmation");
-                now
-            });
+        let unconfirmed_before =
+            absence::unconfirmed_before(&data_dir.path, now, config.tombstone_grace);
         absence::note_alive(&data_dir.path, now);
         let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
