@@ -47,6 +47,7 @@ const MIB: u64 = 1024 * 1024;
 type SectionFn = fn(&mut Ctx);
 
 fn main() {
+    let _ = env_logger::try_init(); // RUST_LOG=pastry=debug shows what the nodes do
     let _ = fd_limit();
     let opts = Opts::parse();
     let mut ctx = Ctx::new(opts);
