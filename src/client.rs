@@ -18,7 +18,7 @@ use crate::net::{Counters, NetConfig, NetStats, Pool};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::rng::Rng;
 use crate::transfer::{
-    get_record, send_whole_record, FileSink, FileSource, Sink, SliceSource, Source,
+    get_record, send_whole_record, FileSink, FileSource, Refill, Sink, SliceSource, Source,
 };
 use crate::wire::{Message, RecordHead, RemoteCode};
 
@@ -331,7 +331,7 @@ impl Client {
         route: &Route,
         replicas: &[NodeInfo],
         name: &[u8],
-        sink: &mut dyn Sink,
+        sink: &mut dyn Refill,
     ) -> Result<RecordHead> {
         let mut tries = 0;
         self.at_holders(route, replicas, can_serve_elsewhere, |holder| {
@@ -345,7 +345,12 @@ impl Client {
     }
 
     /// Gets `name` from `holder` into `sink`; a refusal stays [`Error::Refused`].
-    fn fetch_from(&self, holder: NodeInfo, name: &[u8], sink: &mut dyn Sink) -> Result<RecordHead> {
+    fn fetch_from<K: Sink + ?Sized>(
+        &self,
+        holder: NodeInfo,
+        name: &[u8],
+        sink: &mut K,
+    ) -> Result<RecordHead> {
         self.pool
             .session(holder.addr, |conn| get_record(conn, name, |_| Ok(sink)))
             .map(|(head, _)| head)

@@ -38,10 +38,6 @@ impl<T: Sink + ?Sized> Sink for &mut T {
     fn crc(&self) -> Option<u32> {
         (**self).crc()
     }
-
-    fn reset(&mut self) -> Result<()> {
-        (**self).reset()
-    }
 }
 
 /// Where a record's bytes go, a chunk at a time.
@@ -54,14 +50,13 @@ pub(crate) trait Sink {
     fn crc(&self) -> Option<u32> {
         None
     }
+}
 
-    /// Drops everything written so far, to receive the record again from another holder.
-    fn reset(&mut self) -> Result<()> {
-        Err(Error::Protocol {
-            addr: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
-            what: "this sink cannot start over".into(),
-        })
-    }
+/// A sink that can start over: a get's destination, filled again from another holder when
+/// the first one fails half-way.
+pub(crate) trait Refill: Sink {
+    /// Drops everything written so far.
+    fn reset(&mut self) -> Result<()>;
 }
 
 /// Queues a record's head and data from `source`, writing as chunks accumulate; returns the
@@ -252,7 +247,9 @@ impl Sink for Vec<u8> {
         self.extend_from_slice(chunk);
         Ok(())
     }
+}
 
+impl Refill for Vec<u8> {
     fn reset(&mut self) -> Result<()> {
         self.clear();
         Ok(())
@@ -376,9 +373,15 @@ impl Sink for FileSink {
             source,
         })
     }
+}
 
+impl Refill for FileSink {
     fn reset(&mut self) -> Result<()> {
-        // Whatever was buffered is dropped with the old handle; the file starts empty again.
+        // What the old writer buffered is discarded, not flushed (a flush would land past the
+        // start of the emptied file); the file starts empty again.
+        if let Some(old) = self.file.take() {
+            drop(old.into_parts());
+        }
         let io = |source| Error::Io {
             path: self.tmp.clone(),
             source,

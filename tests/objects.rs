@@ -240,6 +240,15 @@ fn a_corrupt_copy_is_served_around_and_repaired_and_corrupt_everywhere_is_report
     // The responsible node's copy is damaged: the get is served from a sound copy, and the
     // damaged one is replaced by it.
     damage(&file);
+    // Into a file first: the damaged copy's bytes already written are dropped, and the file
+    // is written again from a sound copy.
+    let out = holder.data_dir().with_extension("retrieved");
+    client.retrieve_file("precious.dat", &out).unwrap();
+    assert!(
+        std::fs::read(&out).unwrap() == data,
+        "the retrieved file differs"
+    );
+    std::fs::remove_file(&out).unwrap();
     assert_eq!(client.get("precious.dat").unwrap().data, data);
     assert!(
         wait_until(Duration::from_secs(10), || std::fs::read(&file).ok()

@@ -452,8 +452,7 @@ impl Inner {
         if *self.phase.lock() != Phase::Joined {
             return not_responsible();
         }
-        let at_start = self.store.meta(name).ok().flatten();
-        let Some(ticket) = self.new_version(name) else {
+        let Some((ticket, at_start)) = self.new_version_seeing(name) else {
             return version_exhausted();
         };
         ticket.wait_turn(self.config.net.io_timeout);
@@ -466,7 +465,8 @@ impl Inner {
             Err(e) => return store_reply(name, e),
         };
         // What this delete removed here: the record its commit replaced or, overtaken by a
-        // newer write, what was there when it began.
+        // newer copy from elsewhere (writes given versions here commit in order), what was
+        // there when it began.
         let here = match commit {
             Commit::Stored(_) => before,
             Commit::Superseded(_) => at_start,
@@ -504,10 +504,19 @@ impl Inner {
 
     /// A new version for a write of `name`; `None` if none is left.
     fn new_version(&self, name: &[u8]) -> Option<Ticket<'_>> {
-        self.versions.begin(name, wall_clock_ns(), || {
+        self.new_version_seeing(name).map(|(ticket, _)| ticket)
+    }
+
+    /// [`new_version`](Self::new_version), with the record stored when it was given if the
+    /// clock read it (it does when no other write of `name` is in flight).
+    fn new_version_seeing(&self, name: &[u8]) -> Option<(Ticket<'_>, Option<RecordMeta>)> {
+        let mut stored = None;
+        let ticket = self.versions.begin(name, wall_clock_ns(), || {
             // A damaged record counts as absent: the write replaces it.
-            self.store.meta(name).ok().flatten().map(|m| m.version)
-        })
+            stored = self.store.meta(name).ok().flatten();
+            stored.as_ref().map(|m| m.version)
+        })?;
+        Some((ticket, stored))
     }
 
     /// The node a client's write for `key` is passed on to when this node is not responsible:
