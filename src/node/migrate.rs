@@ -61,12 +61,11 @@ pub(super) fn start_maintenance(
                     next_probe = Instant::now() + interval;
                     inner.pool.close_idle();
                 }
-                if *inner.phase.lock() != Phase::Joined {
+                if inner.phase() != Phase::Joined {
                     continue;
                 }
                 if due {
-                    inner.probe_neighbours();
-                    inner.refresh_table(probes);
+                    inner.maintain_overlay();
                     if probes % HEARTBEAT_EVERY == 0 {
                         inner.heartbeat_discovery();
                         absence::note_alive(&inner.data_dir.path, wall_clock_ns());
@@ -194,7 +193,8 @@ impl Inner {
     /// by a lookup), which sees every holder of its keys. `None` if that failed.
     fn holders_of(&self, key: Key) -> Option<Vec<NodeInfo>> {
         let responsible = {
-            let state = self.state.read();
+            let core = self.core.read();
+            let state = core.state();
             if let Some(set) = state.exact_replica_set(key, self.config.replicas) {
                 return Some(set);
             }
@@ -313,7 +313,7 @@ impl Inner {
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
-        let members = self.state.read().leaf_set().members();
+        let members = self.core.read().state().leaf_set().members();
         if members.is_empty() {
             return Ok(Vec::new()); // the last node: nowhere to go, the data stays on disk
         }
@@ -377,7 +377,8 @@ impl Inner {
     /// missed is pushed by their rebalancing once they know of this node.
     pub(super) fn pull_from_neighbours(&self) {
         let nearest: Vec<NodeInfo> = {
-            let state = self.state.read();
+            let core = self.core.read();
+            let state = core.state();
             let leaf = state.leaf_set();
             let mut nearest: Vec<NodeInfo> = leaf.cw().first().copied().into_iter().collect();
             nearest.extend(leaf.ccw().first().filter(|n| !nearest.contains(n)));

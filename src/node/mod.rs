@@ -2,13 +2,12 @@
 
 mod absence;
 mod damage;
+mod driver;
 mod handler;
 mod migrate;
 mod objects;
 mod outcomes;
-mod repair;
 mod versions;
-pub(crate) mod walk;
 mod writes;
 
 pub use absence::LAST_ALIVE_FILE;
@@ -24,15 +23,14 @@ use std::time::{Duration, Instant};
 use parking_lot::{Mutex, RwLock};
 
 use crate::calls::discovery::DiscoveryLink;
-use crate::calls::route::{route_budget, Target};
+use crate::calls::route::Target;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
-use crate::overlay::{LeafSet, OverlayState, RoutingTable, DEFAULT_LEAF_HALF};
+use crate::overlay::{LeafSet, RoutingTable, DEFAULT_LEAF_HALF};
+use crate::protocol::membership::{self, Membership, Phase};
 use crate::rng::Rng;
 use crate::store::{ObjectStore, RecordMeta};
-use crate::wire::Message;
-use walk::{walk, Visit};
 
 /// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
 /// that has not settled reaches it.
@@ -128,27 +126,12 @@ impl Route {
     }
 }
 
-/// Where a node is in its life.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    /// Serving, but not part of an overlay yet.
-    Idle,
-    /// Building its tables from other nodes.
-    Joining,
-    /// A full member of the overlay.
-    Joined,
-    /// Handing its objects over before it leaves: routes and serves gets, takes no writes.
-    Leaving,
-    /// Has left; answers only pings.
-    Left,
-}
-
 /// The state shared by the node handle and its connection threads.
 pub(crate) struct Inner {
     me: NodeInfo,
     config: NodeConfig,
-    state: RwLock<OverlayState>,
-    phase: Mutex<Phase>,
+    /// The overlay protocols' state machine, driven by [`driver`].
+    core: RwLock<Membership>,
     pool: Pool,
     counters: Arc<Counters>,
     discovery: Mutex<Option<SocketAddr>>,
@@ -168,8 +151,6 @@ pub(crate) struct Inner {
     /// When this node started after an absence longer than the tombstone grace, if it was
     /// away that long: its records from before then are unconfirmed.
     unconfirmed_before: Option<u64>,
-    /// Failures seen of other nodes.
-    health: Mutex<crate::protocol::health::Health>,
 }
 
 /// A node's data directory.
@@ -260,8 +241,7 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             me,
-            state: RwLock::new(OverlayState::new(me, config.leaf_half)),
-            phase: Mutex::new(Phase::Idle),
+            core: RwLock::new(Membership::new(me, membership_config(&config))),
             pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
@@ -273,7 +253,6 @@ impl Node {
             outcomes: Mutex::new(outcomes::Outcomes::default()),
             repairs: Mutex::new(damage::Repairs::default()),
             unconfirmed_before,
-            health: Mutex::new(crate::protocol::health::Health::default()),
             config,
         });
         let handler: Handler = {
@@ -308,7 +287,7 @@ impl Node {
 
     /// Whether the node is a member of an overlay now.
     pub fn is_joined(&self) -> bool {
-        *self.inner.phase.lock() == Phase::Joined
+        self.inner.phase() == Phase::Joined
     }
 
     /// Joins the overlay that the discovery node at `discovery` tracks: registers (refused if
@@ -326,8 +305,8 @@ impl Node {
             .and_then(|peer| match peer {
                 Some(peer) => inner.join_through(peer.into()),
                 None => {
-                    log::info!("node {}: first node of a new overlay", inner.me);
-                    inner.finish_join();
+                    let effects = inner.core.write().join(Instant::now(), None);
+                    inner.drive(effects);
                     Ok(())
                 }
             });
@@ -369,15 +348,13 @@ impl Node {
     /// Starts a new overlay with this node as its only member, with no discovery node.
     pub fn create(&self) -> Result<()> {
         self.inner.begin_join()?;
-        self.inner.finish_join();
+        let effects = self.inner.core.write().join(Instant::now(), None);
+        self.inner.drive(effects);
         Ok(())
     }
 
     /// Finds the node responsible for `key`, starting here; returns the route taken.
     pub fn lookup(&self, key: Key) -> Result<Route> {
-        if *self.inner.phase.lock() != Phase::Joined {
-            return Err(Error::NotJoined(self.inner.me.id));
-        }
         self.inner.lookup(key)
     }
 
@@ -393,16 +370,12 @@ impl Node {
         {
             // Taking the gate waits for writes in flight, so none lands after the hand-off.
             let _writes = inner.write_gate.write();
-            let mut phase = inner.phase.lock();
-            if *phase != Phase::Joined {
-                return Err(Error::NotJoined(inner.me.id));
-            }
-            *phase = Phase::Leaving;
+            inner.core.write().begin_leave()?;
         }
         let handed = match inner.hand_off_all() {
             Ok(handed) => handed,
             Err(e) => {
-                *inner.phase.lock() = Phase::Joined;
+                inner.core.write().abort_leave();
                 return Err(e);
             }
         };
@@ -416,20 +389,8 @@ impl Node {
                 log::warn!("node {}: discovery not told of leave: {e}", inner.me);
             }
         }
-        let (known, leaf_set) = {
-            let state = inner.state.read();
-            (state.known(), state.leaf_set().members())
-        };
-        let depart = Message::Depart {
-            node: inner.me,
-            leaf_set,
-        };
-        for node in known {
-            if let Err(e) = inner.pool.call(node.addr, &depart) {
-                log::debug!("node {}: {node} not told of leave: {e}", inner.me);
-            }
-        }
-        *inner.phase.lock() = Phase::Left;
+        let effects = inner.core.write().depart(Instant::now());
+        inner.drive(effects);
         // Only now, when nobody routes here any more, are the handed-over copies dropped.
         for meta in handed {
             if let Err(e) = inner.store.remove(&meta.name, meta.version) {
@@ -462,12 +423,12 @@ impl Node {
 
     /// A copy of the leaf set.
     pub fn leaf_set(&self) -> LeafSet {
-        self.inner.state.read().leaf_set().clone()
+        self.inner.core.read().state().leaf_set().clone()
     }
 
     /// A copy of the routing table.
     pub fn routing_table(&self) -> RoutingTable {
-        self.inner.state.read().table().clone()
+        self.inner.core.read().state().table().clone()
     }
 
     /// Stops the server, closes every connection and joins every thread. Idempotent; also
@@ -476,7 +437,7 @@ impl Node {
         let server = self.server.lock().take();
         if let Some(mut server) = server {
             server.shutdown();
-            *self.inner.phase.lock() = Phase::Left;
+            self.inner.core.write().stop();
             // Closing the channel ends the maintenance thread.
             self.inner.maintenance.lock().take();
             if let Some(thread) = self.maintenance.lock().take() {
@@ -493,101 +454,46 @@ impl Drop for Node {
     }
 }
 
+/// The membership protocols' parameters in `config`.
+fn membership_config(config: &NodeConfig) -> membership::Config {
+    membership::Config {
+        leaf_half: config.leaf_half,
+        replicas: config.replicas,
+        max_hops: config.max_hops,
+        call_timeout: config.net.io_timeout,
+    }
+}
+
 impl Inner {
-    fn begin_join(&self) -> Result<()> {
-        let mut phase = self.phase.lock();
-        match *phase {
-            Phase::Idle => {
-                *phase = Phase::Joining;
-                Ok(())
-            }
-            Phase::Left => Err(Error::Shutdown),
-            _ => Err(Error::AlreadyJoined(self.me.id)),
-        }
-    }
-
-    fn abort_join(&self) {
-        *self.phase.lock() = Phase::Idle;
-        *self.state.write() = OverlayState::new(self.me, self.config.leaf_half);
-    }
-
-    fn finish_join(&self) {
-        *self.phase.lock() = Phase::Joined;
-        log::info!("node {} joined", self.me);
-    }
-
-    /// The join protocol: route a join for our own id, build our tables from the nodes on the
-    /// path (rows `0..=p` from a node sharing `p` digits, the leaf set from the last), then
-    /// announce ourselves to every node in them.
-    fn join_through(&self, start: Target) -> Result<()> {
-        let me = self.me;
-        let path = walk(
-            me.id,
-            start,
-            self.config.max_hops,
-            |target, exclude| self.join_hop(target, exclude),
-            |target, e| log::debug!("node {me}: join hop {target:?} failed: {e}"),
-        )?;
-        self.update_state(|state| {
-            for visit in &path {
-                state.learn(visit.node);
-                for n in visit.extra.0.iter().chain(&visit.extra.1) {
-                    state.learn(*n);
-                }
-            }
-        });
-        let route: Vec<String> = path.iter().map(|v| v.node.id.to_string()).collect();
-        log::debug!("node {me}: join route {}", route.join(" -> "));
-        // Copies of our objects first, so that no get finds us empty-handed once we are known.
-        self.pull_from_neighbours();
-        // Answer requests before anyone knows of us, so that no request finds us not joined.
-        self.finish_join();
-        let known = self.state.read().known();
-        let announce = Message::Announce { node: me };
-        for node in known {
-            if let Err(e) = self.pool.call(node.addr, &announce) {
-                log::debug!("node {me}: {node} not told of join: {e}");
-                self.suspect(node.into(), &e);
-            }
-        }
-        // Objects kept from an earlier life may belong elsewhere now.
-        self.wake_maintenance();
-        Ok(())
+    /// Where the node is in its life.
+    fn phase(&self) -> Phase {
+        self.core.read().phase()
     }
 
     /// Routes `key` from here to the node responsible for it.
     fn lookup(&self, key: Key) -> Result<Route> {
-        let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
-        let deadline = Instant::now() + route_budget(&self.config.net);
-        let (path, _) = self.route_on(key, hops, deadline)?;
+        let effects = self.core.write().lookup(Instant::now(), 0, key);
+        let path = self.drive(effects).looked()?.0;
         Ok(Route { key, path })
     }
 
-    /// Asks `target` for the next hop of a join, with its rows and leaf set.
-    fn join_hop(
-        &self,
-        target: Target,
-        exclude: &[Id],
-    ) -> Result<Visit<(Vec<NodeInfo>, Vec<NodeInfo>)>> {
-        let request = Message::JoinHop {
-            joiner: self.me,
-            exclude: exclude.to_vec(),
-        };
-        match self.pool.call(target.addr, &request)? {
-            Message::JoinState { node, .. } if node.id == self.me.id => {
-                Err(Error::IdInUse(node.id))
-            }
-            Message::JoinState {
-                node,
-                next,
-                rows,
-                leaf_set,
-            } => Ok(Visit {
-                node,
-                next,
-                extra: (rows, leaf_set),
-            }),
-            other => Err(Error::unexpected_reply(target.addr, "JoinState", &other)),
-        }
+    fn begin_join(&self) -> Result<()> {
+        self.core.write().begin_join()
+    }
+
+    fn abort_join(&self) {
+        self.core.write().abort_join();
+    }
+
+    /// The join protocol, through `start`: the walk builds the tables; the copies this node
+    /// is to keep are fetched before it becomes a member, so that no get finds it
+    /// empty-handed once it is known; then it announces itself.
+    fn join_through(&self, start: Target) -> Result<()> {
+        let effects = self.core.write().join(Instant::now(), Some(start));
+        self.drive(effects).walked()?;
+        self.pull_from_neighbours();
+        let effects = self.core.write().finish_join(Instant::now());
+        self.drive(effects);
+        Ok(())
     }
 }

@@ -14,7 +14,7 @@ use crate::calls::refusal::error_reply;
 impl Inner {
     /// Whether this node holds `key` by its own view of the overlay.
     pub(super) fn is_responsible(&self, key: Key) -> bool {
-        self.state.read().route(key, |_| false).id == self.me.id
+        self.core.read().state().route(key, |_| false).id == self.me.id
     }
 
     /// A get: streams the object if this node holds it. A copy found corrupt is reported
@@ -58,9 +58,7 @@ impl Inner {
 
     /// The nodes besides this one that keep copies of `key`.
     pub(super) fn other_replicas(&self, key: Key) -> Vec<NodeInfo> {
-        let mut set = self.state.read().replica_set(key, self.config.replicas);
-        set.retain(|n| n.id != self.me.id);
-        set
+        self.core.read().other_replicas(key)
     }
 
     /// Which of `records` this node holds at an older version, and which not at all.
@@ -83,7 +81,7 @@ impl Inner {
             Ok(records) => records,
             Err(e) => return store_reply(b"", e),
         };
-        let mut state = self.state.read().clone();
+        let mut state = self.core.read().state().clone();
         state.learn(joiner);
         let k = self.config.replicas;
         let mut sent = 0usize;

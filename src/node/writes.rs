@@ -154,7 +154,7 @@ impl Inner {
         }
         // Held for the whole write, so that leaving waits for it.
         let _writing = self.write_gate.read();
-        if *self.phase.lock() != Phase::Joined {
+        if self.phase() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
         let holders = self.other_replicas(key);
@@ -386,7 +386,7 @@ impl Inner {
         // way), and the responsible node writing this copy may itself be waiting to leave,
         // which must not wait on this one.
         let writing = self.write_gate.try_read();
-        if writing.is_none() || *self.phase.lock() != Phase::Joined {
+        if writing.is_none() || self.phase() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
         let mut writer = match self.store.writer(&head.name, head.version, head.deleted) {
@@ -449,7 +449,7 @@ impl Inner {
             return outcome.reply();
         }
         let _writing = self.write_gate.read();
-        if *self.phase.lock() != Phase::Joined {
+        if self.phase() != Phase::Joined {
             return not_responsible();
         }
         let Some((ticket, at_start)) = self.new_version_seeing(name) else {
@@ -526,7 +526,8 @@ impl Inner {
         if relayed {
             return None;
         }
-        let state = self.state.read();
+        let core = self.core.read();
+        let state = core.state();
         if !state.leaf_set().covers(key) {
             return None;
         }

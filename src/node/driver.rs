@@ -1,0 +1,125 @@
+//! The threaded driver of the membership core ([`crate::protocol::membership`]): carries out
+//! the effects of one input on the thread that brought it. A call is made there and then
+//! (the thread waits for the answer, as the callee's server gives each connection a thread
+//! of its own) and its answer fed back at once, so an input's effects, and theirs in turn,
+//! are done depth first, in the order the core asked for them, before the thread goes on.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use crate::calls::discovery::DiscoveryLink;
+use crate::calls::route::RouteEnd;
+use crate::error::{Error, Result};
+use crate::id::NodeInfo;
+use crate::protocol::membership::{Effect, Token};
+use crate::wire::Message;
+
+use super::Inner;
+
+/// What the effects of one input came to.
+#[derive(Default)]
+pub(super) struct Done {
+    replies: Vec<(Token, Message)>,
+    looked: Option<Result<RouteEnd>>,
+    walked: bool,
+    join_failed: Option<Error>,
+}
+
+impl Done {
+    /// The reply to the request `token`.
+    pub(super) fn reply(mut self, token: Token) -> Message {
+        let at = self.replies.iter().position(|(t, _)| *t == token);
+        match at {
+            Some(at) => self.replies.swap_remove(at).1,
+            // Every request the core takes is answered before its effects run out.
+            None => Message::Error {
+                code: crate::wire::RemoteCode::Internal,
+                message: "the request was not answered".into(),
+            },
+        }
+    }
+
+    /// The end of the lookup.
+    pub(super) fn looked(self) -> Result<RouteEnd> {
+        self.looked.unwrap_or(Err(Error::Shutdown))
+    }
+
+    /// Whether the join walk ended well (it ends within its input's effects, unless the
+    /// node stopped meanwhile).
+    pub(super) fn walked(self) -> Result<()> {
+        match self.join_failed {
+            Some(e) => Err(e),
+            None if self.walked => Ok(()),
+            None => Err(Error::Shutdown),
+        }
+    }
+}
+
+impl Inner {
+    /// Carries out `effects` and everything they lead to.
+    pub(super) fn drive(&self, effects: Vec<Effect>) -> Done {
+        let mut queue: VecDeque<Effect> = effects.into();
+        let mut done = Done::default();
+        while let Some(effect) = queue.pop_front() {
+            match effect {
+                Effect::Call(call) => {
+                    if !self.core.read().wants(call.id) {
+                        continue; // dropped meanwhile: the node stopped maintenance
+                    }
+                    let result = self
+                        .pool
+                        .call_within(call.to.addr, &call.request, call.wait);
+                    let more = self.core.write().answer(Instant::now(), call.id, result);
+                    for e in more.into_iter().rev() {
+                        queue.push_front(e);
+                    }
+                }
+                Effect::Reply { token, reply } => done.replies.push((token, reply)),
+                Effect::Looked { result, .. } => done.looked = Some(result),
+                Effect::JoinWalked => done.walked = true,
+                Effect::JoinFailed(e) => done.join_failed = Some(e),
+                Effect::Dead(node) => {
+                    self.pool.forget(node.addr);
+                    self.report_dead(node);
+                }
+                Effect::Departed(node) => self.pool.forget(node.addr),
+                Effect::LeafSetChanged => self.wake_maintenance(),
+            }
+        }
+        done
+    }
+
+    /// Tells discovery that `node` is dead, so that it hands it out no more.
+    fn report_dead(&self, node: NodeInfo) {
+        let discovery = *self.discovery.lock();
+        if let Some(addr) = discovery {
+            let link = DiscoveryLink {
+                pool: &self.pool,
+                addr,
+            };
+            if let Err(e) = link.deregister(node) {
+                log::debug!("node {}: discovery not told {node} is dead: {e}", self.me);
+            }
+        }
+    }
+
+    /// The maintenance round: leaf-set exchanges and the routing-table refresh.
+    pub(super) fn maintain_overlay(&self) {
+        let effects = self.core.write().tick(Instant::now());
+        self.drive(effects);
+    }
+
+    /// Reminds discovery that this node is alive, so that a restarted discovery relearns it.
+    pub(super) fn heartbeat_discovery(&self) {
+        let discovery = *self.discovery.lock();
+        if let Some(addr) = discovery {
+            let link = DiscoveryLink {
+                pool: &self.pool,
+                addr,
+            };
+            if let Err(e) = link.alive(self.me) {
+                log::debug!("node {}: discovery unreachable: {e}", self.me);
+            }
+        }
+    }
+}

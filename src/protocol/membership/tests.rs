@@ -1,0 +1,1 @@
+//! Unit tests of the membership core, with fake peers and time passed in.

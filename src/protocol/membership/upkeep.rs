@@ -1,0 +1,245 @@
+//! Failure detection and repair (Pastry paper §2.4): leaf-set neighbours exchange their leaf
+//! sets every maintenance round, which both checks that they are alive and fills gaps; a node
+//! that fails to answer, here or in any protocol, is dropped from the tables, reported to the
+//! driver (which tells discovery), and its place refilled: in the leaf set from the farthest
+//! live node on each side, in the routing table from a peer's entry for the same cell.
+
+use std::time::Instant;
+
+use super::{Effect, Membership, Target, Waiting};
+use crate::error::{Error, Result};
+use crate::id::{NodeInfo, DIGITS};
+use crate::overlay::RoutingTable;
+use crate::protocol::health::Failure;
+use crate::wire::{Message, RemoteCode};
+
+/// The refill of a routing-table cell: the peers still to ask, best first.
+#[derive(Debug)]
+pub(super) struct CellTask {
+    row: usize,
+    col: usize,
+    peers: Vec<NodeInfo>,
+}
+
+impl Membership {
+    /// Evidence that `target` failed while this node talked to it, in any protocol.
+    pub(super) fn suspect(&mut self, now: Instant, target: Target, e: &Error) {
+        let Some(id) = target.id else { return };
+        let node = NodeInfo {
+            id,
+            addr: target.addr,
+        };
+        let failure = match e {
+            Error::Unreachable { .. }
+            | Error::Refused {
+                code: RemoteCode::NotJoined,
+                ..
+            } => Failure::Gone,
+            Error::Timeout { .. } | Error::Wire { .. } | Error::Protocol { .. } => Failure::Silent,
+            _ => return,
+        };
+        if self.health.failed(id, failure, now) {
+            log::info!("node {}: {node} found dead: {e}", self.me);
+            self.declare_dead(node);
+        }
+    }
+
+    /// Drops a dead node everywhere and starts the repairs.
+    fn declare_dead(&mut self, node: NodeInfo) {
+        let me = self.me.id;
+        let (was_leaf, hole) = self.change(|state| {
+            let was_leaf = state.leaf_set().contains(node.id);
+            let hole = state
+                .table()
+                .contains(node.id)
+                .then(|| RoutingTable::cell_of(me, node.id))
+                .flatten();
+            state.forget(node.id);
+            (was_leaf, hole)
+        });
+        self.out.push(Effect::Dead(node));
+        if let Some((row, col)) = hole {
+            self.refill_cell(row, col);
+        }
+        if was_leaf {
+            // The farthest live node on each side knows the nodes just beyond our view.
+            let leaf = self.state.leaf_set();
+            let far_ends: Vec<NodeInfo> = leaf
+                .cw()
+                .last()
+                .into_iter()
+                .chain(leaf.ccw().last())
+                .copied()
+                .collect();
+            for far in far_ends {
+                self.exchange_with(far);
+            }
+        }
+    }
+
+    /// Fills the routing-table cell (`row`, `col`) left empty by a dead node: any node that
+    /// shares at least this node's first `row` digits (the rest of that row first, then the
+    /// rows below, then the leaf set) has an entry for the cell that fits here too (the Pastry
+    /// paper's repair). The first live answer wins.
+    fn refill_cell(&mut self, row: usize, col: usize) {
+        let me = self.me.id;
+        let mut peers: Vec<NodeInfo> = self.state.table().rows_upto(DIGITS - 1);
+        peers.retain(|p| me.shared_prefix(p.id) >= row);
+        peers.sort_by_key(|p| me.shared_prefix(p.id));
+        for m in self.state.leaf_set().members() {
+            if me.shared_prefix(m.id) >= row && !peers.contains(&m) {
+                peers.push(m);
+            }
+        }
+        peers.reverse(); // asked from the end
+        self.ask_for_cell(CellTask { row, col, peers });
+    }
+
+    fn ask_for_cell(&mut self, mut task: CellTask) {
+        let Some(peer) = task.peers.pop() else {
+            return;
+        };
+        let request = Message::Cell {
+            row: task.row as u8,
+            col: task.col as u8,
+        };
+        self.call(peer.into(), request, None, Waiting::Cell(task));
+    }
+
+    /// A peer's answer for a cell to refill.
+    pub(super) fn cell_answered(&mut self, now: Instant, task: CellTask, result: Result<Message>) {
+        if let Ok(Message::CellEntry { node: Some(entry) }) = result {
+            if entry.id != self.me.id
+                && !self.health.is_dead(entry.id, now)
+                && self.change(|s| s.learn(entry))
+            {
+                let (row, col) = (task.row, task.col);
+                log::debug!(
+                    "node {}: cell ({row}, {col}) refilled with {entry}",
+                    self.me
+                );
+                return;
+            }
+        }
+        self.ask_for_cell(task);
+    }
+
+    /// Takes `from` (a live node that spoke to us, if any) and the members of a leaf set
+    /// into this node's tables, leaving out nodes recently found dead or gone.
+    pub(super) fn learn_leaf_set_of(
+        &mut self,
+        now: Instant,
+        from: Option<NodeInfo>,
+        leaf_set: &[NodeInfo],
+    ) {
+        if let Some(from) = from {
+            self.health.heard_from(from.id);
+        }
+        let me = self.me.id;
+        let fresh: Vec<NodeInfo> = leaf_set
+            .iter()
+            .chain(&from)
+            .filter(|n| n.id != me && !self.health.is_dead(n.id, now))
+            .copied()
+            .collect();
+        self.change(|state| {
+            for n in fresh {
+                state.learn(n);
+            }
+        });
+    }
+
+    /// Exchanges leaf sets with every leaf-set member.
+    pub(super) fn probe_neighbours(&mut self) {
+        for node in self.state.leaf_set().members() {
+            self.exchange_with(node);
+        }
+    }
+
+    fn exchange_with(&mut self, node: NodeInfo) {
+        let request = Message::Exchange {
+            node: self.me,
+            leaf_set: self.state.leaf_set().members(),
+        };
+        self.call(node.into(), request, None, Waiting::Exchange);
+    }
+
+    /// A neighbour's answer to an exchange; a failure is evidence against it.
+    pub(super) fn exchanged(&mut self, now: Instant, to: Target, result: Result<Message>) {
+        match result {
+            Ok(Message::LeafSet { node, leaf_set }) if Some(node.id) == to.id => {
+                self.health.answered(node.id);
+                self.learn_leaf_set_of(now, Some(node), &leaf_set);
+            }
+            // Another node answers at that address: the one we knew is gone.
+            Ok(_) => self.suspect(now, to, &another_node_answers(to)),
+            Err(e) => self.suspect(now, to, &e),
+        }
+    }
+
+    /// Routing-table maintenance (the Pastry paper's periodic refresh): each round, one entry
+    /// of each non-empty row, taken in turn, is asked for its rows as a joining node asks
+    /// (rows `0..=r` of a node sharing `r` digits with this one, and its leaf set). The answer
+    /// fills routing-table cells live nodes could fill (the leaf set is left to the exchanges
+    /// with neighbours: second-hand rows may hold nodes that are gone); an entry that does not
+    /// answer is dropped like any dead node. Each entry is thus checked within 15 rounds.
+    pub(super) fn refresh_table(&mut self) {
+        let turn = usize::try_from(self.round % 16).unwrap_or(0);
+        let picks: Vec<NodeInfo> = (0..DIGITS)
+            .filter_map(|r| {
+                let row: Vec<NodeInfo> = self
+                    .state
+                    .table()
+                    .row(r)
+                    .iter()
+                    .flatten()
+                    .copied()
+                    .collect();
+                (!row.is_empty()).then(|| row[turn % row.len()])
+            })
+            .collect();
+        let request = Message::JoinHop {
+            joiner: self.me,
+            exclude: Vec::new(),
+        };
+        for node in picks {
+            self.call(node.into(), request.clone(), None, Waiting::Refresh);
+        }
+    }
+
+    /// A routing-table entry's answer to the refresh.
+    pub(super) fn refreshed(&mut self, now: Instant, to: Target, result: Result<Message>) {
+        match result {
+            Ok(Message::JoinState {
+                node,
+                rows,
+                leaf_set,
+                ..
+            }) if Some(node.id) == to.id => {
+                self.health.heard_from(node.id);
+                let me = self.me.id;
+                let fresh: Vec<NodeInfo> = rows
+                    .into_iter()
+                    .chain(leaf_set)
+                    .filter(|n| n.id != me && !self.health.is_dead(n.id, now))
+                    .collect();
+                self.change(|state| {
+                    for n in fresh {
+                        state.learn_for_table(n);
+                    }
+                });
+            }
+            Ok(_) => self.suspect(now, to, &another_node_answers(to)),
+            Err(e) => self.suspect(now, to, &e),
+        }
+    }
+}
+
+/// The evidence that the node at `to` is gone when something else answers at its address.
+fn another_node_answers(to: Target) -> Error {
+    Error::Refused {
+        addr: to.addr,
+        code: RemoteCode::NotJoined,
+        message: "another node answers at this address".into(),
+    }
+}
