@@ -108,6 +108,14 @@ impl Registrar {
                 }
                 Message::Ack
             }
+            // Checked with the node itself: the reporter may only be cut off from it.
+            Message::Suspect { node } => {
+                let held = self.registry.lock().holds(node);
+                if held && !self.is_alive(node) && self.registry.lock().deregister(node) {
+                    log::info!("discovery: {node} is dead");
+                }
+                Message::Ack
+            }
             Message::Alive { node } => match self.registry.lock().heartbeat(node, now) {
                 Heartbeat::Noted => Message::Ack,
                 Heartbeat::HeldBy(held) => in_use(node.id, held),

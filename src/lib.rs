@@ -41,6 +41,7 @@ mod node;
 pub mod overlay;
 pub mod protocol;
 mod rng;
+pub mod sim;
 pub mod store;
 mod transfer;
 pub mod wire;

@@ -63,6 +63,11 @@ impl DiscoveryLink<'_> {
         self.ack(&Message::Deregister { node })
     }
 
+    /// Reports that `node` did not answer this node (discovery checks with it).
+    pub fn suspect(&self, node: NodeInfo) -> Result<()> {
+        self.ack(&Message::Suspect { node })
+    }
+
     /// A random joined peer, if any.
     pub fn random_peer(&self) -> Result<Option<NodeInfo>> {
         match self.pool.call(self.addr, &Message::RandomPeer)? {

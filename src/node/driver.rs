@@ -84,12 +84,20 @@ impl Inner {
                 }
                 Effect::Departed(node) => self.pool.forget(node.addr),
                 Effect::LeafSetChanged => self.wake_maintenance(),
+                Effect::Heartbeat => {
+                    self.heartbeat_discovery();
+                    super::absence::note_alive(
+                        &self.data_dir.path,
+                        super::versions::wall_clock_ns(),
+                    );
+                }
             }
         }
         done
     }
 
-    /// Tells discovery that `node` is dead, so that it hands it out no more.
+    /// Tells discovery that `node` seems dead, so that it hands it out no more once it has
+    /// checked.
     fn report_dead(&self, node: NodeInfo) {
         let discovery = *self.discovery.lock();
         if let Some(addr) = discovery {
@@ -97,7 +105,7 @@ impl Inner {
                 pool: &self.pool,
                 addr,
             };
-            if let Err(e) = link.deregister(node) {
+            if let Err(e) = link.suspect(node) {
                 log::debug!("node {}: discovery not told {node} is dead: {e}", self.me);
             }
         }

@@ -17,7 +17,7 @@ use crate::store::{RecordMeta, StoreError};
 use crate::transfer::{lossy, recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
 
-use super::absence::{self, Keeping, Reach, Verdict};
+use super::absence::{Keeping, Reach, Verdict};
 use super::objects::head_of;
 use super::versions::{check_incoming, wall_clock_ns};
 use super::{Inner, Phase};
@@ -25,9 +25,6 @@ use super::{Inner, Phase};
 /// Records asked about in one [`Message::Holds`]: keeps the frame far below the payload limit
 /// even with long names.
 const HOLDS_BATCH: usize = 256;
-
-/// Maintenance rounds between reminders to discovery that this node is alive.
-const HEARTBEAT_EVERY: u64 = 5;
 
 /// Maintenance rounds between full copy checks when nothing woke one: the safety net that
 /// bounds how long any object stays off its best-placed nodes, even if a change was missed.
@@ -66,10 +63,6 @@ pub(super) fn start_maintenance(
                 }
                 if due {
                     inner.maintain_overlay();
-                    if probes % HEARTBEAT_EVERY == 0 {
-                        inner.heartbeat_discovery();
-                        absence::note_alive(&inner.data_dir.path, wall_clock_ns());
-                    }
                     if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
                         pending = true;
                     }

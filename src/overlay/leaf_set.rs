@@ -84,6 +84,19 @@ impl LeafSet {
         cw || ccw
     }
 
+    /// Whether `id`, not a member, would enter the set if offered: it is nearer than the
+    /// farthest member of a side, or a side has room.
+    pub fn would_take(&self, id: Id) -> bool {
+        if id == self.own || self.contains(id) {
+            return false;
+        }
+        let own = self.own;
+        let fits = |side: &[NodeInfo], dist: &dyn Fn(Id) -> u16| {
+            side.partition_point(|n| dist(n.id) < dist(id)) < self.half
+        };
+        fits(&self.cw, &|x| own.cw_distance(x)) || fits(&self.ccw, &|x| x.cw_distance(own))
+    }
+
     /// Removes `id` from both sides. Returns whether it was there.
     pub fn remove(&mut self, id: Id) -> bool {
         let before = self.cw.len() + self.ccw.len();

@@ -70,6 +70,15 @@ impl RoutingTable {
         }
     }
 
+    /// Whether [`insert`](Self::insert) would change the table: `node`'s cell is empty, or
+    /// holds its id at another address.
+    pub fn would_take(&self, node: NodeInfo) -> bool {
+        Self::cell_of(self.own, node.id).is_some_and(|(r, c)| match self.cells[r][c] {
+            None => true,
+            Some(n) => n.id == node.id && n.addr != node.addr,
+        })
+    }
+
     /// Empties the cell holding `id`, if any. Returns whether it was there.
     pub fn remove(&mut self, id: Id) -> bool {
         let Some((r, c)) = Self::cell_of(self.own, id) else {

@@ -65,10 +65,17 @@ impl Health {
     }
 
     /// Whether `id` was found dead or departed within [`DEAD_MEMORY`] of `now`.
-    pub fn is_dead(&mut self, id: Id, now: Instant) -> bool {
+    pub fn is_dead(&self, id: Id, now: Instant) -> bool {
+        self.dead
+            .get(&id)
+            .is_some_and(|(since, _)| now.saturating_duration_since(*since) < DEAD_MEMORY)
+    }
+
+    /// Forgets what is older than [`DEAD_MEMORY`] at `now`; done now and then, so that the
+    /// memory stays as small as the recent failures.
+    pub fn forget_old(&mut self, now: Instant) {
         self.dead
             .retain(|_, (since, _)| now.saturating_duration_since(*since) < DEAD_MEMORY);
-        self.dead.contains_key(&id)
     }
 
     /// `id` answered sensibly: its silences are forgotten.

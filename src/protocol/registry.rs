@@ -2,7 +2,7 @@
 //! one effect it needs (ask a node whether it is alive) go out. No sockets, threads or clock:
 //! the discovery server drives it, and its rules are tested here with time passed in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::id::{Id, NodeInfo};
@@ -43,9 +43,18 @@ pub enum Heartbeat {
 }
 
 /// The peers discovery knows of, by id.
+///
+/// Every operation costs at most the logarithm of the number of peers (or the number of
+/// peers still joining), so that a registry of all 65,536 ids is as quick as a small one.
 #[derive(Debug, Default)]
 pub struct Registry {
     entries: BTreeMap<Id, Entry>,
+    /// The joined ids, in no order, for a random pick.
+    joined: Vec<Id>,
+    /// Where each joined id is in `joined`.
+    joined_at: HashMap<Id, usize>,
+    /// The ids still joining.
+    joining: BTreeSet<Id>,
 }
 
 impl Registry {
@@ -56,13 +65,21 @@ impl Registry {
 
     /// `node` asks to join at `now`.
     pub fn register(&mut self, node: NodeInfo, now: Instant) -> Registration {
-        self.entries
-            .retain(|_, e| e.joined || now.duration_since(e.since) < JOIN_TIMEOUT);
-        let any_joined = self.entries.values().any(|e| e.joined);
-        let another_joining = self
-            .entries
-            .values()
-            .any(|e| !e.joined && e.node.id != node.id);
+        let expired: Vec<Id> = self
+            .joining
+            .iter()
+            .filter(|id| {
+                self.entries
+                    .get(id)
+                    .is_some_and(|e| now.duration_since(e.since) >= JOIN_TIMEOUT)
+            })
+            .copied()
+            .collect();
+        for id in expired {
+            self.remove(id);
+        }
+        let any_joined = !self.joined.is_empty();
+        let another_joining = self.joining.iter().any(|id| *id != node.id);
         if !any_joined && another_joining {
             return Registration::FirstStillJoining;
         }
@@ -92,19 +109,47 @@ impl Registry {
     }
 
     fn enter(&mut self, node: NodeInfo, now: Instant) {
-        let entry = Entry {
+        self.set(Entry {
             node,
             joined: false,
             since: now,
-        };
-        self.entries.insert(node.id, entry);
+        });
+    }
+
+    /// Puts `entry` in, in place of any entry of its id.
+    fn set(&mut self, entry: Entry) {
+        let id = entry.node.id;
+        self.remove(id);
+        if entry.joined {
+            self.joined_at.insert(id, self.joined.len());
+            self.joined.push(id);
+        } else {
+            self.joining.insert(id);
+        }
+        self.entries.insert(id, entry);
+    }
+
+    /// Takes `id` out.
+    fn remove(&mut self, id: Id) -> Option<Entry> {
+        let entry = self.entries.remove(&id)?;
+        self.joining.remove(&id);
+        if let Some(at) = self.joined_at.remove(&id) {
+            self.joined.swap_remove(at);
+            if let Some(moved) = self.joined.get(at) {
+                self.joined_at.insert(*moved, at);
+            }
+        }
+        Some(entry)
     }
 
     /// `id` finished joining: it may be handed out. Returns the node, or `None` if it is not
     /// registered.
     pub fn joined(&mut self, id: Id) -> Option<NodeInfo> {
-        let entry = self.entries.get_mut(&id)?;
-        entry.joined = true;
+        let mut entry = *self.entries.get(&id)?;
+        if !entry.joined {
+            entry.joined = true;
+            self.set(entry);
+        }
         Some(entry.node)
     }
 
@@ -117,9 +162,15 @@ impl Registry {
             .get(&node.id)
             .is_some_and(|e| e.node.addr == node.addr);
         if same {
-            self.entries.remove(&node.id);
+            self.remove(node.id);
         }
         same
+    }
+
+    /// Whether `node` is registered, at its address: a report that it is dead is worth
+    /// checking.
+    pub fn holds(&self, node: NodeInfo) -> bool {
+        self.entries.get(&node.id).is_some_and(|e| e.node == node)
     }
 
     /// A joined `node` says it is alive at `now`: noted as joined (relearnt if this registry
@@ -128,12 +179,11 @@ impl Registry {
         match self.entries.get(&node.id) {
             Some(e) if e.node.addr != node.addr => Heartbeat::HeldBy(e.node),
             _ => {
-                let entry = Entry {
+                self.set(Entry {
                     node,
                     joined: true,
                     since: now,
-                };
-                self.entries.insert(node.id, entry);
+                });
                 Heartbeat::Noted
             }
         }
@@ -150,10 +200,9 @@ impl Registry {
 
     /// The joined peer at `pick` modulo their number (the driver draws `pick` at random).
     pub fn joined_peer(&self, pick: u64) -> Option<NodeInfo> {
-        let joined = self.entries.values().filter(|e| e.joined);
-        let count = joined.clone().count();
-        let at = usize::try_from(pick % u64::try_from(count.max(1)).unwrap_or(1)).unwrap_or(0);
-        joined.map(|e| e.node).nth(at)
+        let count = u64::try_from(self.joined.len()).ok().filter(|n| *n > 0)?;
+        let at = usize::try_from(pick % count).ok()?;
+        self.entries.get(self.joined.get(at)?).map(|e| e.node)
     }
 }
 

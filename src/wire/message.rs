@@ -323,6 +323,14 @@ pub enum Message {
         /// The joined peers.
         peers: Vec<NodeInfo>,
     },
+    /// A node reports to discovery that `node` did not answer it. Discovery asks `node`
+    /// itself before it forgets it: a node cut off from the reporter (a partition) may be
+    /// alive, and forgetting every node on the other side would leave newcomers none to join
+    /// through. Answered by [`Message::Ack`].
+    Suspect {
+        /// The node found dead.
+        node: NodeInfo,
+    },
 }
 
 impl Message {

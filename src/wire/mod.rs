@@ -1,6 +1,6 @@
 //! The wire: every message the protocols exchange, and its binary frame.
 //!
-//! A frame is `magic (0x50) | version (3) | type (u8) | payload length (u32, big-endian) |
+//! A frame is `magic (0x50) | version (4) | type (u8) | payload length (u32, big-endian) |
 //! payload | CRC-32 (ISO-HDLC, big-endian) over everything before it`. Decoding is total: any
 //! byte string gives a message or a [`WireError`], never a panic, and a length above the
 //! configured maximum is refused before anything is allocated.
@@ -17,7 +17,7 @@ pub use message::{Message, RecordHead, RemoteCode};
 /// First byte of every frame: tells a libpastry peer from anything else.
 pub const MAGIC: u8 = 0x50;
 /// Version of the frame format and message set.
-pub const VERSION: u8 = 3;
+pub const VERSION: u8 = 4;
 /// Bytes before the payload: magic, version, type, length.
 pub const HEADER_LEN: usize = 7;
 /// Bytes after the payload: the CRC-32.

@@ -139,7 +139,13 @@ pub enum Effect {
     Departed(NodeInfo),
     /// The leaf set changed: the best-placed holders of some keys may have changed.
     LeafSetChanged,
+    /// Time to remind discovery that this node is alive (so that a discovery that
+    /// restarted relearns it, and a node it forgot is handed out again).
+    Heartbeat,
 }
+
+/// Maintenance rounds between reminders to discovery that this node is alive.
+pub const HEARTBEAT_EVERY: u64 = 5;
 
 /// What an outstanding call is for.
 #[derive(Debug)]
@@ -158,6 +164,11 @@ enum Waiting {
     Cell(upkeep::CellTask),
     /// Telling a node of this node's leave.
     Depart,
+    /// Whether a node found silent answers again.
+    Probe,
+    /// Whether a node heard of second hand is alive, before it enters the routing table;
+    /// with the refill it serves, if any.
+    Vouch(Option<upkeep::CellTask>),
 }
 
 impl Waiting {
@@ -165,7 +176,11 @@ impl Waiting {
     fn is_maintenance(&self) -> bool {
         matches!(
             self,
-            Waiting::Exchange | Waiting::Refresh | Waiting::Cell(_)
+            Waiting::Exchange
+                | Waiting::Refresh
+                | Waiting::Cell(_)
+                | Waiting::Probe
+                | Waiting::Vouch(_)
         )
     }
 }
@@ -181,6 +196,9 @@ pub struct Membership {
     calls: HashMap<CallId, (Target, Waiting)>,
     next_call: CallId,
     join: Option<join::JoinWalk>,
+    /// Nodes found dead by their silence, and since when: they may be cut off rather than
+    /// dead, and are asked again (see [`upkeep`]).
+    silent: std::collections::BTreeMap<Id, (NodeInfo, Instant)>,
     /// Maintenance rounds so far.
     round: u64,
     /// Effects of the input being handled.
@@ -199,6 +217,7 @@ impl Membership {
             calls: HashMap::new(),
             next_call: 1,
             join: None,
+            silent: std::collections::BTreeMap::new(),
             round: 0,
             out: Vec::new(),
         }
@@ -423,6 +442,8 @@ impl Membership {
             Waiting::Exchange => self.exchanged(now, to, result),
             Waiting::Refresh => self.refreshed(now, to, result),
             Waiting::Cell(task) => self.cell_answered(now, task, result),
+            Waiting::Probe => self.probed(now, to, result),
+            Waiting::Vouch(task) => self.vouched(now, to, task, result),
         }
         self.take_out()
     }
@@ -433,9 +454,13 @@ impl Membership {
         if self.phase == Phase::Joined {
             self.probe_neighbours();
             self.refresh_table();
+            self.probe_silent(now);
+            self.health.forget_old(now);
+            if self.round % HEARTBEAT_EVERY == 0 {
+                self.out.push(Effect::Heartbeat);
+            }
             self.round += 1;
         }
-        let _ = now;
         self.take_out()
     }
 

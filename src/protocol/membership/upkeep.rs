@@ -4,7 +4,7 @@
 //! driver (which tells discovery), and its place refilled: in the leaf set from the farthest
 //! live node on each side, in the routing table from a peer's entry for the same cell.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use super::{Effect, Membership, Target, Waiting};
 use crate::error::{Error, Result};
@@ -12,6 +12,10 @@ use crate::id::{NodeInfo, DIGITS};
 use crate::overlay::RoutingTable;
 use crate::protocol::health::Failure;
 use crate::wire::{Message, RemoteCode};
+
+/// How long a node found dead by its silence is asked again whether it is alive: a
+/// partition shorter than this heals by itself.
+pub const SILENT_PROBATION: Duration = Duration::from_secs(600);
 
 /// The refill of a routing-table cell: the peers still to ask, best first.
 #[derive(Debug)]
@@ -40,6 +44,9 @@ impl Membership {
         };
         if self.health.failed(id, failure, now) {
             log::info!("node {}: {node} found dead: {e}", self.me);
+            if failure == Failure::Silent {
+                self.silent.insert(id, (node, now));
+            }
             self.declare_dead(node);
         }
     }
@@ -106,22 +113,49 @@ impl Membership {
         self.call(peer.into(), request, None, Waiting::Cell(task));
     }
 
-    /// A peer's answer for a cell to refill.
+    /// A peer's answer for a cell to refill: its entry is asked whether it is alive
+    /// before it takes the cell.
     pub(super) fn cell_answered(&mut self, now: Instant, task: CellTask, result: Result<Message>) {
         if let Ok(Message::CellEntry { node: Some(entry) }) = result {
             if entry.id != self.me.id
                 && !self.health.is_dead(entry.id, now)
-                && self.change(|s| s.learn(entry))
+                && self.state.table().would_take(entry)
             {
-                let (row, col) = (task.row, task.col);
-                log::debug!(
-                    "node {}: cell ({row}, {col}) refilled with {entry}",
-                    self.me
+                return self.call(
+                    entry.into(),
+                    Message::Ping,
+                    None,
+                    Waiting::Vouch(Some(task)),
                 );
-                return;
             }
         }
         self.ask_for_cell(task);
+    }
+
+    /// The answer of a node heard of second hand: alive, it enters the routing table; dead,
+    /// it is kept out (and the refill it was to serve goes on with the next peer).
+    pub(super) fn vouched(
+        &mut self,
+        now: Instant,
+        to: Target,
+        task: Option<CellTask>,
+        result: Result<Message>,
+    ) {
+        match result {
+            Ok(Message::Pong { node }) if Some(node.id) == to.id && node.addr == to.addr => {
+                self.health.heard_from(node.id);
+                if self.change(|s| s.learn_for_table(node)) {
+                    log::debug!("node {}: {node} takes a routing-table cell", self.me);
+                }
+            }
+            Ok(_) => self.suspect(now, to, &another_node_answers(to)),
+            Err(e) => {
+                self.suspect(now, to, &e);
+                if let Some(task) = task {
+                    self.ask_for_cell(task);
+                }
+            }
+        }
     }
 
     /// Takes `from` (a live node that spoke to us, if any) and the members of a leaf set
@@ -134,6 +168,7 @@ impl Membership {
     ) {
         if let Some(from) = from {
             self.health.heard_from(from.id);
+            self.silent.remove(&from.id);
         }
         let me = self.me.id;
         let fresh: Vec<NodeInfo> = leaf_set
@@ -177,6 +212,47 @@ impl Membership {
         }
     }
 
+    /// Asks the nodes found dead by their silence, and that would be leaf-set members if
+    /// alive, whether they are: silence may be a partition, after which each side would
+    /// otherwise keep the other out for good. Nodes found dead because nothing listens at
+    /// their address are never asked again.
+    pub(super) fn probe_silent(&mut self, now: Instant) {
+        self.silent
+            .retain(|_, (_, since)| now.saturating_duration_since(*since) < SILENT_PROBATION);
+        let leaf = self.state.leaf_set();
+        let candidates: Vec<NodeInfo> = self
+            .silent
+            .values()
+            .map(|(n, _)| *n)
+            .filter(|n| leaf.would_take(n.id))
+            .take(2 * self.config.leaf_half)
+            .collect();
+        for node in candidates {
+            let request = Message::Exchange {
+                node: self.me,
+                leaf_set: self.state.leaf_set().members(),
+            };
+            self.call(node.into(), request, None, Waiting::Probe);
+        }
+    }
+
+    /// The answer of a node found silent.
+    pub(super) fn probed(&mut self, now: Instant, to: Target, result: Result<Message>) {
+        let Some(id) = to.id else { return };
+        match result {
+            Ok(Message::LeafSet { node, leaf_set }) if node.id == id => {
+                log::info!("node {}: {node}, found dead, answers again", self.me);
+                self.health.answered(id);
+                self.learn_leaf_set_of(now, Some(node), &leaf_set);
+            }
+            // Still silent: asked again next round, until the probation ends.
+            Err(Error::Timeout { .. } | Error::Wire { .. }) => {}
+            _ => {
+                self.silent.remove(&id);
+            }
+        }
+    }
+
     /// Routing-table maintenance (the Pastry paper's periodic refresh): each round, one entry
     /// of each non-empty row, taken in turn, is asked for its rows as a joining node asks
     /// (rows `0..=r` of a node sharing `r` digits with this one, and its leaf set). The answer
@@ -217,17 +293,25 @@ impl Membership {
                 ..
             }) if Some(node.id) == to.id => {
                 self.health.heard_from(node.id);
+                // Rows are second hand and may hold nodes long gone: a candidate for an
+                // empty cell is asked whether it is alive first (one per cell).
                 let me = self.me.id;
-                let fresh: Vec<NodeInfo> = rows
+                let mut cells = Vec::new();
+                let candidates: Vec<NodeInfo> = rows
                     .into_iter()
                     .chain(leaf_set)
                     .filter(|n| n.id != me && !self.health.is_dead(n.id, now))
+                    .filter(|n| self.state.table().would_take(*n))
+                    .filter(|n| {
+                        let cell = RoutingTable::cell_of(me, n.id);
+                        let first = !cells.contains(&cell);
+                        cells.push(cell);
+                        first
+                    })
                     .collect();
-                self.change(|state| {
-                    for n in fresh {
-                        state.learn_for_table(n);
-                    }
-                });
+                for n in candidates {
+                    self.call(n.into(), Message::Ping, None, Waiting::Vouch(None));
+                }
             }
             Ok(_) => self.suspect(now, to, &another_node_answers(to)),
             Err(e) => self.suspect(now, to, &e),

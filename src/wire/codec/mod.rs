@@ -1,0 +1,193 @@
+//! Encoding and decoding of frames (layout in the [module docs](super)): the frame here,
+//! the payloads of the message set in [`payload`], their tests in `tests`.
+//!
+//! Payload fields are big-endian: an [`Id`](crate::id::Id) is a `u16`; a `Vec` is a `u32`
+//! count then its items; a `String` is a `u16` byte length then UTF-8; an `Option` is a `u8`
+//! tag (0 none, 1 some) then the value; a [`SocketAddr`](std::net::SocketAddr) is a `u8`
+//! family (4 or 6), 4 or 16 address bytes and a `u16` port (IPv6 flow info and scope id are
+//! not sent); a [`RemoteCode`](super::RemoteCode) is its `u8` value.
+//!
+//! A string longer than `u16::MAX` bytes (only ever an error's reason) is cut at a character
+//! boundary, so every message can be encoded and none is misread.
+
+mod payload;
+#[cfg(test)]
+mod tests;
+
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::message::Message;
+use super::{WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
+use crate::checksum::{crc32, Crc32Digest};
+use payload::ty;
+use payload::{decode_body, put_payload};
+pub(crate) use payload::{name_of, type_of};
+
+/// The parsed fixed-size start of a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameHeader {
+    /// The message type byte (known to this build).
+    pub kind: u8,
+    /// The payload length in bytes (at most the configured maximum).
+    pub len: u32,
+}
+
+/// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
+///
+pub fn encode(msg: &Message, buf: &mut BytesMut) {
+    encode_with(type_of(msg), buf, |buf| put_payload(msg, buf));
+}
+
+/// Appends a [`Message::Chunk`] frame carrying `data`, straight from the slice: the data is
+/// copied once, into the frame.
+pub fn encode_chunk(data: &[u8], buf: &mut BytesMut) {
+    encode_with(ty::CHUNK, buf, |buf| buf.put_slice(data));
+}
+
+/// The bytes before and after `data` in its chunk frame, so that a large chunk can be written
+/// from where it lies (a vectored write) rather than copied into a frame first.
+pub fn chunk_frame_parts(data: &[u8]) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
+    let mut header = [MAGIC, VERSION, ty::CHUNK, 0, 0, 0, 0];
+    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
+    header[3..].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    let mut crc = Crc32Digest::new();
+    crc.update(&header);
+    crc.update(data);
+    (header, crc.finalize().to_be_bytes())
+}
+
+/// Appends a frame of type `kind` whose payload `payload` writes.
+fn encode_with(kind: u8, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
+    let start = buf.len();
+    buf.put_slice(&[MAGIC, VERSION, kind]);
+    buf.put_u32(0); // length, patched below once the payload is written
+    let body = buf.len();
+    payload(buf);
+    // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
+    let len = (buf.len() - body) as u32;
+    buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
+    let crc = crc32(&buf[start..]);
+    buf.put_u32(crc);
+}
+
+/// Parses the first [`HEADER_LEN`] bytes of a frame.
+///
+/// Checks, in order, the magic, the version, that the type is known and that the length is at
+/// most `max_payload` ([`WireError::TooLarge`]), so a reader can refuse a frame before reading or
+/// allocating its body.
+pub fn decode_header(
+    header: &[u8; HEADER_LEN],
+    max_payload: u32,
+) -> Result<FrameHeader, WireError> {
+    let [magic, version, kind, l0, l1, l2, l3] = *header;
+    if magic != MAGIC {
+        return Err(WireError::BadMagic(magic));
+    }
+    if version != VERSION {
+        return Err(WireError::BadVersion(version));
+    }
+    if name_of(kind).is_none() {
+        return Err(WireError::UnknownType(kind));
+    }
+    let len = u32::from_be_bytes([l0, l1, l2, l3]);
+    if len > max_payload {
+        return Err(WireError::TooLarge {
+            len,
+            max: max_payload,
+        });
+    }
+    Ok(FrameHeader { kind, len })
+}
+
+/// Decodes the body of a frame: `rest` is exactly the `len` payload bytes the header declares
+/// followed by the [`TRAILER_LEN`] CRC bytes.
+///
+/// Re-checks the header, then the CRC (over header and payload), then decodes the payload. A
+/// short `rest` gives [`WireError::Truncated`] (counted over the whole frame, header included);
+/// a longer one, or payload bytes left after the message, gives [`WireError::Malformed`].
+pub fn decode_payload(
+    header: &[u8; HEADER_LEN],
+    rest: &[u8],
+    max_payload: u32,
+) -> Result<Message, WireError> {
+    Ok(match decode_frame_body(header, rest, max_payload)? {
+        Body::Chunk(data) => Message::Chunk {
+            data: Bytes::copy_from_slice(data),
+        },
+        Body::Message(msg) => msg,
+    })
+}
+
+/// A decoded frame body: a chunk's data borrowed from the frame, or any other message.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// The data of a [`Message::Chunk`], not copied out of the frame.
+    Chunk(&'a [u8]),
+    /// Any other message.
+    Message(Message),
+}
+
+/// [`decode_payload`] without copying a chunk's data: the receiving end of a streamed record
+/// hands it straight on.
+pub fn decode_frame_body<'a>(
+    header: &[u8; HEADER_LEN],
+    rest: &'a [u8],
+    max_payload: u32,
+) -> Result<Body<'a>, WireError> {
+    let h = decode_header(header, max_payload)?;
+    let kind = name_of(h.kind).unwrap_or("unknown"); // always known: decode_header checked it
+    let needed = frame_len(h.len as usize);
+    let have = rest.len().saturating_add(HEADER_LEN);
+    if have < needed {
+        return Err(WireError::Truncated { needed, have });
+    }
+    if have > needed {
+        return Err(malformed(kind, "bytes after the frame's checksum"));
+    }
+    // Cannot fail after the checks above; `split_last_chunk` keeps this total all the same.
+    let Some((payload, crc)) = rest.split_last_chunk::<TRAILER_LEN>() else {
+        return Err(WireError::Truncated { needed, have });
+    };
+    let expected = u32::from_be_bytes(*crc);
+    let mut digest = Crc32Digest::new();
+    digest.update(header);
+    digest.update(payload);
+    let actual = digest.finalize();
+    if expected != actual {
+        return Err(WireError::BadChecksum { expected, actual });
+    }
+    if h.kind == ty::CHUNK {
+        return Ok(Body::Chunk(payload));
+    }
+    decode_body(h.kind, kind, payload).map(Body::Message)
+}
+
+/// Decodes one frame from the front of `input`: the message and the number of bytes the frame
+/// used (bytes after it are left alone).
+///
+/// Input that ends inside the frame gives [`WireError::Truncated`]; a header that declares more
+/// than `max_payload` gives [`WireError::TooLarge`] even when the body is missing.
+pub fn decode(input: &[u8], max_payload: u32) -> Result<(Message, usize), WireError> {
+    let have = input.len();
+    let Some(header) = input.first_chunk::<HEADER_LEN>() else {
+        return Err(WireError::Truncated {
+            needed: HEADER_LEN,
+            have,
+        });
+    };
+    let h = decode_header(header, max_payload)?;
+    let needed = frame_len(h.len as usize);
+    let Some(rest) = input.get(HEADER_LEN..needed) else {
+        return Err(WireError::Truncated { needed, have });
+    };
+    decode_payload(header, rest, max_payload).map(|msg| (msg, needed))
+}
+
+/// Whole-frame length for a payload length; saturates so 32-bit targets cannot overflow.
+fn frame_len(payload: usize) -> usize {
+    payload.saturating_add(HEADER_LEN + TRAILER_LEN)
+}
+
+fn malformed(kind: &'static str, what: &'static str) -> WireError {
+    WireError::Malformed { kind, what }
+}
