@@ -12,6 +12,7 @@
 //! Every public method returns the effects of that one input, so that a driver serving
 //! several inputs at once on several threads gets back exactly the effects of its own.
 
+mod exchange;
 mod join;
 mod routing;
 mod upkeep;
@@ -166,6 +167,8 @@ enum Waiting {
     Depart,
     /// Whether a node found silent answers again.
     Probe,
+    /// A route of this node's own id through another node, which should end here.
+    SelfCheck,
     /// Whether a node heard of second hand is alive, before it enters the routing table;
     /// with the refill it serves, if any.
     Vouch(Option<upkeep::CellTask>),
@@ -180,6 +183,7 @@ impl Waiting {
                 | Waiting::Refresh
                 | Waiting::Cell(_)
                 | Waiting::Probe
+                | Waiting::SelfCheck
                 | Waiting::Vouch(_)
         )
     }
@@ -199,6 +203,8 @@ pub struct Membership {
     /// Nodes found dead by their silence, and since when: they may be cut off rather than
     /// dead, and are asked again (see [`upkeep`]).
     silent: std::collections::BTreeMap<Id, (NodeInfo, Instant)>,
+    /// What this node last told each neighbour of its leaf set (see [`exchange`]).
+    told: exchange::Told,
     /// Maintenance rounds so far.
     round: u64,
     /// Effects of the input being handled.
@@ -218,6 +224,7 @@ impl Membership {
             next_call: 1,
             join: None,
             silent: std::collections::BTreeMap::new(),
+            told: exchange::Told::default(),
             round: 0,
             out: Vec::new(),
         }
@@ -368,13 +375,7 @@ impl Membership {
             }
             Message::JoinHop { joiner, exclude } if routing => self.join_state(joiner, &exclude),
             Message::Exchange { node, leaf_set } if routing => {
-                if node.id != self.me.id {
-                    self.learn_leaf_set_of(now, Some(node), &leaf_set);
-                }
-                Message::LeafSet {
-                    node: self.me,
-                    leaf_set: self.state.leaf_set().members(),
-                }
+                self.serve_exchange(now, node, &leaf_set)
             }
             Message::Announce { node } if routing => {
                 self.health.rejoined(node.id);
@@ -443,6 +444,7 @@ impl Membership {
             Waiting::Refresh => self.refreshed(now, to, result),
             Waiting::Cell(task) => self.cell_answered(now, task, result),
             Waiting::Probe => self.probed(now, to, result),
+            Waiting::SelfCheck => self.self_checked(to, result),
             Waiting::Vouch(task) => self.vouched(now, to, task, result),
         }
         self.take_out()
@@ -455,6 +457,7 @@ impl Membership {
             self.probe_neighbours();
             self.refresh_table();
             self.probe_silent(now);
+            self.check_own_place();
             self.health.forget_old(now);
             if self.round % HEARTBEAT_EVERY == 0 {
                 self.out.push(Effect::Heartbeat);
@@ -520,6 +523,7 @@ impl Membership {
         let before = self.state.leaf_set().clone();
         let out = f(&mut self.state);
         if *self.state.leaf_set() != before {
+            self.told.leaf_set_changed();
             self.out.push(Effect::LeafSetChanged);
         }
         out

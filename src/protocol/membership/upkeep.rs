@@ -17,6 +17,9 @@ use crate::wire::{Message, RemoteCode};
 /// partition shorter than this heals by itself.
 pub const SILENT_PROBATION: Duration = Duration::from_secs(600);
 
+/// Rounds between routes of a node's own id through a routing-table entry.
+pub const SELF_CHECK_EVERY: u64 = 8;
+
 /// The refill of a routing-table cell: the peers still to ask, best first.
 #[derive(Debug)]
 pub(super) struct CellTask {
@@ -79,7 +82,7 @@ impl Membership {
                 .copied()
                 .collect();
             for far in far_ends {
-                self.exchange_with(far);
+                self.exchange_with(far, true);
             }
         }
     }
@@ -184,34 +187,6 @@ impl Membership {
         });
     }
 
-    /// Exchanges leaf sets with every leaf-set member.
-    pub(super) fn probe_neighbours(&mut self) {
-        for node in self.state.leaf_set().members() {
-            self.exchange_with(node);
-        }
-    }
-
-    fn exchange_with(&mut self, node: NodeInfo) {
-        let request = Message::Exchange {
-            node: self.me,
-            leaf_set: self.state.leaf_set().members(),
-        };
-        self.call(node.into(), request, None, Waiting::Exchange);
-    }
-
-    /// A neighbour's answer to an exchange; a failure is evidence against it.
-    pub(super) fn exchanged(&mut self, now: Instant, to: Target, result: Result<Message>) {
-        match result {
-            Ok(Message::LeafSet { node, leaf_set }) if Some(node.id) == to.id => {
-                self.health.answered(node.id);
-                self.learn_leaf_set_of(now, Some(node), &leaf_set);
-            }
-            // Another node answers at that address: the one we knew is gone.
-            Ok(_) => self.suspect(now, to, &another_node_answers(to)),
-            Err(e) => self.suspect(now, to, &e),
-        }
-    }
-
     /// Asks the nodes found dead by their silence, and that would be leaf-set members if
     /// alive, whether they are: silence may be a partition, after which each side would
     /// otherwise keep the other out for good. Nodes found dead because nothing listens at
@@ -230,7 +205,7 @@ impl Membership {
         for node in candidates {
             let request = Message::Exchange {
                 node: self.me,
-                leaf_set: self.state.leaf_set().members(),
+                leaf_set: self.leaf_set_for(node.id, true),
             };
             self.call(node.into(), request, None, Waiting::Probe);
         }
@@ -250,6 +225,43 @@ impl Membership {
             _ => {
                 self.silent.remove(&id);
             }
+        }
+    }
+
+    /// Routes this node's own id through one of its routing-table entries, in turn, every
+    /// [`SELF_CHECK_EVERY`] rounds. The route should end here; if it ends at another node,
+    /// the overlay takes that node for the one responsible for this id, and this node's
+    /// leaf set is wrong: it joined through a node whose view was out of date (concurrent
+    /// joins) or it was cut off, and its true neighbours do not know it. An exchange with
+    /// that node puts each in the other's leaf set, and their neighbours learn the rest.
+    pub(super) fn check_own_place(&mut self) {
+        let me = self.me.id;
+        if (self.round + u64::from(me.0)) % SELF_CHECK_EVERY != 0 {
+            return;
+        }
+        let entries: Vec<NodeInfo> = self.state.table().entries().collect();
+        let turn = usize::try_from(self.round / SELF_CHECK_EVERY).unwrap_or(0);
+        let Some(via) = entries.get(turn % entries.len().max(1)).copied() else {
+            return;
+        };
+        let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
+        let (request, wait) = super::route_request(me, hops, self.config.call_timeout);
+        self.call(via.into(), request, Some(wait), Waiting::SelfCheck);
+    }
+
+    /// The end of a route of this node's own id.
+    pub(super) fn self_checked(&mut self, via: Target, result: Result<Message>) {
+        let hops = u8::try_from(self.config.max_hops).unwrap_or(u8::MAX);
+        let Ok((path, _)) = result.and_then(|reply| super::route_answer(via.addr, hops, reply))
+        else {
+            return; // a failed route says nothing of this node's place
+        };
+        match path.last() {
+            Some(end) if end.id != self.me.id => {
+                log::info!("node {}: a route of its own id ends at {end}", self.me);
+                self.exchange_with(*end, true);
+            }
+            _ => {}
         }
     }
 
@@ -320,7 +332,7 @@ impl Membership {
 }
 
 /// The evidence that the node at `to` is gone when something else answers at its address.
-fn another_node_answers(to: Target) -> Error {
+pub(super) fn another_node_answers(to: Target) -> Error {
     Error::Refused {
         addr: to.addr,
         code: RemoteCode::NotJoined,

@@ -1,0 +1,286 @@
+//! The raw baselines every figure is set beside: loopback TCP and plain files.
+
+use super::*;
+
+/// An echo server: every connection gets a thread that answers each 64-byte request with it.
+pub(crate) fn start_echo_server() -> SocketAddr {
+    serve_forever(|mut s| {
+        let mut buf = [0u8; RAW_MSG];
+        while s.read_exact(&mut buf).is_ok() {
+            if s.write_all(&buf).is_err() {
+                return;
+            }
+        }
+    })
+}
+
+/// A sink: every connection gets a thread that reads to the end, then answers the byte count.
+pub(crate) fn start_sink_server() -> SocketAddr {
+    serve_forever(|mut s| {
+        let mut buf = vec![0u8; MIB as usize];
+        let mut total = 0u64;
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(k) => total += k as u64,
+                Err(_) => return,
+            }
+        }
+        let _ = s.write_all(&total.to_le_bytes());
+    })
+}
+
+pub(crate) fn serve_forever(conn: fn(TcpStream)) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a baseline server");
+    let addr = listener.local_addr().expect("its address");
+    thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let _ = stream.set_nodelay(true);
+            thread::spawn(move || conn(stream));
+        }
+    });
+    addr
+}
+
+/// `count` established, warmed-up connections to the echo server at `addr`, opened once at the
+/// start so that a network that later runs out of descriptors cannot take the baseline down.
+pub(crate) fn raw_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    (0..count)
+        .map(|_| {
+            let s = connect_raw(addr);
+            let mut buf = [7u8; RAW_MSG];
+            for _ in 0..200 {
+                (&s).write_all(&buf).unwrap();
+                (&s).read_exact(&mut buf).unwrap();
+            }
+            s
+        })
+        .collect()
+}
+
+pub(crate) fn connect_raw(addr: SocketAddr) -> TcpStream {
+    let s = TcpStream::connect(addr).expect("connect to a baseline server");
+    s.set_nodelay(true).expect("TCP_NODELAY");
+    s
+}
+
+/// `count` timed 64-byte round trips on an established connection, sorted.
+pub(crate) fn raw_rtts(mut s: &TcpStream, count: usize) -> Vec<Duration> {
+    let mut buf = [7u8; RAW_MSG];
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| {
+            let t = Instant::now();
+            s.write_all(&buf).unwrap();
+            s.read_exact(&mut buf).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+/// `count` timed 64-byte round trips, each on one of `conns` picked at random, sorted.
+pub(crate) fn raw_fan_out(conns: &[TcpStream], count: usize, rng: &mut Rng) -> Vec<Duration> {
+    let mut buf = [7u8; RAW_MSG];
+    let mut times: Vec<Duration> = (0..count)
+        .map(|_| {
+            let mut s = &conns[rng.below(conns.len())];
+            let t = Instant::now();
+            s.write_all(&buf).unwrap();
+            s.read_exact(&mut buf).unwrap();
+            t.elapsed()
+        })
+        .collect();
+    times.sort_unstable();
+    times
+}
+
+/// Round trips per second of `conns.len()` threads, each on its own connection, for `window`.
+pub(crate) fn raw_rate(conns: &[TcpStream], window: Duration) -> f64 {
+    let total = AtomicU64::new(0);
+    let go = AtomicBool::new(false);
+    thread::scope(|sc| {
+        for mut s in conns {
+            let (total, go) = (&total, &go);
+            sc.spawn(move || {
+                let mut buf = [7u8; RAW_MSG];
+                while !go.load(Ordering::Acquire) {
+                    thread::yield_now();
+                }
+                let deadline = Instant::now() + window;
+                let mut done = 0;
+                while Instant::now() < deadline {
+                    s.write_all(&buf).unwrap();
+                    s.read_exact(&mut buf).unwrap();
+                    done += 1;
+                }
+                total.fetch_add(done, Ordering::Relaxed);
+            });
+        }
+        thread::sleep(Duration::from_millis(20)); // every caller started
+        go.store(true, Ordering::Release);
+    });
+    total.into_inner() as f64 / window.as_secs_f64()
+}
+
+/// Time to push `size` bytes through a fresh loopback connection until the reader has them all.
+pub(crate) fn raw_stream(addr: SocketAddr, size: u64) -> Duration {
+    let chunk = vec![0x5au8; MIB as usize];
+    let mut best = Duration::MAX;
+    for _ in 0..2 {
+        let mut s = connect_raw(addr);
+        let t = Instant::now();
+        let mut left = size;
+        while left > 0 {
+            let k = left.min(MIB) as usize;
+            s.write_all(&chunk[..k]).unwrap();
+            left -= k as u64;
+        }
+        s.shutdown(std::net::Shutdown::Write).unwrap();
+        let mut got = [0u8; 8];
+        s.read_exact(&mut got).unwrap();
+        assert_eq!(u64::from_le_bytes(got), size);
+        best = best.min(t.elapsed());
+    }
+    best
+}
+
+/// Writes `size` bytes of a non-repeating pattern.
+pub(crate) fn write_pattern_file(path: &Path, size: u64) -> std::io::Result<()> {
+    let mut f = std::io::BufWriter::with_capacity(MIB as usize, fs::File::create(path)?);
+    let mut rng = Rng::seeded(size);
+    let mut block = vec![0u8; MIB as usize];
+    let mut left = size;
+    while left > 0 {
+        for word in block.chunks_exact_mut(8) {
+            word.copy_from_slice(&rng.next_u64().to_le_bytes());
+        }
+        let k = left.min(MIB) as usize;
+        f.write_all(&block[..k])?;
+        left -= k as u64;
+    }
+    f.flush()
+}
+
+/// The file work of storing and reading one small copy, done raw in `dir`: p50 of (mkdir, create
+/// a temporary file, write 38 bytes, rename into the new directory; with `sync`, fsync of the
+/// file before the rename and of the directory after) and of (open, read, close).
+pub(crate) fn raw_file_ops(dir: &Path, count: usize, sync: bool) -> (Duration, Duration) {
+    let tmp = dir.join("tmp");
+    fs::create_dir_all(&tmp).expect("create the file baseline's directory");
+    let record = [0x5au8; 38];
+    let mut writes = Vec::with_capacity(count);
+    for i in 0..count {
+        let t = Instant::now();
+        let key_dir = dir.join(format!("k{i:04}"));
+        let temp = tmp.join(format!("{i}.tmp"));
+        fs::create_dir(&key_dir).expect("mkdir");
+        let mut f = fs::File::create(&temp).expect("create");
+        f.write_all(&record).expect("write");
+        if sync {
+            f.sync_all().expect("fsync");
+        }
+        drop(f);
+        fs::rename(&temp, key_dir.join("object")).expect("rename");
+        if sync {
+            fs::File::open(&key_dir)
+                .and_then(|d| d.sync_all())
+                .expect("fsync dir");
+        }
+        writes.push(t.elapsed());
+    }
+    let mut reads = Vec::with_capacity(count);
+    let mut buf = Vec::with_capacity(64);
+    for i in 0..count {
+        let t = Instant::now();
+        buf.clear();
+        let mut f = fs::File::open(dir.join(format!("k{i:04}")).join("object")).expect("open");
+        f.read_to_end(&mut buf).expect("read");
+        drop(f);
+        reads.push(t.elapsed());
+    }
+    sort(&mut writes);
+    sort(&mut reads);
+    (pct(&writes, 50.0), pct(&reads, 50.0))
+}
+
+/// Time to copy the file at `src` to `dst` through a fresh loopback TCP connection: one thread
+/// reads the file and sends it, another receives it into a new file (not synced).
+pub(crate) fn raw_file_stream(src: &Path, dst: &Path) -> Duration {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("address");
+    let t = Instant::now();
+    let receiver = {
+        let dst = dst.to_path_buf();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().expect("accept");
+            let mut out = fs::File::create(&dst).expect("create the copy");
+            std::io::copy(&mut s, &mut out).expect("receive");
+        })
+    };
+    let mut s = connect_raw(addr);
+    let mut f = fs::File::open(src).expect("open the source");
+    let mut buf = vec![0u8; MIB as usize];
+    loop {
+        let k = f.read(&mut buf).expect("read the source");
+        if k == 0 {
+            break;
+        }
+        s.write_all(&buf[..k]).expect("send");
+    }
+    drop(s);
+    receiver.join().expect("receiver");
+    let took = t.elapsed();
+    let _ = fs::remove_file(dst);
+    took
+}
+
+/// MiB/s of CRC-32/ISO-HDLC over the file at `path` (read into memory first): with the crc
+/// crate's default byte-at-a-time table, with its 16-byte table, and with crc32fast (as the
+/// library computes it).
+pub(crate) fn crc_rates(path: &Path) -> (f64, f64, f64) {
+    let data = fs::read(path).expect("read the source file");
+    let mib = data.len() as f64 / MIB as f64;
+    let bytewise = crc::Crc::<u32>::new(&crc::CRC_32_ISO_HDLC);
+    let t = Instant::now();
+    let a = bytewise.checksum(&data);
+    let rate_bytewise = mib / secs(t.elapsed());
+    let sliced = crc::Crc::<u32, crc::Table<16>>::new(&crc::CRC_32_ISO_HDLC);
+    let t = Instant::now();
+    let b = sliced.checksum(&data);
+    let rate_sliced = mib / secs(t.elapsed());
+    let t = Instant::now();
+    let c = crc32fast::hash(&data);
+    let rate_folded = mib / secs(t.elapsed());
+    assert_eq!(a, b);
+    assert_eq!(a, c);
+    (rate_bytewise, rate_sliced, rate_folded)
+}
+
+pub(crate) fn files_equal(a: &Path, b: &Path) -> bool {
+    let (Ok(mut fa), Ok(mut fb)) = (fs::File::open(a), fs::File::open(b)) else {
+        return false;
+    };
+    let (mut ba, mut bb) = (vec![0u8; MIB as usize], vec![0u8; MIB as usize]);
+    loop {
+        let ka = read_full(&mut fa, &mut ba);
+        let kb = read_full(&mut fb, &mut bb);
+        if ka != kb || ba[..ka] != bb[..kb] {
+            return false;
+        }
+        if ka == 0 {
+            return true;
+        }
+    }
+}
+
+pub(crate) fn read_full(f: &mut fs::File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}

@@ -1,0 +1,106 @@
+//! The leaf-set exchange between neighbours, every maintenance round: the liveness check of
+//! each neighbour, and the way leaf sets repair gaps and settle concurrent joins.
+//!
+//! A leaf set is sent only when the receiver may not have it: it changed since this node
+//! last sent it to that neighbour, the neighbour sent its own (it changed, so it wants ours
+//! back), the exchange repairs a gap, or every [`FULL_EVERY`] rounds in any case (a reply
+//! lost on the way is made good then). Otherwise the exchange carries no leaf set, only
+//! "alive": in a settled overlay a round costs one small message each way per neighbour
+//! instead of `2l` members each way, which is what lets the simulator run the whole id space.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use super::upkeep::another_node_answers;
+use super::{Membership, Target, Waiting};
+use crate::error::Result;
+use crate::id::{Id, NodeInfo};
+use crate::wire::Message;
+
+/// Rounds between exchanges that carry the leaf set whatever was sent before.
+pub const FULL_EVERY: u64 = 8;
+
+/// What this node last sent of its leaf set to each neighbour.
+#[derive(Debug, Default)]
+pub(super) struct Told {
+    /// Changes of the leaf set so far.
+    changes: u64,
+    /// For each neighbour, `changes` when it was last sent the leaf set.
+    sent: HashMap<Id, u64>,
+}
+
+impl Told {
+    pub(super) fn leaf_set_changed(&mut self) {
+        self.changes += 1;
+    }
+}
+
+impl Membership {
+    /// The leaf set to send `peer`: whole when it may not have it (or `whole`), else empty.
+    pub(super) fn leaf_set_for(&mut self, peer: Id, whole: bool) -> Vec<NodeInfo> {
+        let due = (self.round + u64::from(peer.0)) % FULL_EVERY == 0;
+        let current = self.told.sent.get(&peer) == Some(&self.told.changes);
+        if current && !whole && !due {
+            return Vec::new();
+        }
+        self.told.sent.insert(peer, self.told.changes);
+        self.state.leaf_set().members()
+    }
+
+    /// Exchanges with every leaf-set member, and forgets what was told to former ones.
+    pub(super) fn probe_neighbours(&mut self) {
+        let members = self.state.leaf_set().members();
+        self.told
+            .sent
+            .retain(|id, _| members.iter().any(|m| m.id == *id));
+        for node in members {
+            self.exchange_with(node, false);
+        }
+    }
+
+    /// Exchanges leaf sets with `node`, sending ours whole if `whole`.
+    pub(super) fn exchange_with(&mut self, node: NodeInfo, whole: bool) {
+        let request = Message::Exchange {
+            node: self.me,
+            leaf_set: self.leaf_set_for(node.id, whole),
+        };
+        self.call(node.into(), request, None, Waiting::Exchange);
+    }
+
+    /// A neighbour's exchange: learn from it, and answer with our leaf set when it sent its
+    /// own or may not have ours.
+    pub(super) fn serve_exchange(
+        &mut self,
+        now: Instant,
+        node: NodeInfo,
+        leaf_set: &[NodeInfo],
+    ) -> Message {
+        if node.id != self.me.id {
+            self.learn_leaf_set_of(now, Some(node), leaf_set);
+        }
+        let leaf_set = self.leaf_set_for(node.id, !leaf_set.is_empty());
+        Message::LeafSet {
+            node: self.me,
+            leaf_set,
+        }
+    }
+
+    /// A neighbour's answer to an exchange; a failure is evidence against it, and it may
+    /// have missed what was sent.
+    pub(super) fn exchanged(&mut self, now: Instant, to: Target, result: Result<Message>) {
+        match result {
+            Ok(Message::LeafSet { node, leaf_set }) if Some(node.id) == to.id => {
+                self.health.answered(node.id);
+                self.learn_leaf_set_of(now, Some(node), &leaf_set);
+            }
+            // Another node answers at that address: the one we knew is gone.
+            Ok(_) => self.suspect(now, to, &another_node_answers(to)),
+            Err(e) => {
+                if let Some(id) = to.id {
+                    self.told.sent.remove(&id);
+                }
+                self.suspect(now, to, &e);
+            }
+        }
+    }
+}
