@@ -53,7 +53,7 @@ pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
 pub use net::{NetConfig, NetStats};
 pub use node::{
     Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE,
-    LAST_ALIVE_FILE, MAX_VERSION_AHEAD,
+    LAST_ALIVE_FILE, MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,
 };
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;

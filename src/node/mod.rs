@@ -1,6 +1,7 @@
 //! A Pastry node: its server, join, lookup and leave.
 
 mod absence;
+mod config;
 mod damage;
 mod driver;
 mod handler;
@@ -11,14 +12,17 @@ mod versions;
 mod writes;
 
 pub use absence::LAST_ALIVE_FILE;
+pub use config::{
+    NodeConfig, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE, MIN_MAX_PAYLOAD,
+};
 pub use versions::MAX_VERSION_AHEAD;
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
 
@@ -26,79 +30,11 @@ use crate::calls::discovery::DiscoveryLink;
 use crate::calls::route::Target;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
-use crate::net::{Counters, Handler, NetConfig, NetStats, Pool, Server};
-use crate::overlay::{LeafSet, RoutingTable, DEFAULT_LEAF_HALF};
+use crate::net::{Counters, Handler, NetStats, Pool, Server};
+use crate::overlay::{LeafSet, RoutingTable};
 use crate::protocol::membership::{self, Membership, Phase};
 use crate::rng::Rng;
 use crate::store::{ObjectStore, RecordMeta};
-
-/// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
-/// that has not settled reaches it.
-pub const DEFAULT_MAX_HOPS: usize = 32;
-
-/// Default number of copies kept of each object.
-pub const DEFAULT_REPLICAS: usize = 3;
-
-/// Default time a deletion record is kept: a day, far beyond any repair, so that a holder
-/// that was down for hours still learns of the delete.
-pub const DEFAULT_TOMBSTONE_GRACE: Duration = Duration::from_secs(24 * 3600);
-
-/// How to start a node.
-#[derive(Clone, Debug)]
-pub struct NodeConfig {
-    /// Address to listen on. Default `127.0.0.1:0` (the OS chooses the port).
-    pub listen: SocketAddr,
-    /// Address other nodes use to reach this one (port 0: the port listened on). Default: the
-    /// address listened on, which must then not be a wildcard such as `0.0.0.0`.
-    pub advertise: Option<SocketAddr>,
-    /// This node's id; random when `None`.
-    pub id: Option<Id>,
-    /// Leaf-set members kept on each side (`l`). Default 8.
-    pub leaf_half: usize,
-    /// Copies kept of each object (`k`): on the responsible node and the `k - 1` next best
-    /// placed. From 1 to `leaf_half + 1`. Default [`DEFAULT_REPLICAS`].
-    pub replicas: usize,
-    /// Most hops a route may take before a lookup fails (at most 255 count: the wire carries
-    /// it in a byte). Default [`DEFAULT_MAX_HOPS`].
-    pub max_hops: usize,
-    /// Directory for this node's objects. `None`: a new temporary directory, removed when
-    /// the node shuts down.
-    pub data_dir: Option<PathBuf>,
-    /// How often the node checks its leaf-set neighbours (exchanging leaf sets with them) and
-    /// retries work left undone, such as an object it could not hand over. A neighbour that
-    /// crashed is noticed within about this long (a hung one within two I/O timeouts).
-    /// Default 1 s.
-    pub maintenance_interval: Duration,
-    /// How long a deletion record is kept after its delete before it is collected (once
-    /// every holder has it). A holder away longer than this cannot bring a deleted object
-    /// back: see [`LAST_ALIVE_FILE`] for how. Default [`DEFAULT_TOMBSTONE_GRACE`].
-    pub tombstone_grace: Duration,
-    /// Whether each write is synced to the disk before it is acknowledged (default true).
-    /// Without it a write survives a crash of the process but not a power loss or an
-    /// operating-system crash, in exchange for much faster writes; the copies on other nodes
-    /// may make that trade acceptable.
-    pub sync_writes: bool,
-    /// Socket timeouts and limits.
-    pub net: NetConfig,
-}
-
-impl Default for NodeConfig {
-    fn default() -> Self {
-        NodeConfig {
-            listen: (Ipv4Addr::LOCALHOST, 0).into(),
-            advertise: None,
-            id: None,
-            leaf_half: DEFAULT_LEAF_HALF,
-            replicas: DEFAULT_REPLICAS,
-            max_hops: DEFAULT_MAX_HOPS,
-            data_dir: None,
-            maintenance_interval: Duration::from_secs(1),
-            tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
-            sync_writes: true,
-            net: NetConfig::default(),
-        }
-    }
-}
 
 /// The route a lookup took.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -200,18 +136,7 @@ pub struct Node {
 impl Node {
     /// Starts a node's server. The node is not part of any overlay until it joins.
     pub fn start(config: NodeConfig) -> Result<Node> {
-        if config.leaf_half == 0 || config.max_hops == 0 {
-            return Err(Error::Config(
-                "leaf_half and max_hops must be at least 1".into(),
-            ));
-        }
-        if config.replicas == 0 || config.replicas > config.leaf_half + 1 {
-            // Copies beyond the leaf set could not be found again by the holders.
-            return Err(Error::Config(format!(
-                "replicas must be from 1 to leaf_half + 1 = {}",
-                config.leaf_half + 1
-            )));
-        }
+        config.validate()?;
         let listener = Server::bind(config.listen)?;
         let local = listener.local_addr().map_err(|source| Error::Listen {
             addr: config.listen,
