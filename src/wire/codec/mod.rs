@@ -10,6 +10,7 @@
 //! A string longer than `u16::MAX` bytes (only ever an error's reason) is cut at a character
 //! boundary, so every message can be encoded and none is misread.
 
+mod fields;
 mod payload;
 #[cfg(test)]
 mod tests;

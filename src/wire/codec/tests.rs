@@ -1,14 +1,13 @@
-//! The codec's tests: a sample of every message, random messages, every malformed payload.
+//! The codec's tests: the table's examples of every message, random ones, every malformed
+//! payload.
 
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use bytes::BytesMut;
 
-use bytes::{Bytes, BytesMut};
-
-use super::payload::ty;
+use super::payload::{self, ty};
 use super::*;
 use crate::checksum::crc32;
 use crate::id::{Id, NodeInfo};
-use crate::wire::{RecordHead, RemoteCode, DEFAULT_MAX_PAYLOAD as MAX};
+use crate::wire::{RemoteCode, DEFAULT_MAX_PAYLOAD as MAX};
 
 fn node(id: u16, addr: &str) -> NodeInfo {
     NodeInfo {
@@ -32,66 +31,10 @@ fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
     f
 }
 
-/// Every variant, with empty and full vecs, IPv4 and IPv6, ids 0000 and ffff, every code.
-#[rustfmt::skip] // a table: one message a line reads better
+/// Messages of every type from the table's own examples: the least values and empty lists,
+/// the greatest and full ones, and a few in between.
 fn samples() -> Vec<Message> {
-    use Message as M;
-    let a = node(0x0000, "10.0.0.1:4000");
-    let b = node(0xffff, "[2001:db8::7]:65535");
-    let c = node(0x3a7f, "0.0.0.0:0");
-    let mut v = vec![M::Ack, M::Ping, M::RandomPeer, M::ListPeers, M::Peer { peer: None }];
-    for code in (1..=10).map(|c| RemoteCode::from_u8(c).unwrap()) {
-        v.push(M::Error { code, message: String::new() });
-        v.push(M::Error { code, message: "id 3a7f in use — ça".into() });
-    }
-    for n in [a, b] {
-        v.extend([M::Pong { node: n }, M::Announce { node: n }, M::Register { node: n }]);
-        v.push(M::Peer { peer: Some(n) });
-    }
-    v.extend([
-        M::Route { key: Id(0), hops_left: 0, budget_ms: 0 },
-        M::Route { key: Id(0xffff), hops_left: 255, budget_ms: u32::MAX },
-        M::Routed { path: vec![], replicas: vec![] },
-        M::Routed { path: vec![a, b, c], replicas: vec![b] },
-        M::JoinHop { joiner: b, exclude: vec![] },
-        M::JoinHop { joiner: a, exclude: vec![Id(0x1234)] },
-        M::JoinState { node: a, next: a, rows: vec![], leaf_set: vec![] },
-        M::JoinState { node: b, next: c, rows: vec![a, b], leaf_set: vec![c] },
-        M::Depart { node: c, leaf_set: vec![] },
-        M::Depart { node: c, leaf_set: vec![a, b, c] },
-        M::Joined { id: Id(0) },
-        M::Joined { id: Id(0xffff) },
-        M::Deregister { node: node(0x00ff, "[::1]:7") },
-        M::Peers { peers: vec![] },
-        M::Peers { peers: vec![a, b, c] },
-        M::Record(RecordHead { name: vec![], size: 0, version: 0, deleted: false, handoff: false, request: 0, existed: false, relayed: false }),
-        M::Record(RecordHead { name: b"../\0x".to_vec(), size: u64::MAX, version: 7, deleted: true, handoff: true, request: u64::MAX, existed: true, relayed: true }),
-        M::Chunk { data: Bytes::new() },
-        M::Chunk { data: Bytes::from_static(&[0, 1, 2, 255]) },
-        M::RecordEnd { crc: 0xdead_beef },
-        M::Stored { version: u64::MAX, kept: false, before: u64::MAX, before_live: true },
-        M::Stored { version: 1, kept: true, before: 0, before_live: false },
-        M::Holds { records: vec![] },
-        M::Holds { records: vec![(b"x".to_vec(), 7), (vec![], u64::MAX)] },
-        M::Lacking { older: vec![], absent: vec![] },
-        M::Lacking { older: vec![b"a/b".to_vec(), vec![]], absent: vec![b"c".to_vec()] },
-        M::Get { name: b"hello.txt".to_vec() },
-        M::Delete { name: vec![0xff; 300], request: 9, relayed: true },
-        M::Deleted { existed: true, version: 3 },
-        M::Deleted { existed: false, version: 0 },
-        M::Pull { joiner: b },
-        M::Exchange { node: a, leaf_set: vec![] },
-        M::Alive { node: c },
-        M::Suspect { node: a },
-        M::Cell { row: 3, col: 15 },
-        M::Replicas { key: Id(0xbeef) },
-        M::ReplicaSet { nodes: vec![] },
-        M::ReplicaSet { nodes: vec![a, b] },
-        M::CellEntry { node: None },
-        M::CellEntry { node: Some(b) },
-        M::LeafSet { node: b, leaf_set: vec![a, c] },
-    ]);
-    v
+    (0..6).flat_map(payload::examples).collect()
 }
 
 fn check_round_trip(msg: &Message) {
@@ -168,91 +111,11 @@ impl Rng {
     fn below(&mut self, n: u64) -> u64 {
         self.next() % n
     }
-    fn node(&mut self) -> NodeInfo {
-        let (id, port, bits) = (self.next() as u16, self.next() as u16, self.next());
-        let addr = if bits & 1 == 0 {
-            SocketAddr::from((Ipv4Addr::from(bits as u32), port))
-        } else {
-            SocketAddr::from((
-                Ipv6Addr::from(u128::from(bits) * u128::from(self.next())),
-                port,
-            ))
-        };
-        NodeInfo { id: Id(id), addr }
-    }
-    fn nodes(&mut self) -> Vec<NodeInfo> {
-        (0..self.below(20)).map(|_| self.node()).collect()
-    }
-    fn bytes(&mut self) -> Vec<u8> {
-        (0..self.below(40)).map(|_| self.next() as u8).collect()
-    }
-    fn ids(&mut self) -> Vec<Id> {
-        (0..self.below(20))
-            .map(|_| Id(self.next() as u16))
-            .collect()
-    }
-    #[rustfmt::skip] // a table: one variant a line reads better
+    /// A random message of a random type.
     fn message(&mut self) -> Message {
-        use Message as M;
-        match self.below(35) {
-            0 => M::Ack,
-            1 => M::Error {
-                code: RemoteCode::from_u8(1 + self.below(12) as u8).unwrap(),
-                message: (0..self.below(30))
-                    .map(|_| ['a', 'é', '€', '😀'][self.below(4) as usize])
-                    .collect(),
-            },
-            2 => M::Ping,
-            3 => M::Pong { node: self.node() },
-            4 => M::Route {
-                key: Id(self.next() as u16),
-                hops_left: self.next() as u8,
-                budget_ms: self.next() as u32,
-            },
-            5 => M::Routed { path: self.nodes(), replicas: self.nodes() },
-            6 => M::JoinHop { joiner: self.node(), exclude: self.ids() },
-            7 => M::JoinState {
-                node: self.node(), next: self.node(),
-                rows: self.nodes(), leaf_set: self.nodes(),
-            },
-            8 => M::Announce { node: self.node() },
-            9 => M::Depart { node: self.node(), leaf_set: self.nodes() },
-            10 => M::Register { node: self.node() },
-            11 => M::Joined { id: Id(self.next() as u16) },
-            12 => M::Deregister { node: self.node() },
-            13 => M::RandomPeer,
-            14 => M::Peer { peer: (self.next() & 1 == 1).then(|| self.node()) },
-            15 => M::ListPeers,
-            16 => M::Peers { peers: self.nodes() },
-            17 => M::Record(RecordHead {
-                name: self.bytes(), size: self.next(), version: self.next(),
-                deleted: self.next() & 1 == 1, handoff: self.next() & 1 == 1,
-                request: self.next(), existed: self.next() & 1 == 1, relayed: self.next() & 1 == 1,
-            }),
-            18 => M::Chunk { data: Bytes::from(self.bytes()) },
-            19 => M::RecordEnd { crc: self.next() as u32 },
-            20 => M::Stored {
-                version: self.next(), kept: self.next() & 1 == 1,
-                before: self.next(), before_live: self.next() & 1 == 1,
-            },
-            21 => M::Get { name: self.bytes() },
-            22 => M::Delete { name: self.bytes(), request: self.next(), relayed: self.next() & 1 == 1 },
-            23 => M::Deleted { existed: self.next() & 1 == 1, version: self.next() },
-            24 => M::Pull { joiner: self.node() },
-            25 => M::Exchange { node: self.node(), leaf_set: self.nodes() },
-            26 => M::Alive { node: self.node() },
-            27 => M::Holds { records: (0..self.below(5)).map(|_| (self.bytes(), self.next())).collect() },
-            28 => M::Lacking {
-                older: (0..self.below(5)).map(|_| self.bytes()).collect(),
-                absent: (0..self.below(5)).map(|_| self.bytes()).collect(),
-            },
-            29 => M::Cell { row: self.next() as u8, col: self.next() as u8 },
-            30 => M::CellEntry { node: (self.next() & 1 == 1).then(|| self.node()) },
-            31 => M::Replicas { key: Id(self.next() as u16) },
-            32 => M::ReplicaSet { nodes: self.nodes() },
-            33 => M::Suspect { node: self.node() },
-            _ => M::LeafSet { node: self.node(), leaf_set: self.nodes() },
-        }
+        let all = payload::examples(self.next() | 2);
+        let at = self.below(all.len() as u64) as usize;
+        all[at].clone()
     }
 }
 
