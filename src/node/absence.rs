@@ -1,5 +1,6 @@
-//! How long deletion records are kept, and what a node does with records it kept through a
-//! long absence.
+//! The clock of a node's absences: when it was last alive, noted in its data directory, and
+//! whether it comes back from an absence longer than the grace of deletion records (the
+//! rules for its records then are in [`crate::protocol::placement`]).
 //!
 //! A deletion record (tombstone) is kept for [`NodeConfig::tombstone_grace`] after its delete,
 //! then collected once every holder has it or holds nothing of the name (a holder with an
@@ -19,7 +20,7 @@ use std::fs;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::store::RecordMeta;
+use crate::protocol::placement::Keeping;
 
 use super::versions::wall_clock_ns;
 use super::Inner;
@@ -27,58 +28,6 @@ use super::Inner;
 /// The file in a node's data directory that says when it was last alive (nanoseconds since
 /// the Unix epoch, in decimal).
 pub const LAST_ALIVE_FILE: &str = "last-alive";
-
-/// What this node is to do with one of its records.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Verdict {
-    /// Kept and copied to its holders as usual.
-    Current,
-    /// A deletion record past its grace period: collected once no holder has the name older.
-    Expired,
-    /// Kept from before an absence longer than the grace period: only another holder's copy
-    /// confirms it.
-    Unconfirmed,
-}
-
-/// What a holder has of a record after a copy check.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum Reach {
-    /// That version or a newer one (perhaps just sent).
-    Holds,
-    /// Nothing of the name, and it was not sent the record.
-    Absent,
-}
-
-/// How this node judges its records at one moment.
-pub(super) struct Keeping {
-    now_ns: u64,
-    grace_ns: u64,
-    /// Records up to this version are unconfirmed: this node's start after an absence
-    /// longer than the grace period.
-    unconfirmed_before: Option<u64>,
-}
-
-impl Keeping {
-    pub(super) fn new(now_ns: u64, grace_ns: u64, unconfirmed_before: Option<u64>) -> Keeping {
-        Keeping {
-            now_ns,
-            grace_ns,
-            unconfirmed_before,
-        }
-    }
-
-    /// What to do with `meta`. Versions are the writer's clock in nanoseconds (give or take
-    /// 65 µs), so a version tells a record's age.
-    pub(super) fn verdict(&self, meta: &RecordMeta) -> Verdict {
-        if meta.deleted && self.now_ns.saturating_sub(meta.version) > self.grace_ns {
-            Verdict::Expired
-        } else if self.unconfirmed_before.is_some_and(|t| meta.version <= t) {
-            Verdict::Unconfirmed
-        } else {
-            Verdict::Current
-        }
-    }
-}
 
 /// When the node with the data directory `dir` noted it was last alive; `None` if it never
 /// did (a new directory) or the note cannot be read.
@@ -132,33 +81,6 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Id;
-
-    fn record(version: u64, deleted: bool) -> RecordMeta {
-        RecordMeta {
-            name: b"x".to_vec(),
-            key: Id(0),
-            size: 0,
-            version,
-            crc: 0,
-            deleted,
-        }
-    }
-
-    #[test]
-    fn deletion_records_expire_after_the_grace_and_old_records_wait_for_confirmation() {
-        let keeping = Keeping::new(1_000, 100, None);
-        assert_eq!(keeping.verdict(&record(950, true)), Verdict::Current);
-        assert_eq!(keeping.verdict(&record(899, true)), Verdict::Expired);
-        assert_eq!(keeping.verdict(&record(1, false)), Verdict::Current);
-        // A version ahead of the clock is not expired.
-        assert_eq!(keeping.verdict(&record(5_000, true)), Verdict::Current);
-
-        let back = Keeping::new(1_000, 100, Some(700));
-        assert_eq!(back.verdict(&record(700, false)), Verdict::Unconfirmed);
-        assert_eq!(back.verdict(&record(701, false)), Verdict::Current);
-        assert_eq!(back.verdict(&record(600, true)), Verdict::Expired);
-    }
 
     #[test]
     fn the_alive_note_is_read_back() {

@@ -17,10 +17,10 @@ use crate::store::{RecordMeta, StoreError};
 use crate::transfer::{lossy, recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
 
-use super::absence::{Keeping, Reach, Verdict};
 use super::objects::head_of;
 use super::versions::{check_incoming, wall_clock_ns};
 use super::{Inner, Phase};
+use crate::protocol::placement::{self, Fate, Held, Keeping, Reach, Step, Verdict};
 
 /// Records asked about in one [`Message::Holds`]: keeps the frame far below the payload limit
 /// even with long names.
@@ -141,22 +141,20 @@ impl Inner {
             let others = holders.iter().filter(|h| h.id != self.me.id).count();
             let (holding, absent) = reached.get(&meta.name).copied().unwrap_or_default();
             let mine = others < holders.len();
-            let drop = match keeping.verdict(&meta) {
-                // Deletion records past their grace go once no holder has the name older.
-                Verdict::Expired if holding + absent == others => true,
-                // Kept from before a long absence, and no other holder knows it: deleted
-                // and collected meanwhile (it must not come back).
-                Verdict::Unconfirmed if others > 0 && absent == others => {
-                    log::info!(
-                        "node {}: dropping {:?}, unknown to its holders since this node was away",
-                        self.me,
-                        lossy(&meta.name)
-                    );
+            let verdict = keeping.verdict(&meta);
+            let drop = match placement::fate(verdict, holding, absent, others, mine) {
+                Fate::Drop => {
+                    if verdict == Verdict::Unconfirmed && others > 0 && absent == others {
+                        log::info!(
+                            "node {}: dropping {:?}, unknown to its holders since this node was away",
+                            self.me,
+                            lossy(&meta.name)
+                        );
+                    }
                     true
                 }
-                Verdict::Unconfirmed if holding > 0 => !mine,
-                _ if holding == others => !mine,
-                _ => {
+                Fate::Keep => false,
+                Fate::Unsettled => {
                     done = false;
                     false
                 }
@@ -240,15 +238,15 @@ impl Inner {
                 other => return Err(Error::unexpected_reply(holder.addr, "Lacking", &other)),
             };
             for meta in batch {
-                let is_absent = absent.contains(&meta.name);
-                if !is_absent && !older.contains(&meta.name) {
-                    answers.push((meta.name.clone(), Reach::Holds));
-                    continue;
-                }
-                // Nothing there to overwrite: an expired deletion record need not go, and a
-                // record kept from before a long absence waits for another holder's word.
-                if is_absent && keeping.verdict(meta) != Verdict::Current {
-                    answers.push((meta.name.clone(), Reach::Absent));
+                let held = if absent.contains(&meta.name) {
+                    Held::Nothing
+                } else if older.contains(&meta.name) {
+                    Held::Older
+                } else {
+                    Held::AsNew
+                };
+                if let Step::Count(reach) = placement::step(held, keeping.verdict(meta)) {
+                    answers.push((meta.name.clone(), reach));
                     continue;
                 }
                 match self.push_record(holder, meta) {

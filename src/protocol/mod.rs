@@ -6,4 +6,5 @@
 
 pub mod health;
 pub mod membership;
+pub mod placement;
 pub mod registry;
