@@ -232,7 +232,7 @@ fn build(o: &Options) -> bool {
         .collect();
     println!("hops histogram: {}", histogram.join(", "));
     println!(
-        "simulator speed during lookups: {:.0} events/s, {:.1} virtual s per wall s",
+        "simulator speed during lookups: {:.0} events/s, {:.3} virtual s per wall s",
         events as f64 / wall,
         (sim.elapsed() - virtual_before).as_secs_f64() / wall
     );

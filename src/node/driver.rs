@@ -5,6 +5,7 @@
 //! are done depth first, in the order the core asked for them, before the thread goes on.
 
 use std::collections::VecDeque;
+use std::net::SocketAddr;
 use std::time::Instant;
 
 use crate::calls::discovery::DiscoveryLink;
@@ -100,14 +101,24 @@ impl Inner {
     /// checked.
     fn report_dead(&self, node: NodeInfo) {
         let discovery = *self.discovery.lock();
-        if let Some(addr) = discovery {
-            let link = DiscoveryLink {
-                pool: &self.pool,
-                addr,
-            };
-            if let Err(e) = link.suspect(node) {
-                log::debug!("node {}: discovery not told {node} is dead: {e}", self.me);
-            }
+        self.tell_discovery(discovery, log::Level::Debug, |link| link.suspect(node));
+    }
+
+    /// Tells the discovery node at `addr`, if any, with `tell`; a failure is logged at
+    /// `level`: the overlay does not depend on discovery.
+    pub(super) fn tell_discovery(
+        &self,
+        addr: Option<SocketAddr>,
+        level: log::Level,
+        tell: impl FnOnce(&DiscoveryLink<'_>) -> Result<()>,
+    ) {
+        let Some(addr) = addr else { return };
+        let link = DiscoveryLink {
+            pool: &self.pool,
+            addr,
+        };
+        if let Err(e) = tell(&link) {
+            log::log!(level, "node {}: discovery at {addr} not told: {e}", self.me);
         }
     }
 
@@ -120,14 +131,6 @@ impl Inner {
     /// Reminds discovery that this node is alive, so that a restarted discovery relearns it.
     pub(super) fn heartbeat_discovery(&self) {
         let discovery = *self.discovery.lock();
-        if let Some(addr) = discovery {
-            let link = DiscoveryLink {
-                pool: &self.pool,
-                addr,
-            };
-            if let Err(e) = link.alive(self.me) {
-                log::debug!("node {}: discovery unreachable: {e}", self.me);
-            }
-        }
+        self.tell_discovery(discovery, log::Level::Debug, |link| link.alive(self.me));
     }
 }

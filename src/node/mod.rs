@@ -305,15 +305,9 @@ impl Node {
             }
         };
         let discovery = inner.discovery.lock().take();
-        if let Some(addr) = discovery {
-            let link = DiscoveryLink {
-                pool: &inner.pool,
-                addr,
-            };
-            if let Err(e) = link.deregister(inner.me) {
-                log::warn!("node {}: discovery not told of leave: {e}", inner.me);
-            }
-        }
+        inner.tell_discovery(discovery, log::Level::Warn, |link| {
+            link.deregister(inner.me)
+        });
         let effects = inner.core.write().depart(Instant::now());
         inner.drive(effects);
         // Only now, when nobody routes here any more, are the handed-over copies dropped.
