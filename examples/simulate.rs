@@ -47,6 +47,7 @@ Options:
   --lookups N           build: lookups to measure (default 100000)
   --gap-us U            build: virtual microseconds between joins (default 500)
   --leaf-half L         leaf-set members on each side (default 8)
+  --replicas K          copies kept of each object, whose holders are checked (default 3)
   --timeout-ms T        the nodes' call timeout (default 5000; churn: 1000)
   --interval-ms T       the nodes' maintenance interval (default 1000)
   --latency-ms LO-HI    one-way message delay range (default 1-20)
@@ -108,6 +109,7 @@ fn options() -> Options {
             "--lookups" => o.lookups = args.value(&flag),
             "--gap-us" => o.gap_us = args.value(&flag),
             "--leaf-half" => o.config.leaf_half = args.value(&flag),
+            "--replicas" => o.config.replicas = args.value(&flag),
             "--timeout-ms" => timeout = Some(Duration::from_millis(args.value(&flag))),
             "--interval-ms" => {
                 o.config.maintenance_interval = Duration::from_millis(args.value(&flag))
@@ -130,6 +132,9 @@ fn options() -> Options {
     }
     if o.config.leaf_half == 0 {
         args.fail("--leaf-half: at least 1");
+    }
+    if o.config.replicas == 0 || o.config.replicas > o.config.leaf_half + 1 {
+        args.fail("--replicas: from 1 to the leaf-half plus one");
     }
     o.config.call_timeout = timeout.unwrap_or(if o.churn {
         Duration::from_secs(1)

@@ -118,6 +118,27 @@ fn a_thousand_nodes_built_by_joins_route_every_lookup_to_the_responsible_node() 
     assert!(hops.mean() < 2.8, "mean {} hops", hops.mean());
 }
 
+#[test]
+fn the_invariants_catch_a_crash_until_the_overlay_repairs_it() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 5,
+        ..SimConfig::default()
+    });
+    let ids = scenario::random_ids(&mut sim, 64);
+    scenario::build(&mut sim, &ids, Duration::from_millis(5), 60);
+    assert!(sim.check().is_empty());
+    let victim = ids[0];
+    sim.crash(victim);
+    // Nobody has noticed yet: its neighbours still hold it, and name it as a holder.
+    let broken = sim.check();
+    let what: Vec<&str> = broken.iter().map(|v| v.what.as_str()).collect();
+    assert!(what.iter().any(|w| w.starts_with("leaf set")), "{what:?}");
+    assert!(what.iter().any(|w| w.contains("other holders")), "{what:?}");
+    let rounds = sim.settle(60);
+    assert!(rounds < 60, "not repaired: {:?}", sim.check());
+    assert!(sim.node(victim).is_none());
+}
+
 // Seeds that once failed, kept as named regressions.
 
 /// A partition longer than failure detection: each side found the other dead and, once it

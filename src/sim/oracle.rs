@@ -1,7 +1,9 @@
 //! The invariants of a settled overlay, checked by brute force against the simulator's
 //! complete knowledge of who is alive: every leaf set is exactly the `l` nearest live members
 //! on each side; every routing-table entry is live and in its cell, and every cell some live
-//! member could fill is filled; every lookup ends at the live member responsible for its key.
+//! member could fill is filled; every member names as the other holders of its own id's
+//! copies the `k - 1` best-placed live members (the holders the store writes to); every
+//! lookup ends at the live member responsible for its key.
 
 use std::fmt;
 
@@ -97,6 +99,35 @@ impl Sim {
                         ids_of(leaf.ccw()),
                         ids_of(&cw),
                         ids_of(&ccw)
+                    ),
+                });
+            }
+            // The holders of the copies of a key this node is responsible for (its own id).
+            // The best placed are the nearest: at most `k - 1` on each side.
+            let k = self.config.replicas;
+            let near = (k - 1).min(members.len() - 1);
+            let mut best: Vec<Id> = (1..=near)
+                .flat_map(|i| {
+                    [
+                        ids[(at + i) % ids.len()],
+                        ids[(at + ids.len() - i) % ids.len()],
+                    ]
+                })
+                .collect();
+            best.sort_by(|a, b| a.cmp_for_key(*b, me.id));
+            best.dedup();
+            let want: Vec<Id> = best
+                .into_iter()
+                .filter(|id| *id != me.id)
+                .take(k.saturating_sub(1))
+                .collect();
+            let core = &self.nodes[self.live[&me.id]].core;
+            let named: Vec<Id> = core.other_replicas(me.id).iter().map(|n| n.id).collect();
+            if named != want {
+                out.push(Violation {
+                    node: me.id,
+                    what: format!(
+                        "names {named:?} as the other holders of its id, should be {want:?}"
                     ),
                 });
             }
