@@ -1,10 +1,10 @@
 //! Damaged and stale copies. A get that finds this node's copy corrupt reports it (the asker
-//! turns to another holder) and schedules a repair, as does a write that finds another holder
-//! ahead of this node; maintenance then replaces the copy with a sound one from another
-//! holder, at the same version or a newer one.
+//! turns to another holder) and schedules a repair (the schedule's rules are in
+//! [`crate::protocol::repairs`]), as does a write that finds another holder ahead of this
+//! node; maintenance then replaces the copy with a sound one from another holder, at the
+//! same version or a newer one.
 
-use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::error::Error;
 use crate::id::key_of;
@@ -14,38 +14,18 @@ use crate::transfer::{get_record, lossy};
 use super::versions::{check_incoming, wall_clock_ns};
 use super::Inner;
 
-/// How often one name's copy is repaired at most: two holders whose copies are both damaged
-/// would otherwise ask each other for a sound one without end.
-pub const REPAIR_EVERY: Duration = Duration::from_secs(30);
-
-/// Names whose copies are to be repaired, and when each was last scheduled.
-#[derive(Default)]
-pub(super) struct Repairs {
-    due: Vec<Vec<u8>>,
-    scheduled: HashMap<Vec<u8>, Instant>,
-}
-
 impl Inner {
     /// Has maintenance repair this node's copy of `name`, unless it did lately.
     pub(super) fn schedule_repair(&self, name: &[u8]) {
-        {
-            let mut repairs = self.repairs.lock();
-            let now = Instant::now();
-            repairs
-                .scheduled
-                .retain(|_, at| now.duration_since(*at) < REPAIR_EVERY);
-            if repairs.scheduled.contains_key(name) {
-                return;
-            }
-            repairs.scheduled.insert(name.to_vec(), now);
-            repairs.due.push(name.to_vec());
+        let scheduled = self.repairs.lock().schedule(name, Instant::now());
+        if scheduled {
+            self.wake_maintenance();
         }
-        self.wake_maintenance();
     }
 
     /// Repairs the copies scheduled so far.
     pub(super) fn repair_scheduled(&self) {
-        let due = std::mem::take(&mut self.repairs.lock().due);
+        let due = self.repairs.lock().take_due();
         for name in due {
             self.repair_copy(&name);
         }

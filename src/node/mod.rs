@@ -7,7 +7,6 @@ mod driver;
 mod handler;
 mod migrate;
 mod objects;
-mod outcomes;
 mod versions;
 mod writes;
 
@@ -81,9 +80,9 @@ pub(crate) struct Inner {
     /// Gives the versions of the writes this node orders.
     versions: versions::VersionClock,
     /// What recent writes did, for their retries.
-    outcomes: Mutex<outcomes::Outcomes>,
+    outcomes: Mutex<crate::protocol::outcomes::Outcomes>,
     /// Damaged copies to replace.
-    repairs: Mutex<damage::Repairs>,
+    repairs: Mutex<crate::protocol::repairs::Repairs>,
     /// When this node started after an absence longer than the tombstone grace, if it was
     /// away that long: its records from before then are unconfirmed.
     unconfirmed_before: Option<u64>,
@@ -175,8 +174,8 @@ impl Node {
             write_gate: RwLock::new(()),
             maintenance: Mutex::new(Some(wake)),
             versions: versions::VersionClock::new(id),
-            outcomes: Mutex::new(outcomes::Outcomes::default()),
-            repairs: Mutex::new(damage::Repairs::default()),
+            outcomes: Mutex::new(crate::protocol::outcomes::Outcomes::default()),
+            repairs: Mutex::new(crate::protocol::repairs::Repairs::default()),
             unconfirmed_before,
             config,
         });

@@ -14,10 +14,10 @@ use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource
 use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::objects::{drain, refuse, store_reply};
-use super::outcomes::Outcome;
 use super::versions::{check_incoming, wall_clock_ns, writer_of, Ticket};
 use super::{Inner, Phase};
 use crate::calls::refusal::error_reply;
+use crate::protocol::outcomes::Outcome;
 
 /// Puts up to this size are received into memory and written here and to the other holders
 /// side by side (a put then costs about one disk write, not two in a row); larger ones are

@@ -3,8 +3,16 @@
 //! send, nodes to ask) go out, for a driver to carry out: the threaded servers in
 //! [`crate::Discovery`] and [`crate::Node`], and the simulator in [`crate::sim`]. Their rules
 //! are tested here with time passed in.
+//!
+//! The overlay's protocols are whole state machines here ([`membership`], [`registry`]). The
+//! object store's protocol is not yet: its rules are ([`placement`], [`versions`],
+//! [`outcomes`], [`repairs`]), while the exchanges that carry them out still live in the
+//! threaded node.
 
 pub mod health;
 pub mod membership;
+pub mod outcomes;
 pub mod placement;
 pub mod registry;
+pub mod repairs;
+pub mod versions;

@@ -14,16 +14,26 @@ pub const MAX_OUTCOMES: usize = 1 << 16;
 
 /// What a write did.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Outcome {
-    /// A put: its version, and whether it is the version held (not overtaken by a newer one).
-    Stored { version: u64, kept: bool },
-    /// A delete: its version, and whether an object existed just before it.
-    Deleted { version: u64, existed: bool },
+pub enum Outcome {
+    /// A put.
+    Stored {
+        /// The version it was given.
+        version: u64,
+        /// Whether it is the version held (not overtaken by a newer one).
+        kept: bool,
+    },
+    /// A delete.
+    Deleted {
+        /// The version of its deletion record.
+        version: u64,
+        /// Whether an object existed just before it.
+        existed: bool,
+    },
 }
 
 /// Outcomes by request id, forgotten after [`OUTCOME_MEMORY`] or beyond [`MAX_OUTCOMES`].
 #[derive(Default)]
-pub(crate) struct Outcomes {
+pub struct Outcomes {
     by_request: HashMap<u64, Outcome>,
     /// Request ids in the order they were remembered, with when.
     order: VecDeque<(Instant, u64)>,
@@ -31,14 +41,14 @@ pub(crate) struct Outcomes {
 
 impl Outcomes {
     /// The outcome of `request`, if it ran here recently.
-    pub(crate) fn get(&mut self, request: u64, now: Instant) -> Option<Outcome> {
+    pub fn get(&mut self, request: u64, now: Instant) -> Option<Outcome> {
         self.expire(now);
         self.by_request.get(&request).copied()
     }
 
     /// Remembers the outcome of `request` (0, no request id, is not remembered). The first
     /// outcome of a request stays: it is the one its retries must hear.
-    pub(crate) fn remember(&mut self, request: u64, outcome: Outcome, now: Instant) {
+    pub fn remember(&mut self, request: u64, outcome: Outcome, now: Instant) {
         if request == 0 || self.by_request.contains_key(&request) {
             return;
         }
