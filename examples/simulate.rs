@@ -202,15 +202,15 @@ fn build(o: &Options) -> bool {
         stats.join_calls as f64 / n as f64,
         stats.failed_joins
     );
-    let (mut filled, mut entries) = (0usize, 0usize);
-    for id in sim.members() {
-        let table = sim.node(id).map(|c| c.state().table().entries().count());
-        entries += table.unwrap_or(0);
-        filled += 1;
-    }
+    let members = sim.members();
+    let entries: usize = members
+        .iter()
+        .filter_map(|id| sim.node(*id))
+        .map(|core| core.state().table().entries().count())
+        .sum();
     println!(
         "routing-table entries per node: {:.1}",
-        entries as f64 / filled.max(1) as f64
+        entries as f64 / members.len().max(1) as f64
     );
     report_violations("after building", &violations);
     let events_before = sim.stats().events;
