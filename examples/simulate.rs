@@ -173,13 +173,7 @@ fn build(o: &Options) -> bool {
     let started = Instant::now();
     let mut sim = Sim::new(o.config.clone());
     let ids: Vec<Id> = if o.all_ids {
-        // Every id, in a random order: joins land all over the ring.
-        let mut ids: Vec<Id> = (0..=u16::MAX).map(Id).collect();
-        for i in (1..ids.len()).rev() {
-            let j = sim.rng().below(i + 1);
-            ids.swap(i, j);
-        }
-        ids
+        scenario::all_ids(&mut sim)
     } else {
         scenario::random_ids(&mut sim, n)
     };

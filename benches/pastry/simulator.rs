@@ -44,7 +44,7 @@ pub(super) fn simulator(ctx: &mut Ctx) {
             ..SimConfig::default()
         });
         let ids: Vec<Id> = if n == 1 << 16 {
-            (0..=u16::MAX).map(Id).collect()
+            scenario::all_ids(&mut sim)
         } else {
             scenario::random_ids(&mut sim, n)
         };

@@ -36,6 +36,17 @@ pub fn random_ids(sim: &mut Sim, count: usize) -> Vec<Id> {
     ids
 }
 
+/// Every id, in a random order, so that joins land all over the ring (in order, each would
+/// join beside the one before, all crowding one neighbourhood).
+pub fn all_ids(sim: &mut Sim) -> Vec<Id> {
+    let mut ids: Vec<Id> = (0..=u16::MAX).map(Id).collect();
+    for i in (1..ids.len()).rev() {
+        let j = sim.rng().below(i + 1);
+        ids.swap(i, j);
+    }
+    ids
+}
+
 /// What a batch of lookups found.
 #[derive(Clone, Debug, Default)]
 pub struct Hops {
