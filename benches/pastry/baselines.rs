@@ -65,26 +65,21 @@ pub(crate) fn connect_raw(addr: SocketAddr) -> TcpStream {
 }
 
 /// `count` timed 64-byte round trips on an established connection, sorted.
-pub(crate) fn raw_rtts(mut s: &TcpStream, count: usize) -> Vec<Duration> {
-    let mut buf = [7u8; RAW_MSG];
-    let mut times: Vec<Duration> = (0..count)
-        .map(|_| {
-            let t = Instant::now();
-            s.write_all(&buf).unwrap();
-            s.read_exact(&mut buf).unwrap();
-            t.elapsed()
-        })
-        .collect();
-    times.sort_unstable();
-    times
+pub(crate) fn raw_rtts(s: &TcpStream, count: usize) -> Vec<Duration> {
+    timed_round_trips(count, || s)
 }
 
 /// `count` timed 64-byte round trips, each on one of `conns` picked at random, sorted.
 pub(crate) fn raw_fan_out(conns: &[TcpStream], count: usize, rng: &mut Rng) -> Vec<Duration> {
+    timed_round_trips(count, || &conns[rng.below(conns.len())])
+}
+
+/// `count` timed 64-byte round trips, each on the connection `pick` gives, sorted.
+fn timed_round_trips<'a>(count: usize, mut pick: impl FnMut() -> &'a TcpStream) -> Vec<Duration> {
     let mut buf = [7u8; RAW_MSG];
     let mut times: Vec<Duration> = (0..count)
         .map(|_| {
-            let mut s = &conns[rng.below(conns.len())];
+            let mut s = pick();
             let t = Instant::now();
             s.write_all(&buf).unwrap();
             s.read_exact(&mut buf).unwrap();
