@@ -156,3 +156,11 @@ fn regression_a_healed_partition_rejoins_both_sides() {
 fn regression_a_partition_does_not_empty_discovery() {
     assert_holds(2, 128, Duration::from_secs(30));
 }
+
+/// Routing-table entries dropped as dead came back from other nodes' rows, again and again,
+/// so that three nodes still held a crashed node's old address after 120 rounds. Fixed by
+/// asking an entry heard of second hand whether it is alive before it takes a cell.
+#[test]
+fn regression_stale_table_entries_do_not_come_back() {
+    assert_holds(184, 70, Duration::from_secs(20));
+}
