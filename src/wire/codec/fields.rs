@@ -76,50 +76,27 @@ fn number(seed: u64, max: u64) -> u64 {
     }
 }
 
-impl Field for U8 {
-    type Value = u8;
-    const MIN_LEN: usize = 1;
-    fn put(value: &u8, buf: &mut BytesMut) {
-        buf.put_u8(*value);
-    }
-    fn take(r: &mut Reader<'_>) -> Result<u8, WireError> {
-        r.array::<1>().map(|[b]| b)
-    }
-    #[cfg(test)]
-    fn example(seed: u64) -> u8 {
-        number(seed, u8::MAX.into()) as u8
-    }
+/// The big-endian unsigned integers: one codec each, alike but for the width.
+macro_rules! unsigned {
+    ($($codec:ident: $t:ty),*) => {$(
+        impl Field for $codec {
+            type Value = $t;
+            const MIN_LEN: usize = std::mem::size_of::<$t>();
+            fn put(value: &$t, buf: &mut BytesMut) {
+                buf.put_slice(&value.to_be_bytes());
+            }
+            fn take(r: &mut Reader<'_>) -> Result<$t, WireError> {
+                r.array().map(<$t>::from_be_bytes)
+            }
+            #[cfg(test)]
+            fn example(seed: u64) -> $t {
+                number(seed, u64::from(<$t>::MAX)) as $t
+            }
+        }
+    )*};
 }
 
-impl Field for U32 {
-    type Value = u32;
-    const MIN_LEN: usize = 4;
-    fn put(value: &u32, buf: &mut BytesMut) {
-        buf.put_u32(*value);
-    }
-    fn take(r: &mut Reader<'_>) -> Result<u32, WireError> {
-        r.array().map(u32::from_be_bytes)
-    }
-    #[cfg(test)]
-    fn example(seed: u64) -> u32 {
-        number(seed, u32::MAX.into()) as u32
-    }
-}
-
-impl Field for U64 {
-    type Value = u64;
-    const MIN_LEN: usize = 8;
-    fn put(value: &u64, buf: &mut BytesMut) {
-        buf.put_u64(*value);
-    }
-    fn take(r: &mut Reader<'_>) -> Result<u64, WireError> {
-        r.array().map(u64::from_be_bytes)
-    }
-    #[cfg(test)]
-    fn example(seed: u64) -> u64 {
-        number(seed, u64::MAX)
-    }
-}
+unsigned!(U8: u8, U32: u32, U64: u64);
 
 impl Field for Bool {
     type Value = bool;
