@@ -10,9 +10,8 @@ use std::thread::{self, JoinHandle};
 use std::time::Instant;
 
 use crate::error::{Error, Result};
-use std::collections::HashMap;
 
-use crate::id::{Key, NodeInfo};
+use crate::id::NodeInfo;
 use crate::store::{RecordMeta, StoreError};
 use crate::transfer::{lossy, recv_record, send_whole_record, SliceSource};
 use crate::wire::{Message, RecordHead};
@@ -20,11 +19,7 @@ use crate::wire::{Message, RecordHead};
 use super::objects::head_of;
 use super::versions::{check_incoming, wall_clock_ns};
 use super::{Inner, Phase};
-use crate::protocol::placement::{self, Fate, Held, Keeping, Reach, Step, Verdict};
-
-/// Records asked about in one [`Message::Holds`]: keeps the frame far below the payload limit
-/// even with long names.
-const HOLDS_BATCH: usize = 256;
+use crate::protocol::objects::{bring_up_to_date, HandOff, Rebalance, HOLDS_BATCH};
 
 /// Maintenance rounds between full copy checks when nothing woke one: the safety net that
 /// bounds how long any object stays off its best-placed nodes, even if a change was missed.
@@ -85,11 +80,8 @@ impl Inner {
         }
     }
 
-    /// Puts every record where it belongs: each of its replica holders gets the current
-    /// version if it lacks it, and a copy this node should not keep is deleted once all of
-    /// them confirmed. Also collects deletion records past their grace period once every
-    /// holder has them (or nothing of the name), and drops a record kept from before a long
-    /// absence that no other holder knows ([`Keeping`]). Returns whether everything was done.
+    /// One rebalance pass ([`Rebalance`]): every record goes where it belongs. Returns
+    /// whether everything was done.
     fn rebalance(&self) -> bool {
         let records = match self.store.records() {
             Ok(records) => records,
@@ -98,164 +90,111 @@ impl Inner {
                 return false;
             }
         };
-        let keeping = self.keeping();
-        let mut done = true;
-        // Where each record should be, and which records go to each other holder.
-        let mut placements: Vec<(RecordMeta, Vec<NodeInfo>)> = Vec::with_capacity(records.len());
-        let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
-        // Names that share a key share its holders: asked for once a pass.
-        let mut holders_by_key: HashMap<Key, Option<Vec<NodeInfo>>> = HashMap::new();
-        for meta in records {
-            let found = holders_by_key
-                .entry(meta.key)
-                .or_insert_with(|| self.holders_of(meta.key));
-            let Some(holders) = found.clone() else {
-                done = false;
+        let (mut pass, unknown) = {
+            let core = self.core.read();
+            let pass = Rebalance::new(core.state(), self.config.replicas, self.keeping(), records);
+            let unknown = pass.unknown(core.state());
+            (pass, unknown)
+        };
+        for (key, responsible) in unknown {
+            let responsible = match responsible {
+                Some(node) => node,
+                None => match self.lookup(key) {
+                    Ok(route) => route.responsible(),
+                    Err(e) => {
+                        log::debug!("node {}: holders of {key} unknown: {e}", self.me);
+                        pass.not_found();
+                        continue;
+                    }
+                },
+            };
+            let reply = if responsible.id == self.me.id {
+                None
+            } else {
+                self.pool
+                    .call(responsible.addr, &Message::Replicas { key })
+                    .inspect_err(|e| log::debug!("node {}: holders of {key} unknown: {e}", self.me))
+                    .ok()
+            };
+            pass.found(key, responsible, reply);
+        }
+        for (holder, batch) in pass.asks() {
+            let Ok((older, absent)) = self.ask_holds(holder, &batch) else {
+                pass.failed();
                 continue;
             };
-            for h in holders.iter().filter(|h| h.id != self.me.id) {
-                by_holder.entry(*h).or_default().push(meta.clone());
+            for meta in pass.answered(&batch, &older, &absent) {
+                let confirmed = self.push_logged(holder, &meta);
+                pass.sent(&meta.name, confirmed);
             }
-            placements.push((meta, holders));
         }
-        // What each other holder has of each record, by name: (holds it, holds nothing).
-        let mut reached: HashMap<Vec<u8>, (usize, usize)> = HashMap::new();
-        for (holder, metas) in by_holder {
-            match self.bring_up_to_date(holder, &metas, &keeping) {
-                Ok(answers) => {
-                    for (name, reach) in answers {
-                        let counts = reached.entry(name).or_default();
-                        match reach {
-                            Reach::Holds => counts.0 += 1,
-                            Reach::Absent => counts.1 += 1,
-                        }
-                    }
-                }
+        let (drops, mut done) = pass.finish();
+        for meta in drops {
+            // Unless it changed meanwhile.
+            match self.store.remove(&meta.name, meta.version) {
+                Ok(true) => log::debug!(
+                    "node {}: dropped {:?} ({}), kept by its holders",
+                    self.me,
+                    lossy(&meta.name),
+                    meta.key
+                ),
+                Ok(false) => done = false,
                 Err(e) => {
-                    log::debug!("node {}: {holder} not brought up to date: {e}", self.me);
+                    log::warn!("node {}: cannot drop a copy: {e}", self.me);
                     done = false;
-                }
-            }
-        }
-        for (meta, holders) in placements {
-            let others = holders.iter().filter(|h| h.id != self.me.id).count();
-            let (holding, absent) = reached.get(&meta.name).copied().unwrap_or_default();
-            let mine = others < holders.len();
-            let verdict = keeping.verdict(&meta);
-            let drop = match placement::fate(verdict, holding, absent, others, mine) {
-                Fate::Drop => {
-                    if verdict == Verdict::Unconfirmed && others > 0 && absent == others {
-                        log::info!(
-                            "node {}: dropping {:?}, unknown to its holders since this node was away",
-                            self.me,
-                            lossy(&meta.name)
-                        );
-                    }
-                    true
-                }
-                Fate::Keep => false,
-                Fate::Unsettled => {
-                    done = false;
-                    false
-                }
-            };
-            if drop {
-                // Unless it changed meanwhile.
-                match self.store.remove(&meta.name, meta.version) {
-                    Ok(true) => log::debug!(
-                        "node {}: dropped {:?} ({}), kept by {holders:?}",
-                        self.me,
-                        lossy(&meta.name),
-                        meta.key
-                    ),
-                    Ok(false) => done = false,
-                    Err(e) => {
-                        log::warn!("node {}: cannot drop a copy: {e}", self.me);
-                        done = false;
-                    }
                 }
             }
         }
         done
     }
 
-    /// The nodes that should hold records of `key`: its replica set when this node can be
-    /// sure of it; else the set the node responsible for it gives (found in the leaf set, or
-    /// by a lookup), which sees every holder of its keys. `None` if that failed.
-    fn holders_of(&self, key: Key) -> Option<Vec<NodeInfo>> {
-        let responsible = {
-            let core = self.core.read();
-            let state = core.state();
-            if let Some(set) = state.exact_replica_set(key, self.config.replicas) {
-                return Some(set);
-            }
-            state
-                .leaf_set()
-                .covers(key)
-                .then(|| state.route(key, |_| false))
+    /// Asks `holder` which of `batch` it holds older and which not at all.
+    fn ask_holds(
+        &self,
+        holder: NodeInfo,
+        batch: &[RecordMeta],
+    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+        let request = Message::Holds {
+            records: batch.iter().map(|m| (m.name.clone(), m.version)).collect(),
         };
-        let responsible = match responsible {
-            Some(node) => node,
-            None => self.lookup(key).ok()?.responsible(),
+        let answer = match self.pool.call(holder.addr, &request) {
+            Ok(Message::Lacking { older, absent }) => Ok((older, absent)),
+            Ok(other) => Err(Error::unexpected_reply(holder.addr, "Lacking", &other)),
+            Err(e) => Err(e),
         };
-        if responsible.id == self.me.id {
-            return None; // this node's own view was not sure a moment ago: try again later
+        if let Err(e) = &answer {
+            log::debug!("node {}: {holder} not brought up to date: {e}", self.me);
         }
-        match self.pool.call(responsible.addr, &Message::Replicas { key }) {
-            Ok(Message::ReplicaSet { nodes }) if nodes.len() < self.config.replicas => {
-                let mut holders = vec![responsible];
-                holders.extend(nodes.into_iter().filter(|n| n.id != responsible.id));
-                Some(holders)
-            }
-            Ok(other) => {
-                let e = Error::unexpected_reply(responsible.addr, "ReplicaSet", &other);
-                log::debug!("node {}: {e}", self.me);
-                None
-            }
+        answer
+    }
+
+    /// [`push_record`](Self::push_record), reporting whether `to` confirmed it.
+    fn push_logged(&self, to: NodeInfo, meta: &RecordMeta) -> bool {
+        match self.push_record(to, meta) {
+            Ok(_) => true,
             Err(e) => {
-                log::debug!("node {}: holders of {key} unknown: {e}", self.me);
-                None
+                log::debug!("node {}: push to {to} failed: {e}", self.me);
+                false
             }
         }
     }
 
-    /// Asks `holder` which of `metas` it lacks and pushes those that `keeping` says must
-    /// reach it. Returns, for each record it answered about, whether it now holds that
-    /// version or a newer one, or holds nothing of the name and was not sent it.
-    fn bring_up_to_date(
-        &self,
-        holder: NodeInfo,
-        metas: &[RecordMeta],
-        keeping: &Keeping,
-    ) -> Result<Vec<(Vec<u8>, Reach)>> {
-        let mut answers = Vec::with_capacity(metas.len());
+    /// Brings `holder` up to date with `metas`: returns the names it now holds (or need not
+    /// be sent), or why it could not be asked.
+    fn bring_up_to_date(&self, holder: NodeInfo, metas: &[RecordMeta]) -> Result<Vec<Vec<u8>>> {
+        let keeping = self.keeping();
+        let mut reached = Vec::with_capacity(metas.len());
         for batch in metas.chunks(HOLDS_BATCH) {
-            let request = Message::Holds {
-                records: batch.iter().map(|m| (m.name.clone(), m.version)).collect(),
-            };
-            let (older, absent) = match self.pool.call(holder.addr, &request)? {
-                Message::Lacking { older, absent } => (older, absent),
-                other => return Err(Error::unexpected_reply(holder.addr, "Lacking", &other)),
-            };
-            for meta in batch {
-                let held = if absent.contains(&meta.name) {
-                    Held::Nothing
-                } else if older.contains(&meta.name) {
-                    Held::Older
-                } else {
-                    Held::AsNew
-                };
-                if let Step::Count(reach) = placement::step(held, keeping.verdict(meta)) {
-                    answers.push((meta.name.clone(), reach));
-                    continue;
-                }
-                match self.push_record(holder, meta) {
-                    Ok(_) => answers.push((meta.name.clone(), Reach::Holds)),
-                    Err(e) => log::debug!("node {}: push to {holder} failed: {e}", self.me),
+            let (older, absent) = self.ask_holds(holder, batch)?;
+            let answered = bring_up_to_date(batch, &older, &absent, &keeping);
+            reached.extend(answered.counted.into_iter().map(|(name, _)| name));
+            for meta in answered.send {
+                if self.push_logged(holder, &meta) {
+                    reached.push(meta.name);
                 }
             }
         }
-        Ok(answers)
+        Ok(reached)
     }
 
     /// Sends the current version of `meta`'s record to `to` as a hand-off. Returns what was
@@ -294,73 +233,31 @@ impl Inner {
         }
     }
 
-    /// Hands every record to the nodes that keep it once this one is gone (the `k` best
-    /// placed among the leaf set) before leaving. Returns what at least one of them now holds,
-    /// to be deleted once this node is gone from the others' tables; fails if some record
-    /// could not be handed to any of them. The maintenance of the new holders restores the
-    /// full count of copies if some were unreachable.
+    /// Hands every record to the nodes that keep it once this one is gone ([`HandOff`])
+    /// before leaving. Returns what at least one of them now holds, to be deleted once this
+    /// node is gone from the others' tables; fails if some record could not be handed to any.
     pub(super) fn hand_off_all(&self) -> Result<Vec<RecordMeta>> {
         let records = self
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
-        let members = self.core.read().state().leaf_set().members();
-        if members.is_empty() {
-            return Ok(Vec::new()); // the last node: nowhere to go, the data stays on disk
-        }
-        let keeping = self.keeping();
-        let mut held: HashMap<Vec<u8>, usize> = HashMap::new();
-        // Members that refused or failed (leaving too, say): the next best placed take their
-        // place. Each round excludes at least one more member, or ends.
-        let mut excluded: Vec<NodeInfo> = Vec::new();
-        let mut last_error = None;
-        for _ in 0..=members.len() {
-            let mut by_holder: HashMap<NodeInfo, Vec<RecordMeta>> = HashMap::new();
-            for meta in records.iter().filter(|m| !held.contains_key(&m.name)) {
-                let mut holders: Vec<NodeInfo> = members
-                    .iter()
-                    .filter(|m| !excluded.contains(m))
-                    .copied()
-                    .collect();
-                holders.sort_by(|a, b| a.id.cmp_for_key(b.id, meta.key));
-                holders.truncate(self.config.replicas);
-                for h in holders {
-                    by_holder.entry(h).or_default().push(meta.clone());
-                }
-            }
-            if by_holder.is_empty() {
+        let mut handoff = HandOff::new(self.core.read().state(), self.config.replicas, records);
+        loop {
+            let round = handoff.round();
+            if round.is_empty() {
                 break;
             }
-            for (holder, metas) in by_holder {
-                match self.bring_up_to_date(holder, &metas, &keeping) {
-                    Ok(answers) => {
-                        if answers.len() < metas.len() {
-                            excluded.push(holder); // it refused some: leaving too, perhaps
-                        }
-                        // An expired deletion record or an unconfirmed record left behind
-                        // is no loss.
-                        for (name, _) in answers {
-                            *held.entry(name).or_default() += 1;
-                        }
-                    }
+            for (holder, metas) in round {
+                match self.bring_up_to_date(holder, &metas) {
+                    Ok(reached) => handoff.answered(holder, metas.len(), reached),
                     Err(e) => {
                         log::debug!("node {}: hand-off to {holder} failed: {e}", self.me);
-                        excluded.push(holder);
-                        last_error = Some(e);
+                        handoff.failed(holder, e);
                     }
                 }
             }
         }
-        let (handed, stranded): (Vec<RecordMeta>, Vec<RecordMeta>) = records
-            .into_iter()
-            .partition(|m| held.get(&m.name).is_some_and(|&n| n > 0));
-        if let Some(meta) = stranded.first() {
-            return Err(last_error.unwrap_or_else(|| Error::Protocol {
-                addr: self.me.addr,
-                what: format!("no neighbour took {:?}", crate::transfer::lossy(&meta.name)),
-            }));
-        }
-        Ok(handed)
+        handoff.finish()
     }
 
     /// Pulls, while joining, copies of the records this node will be responsible for from its

@@ -10,6 +10,8 @@ use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::Inner;
 use crate::calls::refusal::error_reply;
+use crate::protocol::objects::pull_selection;
+pub(super) use crate::protocol::objects::record_head as head_of;
 
 impl Inner {
     /// Whether this node holds `key` by its own view of the overlay.
@@ -63,16 +65,7 @@ impl Inner {
 
     /// Which of `records` this node holds at an older version, and which not at all.
     pub(super) fn lacking(&self, records: Vec<(Vec<u8>, u64)>) -> Message {
-        let (mut older, mut absent) = (Vec::new(), Vec::new());
-        for (name, version) in records {
-            match self.store.meta(&name) {
-                Ok(Some(held)) if held.version >= version => {}
-                Ok(None) => absent.push(name),
-                // A damaged record is as good as an old one: a copy replaces it.
-                _ => older.push(name),
-            }
-        }
-        Message::Lacking { older, absent }
+        crate::protocol::objects::lacking(records, |name| self.store.meta(name))
     }
 
     /// A joining node's pull: streams copies of the records it will keep.
@@ -81,19 +74,16 @@ impl Inner {
             Ok(records) => records,
             Err(e) => return store_reply(b"", e),
         };
-        let mut state = self.core.read().state().clone();
-        state.learn(joiner);
-        let k = self.config.replicas;
-        let mut sent = 0usize;
+        let records = {
+            let core = self.core.read();
+            pull_selection(core.state(), joiner, self.config.replicas, records)
+        };
+        let sent = records.len();
         for meta in records {
-            if !state.replica_set(meta.key, k).contains(&joiner) {
-                continue;
-            }
             if let Err(e) = self.send_copy(&meta, session) {
                 log::warn!("node {}: pull by {joiner} stopped: {e}", self.me);
                 return error_reply(&e);
             }
-            sent += 1;
         }
         log::debug!("node {}: {joiner} pulled {sent} records", self.me);
         Message::Ack
@@ -112,20 +102,6 @@ impl Inner {
         };
         let head = head_of(reader.meta(), true);
         send_whole_record(session.framed(), &head, &mut reader)
-    }
-}
-
-/// The head for streaming a stored record.
-pub(super) fn head_of(meta: &RecordMeta, handoff: bool) -> RecordHead {
-    RecordHead {
-        name: meta.name.clone(),
-        size: meta.size,
-        version: meta.version,
-        deleted: meta.deleted,
-        handoff,
-        request: 0,
-        existed: false,
-        relayed: false,
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 pub use crate::protocol::versions::MAX_VERSION_AHEAD;
-pub(crate) use crate::protocol::versions::{check_incoming, next_version, writer_of};
+pub(crate) use crate::protocol::versions::{check_incoming, next_version};
 
 use parking_lot::{Condvar, Mutex};
 

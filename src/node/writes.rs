@@ -14,9 +14,12 @@ use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource
 use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::objects::{drain, refuse, store_reply};
-use super::versions::{check_incoming, wall_clock_ns, writer_of, Ticket};
+use super::versions::{check_incoming, wall_clock_ns, Ticket};
 use super::{Inner, Phase};
 use crate::calls::refusal::error_reply;
+use crate::protocol::objects::{
+    copy_answer, copy_head, copy_reply, delete_outcome, put_outcome, relay_target, CopyAnswer,
+};
 use crate::protocol::outcomes::Outcome;
 
 /// Puts up to this size are received into memory and written here and to the other holders
@@ -65,61 +68,8 @@ impl Sink for Tee<'_, '_> {
     }
 }
 
-/// The head of the copies of a client's put that got `version`.
-fn copy_head(head: &RecordHead, version: u64) -> RecordHead {
-    RecordHead {
-        version,
-        handoff: true,
-        relayed: false,
-        existed: false,
-        ..head.clone()
-    }
-}
-
-/// A holder's answer to a copy.
-fn copy_answer(holder: NodeInfo, reply: Message) -> Result<CopyAnswer> {
-    match reply {
-        Message::Stored {
-            version,
-            kept,
-            before,
-            before_live,
-        } => Ok(CopyAnswer {
-            version,
-            kept,
-            before: (before != 0).then_some((before, before_live)),
-        }),
-        other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
-    }
-}
-
 /// How this node's own copy was committed, and what it replaced.
 type LocalCommit = (Commit, Option<RecordMeta>);
-
-/// What a holder answered to a copy.
-struct CopyAnswer {
-    /// The version it holds now.
-    version: u64,
-    /// False when it held a newer version already.
-    kept: bool,
-    /// The version it held before, and whether that was an object.
-    before: Option<(u64, bool)>,
-}
-
-impl Outcome {
-    /// The reply that reports this outcome.
-    fn reply(self) -> Message {
-        match self {
-            Outcome::Stored { version, kept } => Message::Stored {
-                version,
-                kept,
-                before: 0,
-                before_live: false,
-            },
-            Outcome::Deleted { version, existed } => Message::Deleted { existed, version },
-        }
-    }
-}
 
 impl Inner {
     /// A record sent as a request: a client's put, or a copy from another node.
@@ -165,10 +115,11 @@ impl Inner {
         };
         match written {
             Ok((version, (commit, _), answers)) => {
-                let outcome = Outcome::Stored {
-                    version,
-                    kept: matches!(commit, Commit::Stored(_)) && !self.behind(&head.name, &answers),
-                };
+                let stored = matches!(commit, Commit::Stored(_));
+                let (outcome, behind) = put_outcome(self.me.id, version, stored, &answers);
+                if behind {
+                    self.schedule_repair(&head.name);
+                }
                 self.remember(head.request, outcome);
                 outcome.reply()
             }
@@ -281,20 +232,6 @@ impl Inner {
         })
     }
 
-    /// Whether a holder's answer shows it held a newer version than the write just made: this
-    /// node's own copy was behind (it took over the key before maintenance caught it up, or
-    /// its clock is behind the old responsible node's). The write is then ordered before that
-    /// version, and the newer record is fetched here.
-    fn behind(&self, name: &[u8], answers: &[CopyAnswer]) -> bool {
-        // A newer version this node gave (a later write of the name, copied first) is no sign.
-        let mine = |version: u64| writer_of(version) == self.me.id;
-        let behind = answers.iter().any(|a| !a.kept && !mine(a.version));
-        if behind {
-            self.schedule_repair(name);
-        }
-        behind
-    }
-
     /// Writes a small record here and to `holders` at once: `data` on this thread, each copy
     /// on a thread of its own.
     fn write_side_by_side(
@@ -402,28 +339,9 @@ impl Inner {
             Err(e) => return store_reply(&head.name, e),
         };
         // The write's outcome travels with its copies, for a retry that reaches this node.
-        let outcome = if head.deleted {
-            Outcome::Deleted {
-                version: head.version,
-                existed: head.existed,
-            }
-        } else {
-            Outcome::Stored {
-                version: head.version,
-                kept: true,
-            }
-        };
+        let outcome = Outcome::of_copy(&head);
         self.remember(head.request, outcome);
-        let (version, kept) = match commit {
-            Commit::Stored(meta) => (meta.version, true),
-            Commit::Superseded(meta) => (meta.version, false),
-        };
-        Message::Stored {
-            version,
-            kept,
-            before: before.as_ref().map_or(0, |m| m.version),
-            before_live: before.is_some_and(|m| !m.deleted),
-        }
+        copy_reply(&commit, before.as_ref())
     }
 
     /// A client's delete: this node, if responsible, writes a deletion record here, then to
@@ -483,21 +401,10 @@ impl Inner {
             relayed: false,
         };
         let answers = self.copy_to(&self.other_replicas(key), &copy, &[], || ()).1;
-        // Should this node's copy have been behind, the newest record older than the delete
-        // that any holder had is what it removed.
-        let existed = answers
-            .iter()
-            .filter(|a| a.kept)
-            .filter_map(|a| a.before)
-            .chain(here)
-            .filter(|&(v, _)| v < ticket.version)
-            .max_by_key(|&(v, _)| v)
-            .is_some_and(|(_, live)| live);
-        self.behind(name, &answers);
-        let outcome = Outcome::Deleted {
-            version: ticket.version,
-            existed,
-        };
+        let (outcome, behind) = delete_outcome(self.me.id, ticket.version, here, &answers);
+        if behind {
+            self.schedule_repair(name);
+        }
         self.remember(request, outcome);
         outcome.reply()
     }
@@ -523,16 +430,7 @@ impl Inner {
     /// the responsible one, if this node's leaf set spans the key and the write was not
     /// passed on already (so a write is relayed at most once).
     fn relay_target(&self, key: Key, relayed: bool) -> Option<NodeInfo> {
-        if relayed {
-            return None;
-        }
-        let core = self.core.read();
-        let state = core.state();
-        if !state.leaf_set().covers(key) {
-            return None;
-        }
-        let to = state.route(key, |_| false);
-        (to.id != self.me.id).then_some(to)
+        relay_target(self.core.read().state(), key, relayed)
     }
 
     /// Passes a client's put on to `to`, streaming it through, and relays the answer: lets a

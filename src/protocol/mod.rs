@@ -11,6 +11,7 @@
 
 pub mod health;
 pub mod membership;
+pub mod objects;
 pub mod outcomes;
 pub mod placement;
 pub mod registry;

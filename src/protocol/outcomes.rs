@@ -6,6 +6,8 @@
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
+use crate::wire::{Message, RecordHead};
+
 /// How long an outcome is remembered: well beyond the time a client keeps retrying.
 pub const OUTCOME_MEMORY: Duration = Duration::from_secs(120);
 
@@ -29,6 +31,37 @@ pub enum Outcome {
         /// Whether an object existed just before it.
         existed: bool,
     },
+}
+
+impl Outcome {
+    /// The outcome a copy of a write carries (its head's version and, for a delete, whether
+    /// an object existed before it).
+    pub fn of_copy(head: &RecordHead) -> Outcome {
+        if head.deleted {
+            Outcome::Deleted {
+                version: head.version,
+                existed: head.existed,
+            }
+        } else {
+            Outcome::Stored {
+                version: head.version,
+                kept: true,
+            }
+        }
+    }
+
+    /// The reply that reports this outcome.
+    pub fn reply(self) -> Message {
+        match self {
+            Outcome::Stored { version, kept } => Message::Stored {
+                version,
+                kept,
+                before: 0,
+                before_live: false,
+            },
+            Outcome::Deleted { version, existed } => Message::Deleted { existed, version },
+        }
+    }
 }
 
 /// Outcomes by request id, forgotten after [`OUTCOME_MEMORY`] or beyond [`MAX_OUTCOMES`].
