@@ -72,6 +72,9 @@ pub(super) fn start_maintenance(
         .map_err(|e| Error::Config(format!("cannot start the maintenance thread: {e}")))
 }
 
+/// A holder's answer about some records: the names it holds older, and those it lacks.
+type Lacking = (Vec<Vec<u8>>, Vec<Vec<u8>>);
+
 impl Inner {
     /// Asks the maintenance thread for a rebalance pass.
     pub(super) fn wake_maintenance(&self) {
@@ -149,11 +152,7 @@ impl Inner {
     }
 
     /// Asks `holder` which of `batch` it holds older and which not at all.
-    fn ask_holds(
-        &self,
-        holder: NodeInfo,
-        batch: &[RecordMeta],
-    ) -> Result<(Vec<Vec<u8>>, Vec<Vec<u8>>)> {
+    fn ask_holds(&self, holder: NodeInfo, batch: &[RecordMeta]) -> Result<Lacking> {
         let request = Message::Holds {
             records: batch.iter().map(|m| (m.name.clone(), m.version)).collect(),
         };

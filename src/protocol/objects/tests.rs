@@ -124,9 +124,13 @@ fn a_rebalance_drops_a_copy_only_once_every_holder_confirmed_it() {
     let asked: Vec<u16> = asks.iter().map(|(h, _)| h.id.0).collect();
     assert_eq!(asked, vec![0x4000, 0x5000, 0x6000]);
     // Two hold it already; the third holds nothing and is sent it, but does not confirm.
-    assert!(pass.answered(&[meta.clone()], &[], &[]).is_empty());
-    assert!(pass.answered(&[meta.clone()], &[], &[]).is_empty());
-    let send = pass.answered(&[meta.clone()], &[], &[b"x".to_vec()]);
+    assert!(pass
+        .answered(std::slice::from_ref(&meta), &[], &[])
+        .is_empty());
+    assert!(pass
+        .answered(std::slice::from_ref(&meta), &[], &[])
+        .is_empty());
+    let send = pass.answered(std::slice::from_ref(&meta), &[], &[b"x".to_vec()]);
     assert_eq!(send, vec![meta.clone()]);
     pass.sent(b"x", false);
     let (drops, complete) = pass.finish();
@@ -138,7 +142,7 @@ fn a_rebalance_drops_a_copy_only_once_every_holder_confirmed_it() {
     let mut pass = Rebalance::new(&state, 3, keeping, vec![meta.clone()]);
     let _ = pass.asks();
     for _ in 0..3 {
-        for m in pass.answered(&[meta.clone()], &[b"x".to_vec()], &[]) {
+        for m in pass.answered(std::slice::from_ref(&meta), &[b"x".to_vec()], &[]) {
             pass.sent(&m.name, true);
         }
     }
