@@ -289,8 +289,8 @@ fn mix(seed: u64) -> u64 {
 
 fn print_report(r: &ChurnReport, o: &Options) {
     println!(
-        "seed {}: {} nodes, {} members at the end, settled in {} rounds, {} lookups during churn ({} failed), {} events, trace {:016x}",
-        r.seed, r.nodes, r.members, r.settle_rounds, r.lookups_during.0, r.lookups_during.1, r.events, r.trace
+        "seed {}: {} nodes, {} members at the end, settled in {} rounds, {} lookups during churn ({} failed), {} writes ({} acknowledged), {} events, trace {:016x}",
+        r.seed, r.nodes, r.members, r.settle_rounds, r.lookups_during.0, r.lookups_during.1, r.writes.0, r.writes.1, r.events, r.trace
     );
     if !r.violations.is_empty() {
         println!("  {} violations; first ones:", r.violations.len());

@@ -164,3 +164,43 @@ fn regression_a_partition_does_not_empty_discovery() {
 fn regression_stale_table_entries_do_not_come_back() {
     assert_holds(184, 70, Duration::from_secs(20));
 }
+
+#[test]
+fn the_object_invariants_catch_copies_lost_with_every_holder() {
+    let mut sim = Sim::new(SimConfig {
+        seed: 9,
+        ..SimConfig::default()
+    });
+    let ids = scenario::random_ids(&mut sim, 32);
+    scenario::build(&mut sim, &ids, Duration::from_millis(5), 60);
+    let members = sim.members();
+    sim.put(members[0], b"kept", b"one");
+    sim.put(members[1], b"lost", b"two");
+    sim.run_for(Duration::from_secs(2));
+    assert_eq!(sim.acked().len(), 2, "both writes acknowledged");
+    assert!(sim.check().is_empty(), "{:?}", sim.check());
+    // A holder of "kept" crashes: its copies are made again elsewhere.
+    let holders = |sim: &Sim, name: &[u8]| {
+        let mut all = sim.members();
+        let key = pastry::id::key_of(name);
+        all.sort_by(|a, b| a.cmp_for_key(*b, key));
+        all.truncate(sim.config().replicas);
+        all
+    };
+    sim.crash(holders(&sim, b"kept")[0]);
+    let rounds = sim.settle(60);
+    assert!(rounds < 60, "not repaired: {:?}", sim.check());
+    // Every holder of "lost" crashes at once: nothing is left to copy from.
+    for id in holders(&sim, b"lost") {
+        sim.crash(id);
+    }
+    sim.settle(60);
+    let broken = sim.check();
+    assert!(!broken.is_empty());
+    assert!(
+        broken
+            .iter()
+            .all(|v| v.what.contains("\"lost\"") && v.what.contains("acknowledged")),
+        "{broken:?}"
+    );
+}

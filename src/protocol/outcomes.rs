@@ -65,7 +65,7 @@ impl Outcome {
 }
 
 /// Outcomes by request id, forgotten after [`OUTCOME_MEMORY`] or beyond [`MAX_OUTCOMES`].
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Outcomes {
     by_request: HashMap<u64, Outcome>,
     /// Request ids in the order they were remembered, with when.

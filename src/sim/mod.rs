@@ -22,10 +22,14 @@
 //! configured range and may be lost; a refused connection (nothing listens at the address) is
 //! noticed after one delay, anything lost or cut off only when the caller's wait runs out.
 
+mod copies;
 mod network;
+mod objects;
 mod oracle;
 pub mod scenario;
+mod store;
 
+pub use objects::Acked;
 pub use oracle::Violation;
 
 use std::collections::{BTreeMap, BinaryHeap};
@@ -120,6 +124,8 @@ struct SimNode {
     group: u8,
     /// Joins tried so far.
     attempts: u32,
+    /// Its object store and the object protocol's state.
+    objects: objects::NodeObjects,
 }
 
 /// The simulated overlay.
@@ -149,6 +155,16 @@ pub struct Sim {
     ended: Vec<LookupEnd>,
     trace: network::Trace,
     stats: SimStats,
+    /// Lookups the object protocol made, by what they are for.
+    object_lookups: BTreeMap<OpId, objects::Purpose>,
+    /// What each object call's answer continues.
+    conts: BTreeMap<membership::CallId, objects::Cont>,
+    next_object_call: u64,
+    /// Clients' writes not yet answered, with the incarnation they were made through.
+    client_writes: BTreeMap<OpId, (usize, objects::ClientWrite)>,
+    acked: Vec<Acked>,
+    /// Every version a node gave to a client's write, with its data (`None` for a delete).
+    issued: std::collections::HashMap<(Vec<u8>, u64), Option<bytes::Bytes>>,
 }
 
 /// Joins tried per incarnation before it gives up.
@@ -177,6 +193,12 @@ impl Sim {
             ended: Vec::new(),
             trace: network::Trace::default(),
             stats: SimStats::default(),
+            object_lookups: BTreeMap::new(),
+            conts: BTreeMap::new(),
+            next_object_call: 1,
+            client_writes: BTreeMap::new(),
+            acked: Vec::new(),
+            issued: std::collections::HashMap::new(),
         }
     }
 
@@ -256,6 +278,7 @@ impl Sim {
             alive: true,
             group: 0,
             attempts: 0,
+            objects: objects::NodeObjects::default(),
         });
         self.live.insert(id, slot);
         self.try_join(slot);
@@ -268,13 +291,28 @@ impl Sim {
         }
     }
 
-    /// Crashes `id` and starts it again at once at a new address, joining anew.
+    /// Crashes `id` and starts it again at once at a new address, joining anew, with an
+    /// empty store (a new disk).
     pub fn restart(&mut self, id: Id) {
         self.crash(id);
         self.join(id);
     }
 
-    /// Has `id` leave gracefully: it tells discovery and every node it knows, then stops.
+    /// Crashes `id` and starts it again at once at a new address with the store it had,
+    /// joining anew.
+    pub fn restart_with_store(&mut self, id: Id) {
+        let Some(&old) = self.live.get(&id) else {
+            return;
+        };
+        let store = self.nodes[old].objects.store.clone();
+        self.restart(id);
+        if let Some(&new) = self.live.get(&id) {
+            self.nodes[new].objects.store = store;
+        }
+    }
+
+    /// Has `id` leave gracefully: it hands its objects to their next holders, then tells
+    /// discovery and every node it knows, and stops. It stays if the hand-off fails.
     pub fn leave(&mut self, id: Id) {
         let Some(&slot) = self.live.get(&id) else {
             return;
@@ -282,12 +320,17 @@ impl Sim {
         if self.nodes[slot].core.begin_leave().is_err() {
             return;
         }
+        self.start_leave(slot);
+    }
+
+    /// `slot`'s hand-off is done: it departs and stops.
+    fn depart(&mut self, slot: usize) {
         let now = self.instant();
         let effects = self.nodes[slot].core.depart(now);
         self.carry_out(slot, effects);
         let me = self.nodes[slot].core.me();
         self.registry.deregister(me);
-        self.live.remove(&id);
+        self.live.remove(&me.id);
         self.stop_slot(slot);
     }
 
@@ -362,7 +405,8 @@ impl Sim {
     pub fn settle(&mut self, max_rounds: usize) -> usize {
         for round in 0..max_rounds {
             self.run_for(self.config.maintenance_interval);
-            if round % 4 == 3 && self.lookups.is_empty() && self.check().is_empty() {
+            let quiet = self.lookups.is_empty() && self.client_writes.is_empty();
+            if round % 4 == 3 && quiet && self.check().is_empty() {
                 return round + 1;
             }
         }
@@ -393,6 +437,8 @@ impl Sim {
             .filter(|(_, (_, from))| *from == id)
             .map(|(op, _)| *op)
             .collect();
+        // So do the writes made through it: their outcome is unknown.
+        self.client_writes.retain(|_, (via, _)| *via != slot);
         for op in ended {
             if let Some((key, from)) = self.lookups.remove(&op) {
                 let path = Err("the node stopped".to_string());

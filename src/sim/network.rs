@@ -7,12 +7,15 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use crate::error::{Error, Result};
 use crate::net::refusal_to_error;
 use crate::protocol::membership::{Call, CallId, Effect, Phase, Target, Token};
 use crate::protocol::registry::Registration;
 use crate::wire::{Message, RemoteCode};
 
+use super::objects::{Records, OBJECT_CALL};
 use super::{LookupEnd, Sim, MAX_JOIN_ATTEMPTS};
 
 /// How long a node waits before it tries a failed join again.
@@ -51,6 +54,8 @@ pub(super) enum Event {
         to: usize,
         token: Token,
         request: Message,
+        /// The data of a record sent with the request.
+        body: Bytes,
     },
     /// The answer to call `call` reaches `to`.
     Answer {
@@ -67,7 +72,8 @@ pub(super) enum Event {
 
 /// How a call ended, as its caller sees it.
 pub(super) enum Outcome {
-    Reply(Message),
+    /// The reply, and the records sent with it (a pull's).
+    Reply(Message, Records),
     /// Nothing listens at the address.
     Refused,
     /// No answer within the wait.
@@ -157,7 +163,12 @@ impl Sim {
         };
         self.free_events.push(scheduled.slot);
         match event {
-            Event::Deliver { to, token, request } => {
+            Event::Deliver {
+                to,
+                token,
+                request,
+                body,
+            } => {
                 self.trace.add(1 << 32 | to as u64);
                 if !self.nodes[to].alive {
                     if let Some(p) = self.pending.remove(&token) {
@@ -165,6 +176,9 @@ impl Sim {
                     }
                     return;
                 }
+                let Some(request) = self.serve_object(to, token, request, body) else {
+                    return;
+                };
                 let now = self.instant();
                 let effects = match self.nodes[to].core.serve(now, token, request) {
                     Ok(effects) => effects,
@@ -186,16 +200,24 @@ impl Sim {
             } => {
                 self.trace.add(2 << 32 | to as u64);
                 if !self.nodes[to].alive {
+                    self.conts.remove(&call);
                     return;
                 }
+                let mut records = Vec::new();
                 let result: Result<Message> = match outcome {
-                    Outcome::Reply(reply) => refusal_to_error(from, reply),
+                    Outcome::Reply(reply, with) => {
+                        records = with;
+                        refusal_to_error(from, reply)
+                    }
                     Outcome::Refused => Err(Error::Unreachable {
                         addr: from,
                         source: io::ErrorKind::ConnectionRefused.into(),
                     }),
                     Outcome::TimedOut(after) => Err(Error::Timeout { addr: from, after }),
                 };
+                if call & OBJECT_CALL != 0 {
+                    return self.object_answer(to, call, result, records);
+                }
                 let now = self.instant();
                 let effects = self.nodes[to].core.answer(now, call, result);
                 self.carry_out(to, effects);
@@ -208,6 +230,7 @@ impl Sim {
                 let now = self.instant();
                 let effects = self.nodes[node].core.tick(now);
                 self.carry_out(node, effects);
+                self.start_rebalance(node);
                 let interval = self.config.maintenance_interval;
                 self.schedule(interval, Event::Tick { node });
             }
@@ -258,6 +281,9 @@ impl Sim {
     /// Carries out the effects of one input to `slot`.
     pub(super) fn carry_out(&mut self, slot: usize, effects: Vec<Effect>) {
         for effect in effects {
+            if self.object_effect(slot, &effect) {
+                continue;
+            }
             match effect {
                 Effect::Call(call) => self.send(slot, call),
                 Effect::Reply { token, reply } => self.reply(token, reply),
@@ -272,12 +298,7 @@ impl Sim {
                         self.ended.push(LookupEnd { key, from, path });
                     }
                 }
-                Effect::JoinWalked => {
-                    let now = self.instant();
-                    let more = self.nodes[slot].core.finish_join(now);
-                    self.joined(slot);
-                    self.carry_out(slot, more);
-                }
+                Effect::JoinWalked => self.start_pulls(slot),
                 Effect::JoinFailed(e) => {
                     let me = self.nodes[slot].core.me();
                     log::debug!("sim: join of {me} failed: {e}");
@@ -303,7 +324,7 @@ impl Sim {
     }
 
     /// `slot` is a member: discovery may hand it out, and its maintenance starts.
-    fn joined(&mut self, slot: usize) {
+    pub(super) fn joined(&mut self, slot: usize) {
         let me = self.nodes[slot].core.me();
         self.stats.joins += 1;
         self.registry.joined(me.id);
@@ -314,7 +335,6 @@ impl Sim {
     }
 
     fn send(&mut self, caller: usize, call: Call) {
-        self.stats.calls += 1;
         let joining = self.nodes[caller].core.phase() == Phase::Joining;
         if joining || matches!(call.request, Message::Announce { .. }) {
             self.stats.join_calls += 1;
@@ -325,6 +345,20 @@ impl Sim {
             request,
             wait,
         } = call;
+        self.send_with(caller, id, to, request, Bytes::new(), wait);
+    }
+
+    /// Sends `request` (with the data `body`) from `caller` as its call `id`.
+    pub(super) fn send_with(
+        &mut self,
+        caller: usize,
+        id: CallId,
+        to: Target,
+        request: Message,
+        body: Bytes,
+        wait: Duration,
+    ) {
+        self.stats.calls += 1;
         let Some(callee) = self.live_at(to.addr) else {
             let delay = self.latency() * 2;
             let answer = Event::Answer {
@@ -354,11 +388,17 @@ impl Sim {
             to: callee,
             token,
             request,
+            body,
         };
         self.schedule(delay, deliver);
     }
 
     fn reply(&mut self, token: Token, reply: Message) {
+        self.reply_with(token, reply, Vec::new());
+    }
+
+    /// Answers the request `token` with `reply` and the records sent with it.
+    pub(super) fn reply_with(&mut self, token: Token, reply: Message, records: Records) {
         let Some(p) = self.pending.remove(&token) else {
             return;
         };
@@ -373,7 +413,7 @@ impl Sim {
             to: p.caller,
             call: p.call,
             from: p.to,
-            outcome: Outcome::Reply(reply),
+            outcome: Outcome::Reply(reply, records),
         };
         self.schedule(arrives - self.now, answer);
     }

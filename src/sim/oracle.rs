@@ -158,6 +158,7 @@ impl Sim {
                 }
             }
         }
+        out.extend(self.check_objects(&members));
         out
     }
 

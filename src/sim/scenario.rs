@@ -142,11 +142,16 @@ pub struct ChurnReport {
     /// Lookups made during the churn, and how many of them failed (allowed: the network
     /// was failing under them).
     pub lookups_during: (u64, usize),
+    /// Client writes made during the churn, and how many were acknowledged.
+    pub writes: (u64, usize),
     /// The run's trace hash.
     pub trace: u64,
     /// Events simulated.
     pub events: u64,
 }
+
+/// Names the racing clients of a churn run write.
+const NAMES: usize = 40;
 
 /// Most maintenance rounds a settling may take before the invariants count as broken.
 pub const SETTLE_ROUNDS: usize = 120;
@@ -169,6 +174,7 @@ pub fn churn(seed: u64, nodes: usize, churn: Duration) -> ChurnReport {
     let step = Duration::from_millis(250);
     let end = sim.elapsed() + churn;
     let mut during = Hops::default();
+    let mut writes = 0u64;
     while sim.elapsed() < end {
         let members = sim.members();
         let pick = |sim: &mut Sim, from: &[Id]| from[sim.rng().below(from.len())];
@@ -183,9 +189,13 @@ pub fn churn(seed: u64, nodes: usize, churn: Duration) -> ChurnReport {
                 let id = crashed.swap_remove(at);
                 sim.join(id);
             }
-            18..=21 if !members.is_empty() => {
+            18..=19 if !members.is_empty() => {
                 let id = pick(&mut sim, &members);
                 sim.restart(id);
+            }
+            20..=21 if !members.is_empty() => {
+                let id = pick(&mut sim, &members);
+                sim.restart_with_store(id);
             }
             22..=26 if members.len() > nodes / 2 => {
                 let id = pick(&mut sim, &members);
@@ -213,12 +223,22 @@ pub fn churn(seed: u64, nodes: usize, churn: Duration) -> ChurnReport {
             sim.heal();
             heal_at = None;
         }
-        // Racing clients: lookups from random members all along.
+        // Racing clients: lookups, and writes of a few names (so that writes of one name
+        // race), from random members all along.
         let members = sim.members();
         for _ in 0..3.min(members.len()) {
             let from = pick(&mut sim, &members);
             let key = Id(sim.rng().next_u64() as u16);
             sim.lookup(from, key);
+            let from = pick(&mut sim, &members);
+            let name = format!("object-{}", sim.rng().below(NAMES));
+            writes += 1;
+            if sim.rng().below(8) == 0 {
+                sim.delete(from, name.as_bytes());
+            } else {
+                let data = sim.rng().next_u64().to_le_bytes();
+                sim.put(from, name.as_bytes(), &data);
+            }
         }
         sim.run_for(step);
         let ended = sim.take_lookups();
@@ -240,6 +260,7 @@ pub fn churn(seed: u64, nodes: usize, churn: Duration) -> ChurnReport {
         violations,
         settle_rounds,
         lookups_during: (during.count() + failed_during as u64, failed_during),
+        writes: (writes, sim.acked().len()),
         trace: sim.trace_hash(),
         events: sim.stats().events,
     }

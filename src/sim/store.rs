@@ -27,7 +27,10 @@ impl MemStore {
 
     /// Every record, by name.
     pub fn records(&self) -> Vec<RecordMeta> {
-        self.records.values().map(|(meta, _)| meta.clone()).collect()
+        self.records
+            .values()
+            .map(|(meta, _)| meta.clone())
+            .collect()
     }
 
     /// Commits the record `head` with `data`; returns how, and what it replaced (or, if
@@ -47,8 +50,7 @@ impl MemStore {
             crc: digest.finalize(),
             deleted: head.deleted,
         };
-        self.records
-            .insert(head.name.clone(), (meta.clone(), data));
+        self.records.insert(head.name.clone(), (meta.clone(), data));
         (Commit::Stored(meta), existing)
     }
 
