@@ -5,9 +5,9 @@
 //! are tested here with time passed in.
 //!
 //! The overlay's protocols are whole state machines here ([`membership`], [`registry`]). The
-//! object store's protocol is not yet: its rules are ([`placement`], [`versions`],
-//! [`outcomes`], [`repairs`]), while the exchanges that carry them out still live in the
-//! threaded node.
+//! object store's protocol is its decisions and resumable passes ([`objects`]) with its rules
+//! ([`placement`], [`versions`], [`outcomes`], [`repairs`]); the drivers move the bytes
+//! (streaming large objects over sockets, or in memory in the simulator).
 
 pub mod health;
 pub mod membership;

@@ -1,8 +1,9 @@
 //! A deterministic simulator of a whole overlay on one thread: the nodes' own protocol state
 //! machines ([`crate::protocol::membership`], the same code the threaded [`crate::Node`]
-//! runs) and discovery's registry ([`crate::protocol::registry`]) over an in-memory network
-//! with a virtual clock, seeded latency (and so reordering), loss, partitions, crashes and
-//! restarts. The same seed gives the same run, event for event: [`Sim::trace_hash`] is the
+//! runs), their object protocol ([`crate::protocol::objects`]) on in-memory stores, and
+//! discovery's registry ([`crate::protocol::registry`]) over an in-memory network with a
+//! virtual clock, seeded latency (and so reordering), loss, partitions, crashes and restarts
+//! (with or without the node's store), and clients' lookups and writes. The same seed gives the same run, event for event: [`Sim::trace_hash`] is the
 //! same across runs and machines.
 //!
 //! ```
