@@ -74,7 +74,7 @@ impl Inner {
     /// How this node judges its records now.
     pub(super) fn keeping(&self) -> Keeping {
         let grace = nanos(self.config.tombstone_grace);
-        Keeping::new(wall_clock_ns(), grace, self.unconfirmed_before)
+        Keeping::new(wall_clock_ns(), grace, self.objects.unconfirmed_before)
     }
 }
 

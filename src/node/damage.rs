@@ -17,7 +17,7 @@ use super::Inner;
 impl Inner {
     /// Has maintenance repair this node's copy of `name`, unless it did lately.
     pub(super) fn schedule_repair(&self, name: &[u8]) {
-        let scheduled = self.repairs.lock().schedule(name, Instant::now());
+        let scheduled = self.objects.repairs.lock().schedule(name, Instant::now());
         if scheduled {
             self.wake_maintenance();
         }
@@ -25,7 +25,7 @@ impl Inner {
 
     /// Repairs the copies scheduled so far.
     pub(super) fn repair_scheduled(&self) {
-        let due = self.repairs.lock().take_due();
+        let due = self.objects.repairs.lock().take_due();
         for name in due {
             self.repair_copy(&name);
         }
@@ -43,13 +43,15 @@ impl Inner {
                             what: format!("version {} is too far ahead", head.version),
                         });
                     }
-                    self.store
+                    self.objects
+                        .store
                         .writer(name, head.version, false)
                         .map_err(|e| Error::from_store(name, e))
                 })?;
                 // Newest wins would keep the damaged copy at the same version: it goes first
                 // (only once the sound one is here, and only if it is still that version).
-                self.store
+                self.objects
+                    .store
                     .remove(name, head.version)
                     .map_err(|e| Error::from_store(name, e))?;
                 writer.finish().map_err(|e| Error::from_store(name, e))

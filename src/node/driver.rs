@@ -88,7 +88,7 @@ impl Inner {
                 Effect::Heartbeat => {
                     self.heartbeat_discovery();
                     super::absence::note_alive(
-                        &self.data_dir.path,
+                        &self.objects.data_dir.path,
                         super::versions::wall_clock_ns(),
                     );
                 }

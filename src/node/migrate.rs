@@ -86,7 +86,7 @@ impl Inner {
     /// One rebalance pass ([`Rebalance`]): every record goes where it belongs. Returns
     /// whether everything was done.
     fn rebalance(&self) -> bool {
-        let records = match self.store.records() {
+        let records = match self.objects.store.records() {
             Ok(records) => records,
             Err(e) => {
                 log::warn!("node {}: cannot list objects: {e}", self.me);
@@ -134,7 +134,7 @@ impl Inner {
         let (drops, mut done) = pass.finish();
         for meta in drops {
             // Unless it changed meanwhile.
-            match self.store.remove(&meta.name, meta.version) {
+            match self.objects.store.remove(&meta.name, meta.version) {
                 Ok(true) => log::debug!(
                     "node {}: dropped {:?} ({}), kept by its holders",
                     self.me,
@@ -202,7 +202,7 @@ impl Inner {
         let reader = if meta.deleted {
             None
         } else {
-            match self.store.reader(&meta.name) {
+            match self.objects.store.reader(&meta.name) {
                 Ok(reader) => Some(reader),
                 Err(StoreError::NotFound) => return Ok(None),
                 Err(e) => return Err(Error::from_store(&meta.name, e)),
@@ -237,6 +237,7 @@ impl Inner {
     /// node is gone from the others' tables; fails if some record could not be handed to any.
     pub(super) fn hand_off_all(&self) -> Result<Vec<RecordMeta>> {
         let records = self
+            .objects
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
@@ -292,6 +293,7 @@ impl Inner {
                     other => return Err(Error::unexpected_reply(node.addr, "Record", &other)),
                 };
                 let mut writer = self
+                    .objects
                     .store
                     .writer(&head.name, head.version, head.deleted)
                     .map_err(|e| Error::from_store(&head.name, e))?;

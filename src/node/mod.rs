@@ -70,13 +70,19 @@ pub(crate) struct Inner {
     pool: Pool,
     counters: Arc<Counters>,
     discovery: Mutex<Option<SocketAddr>>,
+    /// Wakes the maintenance thread; `None` once shut down.
+    maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    objects: Objects,
+}
+
+/// The node's objects: its store, and the state of the writes it orders and the copies it
+/// keeps.
+struct Objects {
     store: ObjectStore,
     /// Where the store lives, and whether it is ours to remove at shutdown.
     data_dir: DataDir,
     /// Writes hold it shared; leaving takes it exclusively to let writes in flight finish.
     write_gate: RwLock<()>,
-    /// Wakes the maintenance thread; `None` once shut down.
-    maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     /// Gives the versions of the writes this node orders.
     versions: versions::VersionClock,
     /// What recent writes did, for their retries.
@@ -169,14 +175,16 @@ impl Node {
             pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
-            store,
-            data_dir,
-            write_gate: RwLock::new(()),
             maintenance: Mutex::new(Some(wake)),
-            versions: versions::VersionClock::new(id),
-            outcomes: Mutex::new(crate::protocol::outcomes::Outcomes::default()),
-            repairs: Mutex::new(crate::protocol::repairs::Repairs::default()),
-            unconfirmed_before,
+            objects: Objects {
+                store,
+                data_dir,
+                write_gate: RwLock::new(()),
+                versions: versions::VersionClock::new(id),
+                outcomes: Mutex::new(crate::protocol::outcomes::Outcomes::default()),
+                repairs: Mutex::new(crate::protocol::repairs::Repairs::default()),
+                unconfirmed_before,
+            },
             config,
         });
         let handler: Handler = {
@@ -293,7 +301,7 @@ impl Node {
         let inner = &self.inner;
         {
             // Taking the gate waits for writes in flight, so none lands after the hand-off.
-            let _writes = inner.write_gate.write();
+            let _writes = inner.objects.write_gate.write();
             inner.core.write().begin_leave()?;
         }
         let handed = match inner.hand_off_all() {
@@ -311,7 +319,7 @@ impl Node {
         inner.drive(effects);
         // Only now, when nobody routes here any more, are the handed-over copies dropped.
         for meta in handed {
-            if let Err(e) = inner.store.remove(&meta.name, meta.version) {
+            if let Err(e) = inner.objects.store.remove(&meta.name, meta.version) {
                 log::warn!("node {}: keeping a handed-over copy: {e}", inner.me);
             }
         }
@@ -323,6 +331,7 @@ impl Node {
     pub fn objects(&self) -> Result<Vec<RecordMeta>> {
         let records = self
             .inner
+            .objects
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
@@ -331,7 +340,7 @@ impl Node {
 
     /// The directory this node keeps its objects in.
     pub fn data_dir(&self) -> &Path {
-        &self.inner.data_dir.path
+        &self.inner.objects.data_dir.path
     }
 
     /// Counts of this node's connections and requests so far.

@@ -22,9 +22,9 @@ impl Inner {
     /// A get: streams the object if this node holds it. A copy found corrupt is reported
     /// (the asker turns to another holder) and replaced from a sound one soon after.
     pub(super) fn serve_get(&self, name: &[u8], session: &mut Session<'_>) -> Message {
-        let mut reader = self.store.reader(name);
+        let mut reader = self.objects.store.reader(name);
         if let Err(StoreError::NotFound) = reader {
-            reader = Err(match self.store.meta(name) {
+            reader = Err(match self.objects.store.meta(name) {
                 // The responsible node's deletion record is the last word on the name.
                 Ok(Some(m)) if m.deleted && self.is_responsible(m.key) => {
                     return refuse(RemoteCode::Gone, "the object was deleted")
@@ -65,12 +65,12 @@ impl Inner {
 
     /// Which of `records` this node holds at an older version, and which not at all.
     pub(super) fn lacking(&self, records: Vec<(Vec<u8>, u64)>) -> Message {
-        crate::protocol::objects::lacking(records, |name| self.store.meta(name))
+        crate::protocol::objects::lacking(records, |name| self.objects.store.meta(name))
     }
 
     /// A joining node's pull: streams copies of the records it will keep.
     pub(super) fn serve_pull(&self, joiner: NodeInfo, session: &mut Session<'_>) -> Message {
-        let records = match self.store.records() {
+        let records = match self.objects.store.records() {
             Ok(records) => records,
             Err(e) => return store_reply(b"", e),
         };
@@ -95,7 +95,7 @@ impl Inner {
             let head = head_of(meta, true);
             return send_whole_record(session.framed(), &head, &mut SliceSource(&[]));
         }
-        let mut reader = match self.store.reader(&meta.name) {
+        let mut reader = match self.objects.store.reader(&meta.name) {
             Ok(reader) => reader,
             Err(StoreError::NotFound) => return Ok(()), // deleted since the listing
             Err(e) => return Err(Error::from_store(&meta.name, e)),

@@ -103,7 +103,7 @@ impl Inner {
             return drain(&head, session, outcome.reply());
         }
         // Held for the whole write, so that leaving waits for it.
-        let _writing = self.write_gate.read();
+        let _writing = self.objects.write_gate.read();
         if self.phase() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
@@ -163,7 +163,7 @@ impl Inner {
         let Some(ticket) = self.new_version(&head.name) else {
             return Err(drain(head, session, version_exhausted()));
         };
-        let mut writer = match self.store.writer(&head.name, ticket.version, false) {
+        let mut writer = match self.objects.store.writer(&head.name, ticket.version, false) {
             Ok(writer) => writer,
             Err(e) => return Err(drain(head, session, store_reply(&head.name, e))),
         };
@@ -242,6 +242,7 @@ impl Inner {
     ) -> Result<(LocalCommit, Vec<CopyAnswer>)> {
         let local = || {
             let mut writer = self
+                .objects
                 .store
                 .writer(&copy.name, copy.version, false)
                 .map_err(|e| Error::from_store(&copy.name, e))?;
@@ -322,11 +323,15 @@ impl Inner {
         // Not waited for: a node that started leaving refuses copies (its hand-off may be under
         // way), and the responsible node writing this copy may itself be waiting to leave,
         // which must not wait on this one.
-        let writing = self.write_gate.try_read();
+        let writing = self.objects.write_gate.try_read();
         if writing.is_none() || self.phase() != Phase::Joined {
             return drain(&head, session, not_responsible());
         }
-        let mut writer = match self.store.writer(&head.name, head.version, head.deleted) {
+        let mut writer = match self
+            .objects
+            .store
+            .writer(&head.name, head.version, head.deleted)
+        {
             Ok(w) => w,
             Err(e) => return drain(&head, session, store_reply(&head.name, e)),
         };
@@ -366,7 +371,7 @@ impl Inner {
         if let Some(outcome) = self.outcome_of(request) {
             return outcome.reply();
         }
-        let _writing = self.write_gate.read();
+        let _writing = self.objects.write_gate.read();
         if self.phase() != Phase::Joined {
             return not_responsible();
         }
@@ -375,6 +380,7 @@ impl Inner {
         };
         ticket.wait_turn(self.config.net.io_timeout);
         let committed = self
+            .objects
             .store
             .writer(name, ticket.version, true)
             .and_then(|w| w.finish_replacing());
@@ -418,9 +424,9 @@ impl Inner {
     /// clock read it (it does when no other write of `name` is in flight).
     fn new_version_seeing(&self, name: &[u8]) -> Option<(Ticket<'_>, Option<RecordMeta>)> {
         let mut stored = None;
-        let ticket = self.versions.begin(name, wall_clock_ns(), || {
+        let ticket = self.objects.versions.begin(name, wall_clock_ns(), || {
             // A damaged record counts as absent: the write replaces it.
-            stored = self.store.meta(name).ok().flatten();
+            stored = self.objects.store.meta(name).ok().flatten();
             stored.as_ref().map(|m| m.version)
         })?;
         Some((ticket, stored))
@@ -460,11 +466,12 @@ impl Inner {
 
     /// The remembered outcome of the client's request `request`.
     fn outcome_of(&self, request: u64) -> Option<Outcome> {
-        self.outcomes.lock().get(request, Instant::now())
+        self.objects.outcomes.lock().get(request, Instant::now())
     }
 
     fn remember(&self, request: u64, outcome: Outcome) {
-        self.outcomes
+        self.objects
+            .outcomes
             .lock()
             .remember(request, outcome, Instant::now());
     }

@@ -415,7 +415,12 @@ impl Sim {
     fn finish_write(&mut self, slot: usize, id: u64) {
         let now = self.instant();
         let node = &mut self.nodes[slot];
-        if !node.objects.writes.get(&id).is_some_and(|op| op.waiting == 0) {
+        if !node
+            .objects
+            .writes
+            .get(&id)
+            .is_some_and(|op| op.waiting == 0)
+        {
             return;
         }
         let Some(op) = node.objects.writes.remove(&id) else {
