@@ -204,3 +204,12 @@ fn the_object_invariants_catch_copies_lost_with_every_holder() {
         "{broken:?}"
     );
 }
+
+/// A node cut off from all of its leaf set by a partition took a write as the only holder,
+/// then left: with no neighbour to hand it to, it left with the record as if it were the
+/// last node, and the acknowledged write was lost. Fixed by staying until the record can be
+/// handed over unless discovery knows no other node.
+#[test]
+fn regression_a_cut_off_node_does_not_leave_with_the_only_copy() {
+    assert_holds(201_218, 124, Duration::from_secs(10));
+}

@@ -241,7 +241,13 @@ impl Inner {
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
-        let mut handoff = HandOff::new(self.core.read().state(), self.config.replicas, records);
+        let last = self.core.read().state().leaf_set().members().is_empty() && self.alone();
+        let mut handoff = HandOff::new(
+            self.core.read().state(),
+            self.config.replicas,
+            records,
+            last,
+        );
         loop {
             let round = handoff.round();
             if round.is_empty() {
@@ -258,6 +264,21 @@ impl Inner {
             }
         }
         handoff.finish()
+    }
+
+    /// Whether discovery knows no other node (or this node has no discovery): a node with an
+    /// empty leaf set is then the last of its overlay, not cut off from the others. Unknown
+    /// (discovery unreachable) counts as not alone.
+    fn alone(&self) -> bool {
+        let Some(addr) = *self.discovery.lock() else {
+            return true;
+        };
+        let link = crate::calls::discovery::DiscoveryLink {
+            pool: &self.pool,
+            addr,
+        };
+        link.peers()
+            .is_ok_and(|peers| peers.iter().all(|p| p.id == self.me.id))
     }
 
     /// Pulls, while joining, copies of the records this node will be responsible for from its

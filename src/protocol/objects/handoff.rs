@@ -27,11 +27,17 @@ pub struct HandOff {
     excluded: Vec<NodeInfo>,
     rounds_left: usize,
     last_error: Option<Error>,
+    /// Nobody else is known to be in the overlay.
+    last: bool,
 }
 
 impl HandOff {
     /// The hand-off of `records` by a node whose overlay is `state`, keeping `k` copies.
-    pub fn new(state: &OverlayState, k: usize, records: Vec<RecordMeta>) -> HandOff {
+    /// `last` says that no other node is known to be in the overlay (discovery knows none):
+    /// only then may a node with an empty leaf set leave with its records, which stay on its
+    /// disk. A node whose leaf set is empty while others live is cut off from them, not the
+    /// last: it stays until it can hand its records over.
+    pub fn new(state: &OverlayState, k: usize, records: Vec<RecordMeta>, last: bool) -> HandOff {
         let members = state.leaf_set().members();
         HandOff {
             me: state.me(),
@@ -42,6 +48,7 @@ impl HandOff {
             held: HashMap::new(),
             excluded: Vec::new(),
             last_error: None,
+            last,
         }
     }
 
@@ -95,9 +102,9 @@ impl HandOff {
 
     /// The end: what at least one member now holds, to be deleted once this node is gone from
     /// the others' tables; an error if some record could not be handed to any of them (the
-    /// last node has nowhere to hand anything: its data stays).
+    /// last node has nowhere to hand anything: its data stays on its disk).
     pub fn finish(self) -> Result<Vec<RecordMeta>, Error> {
-        if self.members.is_empty() {
+        if self.members.is_empty() && (self.last || self.records.is_empty()) {
             return Ok(Vec::new());
         }
         let (handed, stranded): (Vec<RecordMeta>, Vec<RecordMeta>) = self

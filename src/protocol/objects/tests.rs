@@ -180,7 +180,7 @@ fn a_rebalance_asks_the_responsible_node_for_holders_it_cannot_be_sure_of() {
 fn a_hand_off_passes_over_members_that_refuse_until_each_record_is_held() {
     let state = overlay(&[0x1000, 0x1100, 0x1200, 0x0f00]);
     let meta = record("x", 0x1000, 1, false);
-    let mut handoff = HandOff::new(&state, 2, vec![meta.clone()]);
+    let mut handoff = HandOff::new(&state, 2, vec![meta.clone()], false);
     let round: Vec<u16> = handoff.round().iter().map(|(h, _)| h.id.0).collect();
     assert_eq!(round, vec![0x0f00, 0x1100]);
     handoff.failed(node(0x0f00), crate::error::Error::Config("gone".into()));
@@ -195,7 +195,7 @@ fn a_hand_off_passes_over_members_that_refuse_until_each_record_is_held() {
 #[test]
 fn a_hand_off_that_placed_nothing_fails() {
     let state = overlay(&[0x1000, 0x1100]);
-    let mut handoff = HandOff::new(&state, 2, vec![record("x", 0x1000, 1, false)]);
+    let mut handoff = HandOff::new(&state, 2, vec![record("x", 0x1000, 1, false)], false);
     while let Some((holder, batch)) = handoff.round().first().cloned() {
         handoff.answered(holder, batch.len(), vec![]);
     }
@@ -212,4 +212,20 @@ fn a_joiner_pulls_what_it_will_hold() {
     let picked = pull_selection(&state, node(0x1800), 1, records);
     assert_eq!(picked.len(), 1);
     assert_eq!(picked[0].name, b"near");
+}
+
+#[test]
+fn a_node_cut_off_from_the_others_does_not_leave_with_its_records() {
+    let alone = OverlayState::new(node(0x1000), 4);
+    let records = vec![record("x", 0x1000, 1, false)];
+    // The last node of the overlay leaves; its records stay on its disk.
+    let mut last = HandOff::new(&alone, 3, records.clone(), true);
+    assert!(last.round().is_empty());
+    assert_eq!(last.finish().unwrap(), vec![]);
+    // Others live, but none is in its leaf set: it stays.
+    let mut cut_off = HandOff::new(&alone, 3, records, false);
+    assert!(cut_off.round().is_empty());
+    assert!(cut_off.finish().is_err());
+    // With nothing to hand over, it may go.
+    assert!(HandOff::new(&alone, 3, vec![], false).finish().is_ok());
 }
