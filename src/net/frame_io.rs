@@ -3,7 +3,7 @@
 use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
@@ -16,6 +16,14 @@ use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
 /// (`SharedStream` cannot read into uninitialised memory) and a process running hundreds of
 /// nodes holds thousands of connections: 64 KiB made an idle node four times larger.
 const READ_BUFFER: usize = 4 * 1024;
+
+/// A frame's body buffer grows by at most this much ahead of the bytes received: a header
+/// claiming a large payload pins no memory until the payload arrives.
+const GROW_STEP: usize = 64 * 1024;
+
+/// A body buffer larger than this is let go once a smaller frame follows: a connection holds
+/// the memory of its largest frame only while such frames keep coming.
+const KEEP_BUFFER: usize = 512 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -32,8 +40,13 @@ pub(crate) struct Framed {
     /// The stream, read through a buffer and written directly (`&TcpStream` writes): one
     /// descriptor per connection, not a clone for each direction.
     reader: BufReader<SharedStream>,
-    /// The read timeout set on the stream now.
+    /// How long a frame's first byte may be waited for (set by [`Framed::set_read_timeout`]).
     read_timeout: Duration,
+    /// How long a frame may take from its first byte to its last, however slowly it
+    /// trickles: a peer cannot hold a connection's reader with a byte now and then.
+    frame_timeout: Duration,
+    /// The timeout set on the socket now (a system call only when it changes).
+    socket_timeout: Duration,
     /// Frames queued and not yet written.
     out: BytesMut,
     /// The body of the frame last read.
@@ -44,10 +57,12 @@ pub(crate) struct Framed {
 
 impl Framed {
     /// Wraps a connected stream (its timeouts already set, the read timeout being
-    /// `io_timeout`, named in errors).
+    /// `first_byte`: how long a frame may be waited for). A frame, once begun, must end
+    /// within `frame_timeout`.
     pub fn new(
         stream: TcpStream,
-        io_timeout: Duration,
+        first_byte: Duration,
+        frame_timeout: Duration,
         max_payload: u32,
         counters: Arc<Counters>,
     ) -> io::Result<Self> {
@@ -56,7 +71,9 @@ impl Framed {
         Ok(Framed {
             peer,
             reader,
-            read_timeout: io_timeout,
+            read_timeout: first_byte,
+            frame_timeout,
+            socket_timeout: first_byte,
             out: BytesMut::with_capacity(4096),
             body: Vec::new(),
             max_payload,
@@ -121,18 +138,75 @@ impl Framed {
         })
     }
 
-    /// Reads one frame; a chunk's data is lent from the frame buffer rather than copied.
+    /// Reads one frame; a chunk's data is lent from the frame buffer rather than copied. The
+    /// first byte may take the read timeout; the rest of the frame must follow within the
+    /// frame timeout, and the body buffer grows only as the body arrives.
     pub fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
         let mut header = [0u8; HEADER_LEN];
-        self.reader.read_exact(&mut header).map_err(ReadError::Io)?;
-        let h = wire::decode_header(&header, self.max_payload).map_err(ReadError::Wire)?;
-        self.counters.note_frame(u64::from(h.len));
-        self.body.clear();
-        self.body.resize(h.len as usize + TRAILER_LEN, 0);
-        self.reader
-            .read_exact(&mut self.body)
-            .map_err(ReadError::Io)?;
+        let read = self.recv_frame(&mut header);
+        // Back to the wait for a frame, should the frame have needed a shorter one.
+        let restored = self.apply_timeout(self.read_timeout);
+        read?;
+        restored.map_err(ReadError::Io)?;
         wire::decode_frame_body(&header, &self.body, self.max_payload).map_err(ReadError::Wire)
+    }
+
+    /// Reads a frame's header into `header` and its body and trailer into `self.body`.
+    fn recv_frame(&mut self, header: &mut [u8; HEADER_LEN]) -> Result<(), ReadError> {
+        self.fill(&mut header[..1], None).map_err(ReadError::Io)?;
+        let deadline = Instant::now() + self.frame_timeout;
+        self.fill(&mut header[1..], Some(deadline))
+            .map_err(ReadError::Io)?;
+        let h = wire::decode_header(header, self.max_payload).map_err(ReadError::Wire)?;
+        self.counters.note_frame(u64::from(h.len));
+        let want = h.len as usize + TRAILER_LEN;
+        if self.body.capacity() > KEEP_BUFFER && want <= KEEP_BUFFER {
+            self.body = Vec::new();
+        }
+        self.body.clear();
+        let mut body = std::mem::take(&mut self.body);
+        let mut result = Ok(());
+        while body.len() < want && result.is_ok() {
+            let start = body.len();
+            body.resize(start + (want - start).min(GROW_STEP), 0);
+            result = self.fill(&mut body[start..], Some(deadline));
+        }
+        self.body = body;
+        result.map_err(ReadError::Io)
+    }
+
+    /// Fills `buf` from the stream; past `deadline` it fails as timed out. A read that must
+    /// wait is given no longer than the time left.
+    fn fill(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+        let mut filled = 0;
+        // Bounded: each pass fills at least one byte, or fails.
+        while filled < buf.len() {
+            if self.reader.buffer().is_empty() {
+                if let Some(deadline) = deadline {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return Err(io::ErrorKind::TimedOut.into());
+                    }
+                    self.apply_timeout(left.min(self.read_timeout))?;
+                }
+            }
+            match self.reader.read(&mut buf[filled..]) {
+                Ok(0) => return Err(io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the socket's read timeout (a system call only when it changes).
+    fn apply_timeout(&mut self, timeout: Duration) -> io::Result<()> {
+        if timeout != self.socket_timeout {
+            self.reader.get_ref().0.set_read_timeout(Some(timeout))?;
+            self.socket_timeout = timeout;
+        }
+        Ok(())
     }
 
     /// Whether the peer has closed the connection (or sent something unasked), judged without
@@ -164,13 +238,10 @@ impl Framed {
         Arc::clone(&self.reader.get_ref().0)
     }
 
-    /// Sets how long a read may wait (a system call only when it changes).
+    /// Sets how long a frame's first byte may be waited for.
     pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        if timeout != self.read_timeout {
-            self.reader.get_ref().0.set_read_timeout(Some(timeout))?;
-            self.read_timeout = timeout;
-        }
-        Ok(())
+        self.read_timeout = timeout;
+        self.apply_timeout(timeout)
     }
 
     /// The library error for a failure on this connection.
@@ -244,5 +315,97 @@ pub(crate) fn refusal_to_error(addr: SocketAddr, reply: Message) -> crate::Resul
             message,
         }),
         other => Ok(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+
+    /// A connected pair on loopback: the raw sending end, and the receiving end framed with
+    /// `first_byte` and `frame_timeout`.
+    fn pair(first_byte: Duration, frame_timeout: Duration) -> (TcpStream, Framed) {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (received, _) = listener.accept().unwrap();
+        received.set_read_timeout(Some(first_byte)).unwrap();
+        let framed = Framed::new(
+            received,
+            first_byte,
+            frame_timeout,
+            wire::DEFAULT_MAX_PAYLOAD,
+            Arc::new(Counters::default()),
+        )
+        .unwrap();
+        (sender, framed)
+    }
+
+    #[test]
+    fn a_header_claiming_megabytes_pins_only_what_arrives() {
+        let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_millis(300));
+        let claimed = vec![0u8; 4 << 20];
+        let (header, _) = wire::chunk_frame_parts(&claimed);
+        sender.write_all(&header).unwrap();
+        sender.write_all(&[1; 10]).unwrap();
+        let started = Instant::now();
+        let e = framed.recv().unwrap_err();
+        assert!(
+            matches!(&e, ReadError::Io(io) if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)),
+            "{e:?}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert!(
+            framed.body.capacity() <= 2 * GROW_STEP,
+            "{} bytes held for 10 received",
+            framed.body.capacity()
+        );
+    }
+
+    #[test]
+    fn a_frame_trickled_a_byte_at_a_time_ends_at_its_deadline_not_at_the_idle_timeout() {
+        let (mut sender, mut framed) = pair(Duration::from_secs(30), Duration::from_millis(500));
+        let mut frame = BytesMut::new();
+        wire::encode(&Message::Ping, &mut frame);
+        let trickler = std::thread::spawn(move || {
+            // Each byte well within the idle timeout, the whole far beyond the frame's.
+            for b in frame.iter() {
+                if sender.write_all(&[*b]).is_err() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        });
+        let started = Instant::now();
+        assert!(
+            framed.recv().is_err(),
+            "a frame that took too long was accepted"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        drop(framed); // ends the trickler's writes
+        trickler.join().unwrap();
+    }
+
+    #[test]
+    fn frames_that_arrive_in_time_are_read_however_they_are_split() {
+        let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(2));
+        let mut frames = BytesMut::new();
+        let big = Message::Chunk {
+            data: bytes::Bytes::from(vec![7u8; 600_000]),
+        };
+        wire::encode(&big, &mut frames);
+        wire::encode(&Message::Ping, &mut frames);
+        let writer = std::thread::spawn(move || {
+            for piece in frames.chunks(50_000) {
+                sender.write_all(piece).unwrap();
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            sender
+        });
+        assert_eq!(framed.recv().unwrap(), big);
+        assert_eq!(framed.recv().unwrap(), Message::Ping);
+        // The large frame's buffer is let go once small frames follow.
+        assert!(framed.body.capacity() < 600_000);
+        drop(writer.join().unwrap());
     }
 }

@@ -223,6 +223,7 @@ impl Pool {
         Framed::new(
             socket.into(),
             self.config.io_timeout,
+            self.config.io_timeout,
             self.config.max_payload,
             Arc::clone(&self.counters),
         )

@@ -230,7 +230,8 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         return;
     }
     let counters = Arc::clone(&shared.counters);
-    let Ok(framed) = Framed::new(stream, config.idle_timeout, config.max_payload, counters) else {
+    let (idle, frame) = (config.idle_timeout, config.io_timeout);
+    let Ok(framed) = Framed::new(stream, idle, frame, config.max_payload, counters) else {
         return;
     };
     let handle = framed.stream();
@@ -270,7 +271,8 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
         message: why.to_string(),
     };
     let timeout = shared.config.io_timeout;
-    if let Ok(mut framed) = Framed::new(stream, timeout, 0, Arc::clone(&shared.counters)) {
+    let counters = Arc::clone(&shared.counters);
+    if let Ok(mut framed) = Framed::new(stream, timeout, timeout, 0, counters) {
         let _ = framed.send(&reply);
     }
 }
