@@ -327,3 +327,65 @@ fn a_node_that_answers_routes_with_nonsense_is_routed_around_then_dropped() {
         }
     }
 }
+
+#[test]
+fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_on() {
+    let io_timeout = Duration::from_millis(600);
+    let node = Node::start(NodeConfig {
+        net: NetConfig {
+            io_timeout,
+            max_connections: 8,
+            ..NetConfig::default()
+        },
+        ..NodeConfig::default()
+    })
+    .unwrap();
+    node.create().unwrap();
+    let addr = node.info().addr;
+    let mut ping = bytes::BytesMut::new();
+    wire::encode(&Message::Ping, &mut ping);
+    let mut huge = bytes::BytesMut::new();
+    wire::encode(
+        &Message::Chunk {
+            data: bytes::Bytes::from(vec![0u8; 4 << 20]),
+        },
+        &mut huge,
+    );
+    let stop = Arc::new(AtomicBool::new(false));
+    // Six connections that would hold every thread for good: a ping a byte every 150 ms (the
+    // idle timeout, 60 s, never runs out), and a 4 MiB frame's header and a few bytes.
+    let attackers: Vec<_> = (0..6)
+        .map(|i| {
+            let bytes = if i % 2 == 0 {
+                ping.to_vec()
+            } else {
+                huge[..16].to_vec()
+            };
+            let stop = Arc::clone(&stop);
+            std::thread::spawn(move || {
+                let mut s = TcpStream::connect(addr).unwrap();
+                let started = std::time::Instant::now();
+                for b in bytes {
+                    if stop.load(Ordering::SeqCst) || s.write_all(&[b]).is_err() {
+                        break;
+                    }
+                    std::thread::sleep(Duration::from_millis(150));
+                }
+                // The node must have closed it long before the idle timeout.
+                let closed = read_until_closed(s);
+                (started.elapsed(), closed)
+            })
+        })
+        .collect();
+    // Meanwhile everyone else is served.
+    for _ in 0..5 {
+        drop(pastry_client_ping(addr));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for a in attackers {
+        let (took, _) = a.join().unwrap();
+        assert!(took < Duration::from_secs(10), "held for {took:?}");
+    }
+    stop.store(true, Ordering::SeqCst);
+    drop(pastry_client_ping(addr));
+}
