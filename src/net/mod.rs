@@ -20,7 +20,9 @@ pub struct NetConfig {
     /// How long to wait for a TCP connection to be accepted. Default 2 s.
     pub connect_timeout: Duration,
     /// How long to wait for a reply (or for a write to drain). Default 5 s. A lookup, which may
-    /// have to route around a hop that does not answer, takes at most twice this.
+    /// have to route around a hop that does not answer, takes at most twice this. Also how
+    /// long a frame may take from its first byte to its last: a frame that trickles in more
+    /// slowly closes its connection.
     pub io_timeout: Duration,
     /// How long a server keeps a connection that sends nothing. Default 60 s.
     pub idle_timeout: Duration,
