@@ -128,7 +128,7 @@ impl Sim {
         token: Token,
         head: RecordHead,
         body: Bytes,
-    ) -> Option<Message> {
+    ) {
         let now = self.instant();
         let now_ns = self.now_ns();
         let node = &mut self.nodes[slot];
@@ -138,11 +138,11 @@ impl Sim {
         {
             let reply = refusal(RemoteCode::NotResponsible, "not responsible for this key");
             self.reply_with(token, reply, Vec::new());
-            return None;
+            return;
         }
         if let Some(outcome) = node.objects.outcomes.get(head.request, now) {
             self.reply_with(token, outcome.reply(), Vec::new());
-            return None;
+            return;
         }
         let store = &mut node.objects.store;
         let floor = [
@@ -155,7 +155,7 @@ impl Sim {
         let Some(version) = next_version(now_ns, floor, me.id) else {
             let reply = refusal(RemoteCode::BadVersion, "no newer version left");
             self.reply_with(token, reply, Vec::new());
-            return None;
+            return;
         };
         node.objects.given.insert(head.name.clone(), version);
         let mut copy = copy_head(&head, version);
@@ -186,7 +186,6 @@ impl Sim {
             self.object_call(slot, holder, request, body.clone(), cont);
         }
         self.finish_write(slot, id);
-        None
     }
 
     /// Answers write `id` once every copy is answered.

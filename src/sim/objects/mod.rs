@@ -202,7 +202,10 @@ impl Sim {
         let k = self.config.replicas;
         let node = &mut self.nodes[slot];
         let reply = match request {
-            Message::Record(head) if !head.handoff => return self.order(slot, token, head, body),
+            Message::Record(head) if !head.handoff => {
+                self.order(slot, token, head, body);
+                return None;
+            }
             Message::Delete { name, request, .. } => {
                 let head = RecordHead {
                     name,
@@ -214,7 +217,8 @@ impl Sim {
                     existed: false,
                     relayed: false,
                 };
-                return self.order(slot, token, head, Bytes::new());
+                self.order(slot, token, head, Bytes::new());
+                return None;
             }
             Message::Record(head) => {
                 if !check_incoming(head.version, now_ns) {
