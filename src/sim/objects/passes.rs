@@ -13,7 +13,7 @@ use crate::protocol::versions::check_incoming;
 use crate::store::RecordMeta;
 use crate::wire::Message;
 
-use super::{fail_round, Cont, HolderRound, Leave, Pass, Purpose, Records, OBJECT_CALL};
+use super::{fail_round, Cont, HolderRound, Leave, Pass, Purpose, Records};
 use crate::sim::Sim;
 
 impl Sim {
@@ -28,22 +28,18 @@ impl Sim {
     ) {
         let Some((meta, data)) = self.nodes[slot].objects.store.get(name) else {
             // Deleted here since the listing: nothing to send, and nothing left to drop.
-            let cont = cont(name.to_vec(), 0);
-            if let (Cont::Push { .. }, Some(pass)) =
-                (&cont, self.nodes[slot].objects.rebalance.as_mut())
-            {
-                pass.waiting += 1;
+            match cont(name.to_vec(), 0) {
+                Cont::Push { name, .. } => {
+                    if let Some(pass) = self.nodes[slot].objects.rebalance.as_mut() {
+                        pass.pass.sent(&name, true);
+                    }
+                }
+                Cont::LeavePush { holder, name, .. } => {
+                    self.leave_answered(slot, holder, Some(name));
+                }
+                _ => {}
             }
-            let call = OBJECT_CALL | self.next_object_call;
-            self.next_object_call += 1;
-            self.conts.insert(call, cont);
-            let stored = Message::Stored {
-                version: 0,
-                kept: true,
-                before: 0,
-                before_live: false,
-            };
-            return self.object_answer(slot, call, Ok(stored), Vec::new());
+            return;
         };
         let head = record_head(&meta, true);
         self.object_call(
