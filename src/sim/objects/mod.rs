@@ -160,6 +160,8 @@ impl Sim {
         EPOCH_NS + u64::try_from(self.now.as_nanos()).unwrap_or(u64::MAX)
     }
 
+    /// How the nodes judge their records now: the default tombstone grace, and no node back
+    /// from a long absence (a run is far shorter than the grace).
     pub(super) fn keeping(&self) -> Keeping {
         let grace = u64::try_from(crate::DEFAULT_TOMBSTONE_GRACE.as_nanos()).unwrap_or(u64::MAX);
         Keeping::new(self.now_ns(), grace, None)
@@ -176,15 +178,20 @@ impl Sim {
     ) {
         let id = OBJECT_CALL | self.next_object_call;
         self.next_object_call += 1;
-        self.conts.insert(id, cont);
-        if let Some(pass) = self.nodes[slot].objects.rebalance.as_mut() {
-            if matches!(
-                self.conts.get(&id),
-                Some(Cont::Find { .. } | Cont::Holds { .. } | Cont::Push { .. })
-            ) {
-                pass.waiting += 1;
-            }
+        // A rebalance pass moves on once every call it made is answered.
+        let of_pass = matches!(
+            cont,
+            Cont::Find { .. } | Cont::Holds { .. } | Cont::Push { .. }
+        );
+        if let Some(pass) = self.nodes[slot]
+            .objects
+            .rebalance
+            .as_mut()
+            .filter(|_| of_pass)
+        {
+            pass.waiting += 1;
         }
+        self.conts.insert(id, cont);
         let wait = self.config.call_timeout;
         self.send_with(slot, id, to.into(), request, body, wait);
     }
