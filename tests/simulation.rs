@@ -213,3 +213,11 @@ fn the_object_invariants_catch_copies_lost_with_every_holder() {
 fn regression_a_cut_off_node_does_not_leave_with_the_only_copy() {
     assert_holds(201_218, 124, Duration::from_secs(10));
 }
+
+/// The same cut-off node, met through a crash: it took a delete as the only holder,
+/// acknowledged it, and crashed; the acknowledged delete was lost with one failure. Fixed by
+/// refusing writes (retryable) at a node with no other holder unless no other node lives.
+#[test]
+fn regression_a_cut_off_node_takes_no_write_it_would_hold_alone() {
+    assert_holds(218_118, 87, Duration::from_secs(10));
+}

@@ -269,7 +269,7 @@ impl Inner {
     /// Whether discovery knows no other node (or this node has no discovery): a node with an
     /// empty leaf set is then the last of its overlay, not cut off from the others. Unknown
     /// (discovery unreachable) counts as not alone.
-    fn alone(&self) -> bool {
+    pub(super) fn alone(&self) -> bool {
         let Some(addr) = *self.discovery.lock() else {
             return true;
         };

@@ -18,7 +18,8 @@ use super::versions::{check_incoming, wall_clock_ns, Ticket};
 use super::{Inner, Phase};
 use crate::calls::refusal::error_reply;
 use crate::protocol::objects::{
-    copy_answer, copy_head, copy_reply, delete_outcome, put_outcome, relay_target, CopyAnswer,
+    copy_answer, copy_head, copy_reply, delete_outcome, may_order, put_outcome, relay_target,
+    CopyAnswer,
 };
 use crate::protocol::outcomes::Outcome;
 
@@ -108,6 +109,9 @@ impl Inner {
             return drain(&head, session, not_responsible());
         }
         let holders = self.other_replicas(key);
+        if !self.may_order(&holders) {
+            return drain(&head, session, cut_off());
+        }
         let written = if head.size <= SIDE_BY_SIDE {
             self.put_small(&head, &holders, session)
         } else {
@@ -375,6 +379,10 @@ impl Inner {
         if self.phase() != Phase::Joined {
             return not_responsible();
         }
+        let holders = self.other_replicas(key);
+        if !self.may_order(&holders) {
+            return cut_off();
+        }
         let Some((ticket, at_start)) = self.new_version_seeing(name) else {
             return version_exhausted();
         };
@@ -406,13 +414,20 @@ impl Inner {
             existed: here.is_some_and(|(_, live)| live),
             relayed: false,
         };
-        let answers = self.copy_to(&self.other_replicas(key), &copy, &[], || ()).1;
+        let answers = self.copy_to(&holders, &copy, &[], || ()).1;
         let (outcome, behind) = delete_outcome(self.me.id, ticket.version, here, &answers);
         if behind {
             self.schedule_repair(name);
         }
         self.remember(request, outcome);
         outcome.reply()
+    }
+
+    /// Whether this node may order a write whose other holders are `holders` ([`may_order`]):
+    /// discovery is asked only when there are none.
+    fn may_order(&self, holders: &[NodeInfo]) -> bool {
+        let last = holders.is_empty() && self.alone();
+        may_order(holders.len(), self.config.replicas, last)
     }
 
     /// A new version for a write of `name`; `None` if none is left.
@@ -484,6 +499,14 @@ fn relay_failed(e: &Error) -> Message {
         Error::Refused { .. } => error_reply(e),
         _ => refuse(RemoteCode::Unroutable, &e.to_string()),
     }
+}
+
+/// The refusal of a node cut off from every other holder: retryable, as not responsible.
+fn cut_off() -> Message {
+    refuse(
+        RemoteCode::NotResponsible,
+        "cut off from every other holder of this key",
+    )
 }
 
 fn not_responsible() -> Message {

@@ -20,8 +20,8 @@ pub use checks::{bring_up_to_date, lacking, pull_selection, Answered, HOLDS_BATC
 pub use handoff::HandOff;
 pub use rebalance::Rebalance;
 pub use write::{
-    copy_answer, copy_head, copy_reply, delete_outcome, put_outcome, record_head, relay_target,
-    CopyAnswer,
+    copy_answer, copy_head, copy_reply, delete_outcome, may_order, put_outcome, record_head,
+    relay_target, CopyAnswer,
 };
 
 #[cfg(test)]

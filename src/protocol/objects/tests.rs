@@ -229,3 +229,14 @@ fn a_node_cut_off_from_the_others_does_not_leave_with_its_records() {
     // With nothing to hand over, it may go.
     assert!(HandOff::new(&alone, 3, vec![], false).finish().is_ok());
 }
+
+#[test]
+fn a_node_with_no_other_holder_orders_writes_only_as_the_last_node_or_with_one_copy() {
+    assert!(may_order(2, 3, false));
+    assert!(may_order(0, 1, false), "one copy needs no other holder");
+    assert!(
+        may_order(0, 3, true),
+        "the last node keeps what it is given"
+    );
+    assert!(!may_order(0, 3, false), "cut off while others live");
+}

@@ -108,6 +108,15 @@ pub fn delete_outcome(
     (outcome, behind(me, answers))
 }
 
+/// Whether a node may order a write whose key has `others` other holders in its view, when
+/// it keeps `k` copies and `last` says no other node is known to live: not when it would be
+/// the only holder of a write meant to have several while other nodes live. It is then cut
+/// off from its whole leaf set (a partition), and an acknowledged write would live on it
+/// alone; the client tries again, through a node that is not cut off.
+pub fn may_order(others: usize, k: usize, last: bool) -> bool {
+    k == 1 || others > 0 || last
+}
+
 /// The node a client's write for `key` is passed on to when `me` is not responsible: the
 /// responsible one, if `me`'s leaf set spans the key and the write was not passed on already
 /// (so a write is relayed at most once).

@@ -7,7 +7,9 @@ use bytes::Bytes;
 use crate::error::Result;
 use crate::id::{key_of, NodeInfo};
 use crate::protocol::membership::{Phase, Token};
-use crate::protocol::objects::{copy_answer, copy_head, delete_outcome, put_outcome, Rebalance};
+use crate::protocol::objects::{
+    copy_answer, copy_head, delete_outcome, may_order, put_outcome, Rebalance,
+};
 use crate::protocol::versions::next_version;
 use crate::store::Commit;
 use crate::wire::{Message, RecordHead, RemoteCode};
@@ -144,6 +146,17 @@ impl Sim {
             self.reply_with(token, outcome.reply(), Vec::new());
             return;
         }
+        let holders = node.core.other_replicas(key);
+        let last = holders.is_empty() && self.registry.joined_peers().iter().all(|p| p.id == me.id);
+        if !may_order(holders.len(), self.config.replicas, last) {
+            let reply = refusal(
+                RemoteCode::NotResponsible,
+                "cut off from every other holder",
+            );
+            self.reply_with(token, reply, Vec::new());
+            return;
+        }
+        let node = &mut self.nodes[slot];
         let store = &mut node.objects.store;
         let floor = [
             store.meta(&head.name).map(|m| m.version),
@@ -167,7 +180,6 @@ impl Sim {
             (head.name.clone(), version),
             (!head.deleted).then(|| body.clone()),
         );
-        let holders = node.core.other_replicas(key);
         let id = self.next_object_call;
         let op = WriteOp {
             token,
