@@ -241,7 +241,9 @@ impl Inner {
             .store
             .records()
             .map_err(|e| Error::from_store(b"", e))?;
-        let last = self.core.read().state().leaf_set().members().is_empty() && self.alone();
+        // Apart, so that no lock on the core is held while discovery is asked.
+        let no_neighbour = self.core.read().state().leaf_set().members().is_empty();
+        let last = no_neighbour && self.alone();
         let mut handoff = HandOff::new(
             self.core.read().state(),
             self.config.replicas,
