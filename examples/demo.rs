@@ -21,7 +21,9 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use common::{init_logging, Args};
-use pastry::{key_of, responsible, Client, Discovery, Error, Id, Key, Node, NodeConfig, Rng};
+use pastry::{
+    key_of, responsible, Client, ClusterKey, Discovery, Error, Id, Key, Node, NodeConfig, Rng,
+};
 
 const USAGE: &str = "\
 Usage: demo [--nodes N] [--seed N]
@@ -80,14 +82,16 @@ fn main() -> ExitCode {
 fn run(count: usize, seed: u64) -> pastry::Result<usize> {
     let mut rng = Rng::seeded(seed);
     println!("libpastry demo: {count} peers on 127.0.0.1 (seed {seed})");
-    let discovery = Discovery::start("127.0.0.1:0".parse().expect("an address"))?;
+    // A key for this run only, in memory: every connection below proves it and is encrypted.
+    let key = ClusterKey::generate()?;
+    let discovery = Discovery::start("127.0.0.1:0".parse().expect("an address"), &key)?;
     println!("discovery listening on {}", discovery.local_addr());
 
     let mut nodes = Vec::with_capacity(count);
     for id in distinct_ids(&mut rng, count) {
         let node = Node::start(NodeConfig {
             id: Some(id),
-            ..NodeConfig::default()
+            ..NodeConfig::new(&key)
         })?;
         node.join_discovery(discovery.local_addr())?;
         nodes.push(node);
@@ -107,7 +111,7 @@ fn run(count: usize, seed: u64) -> pastry::Result<usize> {
     // Removed when this function returns, however it returns.
     let dir = ScratchDir::new(seed)?;
     let files = make_files(&dir.path.join("in"), &mut rng)?;
-    let client = Client::new(discovery.local_addr());
+    let client = Client::new(discovery.local_addr(), &key);
     println!(
         "\nstoring {} files from {} through a client (it enters at a peer discovery picks):",
         files.len(),

@@ -2,41 +2,53 @@
 //! id already in use and hands newcomers a random joined peer.
 //!
 //! ```text
-//! cargo run --example discovery -- --port 4000
+//! cargo run --example discovery -- --port 4000 --new-key cluster.key
 //! ```
 //!
 //! It prints `discovery listening on ADDR`, then reads commands from stdin: `list-nodes`,
 //! `help`, `exit` (end of input also exits).
 
+#[macro_use]
 mod common;
 
 use std::process::ExitCode;
 
-use common::{command_loop, count, init_logging, listen_addr, say, Args};
+use common::{command_loop, count, init_logging, listen_addr, say, Args, SecurityFlags};
 use pastry::Discovery;
 
-const USAGE: &str = "\
-Usage: discovery [--host ADDR] [--port N]
+const USAGE: &str = concat!(
+    "\
+Usage: discovery [--host ADDR] [--port N] (--new-key FILE | --key-file FILE | --insecure)
 
 Runs a Pastry discovery node, then reads commands from stdin.
 
 Options:
-  --host ADDR   address to listen on (default 127.0.0.1)
-  --port N      port to listen on (default 0: the OS chooses)
-  -h, --help    print this help
+  --host ADDR      address to listen on (default 127.0.0.1)
+  --port N         port to listen on (default 0: the OS chooses)
+  --new-key FILE   make the cluster key, write it to FILE (which must not exist; mode
+                   0600), and use it: give FILE to the peers and clients with --key-file
+",
+    security_usage!(),
+    "
+  -h, --help       print this help
 
 Commands:
   list-nodes    the joined peers, one per line: ID ADDR
   help          this list
   exit          stop (so does the end of input)
 
-Logging: RUST_LOG=info (default warn), on stderr.";
+Logging: RUST_LOG=info (default warn), on stderr."
+);
 
 fn main() -> ExitCode {
     let mut args = Args::from_env(USAGE);
     let mut host = "127.0.0.1".to_string();
     let mut port = 0u16;
+    let mut security = SecurityFlags::default();
     while let Some(flag) = args.next_flag() {
+        if security.take(&flag, &mut args, true) {
+            continue;
+        }
         match flag.as_str() {
             "--host" => host = args.value(&flag),
             "--port" => port = args.value(&flag),
@@ -46,8 +58,9 @@ fn main() -> ExitCode {
     let addr =
         listen_addr(&host, port).unwrap_or_else(|e| args.fail(&format!("--host {host}: {e}")));
     init_logging();
+    let security = security.security(&args);
 
-    let discovery = match Discovery::start(addr) {
+    let discovery = match Discovery::start(addr, security) {
         Ok(d) => d,
         Err(e) => {
             eprintln!("error: cannot start discovery on {addr}: {e}");

@@ -2,7 +2,7 @@
 //! known peer, or as the first node of a new one) and answers commands on stdin.
 //!
 //! ```text
-//! cargo run --example peer -- --discovery 127.0.0.1:4000
+//! cargo run --example peer -- --discovery 127.0.0.1:4000 --key-file cluster.key
 //! ```
 //!
 //! Once joined it prints `peer ID listening on ADDR`, then reads commands: `id`, `leaf-set`,
@@ -12,17 +12,21 @@
 //! The objects it holds live in `--data-dir`, kept after it exits; without that flag, in a
 //! temporary directory removed at exit (after a graceful leave has handed them over).
 
+#[macro_use]
 mod common;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use common::{command_loop, count, init_logging, listen_addr, printable, resolve, say, Args};
+use common::{
+    command_loop, count, init_logging, listen_addr, printable, resolve, say, Args, SecurityFlags,
+};
 use pastry::{Error, Id, Node, NodeConfig, NodeInfo};
 
-const USAGE: &str = "\
-Usage: peer [OPTIONS]
+const USAGE: &str = concat!(
+    "\
+Usage: peer [OPTIONS] (--key-file FILE | --insecure)
 
 Runs a Pastry peer: joins an overlay, then reads commands from stdin.
 With neither --discovery nor --bootstrap it starts a new overlay alone.
@@ -38,6 +42,9 @@ Options:
   --data-dir DIR         keep this peer's objects in DIR (created if missing; kept
                          at exit). Default: a temporary directory, removed at exit
   --leaf-half N          leaf-set members kept on each side (default 8)
+",
+    security_usage!(),
+    "
   -h, --help             print this help
 
 Commands:
@@ -49,7 +56,8 @@ Commands:
   help            this list
   exit            leave the overlay and stop (so does the end of input)
 
-Logging: RUST_LOG=info (default warn), on stderr.";
+Logging: RUST_LOG=info (default warn), on stderr."
+);
 
 /// How many random ids to try when the one drawn is already in use.
 const RANDOM_ID_TRIES: usize = 8;
@@ -68,7 +76,11 @@ fn main() -> ExitCode {
     let mut port = 0u16;
     let mut config = NodeConfig::default();
     let mut entry = Entry::Alone;
+    let mut security = SecurityFlags::default();
     while let Some(flag) = args.next_flag() {
+        if security.take(&flag, &mut args, false) {
+            continue;
+        }
         match flag.as_str() {
             "--host" => host = args.value(&flag),
             "--port" => port = args.value(&flag),
@@ -93,6 +105,7 @@ fn main() -> ExitCode {
         }
     }
     init_logging();
+    config.net.security = security.security(&args);
 
     let node = match start_and_join(&config, entry) {
         Ok(node) => node,

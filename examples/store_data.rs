@@ -12,6 +12,7 @@
 //! route, which holds the object. For each command it prints the name and key, every hop of
 //! the route and the holder.
 
+#[macro_use]
 mod common;
 
 use std::ffi::{OsStr, OsString};
@@ -20,11 +21,14 @@ use std::process::ExitCode;
 
 use common::{
     count, error_chain, init_logging, printable, prompted_command_loop, resolve, say, Args,
+    SecurityFlags,
 };
-use pastry::{Client, Key, Route};
+use pastry::{Client, Entry, Key, Route};
 
-const USAGE: &str = "\
-Usage: store_data (--discovery ADDR:PORT | --peer ADDR:PORT) [COMMAND ARG...]
+const USAGE: &str = concat!(
+    "\
+Usage: store_data (--discovery ADDR:PORT | --peer ADDR:PORT) (--key-file FILE | --insecure)
+                  [COMMAND ARG...]
 
 Stores files in a Pastry overlay under their base names, retrieves and deletes them.
 With a command it runs that one and exits; without, it reads commands from stdin.
@@ -32,6 +36,9 @@ With a command it runs that one and exits; without, it reads commands from stdin
 Options:
   --discovery ADDR:PORT  enter through a random peer the discovery node there names
   --peer ADDR:PORT       enter through the known peer there, without discovery
+",
+    security_usage!(),
+    "
   -h, --help             print this help
 
 Commands:
@@ -50,7 +57,8 @@ separated by white space, so names with spaces must be given as arguments.
 Exit status: 0 if every command succeeded, 1 if any failed (errors on stderr),
 2 for a usage error.
 
-Logging: RUST_LOG=info (default warn), on stderr.";
+Logging: RUST_LOG=info (default warn), on stderr."
+);
 
 /// A command, parsed.
 enum Command {
@@ -61,22 +69,27 @@ enum Command {
 
 fn main() -> ExitCode {
     let mut args = Args::with_words(USAGE);
-    let mut client = None;
+    let mut entry = None;
+    let mut security = SecurityFlags::default();
     while let Some(flag) = args.next_flag() {
+        if security.take(&flag, &mut args, false) {
+            continue;
+        }
         match flag.as_str() {
-            "--discovery" | "--peer" if client.is_some() => {
+            "--discovery" | "--peer" if entry.is_some() => {
                 args.fail("give one of --discovery and --peer, once")
             }
-            "--discovery" => client = Some(Client::new(args.value_with(&flag, resolve))),
-            "--peer" => client = Some(Client::via_peer(args.value_with(&flag, resolve))),
+            "--discovery" => entry = Some(Entry::Discovery(args.value_with(&flag, resolve))),
+            "--peer" => entry = Some(Entry::Peer(args.value_with(&flag, resolve))),
             _ => args.unknown(&flag),
         }
     }
     let words = args.words();
-    let Some(client) = client else {
+    let Some(entry) = entry else {
         args.fail("give --discovery ADDR:PORT or --peer ADDR:PORT");
     };
     init_logging();
+    let client = Client::with_config(entry, pastry::ClientConfig::new(security.security(&args)));
 
     if let Some((command, rest)) = words.split_first() {
         let rest: Vec<&OsStr> = rest.iter().map(OsString::as_os_str).collect();

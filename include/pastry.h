@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #define PASTRY_ADDR_LEN 64
+#define PASTRY_KEY_LEN 32
 
 /**
  * The outcome of a `pastry_*` call. Values are fixed and never renumbered.
@@ -89,6 +90,13 @@ typedef struct PastryDiscovery PastryDiscovery;
 typedef struct PastryNode PastryNode;
 
 /**
+ * Who a discovery node, node or client admits and talks to: holders of one cluster key, or,
+ * made by `pastry_security_insecure`, anyone. Read-only once made; may be shared by any
+ * number of handles and threads, and freed once they have been made.
+ */
+typedef struct PastrySecurity PastrySecurity;
+
+/**
  * A node as seen from C: its id and its address as text.
  */
 typedef struct PastryNodeInfo {
@@ -145,6 +153,11 @@ typedef struct PastryClientOptions {
    */
   const char *peer;
   /**
+   * The cluster key (or `pastry_security_insecure`); must be set. The client keeps its
+   * own copy.
+   */
+  const struct PastrySecurity *security;
+  /**
    * How long an operation keeps retrying while the overlay changes under it (or the peer
    * it enters through is unreachable), in milliseconds; 0 for the default (10 000).
    */
@@ -177,6 +190,11 @@ typedef struct PastryNodeOptions {
    * Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
    */
   uint32_t replicas;
+  /**
+   * The cluster key (or `pastry_security_insecure`); must be set. The node keeps its own
+   * copy.
+   */
+  const struct PastrySecurity *security;
 } PastryNodeOptions;
 
 /**
@@ -287,14 +305,17 @@ enum PastryStatus pastry_client_start(const struct PastryClientOptions *options,
 
 /**
  * A client that enters the overlay through the discovery node at `discovery` (such as
- * `"127.0.0.1:4000"`), with default options. It contacts no one until its first operation.
+ * `"127.0.0.1:4000"`), holding `security` (not NULL), with default options. It contacts no one until its first operation.
  * On success `*client_out` is a new handle, owned by the caller: free
  * it with `pastry_client_free`.
  *
  * # Safety
- * `discovery` is a NUL-terminated string; `client_out` points to writable storage.
+ * `discovery` is a NUL-terminated string; `security` is a live handle; `client_out`
+ * points to writable storage.
  */
-enum PastryStatus pastry_client_new(const char *discovery, struct PastryClient **client_out);
+enum PastryStatus pastry_client_new(const char *discovery,
+                                    const struct PastrySecurity *security,
+                                    struct PastryClient **client_out);
 
 /**
  * A client that enters the overlay through the node at `peer`, with no discovery node.
@@ -302,7 +323,9 @@ enum PastryStatus pastry_client_new(const char *discovery, struct PastryClient *
  * # Safety
  * As `pastry_client_new`.
  */
-enum PastryStatus pastry_client_via_peer(const char *peer, struct PastryClient **client_out);
+enum PastryStatus pastry_client_via_peer(const char *peer,
+                                         const struct PastrySecurity *security,
+                                         struct PastryClient **client_out);
 
 /**
  * Stores `data_len` bytes at `data` under the name `name` (`name_len` bytes, any bytes) on
@@ -387,13 +410,15 @@ void pastry_client_free(struct PastryClient *client);
 
 /**
  * Starts a discovery node listening on `listen` (such as `"127.0.0.1:0"`; port 0 lets the
- * system choose). On success `*discovery_out` is a new handle, owned by the caller: stop it
+ * system choose), admitting what `security` admits (not NULL). On success `*discovery_out` is a new handle, owned by the caller: stop it
  * and free it with `pastry_discovery_free`.
  *
  * # Safety
- * `listen` is a NUL-terminated string; `discovery_out` points to writable storage.
+ * `listen` is a NUL-terminated string; `security` is a live handle; `discovery_out` points
+ * to writable storage.
  */
 enum PastryStatus pastry_discovery_start(const char *listen,
+                                         const struct PastrySecurity *security,
                                          struct PastryDiscovery **discovery_out);
 
 /**
@@ -547,6 +572,62 @@ enum PastryStatus pastry_node_leave(const struct PastryNode *node);
  * `node` is NULL or a live handle; no other call may use it during or after this one.
  */
 void pastry_node_free(struct PastryNode *node);
+
+/**
+ * Writes a new random cluster key to the file `path`, which must not exist yet (mode 0600),
+ * and returns it in `*security_out`, owned by the caller: free it with
+ * `pastry_security_free`.
+ *
+ * # Safety
+ * `path` is a NUL-terminated string; `security_out` points to writable storage.
+ */
+enum PastryStatus pastry_security_new_key_file(const char *path,
+                                               struct PastrySecurity **security_out);
+
+/**
+ * Reads the cluster key in the file `path` (as `pastry_security_new_key_file` or
+ * `discovery --new-key` writes it) into `*security_out`, owned by the caller.
+ *
+ * # Safety
+ * As `pastry_security_new_key_file`.
+ */
+enum PastryStatus pastry_security_from_key_file(const char *path,
+                                                struct PastrySecurity **security_out);
+
+/**
+ * A new random cluster key kept only in memory: for a network within one process.
+ *
+ * # Safety
+ * `security_out` points to writable storage.
+ */
+enum PastryStatus pastry_security_generate(struct PastrySecurity **security_out);
+
+/**
+ * The cluster key made of the `len` bytes at `bytes` (`len` must be `PASTRY_KEY_LEN`).
+ *
+ * # Safety
+ * `bytes` points to `len` readable bytes; `security_out` points to writable storage.
+ */
+enum PastryStatus pastry_security_from_bytes(const uint8_t *bytes,
+                                             size_t len,
+                                             struct PastrySecurity **security_out);
+
+/**
+ * No key: no handshake and no encryption, and anyone who can reach a port is a full member
+ * who can read, change or delete anything. Only for a network that strangers cannot reach.
+ *
+ * # Safety
+ * `security_out` points to writable storage.
+ */
+enum PastryStatus pastry_security_insecure(struct PastrySecurity **security_out);
+
+/**
+ * Frees a security handle. Handles made with it keep their own copy. NULL does nothing.
+ *
+ * # Safety
+ * `security` is NULL or a live handle; no other call may use it during or after this one.
+ */
+void pastry_security_free(struct PastrySecurity *security);
 
 #ifdef __cplusplus
 }  // extern "C"

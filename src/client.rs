@@ -14,7 +14,7 @@ use crate::calls::refusal::typed;
 use crate::calls::route::{ask_route, is_hop_failure, route_budget, Target};
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
-use crate::net::{Counters, NetConfig, NetStats, Pool};
+use crate::net::{Counters, NetConfig, NetStats, Pool, Security};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::rng::Rng;
 use crate::transfer::{
@@ -45,6 +45,17 @@ pub struct ClientConfig {
     /// after a crash it is whole or absent. Default true; false leaves the writing to the
     /// operating system (faster, as `NodeConfig::sync_writes` for a node).
     pub sync_writes: bool,
+}
+
+impl ClientConfig {
+    /// The default settings with `security` chosen: the cluster's key, or
+    /// [`Security::Insecure`].
+    pub fn new(security: impl Into<Security>) -> ClientConfig {
+        ClientConfig {
+            net: NetConfig::with(security),
+            ..ClientConfig::default()
+        }
+    }
 }
 
 impl Default for ClientConfig {
@@ -132,14 +143,15 @@ pub struct Client {
 }
 
 impl Client {
-    /// A client entering through the discovery node at `discovery`.
-    pub fn new(discovery: SocketAddr) -> Client {
-        Client::with_config(Entry::Discovery(discovery), ClientConfig::default())
+    /// A client entering through the discovery node at `discovery`, holding the cluster's
+    /// key (or [`Security::Insecure`] for a network without one).
+    pub fn new(discovery: SocketAddr, security: impl Into<Security>) -> Client {
+        Client::with_config(Entry::Discovery(discovery), ClientConfig::new(security))
     }
 
     /// A client entering through the node at `peer`, with no discovery.
-    pub fn via_peer(peer: SocketAddr) -> Client {
-        Client::with_config(Entry::Peer(peer), ClientConfig::default())
+    pub fn via_peer(peer: SocketAddr, security: impl Into<Security>) -> Client {
+        Client::with_config(Entry::Peer(peer), ClientConfig::new(security))
     }
 
     /// A client with explicit settings.

@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::id::{Id, NodeInfo};
-use crate::net::{Counters, Handler, NetConfig, Pool, Server};
+use crate::net::{Counters, Handler, NetConfig, Pool, Security, Server};
 use crate::protocol::registry::{Heartbeat, Registration, Registry};
 use crate::rng::Rng;
 use crate::wire::{Message, RemoteCode};
@@ -36,9 +36,12 @@ struct Registrar {
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 impl Discovery {
-    /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings.
-    pub fn start(addr: SocketAddr) -> Result<Discovery> {
-        Discovery::start_with(addr, NetConfig::default())
+    /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings,
+    /// admitting holders of the cluster key given (or anyone, with [`Security::Insecure`]).
+    ///
+    /// [`Security::Insecure`]: crate::Security::Insecure
+    pub fn start(addr: SocketAddr, security: impl Into<Security>) -> Result<Discovery> {
+        Discovery::start_with(addr, NetConfig::with(security))
     }
 
     /// Starts a discovery node on `addr` with the given socket settings.

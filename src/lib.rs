@@ -5,13 +5,16 @@
 //! numerically closest to a key through a leaf set and a prefix routing table, and leave.
 //!
 //! ```
-//! use pastry::{key_of, Discovery, Node, NodeConfig};
+//! use pastry::{key_of, ClusterKey, Discovery, Node, NodeConfig};
 //!
 //! # fn main() -> pastry::Result<()> {
-//! let discovery = Discovery::start("127.0.0.1:0".parse().unwrap())?;
+//! // Every member proves this key when it connects; a network across machines reads it
+//! // from a file (`ClusterKey::create_file`, `ClusterKey::from_file`).
+//! let key = ClusterKey::generate()?;
+//! let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), &key)?;
 //! let mut nodes = Vec::new();
 //! for _ in 0..4 {
-//!     let node = Node::start(NodeConfig::default())?;
+//!     let node = Node::start(NodeConfig::new(&key))?;
 //!     node.join_discovery(discovery.local_addr())?;
 //!     nodes.push(node);
 //! }
@@ -50,7 +53,7 @@ pub use client::{Client, ClientConfig, Deleted, Entry, Fetched, Retrieved, Store
 pub use discovery::Discovery;
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
-pub use net::{NetConfig, NetStats};
+pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};
 pub use node::{
     Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE,
     LAST_ALIVE_FILE, MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,

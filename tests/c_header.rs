@@ -19,11 +19,12 @@ fn the_committed_header_matches_the_sources() {
         std::fs::write(&path, &generated).unwrap();
     }
     let text = String::from_utf8_lossy(&generated);
-    let addr_len = format!("#define PASTRY_ADDR_LEN {}", pastry::ffi::PASTRY_ADDR_LEN);
-    assert!(
-        text.contains(&addr_len),
-        "cbindgen.toml must say {addr_len}"
-    );
+    for define in [
+        format!("#define PASTRY_ADDR_LEN {}", pastry::ffi::PASTRY_ADDR_LEN),
+        format!("#define PASTRY_KEY_LEN {}", pastry::ffi::PASTRY_KEY_LEN),
+    ] {
+        assert!(text.contains(&define), "cbindgen.toml must say {define}");
+    }
     assert!(
         !text.contains("#define MAGIC"),
         "crate constants leak into the header"

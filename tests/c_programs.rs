@@ -5,7 +5,8 @@
 //! - `network.c` and `network.cpp` run a whole network in-process and check it;
 //! - `null_checks.c` calls every function of the header with NULL for each pointer argument
 //!   (so linking it also shows that both libraries export every declared function);
-//! - `store_data.c` stores, retrieves and deletes files on a network this test starts.
+//! - `store_data.c` stores, retrieves and deletes files on a network this test starts, with
+//!   the network's cluster key read from a file this test writes.
 //!
 //! `cargo test` does not build `libpastry.a` or `libpastry.so` for integration tests, so the
 //! first test to need them runs `cargo build --lib` (the cargo running the tests) into a
@@ -14,14 +15,15 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::Read;
+use std::io::{Read, Write};
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use pastry::{key_of, responsible, Discovery, Id, Node, NodeConfig, Rng};
+use pastry::{key_of, responsible, ClusterKey, Discovery, Id, Node, NodeConfig, Rng};
 
 /// How long a program may run. The network programs take about 12 s, 10 of them waiting for
 /// a client to give up on an unreachable discovery node.
@@ -337,15 +339,44 @@ fn bytes(seed: u64, n: usize) -> Vec<u8> {
     v
 }
 
+/// This test process's cluster key, made once: every network a test starts holds it.
+fn key() -> &'static ClusterKey {
+    static KEY: OnceLock<ClusterKey> = OnceLock::new();
+    KEY.get_or_init(|| ClusterKey::generate().expect("random key"))
+}
+
+/// Writes [`key`] to `dir/cluster.key` as `ClusterKey::create_file` writes a key (one line of
+/// 64 hex digits, mode 0600), for a C program to read with `pastry_security_from_key_file`;
+/// returns the path. `create_file` itself would make a new key, which the network here does
+/// not hold.
+fn write_key_file(dir: &Path) -> PathBuf {
+    let path = dir.join("cluster.key");
+    let mut text: String = key()
+        .as_bytes()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    text.push('\n');
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&path)
+        .expect("create the key file");
+    file.write_all(text.as_bytes()).expect("write the key file");
+    path
+}
+
 /// A discovery node and nodes with `ids` joined through it, in this process.
 fn network(ids: &[u16]) -> (Discovery, Vec<Node>) {
-    let discovery = Discovery::start("127.0.0.1:0".parse().unwrap()).expect("discovery starts");
+    let discovery =
+        Discovery::start("127.0.0.1:0".parse().unwrap(), key()).expect("discovery starts");
     let nodes = ids
         .iter()
         .map(|&id| {
             let node = Node::start(NodeConfig {
                 id: Some(Id(id)),
-                ..NodeConfig::default()
+                ..NodeConfig::new(key())
             })
             .expect("node starts");
             node.join_discovery(discovery.local_addr())
@@ -372,6 +403,7 @@ fn store_data(link: Link) {
     let dir = scratch().join(format!("store_data-{link}"));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(dir.join("out")).expect("create the test directory");
+    let key_file = write_key_file(&dir);
     // A small text and more than one chunk of bytes.
     let files = [
         ("notes.txt", b"Pastry, from C.\n".to_vec()),
@@ -383,7 +415,11 @@ fn store_data(link: Link) {
 
     // Store both.
     let paths: Vec<PathBuf> = files.iter().map(|(name, _)| dir.join(name)).collect();
-    let mut args: Vec<&OsStr> = vec![OsStr::new(&address), OsStr::new("store")];
+    let mut args: Vec<&OsStr> = vec![
+        OsStr::new(&address),
+        key_file.as_os_str(),
+        OsStr::new("store"),
+    ];
     args.extend(paths.iter().map(|p| p.as_os_str()));
     let stored = run(&program, &args);
     assert!(stored.status.success(), "{}", stored.transcript());
@@ -413,6 +449,7 @@ fn store_data(link: Link) {
             &program,
             &[
                 OsStr::new(&address),
+                key_file.as_os_str(),
                 OsStr::new("retrieve"),
                 OsStr::new(name),
                 copy.as_os_str(),
@@ -428,13 +465,22 @@ fn store_data(link: Link) {
     }
 
     // Delete one; retrieving it then fails, with the library's message.
-    let deleted = run(&program, &[&address, "delete", "notes.txt"]);
+    let deleted = run(
+        &program,
+        &[
+            OsStr::new(&address),
+            key_file.as_os_str(),
+            OsStr::new("delete"),
+            OsStr::new("notes.txt"),
+        ],
+    );
     deleted.assert_success(&format!("deleted on {} (existed)", holder_of("notes.txt")));
     let missing = dir.join("out").join("missing.txt");
     let failed = run(
         &program,
         &[
             OsStr::new(&address),
+            key_file.as_os_str(),
             OsStr::new("retrieve"),
             OsStr::new("notes.txt"),
             missing.as_os_str(),
@@ -450,8 +496,8 @@ fn store_data(link: Link) {
     );
     assert!(!missing.exists(), "a failed retrieve left a file");
 
-    // A usage error.
-    let usage = run(&program, &[&address]);
+    // A usage error: no command.
+    let usage = run(&program, &[OsStr::new(&address), key_file.as_os_str()]);
     assert_eq!(usage.status.code(), Some(2), "{}", usage.transcript());
     assert!(
         usage.stderr.starts_with("Usage: "),
@@ -473,6 +519,7 @@ fn store_data_c_under_valgrind_loses_no_memory() {
     let dir = scratch().join("valgrind");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("create the test directory");
+    let key_file = write_key_file(&dir);
     let file = dir.join("checked.txt");
     std::fs::write(&file, b"no leaks, please\n").expect("write a file");
     let copy = dir.join("copy.txt");
@@ -491,6 +538,7 @@ fn store_data_c_under_valgrind_loses_no_memory() {
             OsStr::new("--error-exitcode=99"),
             program.as_os_str(),
             OsStr::new(&address),
+            key_file.as_os_str(),
         ];
         full.extend(args);
         let checked = run(Path::new("valgrind"), &full);

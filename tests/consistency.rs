@@ -5,13 +5,12 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
-use pastry::wire::{self, Message, RecordHead, RemoteCode};
-use pastry::{key_of, Client, Error, Id, NetConfig, Node, NodeConfig, Rng};
+use pastry::wire::{Message, RecordHead, RemoteCode};
+use pastry::{key_of, Client, Connection, Error, Id, NetConfig, Node, NodeConfig, Rng};
 
 /// A scratch directory removed when dropped.
 struct Scratch(PathBuf);
@@ -85,7 +84,7 @@ fn neighbours_leaving_or_crashing_at_once_leave_every_object_on_its_best_placed(
     for (l, k, gone, crash) in cases {
         eprintln!("l={l} k={k}: {gone} neighbours, crash: {crash}");
         let mut net = Network::with_config(&random_ids(&mut rng, 20), &quick(l, k));
-        let client = Client::new(net.discovery.local_addr());
+        let client = Client::new(net.discovery.local_addr(), key());
         let objects = objects(&mut rng, 30);
         for (name, data) in &objects {
             client.put(name, data).unwrap();
@@ -163,7 +162,7 @@ fn placement_is_exact_for_every_replicas_value_through_joins_leaves_crashes_and_
                     ..config.clone()
                 }));
             }
-            let client = Client::new(net.discovery.local_addr());
+            let client = Client::new(net.discovery.local_addr(), key());
             let objects = objects(&mut rng, 20);
             for (name, data) in &objects {
                 client.put(name, data).unwrap();
@@ -232,7 +231,7 @@ fn replicas_above_leaf_half_plus_one_are_refused_with_a_clear_error() {
     let config = NodeConfig {
         leaf_half: 2,
         replicas: 4,
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     match Node::start(config) {
         Err(Error::Config(why)) => assert!(why.contains("leaf_half + 1"), "{why}"),
@@ -248,7 +247,7 @@ fn deletes_and_puts_during_a_copy_holders_graceful_leave_answer_exactly() {
     let mut rng = Rng::seeded(0xde1);
     for round in 0..4 {
         let mut net = Network::with_config(&random_ids(&mut rng, 10), &quick(8, 3));
-        let client = Client::new(net.discovery.local_addr());
+        let client = Client::new(net.discovery.local_addr(), key());
         let objects = objects(&mut rng, 40);
         for (name, data) in &objects {
             client.put(name, data).unwrap();
@@ -302,35 +301,30 @@ fn deletes_and_puts_during_a_copy_holders_graceful_leave_answer_exactly() {
     }
 }
 
-/// Fills every connection slot of `node` (which serves at most `max`) with idle connections
-/// and checks that one more is refused as busy; returns the connections, to be held.
-fn flood(node: &Node, max: u64) -> Vec<TcpStream> {
-    use std::io::Read;
+/// Fills every connection slot of `node` (which serves at most `max`) with idle members'
+/// connections and checks that one more is refused as busy; returns the connections, to be
+/// held.
+fn flood(node: &Node, max: u64) -> Vec<Connection> {
     let addr = node.info().addr;
-    let held: Vec<TcpStream> = (0..max)
-        .map(|_| TcpStream::connect(addr).unwrap())
+    let net = NetConfig::with(key());
+    // Its neighbours hold some of the slots already: fill the rest.
+    let held: Vec<Connection> = (0..max)
+        .map_while(|_| Connection::open(addr, &net).ok())
         .collect();
+    assert!(!held.is_empty(), "no connection to {addr} was admitted");
     assert!(
         wait_until(Duration::from_secs(10), || node.stats().open_connections
             >= max),
         "{addr} serves {} connections",
         node.stats().open_connections
     );
-    let mut extra = TcpStream::connect(addr).unwrap();
-    extra
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    let mut reply = Vec::new();
-    let _ = extra.read_to_end(&mut reply);
-    match wire::decode(&reply, wire::DEFAULT_MAX_PAYLOAD) {
-        Ok((
-            Message::Error {
-                code: RemoteCode::Busy,
-                ..
-            },
-            _,
-        )) => {}
-        other => panic!("one more connection: {other:?}"),
+    // Closed before its handshake ends: the caller takes it as busy.
+    match Connection::open(addr, &net) {
+        Err(Error::Refused {
+            code: RemoteCode::Busy,
+            ..
+        }) => {}
+        other => panic!("one more connection: {:?}", other.map(|c| c.peer())),
     }
     held
 }
@@ -347,7 +341,7 @@ fn a_busy_holder_does_not_stop_puts_gets_and_deletes_of_its_keys() {
         if id == busy_id {
             config.net = NetConfig {
                 max_connections: 24,
-                ..NetConfig::default()
+                ..NetConfig::with(key())
             };
         }
         net.join_node(start_node_with(config));
@@ -357,11 +351,11 @@ fn a_busy_holder_does_not_stop_puts_gets_and_deletes_of_its_keys() {
         .map(|i| format!("busy-{i}"))
         .find(|n| oracle_responsible(key_of(n.as_bytes()), &ids) == busy_id)
         .unwrap();
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     client.put(&name, b"before").unwrap();
     // Its neighbours' pooled connections to it stay; no new one is taken.
     let held = flood(busy, 24);
-    let fresh = Client::new(net.discovery.local_addr());
+    let fresh = Client::new(net.discovery.local_addr(), key());
     assert_eq!(fresh.get(&name).unwrap().data, b"before");
     let stored = fresh.put(&name, b"while busy").unwrap();
     assert!(stored.kept);
@@ -389,27 +383,17 @@ fn a_busy_holder_does_not_stop_puts_gets_and_deletes_of_its_keys() {
 /// Sends a node a whole record as a hand-off (head, no data, end) on a connection of its own
 /// and returns the reply.
 fn hand_off(addr: std::net::SocketAddr, head: RecordHead) -> Message {
-    use std::io::{Read, Write};
-    let mut frames = bytes::BytesMut::new();
-    wire::encode(&Message::Record(head), &mut frames);
-    wire::encode(&Message::RecordEnd { crc: 0 }, &mut frames);
-    let mut conn = TcpStream::connect(addr).unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    conn.write_all(&frames).unwrap();
-    conn.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    let _ = conn.read_to_end(&mut reply);
-    wire::decode(&reply, wire::DEFAULT_MAX_PAYLOAD)
-        .map(|(m, _)| m)
-        .expect("a reply frame")
+    let mut conn = Connection::open(addr, &NetConfig::with(key())).unwrap();
+    conn.send(&Message::Record(head)).unwrap();
+    conn.send(&Message::RecordEnd { crc: 0 }).unwrap();
+    conn.recv().expect("a reply")
 }
 
 #[test]
 fn versions_far_ahead_are_refused_and_the_owner_keeps_writing() {
     let mut rng = Rng::seeded(0xf0);
     let net = Network::with_config(&random_ids(&mut rng, 4), &quick(8, 3));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let first = client.put("clock", b"one").unwrap();
     let holder = first.route.responsible();
     let two_days = 2 * 24 * 3600 * 1_000_000_000u64;
@@ -462,7 +446,7 @@ fn deletion_records_are_collected_and_a_holder_back_after_the_grace_brings_nothi
     for id in random_ids(&mut rng, 8) {
         net.join_node(start(id));
     }
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     client.put("kept.txt", b"stays").unwrap();
     let doomed = client.put("doomed.txt", b"goes").unwrap();
     let kept = String::from("kept.txt");
@@ -511,7 +495,7 @@ fn deletion_records_are_collected_and_a_holder_back_after_the_grace_brings_nothi
 fn a_retried_delete_hears_its_first_outcome_wherever_it_lands() {
     let mut rng = Rng::seeded(0x2e7);
     let net = Network::with_config(&random_ids(&mut rng, 6), &quick(8, 3));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let stored = client.put("once", b"here").unwrap();
     let responsible = stored.route.responsible();
     let other = net

@@ -76,7 +76,7 @@ fn retrieve_all(
 ) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(output);
     std::fs::create_dir_all(output).unwrap();
-    let mut session = Program::start(store_data, &["--discovery", discovery]);
+    let mut session = Program::member(store_data, &["--discovery", discovery]);
     for (name, _) in files {
         session.send(&format!("retrieve {name} {}", arg(&output.join(name))));
     }
@@ -199,7 +199,7 @@ fn store_data_survives_two_peers_killed_with_sigkill() {
         status,
         stdout,
         program: store,
-    } = Program::start(&store_path, &args).run_to_end(ALL_FILES);
+    } = Program::member(&store_path, &args).run_to_end(ALL_FILES);
     assert!(
         status.success(),
         "store exited with {status}; stderr:\n{}",
@@ -310,7 +310,7 @@ fn a_peer_killed_and_restarted_at_once_with_its_id_and_directory_rejoins_at_the_
     let mut peers = start_peers(&peer_path, &addr, &ids, Some(&scratch));
     let file = scratch.join("kept.txt");
     std::fs::write(&file, b"kept through the restart").unwrap();
-    let Finished { status, .. } = Program::start(
+    let Finished { status, .. } = Program::member(
         &store_path,
         &["--discovery", addr.as_str(), "store", arg(&file)],
     )
@@ -342,7 +342,7 @@ fn a_peer_killed_and_restarted_at_once_with_its_id_and_directory_rejoins_at_the_
     let out = scratch.join("out.txt");
     let Finished {
         status, program, ..
-    } = Program::start(
+    } = Program::member(
         &store_path,
         &[
             "--discovery",

@@ -36,7 +36,7 @@ fn two_adjacent_crashes_lose_no_object_and_copies_are_restored() {
     // would prove nothing here and cost most of the test's time.
     let config = NodeConfig {
         sync_writes: false,
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let mut net = Network::with_config(&random_ids(&mut rng, 64), &config);
     let mut objects = objects(&mut rng, 600);
@@ -44,7 +44,7 @@ fn two_adjacent_crashes_lose_no_object_and_copies_are_restored() {
     for data in objects.values_mut() {
         data.truncate(8 * 1024);
     }
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     for (name, data) in &objects {
         client.put(name, data).unwrap();
     }
@@ -76,7 +76,7 @@ fn two_adjacent_crashes_lose_no_object_and_copies_are_restored() {
 fn thirty_two_nodes_started_together_settle() {
     let mut rng = Rng::seeded(32);
     let ids = random_ids(&mut rng, 32);
-    let discovery = Discovery::start(loopback()).unwrap();
+    let discovery = Discovery::start(loopback(), key()).unwrap();
     let addr = discovery.local_addr();
     let nodes: Vec<Node> = std::thread::scope(|s| {
         let joining: Vec<_> = ids
@@ -105,7 +105,7 @@ fn a_restarted_holder_serves_its_objects_and_brings_no_deleted_one_back() {
     let ids = random_ids(&mut rng, 12);
     let dirs: Vec<_> = ids.iter().map(|id| root.join(id.to_string())).collect();
     let mut net = Network::with_dirs(&ids, &dirs);
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     client.put("kept.txt", b"still here").unwrap();
     let doomed = client.put("doomed.txt", b"to be deleted").unwrap();
 
@@ -145,7 +145,7 @@ fn a_restarted_holder_serves_its_objects_and_brings_no_deleted_one_back() {
             .any(|o| o.name == b"doomed.txt"),
         "the deleted object came back on the restarted node"
     );
-    let via_restarted = Client::via_peer(restarted.info().addr);
+    let via_restarted = Client::via_peer(restarted.info().addr, key());
     assert_eq!(via_restarted.get("kept.txt").unwrap().data, b"still here");
     drop(net);
     std::fs::remove_dir_all(&root).unwrap();
@@ -156,7 +156,7 @@ fn the_overlay_works_while_discovery_is_down_and_discovery_relearns_it() {
     let mut rng = Rng::seeded(404);
     let config = NodeConfig {
         maintenance_interval: Duration::from_millis(100),
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let mut net = Network::with_config(&random_ids(&mut rng, 10), &config);
     let addr = net.discovery.local_addr();
@@ -177,7 +177,7 @@ fn the_overlay_works_while_discovery_is_down_and_discovery_relearns_it() {
     check_lookups(&net.nodes, &mut rng, 500);
 
     // A new discovery node on the same address relearns every live node.
-    net.discovery = Discovery::start(addr).unwrap();
+    net.discovery = Discovery::start(addr, key()).unwrap();
     let (discovery, nodes) = (&net.discovery, &net.nodes);
     assert!(
         wait_until(Duration::from_secs(20), || discovery_lists(
@@ -194,7 +194,7 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
     let mut net = Network::new(&ids[..24]);
     let objects = objects(&mut rng, 120);
     let names: Vec<&String> = objects.keys().collect();
-    let writer = Client::new(net.discovery.local_addr());
+    let writer = Client::new(net.discovery.local_addr(), key());
     for (name, data) in &objects {
         writer.put(name, data).unwrap();
     }
@@ -207,7 +207,7 @@ fn gets_never_see_wrong_bytes_while_nodes_join_leave_and_crash() {
                 pastry::Entry::Discovery(discovery),
                 pastry::ClientConfig {
                     retry_for: Duration::from_millis(500),
-                    ..Default::default()
+                    ..pastry::ClientConfig::new(key())
                 },
             );
             let mut rng = Rng::seeded(9);
@@ -322,9 +322,9 @@ fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
         maintenance_interval: Duration::from_secs(3600),
         net: pastry::NetConfig {
             io_timeout: Duration::from_millis(200),
-            ..pastry::NetConfig::default()
+            ..pastry::NetConfig::with(key())
         },
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let net = Network::with_config(&ids, &config);
     // A node that accepts connections (the kernel does, from the backlog) and never answers,

@@ -1,4 +1,6 @@
-//! Bad input closes only the connection that sent it; the node keeps serving everyone else.
+//! Bad input from a member (a holder of the cluster key, inside the encrypted channel)
+//! closes only the connection that sent it; the node keeps serving everyone else. What a
+//! stranger without the key gets is in `strangers.rs`.
 
 mod common;
 
@@ -7,10 +9,26 @@ use std::net::TcpStream;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
+use std::time::Instant;
 
 use common::*;
 use pastry::wire::{self, Message, RemoteCode};
-use pastry::{NetConfig, Node, NodeConfig, Rng};
+use pastry::{Connection, NetConfig, Node, NodeConfig, Rng};
+
+/// A member's connection to `addr`.
+fn member(addr: std::net::SocketAddr) -> Connection {
+    Connection::open(addr, &NetConfig::with(key())).expect("a member connects")
+}
+
+/// Reads the reply on `conn`, which must be an error with `code`, and then the end of the
+/// connection.
+fn assert_error_then_closed(mut conn: Connection, code: RemoteCode) {
+    match conn.recv() {
+        Ok(Message::Error { code: got, .. }) => assert_eq!(got, code),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    assert!(conn.recv().is_err(), "the connection stayed open");
+}
 
 /// Reads until the peer closes; returns what it sent. Fails the test if it stays open.
 fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
@@ -20,15 +38,6 @@ fn read_until_closed(mut s: TcpStream) -> Vec<u8> {
         Ok(_) => got,
         Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => got,
         Err(e) => panic!("connection was not closed: {e}"),
-    }
-}
-
-/// The reply frame in `bytes`, which must be an error with `code`.
-fn assert_error_reply(bytes: &[u8], code: RemoteCode) {
-    let (msg, _) = wire::decode(bytes, wire::DEFAULT_MAX_PAYLOAD).expect("a reply frame");
-    match msg {
-        Message::Error { code: got, .. } => assert_eq!(got, code),
-        other => panic!("expected an error reply, got {other:?}"),
     }
 }
 
@@ -47,24 +56,24 @@ fn garbage_closes_that_connection_and_the_node_serves_on() {
         junk.push(rng.next_u64() as u8);
     }
     junk[0] = 0x00; // not the magic byte
-    let mut bad = TcpStream::connect(target).unwrap();
-    bad.write_all(&junk).unwrap();
-    assert_error_reply(&read_until_closed(bad), RemoteCode::BadRequest);
+    let mut bad = member(target);
+    bad.send_bytes(&junk).unwrap();
+    assert_error_then_closed(bad, RemoteCode::BadRequest);
 
     // A frame declaring a 4 GiB payload is refused from its header alone.
-    let mut huge = TcpStream::connect(target).unwrap();
-    huge.write_all(&[wire::MAGIC, wire::VERSION, 10, 0xff, 0xff, 0xff, 0xff])
+    let mut huge = member(target);
+    huge.send_bytes(&[wire::MAGIC, wire::VERSION, 10, 0xff, 0xff, 0xff, 0xff])
         .unwrap();
-    assert_error_reply(&read_until_closed(huge), RemoteCode::BadRequest);
+    assert_error_then_closed(huge, RemoteCode::BadRequest);
 
     // A valid frame with one bit flipped fails its checksum.
     let mut frame = bytes::BytesMut::new();
     wire::encode(&Message::Ping, &mut frame);
     let last = frame.len() - 1;
     frame[last] ^= 1;
-    let mut flipped = TcpStream::connect(target).unwrap();
-    flipped.write_all(&frame).unwrap();
-    assert_error_reply(&read_until_closed(flipped), RemoteCode::BadRequest);
+    let mut flipped = member(target);
+    flipped.send_bytes(&frame).unwrap();
+    assert_error_then_closed(flipped, RemoteCode::BadRequest);
 
     // The old connection still works, and so does the overlay.
     drop(healthy);
@@ -72,25 +81,13 @@ fn garbage_closes_that_connection_and_the_node_serves_on() {
     check_lookups(&net.nodes, &mut rng, 200);
 }
 
-/// Opens a connection, pings, checks the pong; returns the connection still open.
-fn pastry_client_ping(addr: std::net::SocketAddr) -> TcpStream {
-    let mut s = TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    let mut frame = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, &mut frame);
-    s.write_all(&frame).unwrap();
-    let mut buf = [0u8; 64];
-    let mut have = 0;
-    loop {
-        let n = s.read(&mut buf[have..]).unwrap();
-        assert!(n > 0, "closed before answering a ping");
-        have += n;
-        match wire::decode(&buf[..have], wire::DEFAULT_MAX_PAYLOAD) {
-            Ok((Message::Pong { .. }, _)) => return s,
-            Ok((other, _)) => panic!("expected Pong, got {other:?}"),
-            Err(wire::WireError::Truncated { .. }) => continue,
-            Err(e) => panic!("bad reply: {e}"),
-        }
+/// Opens a member's connection, pings, checks the pong; returns the connection still open.
+fn pastry_client_ping(addr: std::net::SocketAddr) -> Connection {
+    let mut conn = member(addr);
+    conn.send(&Message::Ping).unwrap();
+    match conn.recv() {
+        Ok(Message::Pong { .. }) => conn,
+        other => panic!("expected Pong, got {other:?}"),
     }
 }
 
@@ -99,17 +96,23 @@ fn a_connection_over_the_limit_is_refused_and_the_rest_are_served() {
     let node = Node::start(NodeConfig {
         net: NetConfig {
             max_connections: 2,
-            ..NetConfig::default()
+            ..NetConfig::with(key())
         },
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     })
     .unwrap();
     node.create().unwrap();
     let addr = node.info().addr;
     let first = pastry_client_ping(addr);
     let second = pastry_client_ping(addr);
-    let third = TcpStream::connect(addr).unwrap();
-    assert_error_reply(&read_until_closed(third), RemoteCode::Busy);
+    // Closed during its handshake: the caller takes it as busy.
+    match Connection::open(addr, &NetConfig::with(key())) {
+        Err(pastry::Error::Refused {
+            code: RemoteCode::Busy,
+            ..
+        }) => {}
+        other => panic!("a third connection: {:?}", other.map(|c| c.peer())),
+    }
     drop(first);
     // Once a slot frees up, a new connection is served again.
     assert!(wait_until(Duration::from_secs(10), || {
@@ -120,22 +123,18 @@ fn a_connection_over_the_limit_is_refused_and_the_rest_are_served() {
 
 #[test]
 fn requests_a_node_does_not_serve_get_a_clear_refusal() {
-    let node = Node::start(NodeConfig::default()).unwrap();
+    let node = Node::start(NodeConfig::new(key())).unwrap();
     let addr = node.info().addr;
-    let mut s = TcpStream::connect(addr).unwrap();
-    let mut frame = bytes::BytesMut::new();
     // Not joined yet: routing requests are refused, pings answered.
-    wire::encode(
-        &Message::Route {
-            key: pastry::Id(1),
-            hops_left: 8,
-            budget_ms: 1000,
-        },
-        &mut frame,
-    );
-    s.write_all(&frame).unwrap();
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    assert_error_reply(&read_until_closed(s), RemoteCode::NotJoined);
+    let route = Message::Route {
+        key: pastry::Id(1),
+        hops_left: 8,
+        budget_ms: 1000,
+    };
+    match tell(addr, &route) {
+        Message::Error { code, .. } => assert_eq!(code, RemoteCode::NotJoined),
+        other => panic!("expected a refusal, got {other:?}"),
+    }
 }
 
 #[test]
@@ -163,9 +162,9 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
     for _ in 0..3 {
         wire::encode_chunk(&[], &mut frames); // no data: a stream that never ends
     }
-    let mut s = TcpStream::connect(holder.info().addr).unwrap();
-    s.write_all(&frames).unwrap();
-    assert_error_reply(&read_until_closed(s), RemoteCode::Corrupt);
+    let mut conn = member(holder.info().addr);
+    conn.send_bytes(&frames).unwrap();
+    assert_error_then_closed(conn, RemoteCode::Corrupt);
     assert!(holder.objects().unwrap().is_empty(), "nothing was stored");
     // The node serves on.
     pastry_client_ping(holder.info().addr);
@@ -218,30 +217,32 @@ fn liar(
     let listener = std::net::TcpListener::bind(loopback()).unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
-    let mut frame = bytes::BytesMut::new();
-    wire::encode(&reply, &mut frame);
     let thread = std::thread::spawn(move || {
         let mut conns: Vec<std::thread::JoinHandle<()>> = Vec::new();
         while !stop.load(Ordering::SeqCst) {
             match listener.accept() {
-                Ok((mut s, _)) => {
-                    let frame = frame.clone();
+                Ok((s, _)) => {
+                    let reply = reply.clone();
                     let stop = Arc::clone(&stop);
                     let answered = Arc::clone(&answered);
                     conns.push(std::thread::spawn(move || {
                         s.set_nonblocking(false).unwrap();
-                        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-                        let mut header = [0u8; wire::HEADER_LEN];
+                        // A member: it holds the key, and lies.
+                        let net = NetConfig {
+                            io_timeout: Duration::from_millis(200),
+                            ..NetConfig::with(key())
+                        };
+                        let Ok(mut conn) = Connection::accept(s, &net) else {
+                            return;
+                        };
                         // One reply per request, until the caller closes or we are stopped.
                         while !stop.load(Ordering::SeqCst) {
-                            match s.read_exact(&mut header) {
-                                Ok(()) => {}
-                                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                            match conn.recv() {
+                                Ok(_) => {}
+                                Err(pastry::Error::Timeout { .. }) => continue,
                                 Err(_) => return,
                             }
-                            let len = u32::from_be_bytes(header[3..7].try_into().unwrap());
-                            let mut rest = vec![0u8; len as usize + wire::TRAILER_LEN];
-                            if s.read_exact(&mut rest).is_err() || s.write_all(&frame).is_err() {
+                            if conn.send(&reply).is_err() {
                                 return;
                             }
                             answered.fetch_add(1, Ordering::SeqCst);
@@ -335,9 +336,9 @@ fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_
         net: NetConfig {
             io_timeout,
             max_connections: 8,
-            ..NetConfig::default()
+            ..NetConfig::with(key())
         },
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     })
     .unwrap();
     node.create().unwrap();
@@ -352,28 +353,49 @@ fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_
         &mut huge,
     );
     let stop = Arc::new(AtomicBool::new(false));
-    // Six connections that would hold every thread for good: a ping a byte every 150 ms (the
-    // idle timeout, 60 s, never runs out), and a 4 MiB frame's header and a few bytes.
+    // Six connections that would hold every thread for good, a byte every 150 ms (the idle
+    // timeout, 60 s, never runs out): members trickling a ping, or a 4 MiB frame's header and
+    // a few bytes, inside the channel; and strangers trickling a ping where the handshake
+    // should be.
     let attackers: Vec<_> = (0..6)
         .map(|i| {
-            let bytes = if i % 2 == 0 {
-                ping.to_vec()
-            } else {
+            let bytes = if i % 3 == 1 {
                 huge[..16].to_vec()
+            } else {
+                ping.to_vec()
             };
             let stop = Arc::clone(&stop);
             std::thread::spawn(move || {
-                let mut s = TcpStream::connect(addr).unwrap();
-                let started = std::time::Instant::now();
-                for b in bytes {
-                    if stop.load(Ordering::SeqCst) || s.write_all(&[b]).is_err() {
-                        break;
+                let started = Instant::now();
+                if i % 3 == 2 {
+                    let mut s = TcpStream::connect(addr).unwrap();
+                    for b in bytes {
+                        if stop.load(Ordering::SeqCst) || s.write_all(&[b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(150));
                     }
-                    std::thread::sleep(Duration::from_millis(150));
+                    assert!(read_until_closed(s).is_empty(), "a stranger was answered");
+                } else {
+                    let mut conn = member(addr);
+                    for b in bytes {
+                        if stop.load(Ordering::SeqCst) || conn.send_bytes(&[b]).is_err() {
+                            break;
+                        }
+                        std::thread::sleep(Duration::from_millis(150));
+                    }
+                    // Cut off: nothing more, or a last word, then the end.
+                    let mut ended = false;
+                    for _ in 0..2 {
+                        if conn.recv().is_err() {
+                            ended = true;
+                            break;
+                        }
+                    }
+                    assert!(ended, "a trickling member was served");
                 }
                 // The node must have closed it long before the idle timeout.
-                let closed = read_until_closed(s);
-                (started.elapsed(), closed)
+                started.elapsed()
             })
         })
         .collect();
@@ -383,7 +405,7 @@ fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_
         std::thread::sleep(Duration::from_millis(100));
     }
     for a in attackers {
-        let (took, _) = a.join().unwrap();
+        let took = a.join().unwrap();
         assert!(took < Duration::from_secs(10), "held for {took:?}");
     }
     stop.store(true, Ordering::SeqCst);

@@ -21,7 +21,7 @@ fn cpu_time() -> Duration {
 fn nodes_outside_an_overlay_do_not_spin() {
     let config = NodeConfig {
         maintenance_interval: Duration::from_millis(20),
-        ..NodeConfig::default()
+        ..NodeConfig::new(pastry::ClusterKey::generate().unwrap())
     };
     let never_joined = Node::start(config.clone()).unwrap();
     let left = Node::start(config).unwrap();

@@ -50,7 +50,7 @@ fn racing_writers_under_churn_leave_identical_copies_of_the_last_write_with_exac
             let (log, stop, names) = (&log, &stop, &names);
             s.spawn(move || {
                 let mut rng = Rng::seeded(wseed);
-                let client = Client::new(discovery);
+                let client = Client::new(discovery, key());
                 let mut n = 0;
                 while !stop.load(Ordering::Relaxed) && n < 2000 {
                     n += 1;
@@ -110,7 +110,7 @@ fn racing_writers_under_churn_leave_identical_copies_of_the_last_write_with_exac
         stop.store(true, Ordering::Relaxed);
     });
     let log = log.into_inner().unwrap();
-    let client = Client::new(discovery);
+    let client = Client::new(discovery, key());
     let live = net.ids();
     let (mut checked_existed, mut checked_final) = (0, 0);
     for name in &names {

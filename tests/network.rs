@@ -106,7 +106,7 @@ fn nodes_join_through_a_known_peer_without_discovery() {
 
 #[test]
 fn joining_twice_or_looking_up_before_joining_is_an_error() {
-    let node = Node::start(NodeConfig::default()).unwrap();
+    let node = Node::start(NodeConfig::new(key())).unwrap();
     assert!(matches!(node.lookup(Id(1)), Err(Error::NotJoined(_))));
     node.create().unwrap();
     assert!(matches!(node.create(), Err(Error::AlreadyJoined(_))));
@@ -120,7 +120,7 @@ fn lookups_reuse_connections_instead_of_opening_one_per_message() {
     // No maintenance traffic: every connection opened below is a lookup's.
     let config = NodeConfig {
         maintenance_interval: std::time::Duration::from_secs(3600),
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let net = Network::with_config(&ids, &config);
     let opened = || -> Vec<u64> { net.nodes.iter().map(|n| n.stats().opened).collect() };
@@ -179,7 +179,7 @@ fn routing_tables_fill_every_fillable_cell_and_drop_departed_and_crashed_nodes()
         leaf_half: 2,
         replicas: 2,
         maintenance_interval: std::time::Duration::from_millis(100),
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let mut net = Network::with_config(&random_ids(&mut rng, 44), &config);
     // Two leave gracefully, two crash.

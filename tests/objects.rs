@@ -16,11 +16,11 @@ fn store_and_read_through_any_node(seed: u64, count: usize, k: usize) {
     let mut rng = Rng::seeded(seed);
     let config = NodeConfig {
         replicas: k,
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     };
     let net = Network::with_config(&random_ids(&mut rng, 16), &config);
     let objects = objects(&mut rng, count);
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     for (name, data) in &objects {
         let stored = client.put(name, data).unwrap();
         assert_eq!(stored.key, key_of(name.as_bytes()));
@@ -35,7 +35,9 @@ fn store_and_read_through_any_node(seed: u64, count: usize, k: usize) {
     placed_exactly(&net.nodes, &names, k).unwrap();
     for (i, (name, data)) in objects.iter().enumerate() {
         let entry = &net.nodes[i % net.nodes.len()];
-        let fetched = Client::via_peer(entry.info().addr).get(name).unwrap();
+        let fetched = Client::via_peer(entry.info().addr, key())
+            .get(name)
+            .unwrap();
         assert_eq!(&fetched.data, data, "{name} through {}", entry.id());
         assert_eq!(fetched.route.path[0].id, entry.id());
     }
@@ -58,7 +60,7 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
     let mut net = Network::new(&ids[..16]);
     let objects = objects(&mut rng, 150);
     let names: Vec<&String> = objects.keys().collect();
-    let writer = Client::new(net.discovery.local_addr());
+    let writer = Client::new(net.discovery.local_addr(), key());
     for (name, data) in &objects {
         writer.put(name, data).unwrap();
     }
@@ -70,7 +72,7 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
     let rewritten: std::sync::Mutex<BTreeMap<String, Vec<u8>>> = Default::default();
     std::thread::scope(|s| {
         s.spawn(|| {
-            let client = Client::new(discovery);
+            let client = Client::new(discovery, key());
             let mut rng = Rng::seeded(8);
             for round in 0..1_000_000u32 {
                 if stop.load(Ordering::SeqCst) {
@@ -85,7 +87,7 @@ fn objects_follow_their_keys_through_joins_and_leaves_while_being_read() {
             }
         });
         let reader = s.spawn(|| {
-            let client = Client::new(discovery);
+            let client = Client::new(discovery, key());
             let mut rng = Rng::seeded(7);
             // Bounded: the churn below ends well before this many reads.
             for _ in 0..1_000_000 {
@@ -138,7 +140,7 @@ fn colliding_names() -> (String, String) {
 fn names_sharing_a_key_are_kept_side_by_side() {
     let mut rng = Rng::seeded(2);
     let net = Network::new(&random_ids(&mut rng, 5));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let (a, b) = colliding_names();
     assert_eq!(key_of(a.as_bytes()), key_of(b.as_bytes()));
     client.put(&a, b"first").unwrap();
@@ -157,7 +159,7 @@ fn hostile_names_stay_inside_the_data_directory() {
     let _ = std::fs::remove_dir_all(&root);
     let dirs: Vec<_> = (0..4).map(|i| root.join(format!("node{i}"))).collect();
     let net = Network::with_dirs(&random_ids(&mut rng, 4), &dirs);
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let long = "x".repeat(10_000);
     let names: Vec<&[u8]> = vec![
         b"../../etc/passwd",
@@ -229,7 +231,7 @@ fn damage(file: &std::path::Path) {
 fn a_corrupt_copy_is_served_around_and_repaired_and_corrupt_everywhere_is_reported() {
     let mut rng = Rng::seeded(4);
     let net = Network::new(&random_ids(&mut rng, 4));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let data = bytes(&mut rng, 3 * CHUNK_SIZE + 5);
     let stored = client.put("precious.dat", &data).unwrap();
     let responsible = stored.route.responsible().id;
@@ -277,7 +279,7 @@ fn a_corrupt_copy_is_served_around_and_repaired_and_corrupt_everywhere_is_report
 fn large_transfers_stream_in_bounded_chunks() {
     let mut rng = Rng::seeded(5);
     let net = Network::new(&random_ids(&mut rng, 3));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let dir = std::env::temp_dir().join(format!("pastry-stream-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let src = dir.join("big.bin");
@@ -312,7 +314,7 @@ fn large_transfers_stream_in_bounded_chunks() {
 fn small_values_cost_a_lookup_and_one_round_trip_on_a_reused_connection() {
     let mut rng = Rng::seeded(6);
     let net = Network::new(&random_ids(&mut rng, 16));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     for i in 0..50u32 {
         client.put(format!("k{i}"), &i.to_be_bytes()).unwrap();
     }
@@ -337,7 +339,7 @@ fn a_client_that_does_not_sync_retrieves_the_same_bytes() {
     let net = Network::new(&random_ids(&mut rng, 3));
     let config = pastry::ClientConfig {
         sync_writes: false,
-        ..pastry::ClientConfig::default()
+        ..pastry::ClientConfig::new(key())
     };
     let client = Client::with_config(pastry::Entry::Discovery(net.discovery.local_addr()), config);
     let dir = std::env::temp_dir().join(format!("pastry-nosync-{}", std::process::id()));
@@ -364,7 +366,7 @@ fn a_client_that_does_not_sync_retrieves_the_same_bytes() {
 fn a_failed_retrieval_leaves_no_partial_file() {
     let mut rng = Rng::seeded(12);
     let net = Network::new(&random_ids(&mut rng, 3));
-    let client = Client::new(net.discovery.local_addr());
+    let client = Client::new(net.discovery.local_addr(), key());
     let data = bytes(&mut rng, 2 * CHUNK_SIZE);
     client.put("whole.bin", &data).unwrap();
     let dir = std::env::temp_dir().join(format!("pastry-part-{}", std::process::id()));

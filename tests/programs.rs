@@ -121,7 +121,7 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
     // Store all three in one run: each lands on the node the oracle names.
     let mut args = vec!["--discovery", &addr, "store"];
     args.extend(paths.iter().map(|p| arg(p)));
-    let stored = Program::start(&store_path, &args).run_to_end(STARTUP);
+    let stored = Program::member(&store_path, &args).run_to_end(STARTUP);
     assert!(
         stored.status.success(),
         "store exited with {}; stderr:\n{}",
@@ -163,7 +163,7 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
             ["--peer", peers[i].addr.as_str()]
         };
         let args = [&entry[..], &["retrieve", name, arg(&out)]].concat();
-        let retrieved = Program::start(&store_path, &args).run_to_end(STARTUP);
+        let retrieved = Program::member(&store_path, &args).run_to_end(STARTUP);
         assert!(
             retrieved.status.success(),
             "retrieve {name} exited with {}; stderr:\n{}",
@@ -182,7 +182,7 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
     // Delete one: the holder had it, lists it no more, and retrieving it fails (exit 1).
     let gone = "hello.txt";
     let deleted =
-        Program::start(&store_path, &["--discovery", &addr, "delete", gone]).run_to_end(REPLY);
+        Program::member(&store_path, &["--discovery", &addr, "delete", gone]).run_to_end(REPLY);
     assert!(deleted.status.success(), "{}", deleted.program.stderr());
     let report = &reports(&deleted.stdout, "deleted on")[0];
     assert_eq!(
@@ -192,7 +192,7 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
     let peer = peers.iter_mut().find(|p| p.id == holder_of(gone)).unwrap();
     assert!(peer.list_files().iter().all(|(_, _, n)| n != gone));
     let out = output.join("deleted-copy");
-    let missing = Program::start(
+    let missing = Program::member(
         &store_path,
         &["--discovery", &addr, "retrieve", gone, arg(&out)],
     )
@@ -207,11 +207,11 @@ fn store_data_stores_retrieves_and_deletes_files_on_eight_peers() {
 
     // Without OUTPUT, a name that is not a plain file name is refused as a usage error.
     let refused =
-        Program::start(&store_path, &["--discovery", &addr, "retrieve", "../x"]).run_to_end(REPLY);
+        Program::member(&store_path, &["--discovery", &addr, "retrieve", "../x"]).run_to_end(REPLY);
     assert_eq!(refused.status.code(), Some(2));
 
     // Commands from stdin: the exit status says whether all of them succeeded.
-    let mut session = Program::start(&store_path, &["--discovery", &addr]);
+    let mut session = Program::member(&store_path, &["--discovery", &addr]);
     let copy = output.join("again.bin");
     session.send(&format!("retrieve random.bin {}", arg(&copy)));
     let lines = session.lines_until(REPLY, |l| l.starts_with("retrieved from"));
@@ -267,7 +267,7 @@ fn a_line_that_is_not_utf8_is_reported_and_skipped_and_counts_are_singular_for_o
     // store_data runs the commands after the bad line, then exits 1 for it.
     let file = scratch.join("one.txt");
     std::fs::write(&file, b"x").unwrap();
-    let mut store = Program::start(&store_path, &["--discovery", addr.as_str()]);
+    let mut store = Program::member(&store_path, &["--discovery", addr.as_str()]);
     store.send_bytes(b"store \xff\xfe\n");
     store.send(&format!("store {}", arg(&file)));
     store.close_stdin();
@@ -285,4 +285,71 @@ fn a_line_that_is_not_utf8_is_reported_and_skipped_and_counts_are_singular_for_o
     let stored = stdout.iter().find(|l| l.starts_with("stored on")).unwrap();
     assert!(stored.ends_with("(1 byte)"), "{stored}");
     drop(second);
+}
+
+#[test]
+fn a_new_key_is_made_by_discovery_and_nothing_runs_without_a_choice() {
+    let [discovery_path, peer_path, store_path] = programs(["discovery", "peer", "store_data"]);
+    // No key and no --insecure: a usage error, naming the choices.
+    for path in [&discovery_path, &peer_path, &store_path] {
+        let mut unset = Program::start(path, &["--port", "0"]);
+        if path == &store_path {
+            unset = Program::start(path, &["--discovery", "127.0.0.1:9", "delete", "x"]);
+        }
+        assert_eq!(unset.wait(REPLY).code(), Some(2), "{}", unset.name);
+        assert!(wait_until(REPLY, || unset.stderr().contains("--key-file")));
+    }
+
+    let dir = ScratchDir::new("new-key");
+    let key = dir.join("cluster.key");
+    let mut discovery = Program::start(&discovery_path, &["--port", "0", "--new-key", arg(&key)]);
+    let line = discovery.line(STARTUP);
+    let addr = line
+        .strip_prefix("discovery listening on ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let meta = std::fs::metadata(&key).unwrap();
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+        assert_eq!(meta.len(), 65, "64 hex digits and a newline");
+    }
+    // An existing key is never overwritten.
+    let mut again = Program::start(&discovery_path, &["--port", "0", "--new-key", arg(&key)]);
+    assert_eq!(again.wait(REPLY).code(), Some(2));
+
+    let mut peer = Program::start(
+        &peer_path,
+        &["--key-file", arg(&key), "--discovery", &addr, "--port", "0"],
+    );
+    assert!(peer.line(STARTUP).starts_with("peer "));
+    let file = dir.join("note.txt");
+    std::fs::write(&file, b"kept").unwrap();
+    let stored = Program::start(
+        &store_path,
+        &[
+            "--key-file",
+            arg(&key),
+            "--discovery",
+            &addr,
+            "store",
+            arg(&file),
+        ],
+    )
+    .run_to_end(STARTUP);
+    assert!(stored.status.success(), "{:?}", stored.stdout);
+    // Without the key, nothing is served; --insecure says what it means.
+    let mut open = Program::start(
+        &store_path,
+        &["--insecure", "--discovery", &addr, "delete", "note.txt"],
+    );
+    assert!(
+        !open.wait(STARTUP).success(),
+        "a program without the key was served"
+    );
+    assert!(open.stderr().contains("warning: --insecure"));
+    peer.close_stdin();
+    discovery.close_stdin();
+    assert!(peer.wait(STARTUP).success());
+    assert!(discovery.wait(STARTUP).success());
 }

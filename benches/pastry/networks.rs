@@ -2,10 +2,17 @@
 
 use super::*;
 
+/// The key every benchmarked network holds: its connections are encrypted, as a real
+/// cluster's are.
+pub(crate) fn key() -> &'static pastry::ClusterKey {
+    static KEY: std::sync::OnceLock<pastry::ClusterKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| pastry::ClusterKey::generate().expect("random key"))
+}
+
 /// How the nodes of a network are configured.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) enum Profile {
-    /// `NodeConfig::default()` (only the data directory set).
+    /// `NodeConfig::new(key)` (only the data directory set).
     Default,
     /// Default but `sync_writes: false`: writes are not fsynced.
     NoSync,
@@ -36,7 +43,7 @@ impl Profile {
 
     pub(crate) fn describe(self) -> &'static str {
         match self {
-            Profile::Default => "`NodeConfig::default()`",
+            Profile::Default => "`NodeConfig::new(key)`",
             Profile::NoSync => "default but `sync_writes: false`",
             Profile::NoSyncOneCopy => "default but `sync_writes: false, replicas: 1`",
             Profile::NoPool => "default but `pool_per_peer: 0`",
@@ -49,7 +56,7 @@ impl Profile {
     pub(crate) fn client(self, discovery: SocketAddr) -> Client {
         let config = ClientConfig {
             sync_writes: self.config(PathBuf::new()).sync_writes,
-            ..ClientConfig::default()
+            ..ClientConfig::new(key())
         };
         Client::with_config(Entry::Discovery(discovery), config)
     }
@@ -57,7 +64,7 @@ impl Profile {
     pub(crate) fn config(self, dir: PathBuf) -> NodeConfig {
         let mut c = NodeConfig {
             data_dir: Some(dir),
-            ..NodeConfig::default()
+            ..NodeConfig::new(key())
         };
         match self {
             Profile::Default => {}
@@ -98,7 +105,7 @@ impl Net {
         trim_heap();
         let before = Resources::now();
         let t0 = Instant::now();
-        let discovery = Discovery::start("127.0.0.1:0".parse().unwrap())
+        let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), key())
             .map_err(|e| format!("discovery does not start: {e}"))?;
         let mut rng = Rng::seeded(seed);
         let mut used = std::collections::HashSet::new();

@@ -2,11 +2,14 @@
  * A whole Pastry network in one process, driven through libpastry's C ABI and checked
  * against a brute-force oracle written here in C:
  *
- * - a discovery node and 8 nodes that join through it; discovery lists all 8;
+ * - a discovery node and 8 nodes that join through it, all holding one cluster key made
+ *   here; discovery lists all 8;
  * - 50 objects of 0 to 100 KiB of pseudo-random bytes are put and read back intact; the
  *   route of every put, get and lookup ends at the responsible node, and each object is
  *   kept by the nodes best placed for its key (the responsible one, and the next best if the
  *   library keeps copies), all the same number of times;
+ * - a client holding another key cannot get an object; a new client holding the right key
+ *   can;
  * - one is deleted, after which a get says PASTRY_STATUS_NOT_FOUND with a message;
  * - error paths: an id already in use, an unreachable discovery node, a malformed address;
  * - lookups, leaf sets, routing tables and the objects each node holds;
@@ -123,6 +126,7 @@ struct object {
 };
 
 struct network {
+    PastrySecurity *security; /* the cluster key every member holds */
     PastryDiscovery *discovery;
     char address[PASTRY_ADDR_LEN];
     PastryNode *nodes[NODES];
@@ -173,7 +177,10 @@ static void check_route(const struct network *net, const PastryNodeList *route, 
 }
 
 static void start_network(struct network *net) {
-    ok(pastry_discovery_start("127.0.0.1:0", &net->discovery), "pastry_discovery_start");
+    /* In memory only: every member is in this process. */
+    ok(pastry_security_generate(&net->security), "pastry_security_generate");
+    ok(pastry_discovery_start("127.0.0.1:0", net->security, &net->discovery),
+       "pastry_discovery_start");
     ok(pastry_discovery_address(net->discovery, net->address, sizeof net->address),
        "pastry_discovery_address");
     for (size_t i = 0; i < NODES; i++) {
@@ -191,6 +198,7 @@ static void start_network(struct network *net) {
         PastryNodeOptions options;
         ok(pastry_node_options_default(&options), "pastry_node_options_default");
         options.id = id;
+        options.security = net->security;
         ok(pastry_node_start(&options, &net->nodes[i]), "pastry_node_start");
         ok(pastry_node_join_discovery(net->nodes[i], net->address), "pastry_node_join_discovery");
         ok(pastry_node_info(net->nodes[i], &net->info[i]), "pastry_node_info");
@@ -476,6 +484,7 @@ static void check_error_paths(const struct network *net) {
     PastryNodeOptions options;
     ok(pastry_node_options_default(&options), "pastry_node_options_default");
     options.id = net->info[0].id;
+    options.security = net->security;
     PastryNode *twin = NULL;
     ok(pastry_node_start(&options, &twin), "pastry_node_start (twin)");
     expect_error(pastry_node_join_discovery(twin, net->address), PASTRY_STATUS_ID_IN_USE,
@@ -484,8 +493,8 @@ static void check_error_paths(const struct network *net) {
 
     /* A malformed address. */
     PastryClient *client = NULL;
-    expect_error(pastry_client_new("not an address", &client), PASTRY_STATUS_INVALID_ARGUMENT,
-                 "pastry_client_new with a malformed address");
+    expect_error(pastry_client_new("not an address", net->security, &client),
+                 PASTRY_STATUS_INVALID_ARGUMENT, "pastry_client_new with a malformed address");
     if (client != NULL) {
         fail("a failed pastry_client_new wrote its out-parameter");
     }
@@ -495,6 +504,7 @@ static void check_error_paths(const struct network *net) {
     PastryClientOptions client_options;
     ok(pastry_client_options_default(&client_options), "pastry_client_options_default");
     client_options.discovery = "127.0.0.1:1";
+    client_options.security = net->security;
     client_options.retry_ms = 200;
     ok(pastry_client_start(&client_options, &client), "pastry_client_start (unreachable)");
     PastryBuffer *data = NULL;
@@ -506,6 +516,42 @@ static void check_error_paths(const struct network *net) {
     printf("network: unreachable discovery: %s: %s\n", pastry_status_text(status),
            pastry_last_error());
     pastry_client_free(client);
+}
+
+/* A client holding another key is refused (the handshake fails), so its get fails; a new
+ * client holding the network's key gets the same object. */
+static void check_other_key(const struct network *net) {
+    const struct object *o = &net->objects[3];
+    PastrySecurity *other = NULL;
+    ok(pastry_security_generate(&other), "pastry_security_generate (other key)");
+    PastryClientOptions options;
+    ok(pastry_client_options_default(&options), "pastry_client_options_default");
+    options.discovery = net->address;
+    options.security = other;
+    options.retry_ms = 200; /* it will not get in: fail fast */
+    PastryClient *stranger = NULL;
+    ok(pastry_client_start(&options, &stranger), "pastry_client_start (other key)");
+    /* The client keeps its own copy of the key. */
+    pastry_security_free(other);
+    PastryBuffer *data = NULL;
+    PastryStatus status =
+        pastry_client_get(stranger, (const uint8_t *)o->name, o->name_len, &data, NULL);
+    if (status == PASTRY_STATUS_OK || pastry_last_error()[0] == '\0' || data != NULL) {
+        fail("get with another key: status %s, message \"%s\"", pastry_status_text(status),
+             pastry_last_error());
+    }
+    printf("network: another key: %s: %s\n", pastry_status_text(status), pastry_last_error());
+    pastry_client_free(stranger);
+
+    PastryClient *member = NULL;
+    ok(pastry_client_new(net->address, net->security, &member), "pastry_client_new");
+    ok(pastry_client_get(member, (const uint8_t *)o->name, o->name_len, &data, NULL),
+       "get with the network's key");
+    if (data->len != o->len || (o->len > 0 && memcmp(data->data, o->data, o->len) != 0)) {
+        fail("%s: got %zu bytes that differ from the %zu put", o->name, data->len, o->len);
+    }
+    pastry_buffer_free(data);
+    pastry_client_free(member);
 }
 
 static void leave_two(struct network *net) {
@@ -529,7 +575,7 @@ int main(int argc, char **argv) {
     check_peers(&net);
 
     PastryClient *client = NULL;
-    ok(pastry_client_new(net.address, &client), "pastry_client_new");
+    ok(pastry_client_new(net.address, net.security, &client), "pastry_client_new");
     make_objects(&net);
     put_objects(&net, client);
     size_t copies = check_placement(&net);
@@ -537,6 +583,7 @@ int main(int argc, char **argv) {
     printf("network: %d objects put, read back, each kept by its %zu best-placed nodes\n",
            OBJECTS, copies);
 
+    check_other_key(&net);
     check_lookups(&net);
     check_tables(&net);
     delete_one(&net, client);
@@ -557,6 +604,7 @@ int main(int argc, char **argv) {
         pastry_node_free(net.nodes[i]);
     }
     pastry_discovery_free(net.discovery);
+    pastry_security_free(net.security);
     for (size_t i = 0; i < OBJECTS; i++) {
         free(net.objects[i].data);
     }

@@ -3,9 +3,11 @@
  * (the others valid): each must return PASTRY_STATUS_NULL_PARAMETER with a message and leave
  * its out-parameters alone. Arguments documented as "NULL or writable" (`route_out`,
  * `existed_out`) and data documented as "NULL when the length is 0" are optional: with NULL
- * the call must succeed. Every `_free(NULL)` must do nothing.
+ * the call must succeed. Every `_free(NULL)` must do nothing. A security handle must be
+ * given wherever one is taken: NULL, also as `options->security`, is a NULL argument too.
  *
- * A small network (a discovery node and one node, on loopback) gives the calls real handles.
+ * A small network (a discovery node and one node, on loopback, holding a key generated here)
+ * gives the calls real handles.
  *
  *     null_checks
  *
@@ -50,6 +52,9 @@ static void check_status(PastryStatus got, PastryStatus want, int line, const ch
 #define EXPECT_NULL(call) check_status((call), PASTRY_STATUS_NULL_PARAMETER, __LINE__, #call)
 #define EXPECT_OK(call) check_status((call), PASTRY_STATUS_OK, __LINE__, #call)
 #define EXPECT(condition) check((condition), __LINE__, #condition)
+/* The last error names the argument `what`. */
+#define EXPECT_NAMED(what) \
+    check(strstr(pastry_last_error(), (what)) != NULL, __LINE__, "the message names " what)
 
 /* A value an out-parameter is set to before a call that must not write it. */
 #define UNTOUCHED(type) ((type *)(void *)&untouched)
@@ -63,6 +68,15 @@ static bool write_file(const char *path, const char *text) {
     }
     bool written = fwrite(text, 1, strlen(text), f) == strlen(text);
     return fclose(f) == 0 && written;
+}
+
+/* Whether a file exists at `path`. */
+static bool exists(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f != NULL) {
+        fclose(f);
+    }
+    return f != NULL;
 }
 
 /* Whether the file at `path` holds exactly `text`. */
@@ -84,6 +98,7 @@ static void free_functions(void) {
     pastry_client_free(NULL);
     pastry_discovery_free(NULL);
     pastry_node_free(NULL);
+    pastry_security_free(NULL);
     EXPECT("every _free(NULL) returned");
 }
 
@@ -107,12 +122,77 @@ static void plain_functions(void) {
     EXPECT(key == 0x0000);
 }
 
-static PastryDiscovery *discovery_functions(char *address) {
+/* Frees `security` unless a call that should have made it did not. */
+static void free_made(PastrySecurity *security) {
+    if (security != UNTOUCHED(PastrySecurity)) {
+        pastry_security_free(security);
+    }
+}
+
+/* Every way of making a security handle; returns a generated key for the network. */
+static PastrySecurity *security_functions(void) {
+    PastrySecurity *security = UNTOUCHED(PastrySecurity);
+    EXPECT_NULL(pastry_security_insecure(NULL));
+    EXPECT_OK(pastry_security_insecure(&security));
+    free_made(security);
+
+    /* One byte more than a key, so that every length tried below can be read. */
+    const uint8_t bytes[PASTRY_KEY_LEN + 1] = {1, 2, 3};
+    security = UNTOUCHED(PastrySecurity);
+    EXPECT_NULL(pastry_security_from_bytes(NULL, PASTRY_KEY_LEN, &security));
+    EXPECT(security == UNTOUCHED(PastrySecurity));
+    EXPECT_NULL(pastry_security_from_bytes(bytes, PASTRY_KEY_LEN, NULL));
+    /* A key is exactly PASTRY_KEY_LEN bytes: neither fewer nor more. */
+    check_status(pastry_security_from_bytes(bytes, 0, &security),
+                 PASTRY_STATUS_INVALID_ARGUMENT, __LINE__, "pastry_security_from_bytes, 0 bytes");
+    check_status(pastry_security_from_bytes(bytes, PASTRY_KEY_LEN - 1, &security),
+                 PASTRY_STATUS_INVALID_ARGUMENT, __LINE__, "pastry_security_from_bytes, 31 bytes");
+    check_status(pastry_security_from_bytes(bytes, PASTRY_KEY_LEN + 1, &security),
+                 PASTRY_STATUS_INVALID_ARGUMENT, __LINE__, "pastry_security_from_bytes, 33 bytes");
+    EXPECT(security == UNTOUCHED(PastrySecurity));
+    EXPECT_OK(pastry_security_from_bytes(bytes, PASTRY_KEY_LEN, &security));
+    free_made(security);
+
+    char dir[] = "/tmp/pastry-null-checks-XXXXXX";
+    if (mkdtemp(dir) == NULL) {
+        printf("null_checks: no temporary directory, cannot go on\n");
+        exit(1);
+    }
+    char path[64];
+    snprintf(path, sizeof path, "%s/cluster.key", dir);
+    security = UNTOUCHED(PastrySecurity);
+    EXPECT_NULL(pastry_security_new_key_file(NULL, &security));
+    EXPECT(security == UNTOUCHED(PastrySecurity));
+    EXPECT_NULL(pastry_security_new_key_file(path, NULL));
+    EXPECT(!exists(path)); /* a NULL argument writes no file */
+    EXPECT_OK(pastry_security_new_key_file(path, &security));
+    free_made(security);
+    security = UNTOUCHED(PastrySecurity);
+    EXPECT_NULL(pastry_security_from_key_file(NULL, &security));
+    EXPECT(security == UNTOUCHED(PastrySecurity));
+    EXPECT_NULL(pastry_security_from_key_file(path, NULL));
+    EXPECT_OK(pastry_security_from_key_file(path, &security));
+    free_made(security);
+    remove(path);
+    remove(dir);
+
+    security = UNTOUCHED(PastrySecurity);
+    EXPECT_NULL(pastry_security_generate(NULL));
+    EXPECT_OK(pastry_security_generate(&security));
+    if (security == UNTOUCHED(PastrySecurity)) {
+        printf("null_checks: no key, cannot go on\n");
+        exit(1);
+    }
+    return security;
+}
+
+static PastryDiscovery *discovery_functions(char *address, const PastrySecurity *security) {
     PastryDiscovery *discovery = UNTOUCHED(PastryDiscovery);
-    EXPECT_NULL(pastry_discovery_start(NULL, &discovery));
+    EXPECT_NULL(pastry_discovery_start(NULL, security, &discovery));
+    EXPECT_NULL(pastry_discovery_start("127.0.0.1:0", NULL, &discovery));
     EXPECT(discovery == UNTOUCHED(PastryDiscovery));
-    EXPECT_NULL(pastry_discovery_start("127.0.0.1:0", NULL));
-    EXPECT_OK(pastry_discovery_start("127.0.0.1:0", &discovery));
+    EXPECT_NULL(pastry_discovery_start("127.0.0.1:0", security, NULL));
+    EXPECT_OK(pastry_discovery_start("127.0.0.1:0", security, &discovery));
     if (discovery == UNTOUCHED(PastryDiscovery)) {
         printf("null_checks: no discovery node, cannot go on\n");
         exit(1);
@@ -139,14 +219,19 @@ static PastryDiscovery *discovery_functions(char *address) {
     return discovery;
 }
 
-static PastryNode *node_functions(const char *discovery) {
+static PastryNode *node_functions(const char *discovery, const PastrySecurity *security) {
     PastryNodeOptions options;
     EXPECT_NULL(pastry_node_options_default(NULL));
     EXPECT_OK(pastry_node_options_default(&options));
 
     PastryNode *node = UNTOUCHED(PastryNode);
     EXPECT_NULL(pastry_node_start(NULL, &node));
+    /* The defaults choose no security: it must be set. */
+    EXPECT(options.security == NULL);
+    EXPECT_NULL(pastry_node_start(&options, &node));
+    EXPECT_NAMED("options->security");
     EXPECT(node == UNTOUCHED(PastryNode));
+    options.security = security;
     EXPECT_NULL(pastry_node_start(&options, NULL));
     EXPECT_OK(pastry_node_start(&options, &node));
     if (node == UNTOUCHED(PastryNode)) {
@@ -188,12 +273,14 @@ static PastryNode *node_functions(const char *discovery) {
     return node;
 }
 
-static PastryClient *client_handles(const char *discovery, const char *peer) {
+static PastryClient *client_handles(const char *discovery, const char *peer,
+                                    const PastrySecurity *security) {
     PastryClient *client = UNTOUCHED(PastryClient);
-    EXPECT_NULL(pastry_client_via_peer(NULL, &client));
+    EXPECT_NULL(pastry_client_via_peer(NULL, security, &client));
+    EXPECT_NULL(pastry_client_via_peer(peer, NULL, &client));
     EXPECT(client == UNTOUCHED(PastryClient));
-    EXPECT_NULL(pastry_client_via_peer(peer, NULL));
-    EXPECT_OK(pastry_client_via_peer(peer, &client));
+    EXPECT_NULL(pastry_client_via_peer(peer, security, NULL));
+    EXPECT_OK(pastry_client_via_peer(peer, security, &client));
     if (client != UNTOUCHED(PastryClient)) {
         pastry_client_free(client);
     }
@@ -203,20 +290,28 @@ static PastryClient *client_handles(const char *discovery, const char *peer) {
     EXPECT_OK(pastry_client_options_default(&options));
     client = UNTOUCHED(PastryClient);
     EXPECT_NULL(pastry_client_start(NULL, &client));
+    options.security = security;
     EXPECT_NULL(pastry_client_start(&options, &client)); /* no entry set: both NULL */
     EXPECT(client == UNTOUCHED(PastryClient));
     options.peer = peer;
     EXPECT_NULL(pastry_client_start(&options, NULL));
+    /* The defaults choose no security: it must be set. */
+    options.security = NULL;
+    EXPECT_NULL(pastry_client_start(&options, &client));
+    EXPECT_NAMED("options->security");
+    EXPECT(client == UNTOUCHED(PastryClient));
+    options.security = security;
     EXPECT_OK(pastry_client_start(&options, &client));
     if (client != UNTOUCHED(PastryClient)) {
         pastry_client_free(client);
     }
 
     client = UNTOUCHED(PastryClient);
-    EXPECT_NULL(pastry_client_new(NULL, &client));
+    EXPECT_NULL(pastry_client_new(NULL, security, &client));
+    EXPECT_NULL(pastry_client_new(discovery, NULL, &client));
     EXPECT(client == UNTOUCHED(PastryClient));
-    EXPECT_NULL(pastry_client_new(discovery, NULL));
-    EXPECT_OK(pastry_client_new(discovery, &client));
+    EXPECT_NULL(pastry_client_new(discovery, security, NULL));
+    EXPECT_OK(pastry_client_new(discovery, security, &client));
     if (client == UNTOUCHED(PastryClient)) {
         printf("null_checks: no client, cannot go on\n");
         exit(1);
@@ -303,12 +398,15 @@ int main(void) {
     free_functions();
     plain_functions();
 
+    PastrySecurity *security = security_functions();
     char address[PASTRY_ADDR_LEN];
-    PastryDiscovery *discovery = discovery_functions(address);
-    PastryNode *node = node_functions(address);
+    PastryDiscovery *discovery = discovery_functions(address, security);
+    PastryNode *node = node_functions(address, security);
     PastryNodeInfo info = {0};
     EXPECT_OK(pastry_node_info(node, &info));
-    PastryClient *client = client_handles(address, info.addr);
+    PastryClient *client = client_handles(address, info.addr, security);
+    /* The handles made with it keep their own copies: the rest runs without it. */
+    pastry_security_free(security);
     object_functions(client);
     file_functions(client);
 

@@ -2,9 +2,12 @@
  * The StoreData program in C, over libpastry's C ABI: stores files in a Pastry overlay under
  * their base names, retrieves and deletes them.
  *
- *     store_data DISCOVERY_ADDR store FILE...
- *     store_data DISCOVERY_ADDR retrieve NAME OUTPUT
- *     store_data DISCOVERY_ADDR delete NAME
+ *     store_data DISCOVERY_ADDR KEY_FILE store FILE...
+ *     store_data DISCOVERY_ADDR KEY_FILE retrieve NAME OUTPUT
+ *     store_data DISCOVERY_ADDR KEY_FILE delete NAME
+ *
+ * KEY_FILE holds the overlay's cluster key, as `pastry_security_new_key_file` or `discovery
+ * --new-key` writes it: without the key, no member talks to the client.
  *
  * For each object it prints `NAME: key KEY`, then `hop I: ID ADDR` for each node on the
  * route from the entry peer, then the holder: `stored on ID ADDR`, `retrieved from ID ADDR
@@ -24,9 +27,9 @@
 #include "pastry.h"
 
 static const char USAGE[] =
-    "Usage: store_data DISCOVERY_ADDR store FILE...\n"
-    "       store_data DISCOVERY_ADDR retrieve NAME OUTPUT\n"
-    "       store_data DISCOVERY_ADDR delete NAME\n";
+    "Usage: store_data DISCOVERY_ADDR KEY_FILE store FILE...\n"
+    "       store_data DISCOVERY_ADDR KEY_FILE retrieve NAME OUTPUT\n"
+    "       store_data DISCOVERY_ADDR KEY_FILE delete NAME\n";
 
 /* Reports a failed call on stderr: its status and the library's message. */
 static void report(PastryStatus status, const char *what) {
@@ -117,13 +120,14 @@ static int delete_object(const PastryClient *client, const char *name) {
 }
 
 int main(int argc, char **argv) {
-    if (argc < 3) {
+    if (argc < 4) {
         fputs(USAGE, stderr);
         return 2;
     }
     const char *discovery = argv[1];
-    const char *command = argv[2];
-    int operands = argc - 3;
+    const char *key_file = argv[2];
+    const char *command = argv[3];
+    int operands = argc - 4;
     if (!((strcmp(command, "store") == 0 && operands >= 1) ||
           (strcmp(command, "retrieve") == 0 && operands == 2) ||
           (strcmp(command, "delete") == 0 && operands == 1))) {
@@ -131,8 +135,16 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    PastrySecurity *security = NULL;
+    PastryStatus status = pastry_security_from_key_file(key_file, &security);
+    if (status != PASTRY_STATUS_OK) {
+        report(status, key_file);
+        return 1;
+    }
     PastryClient *client = NULL;
-    PastryStatus status = pastry_client_new(discovery, &client);
+    status = pastry_client_new(discovery, security, &client);
+    /* The client keeps its own copy of the key. */
+    pastry_security_free(security);
     if (status != PASTRY_STATUS_OK) {
         report(status, discovery);
         return 1;
@@ -140,13 +152,13 @@ int main(int argc, char **argv) {
 
     int failed = 0;
     if (strcmp(command, "store") == 0) {
-        for (int i = 3; i < argc; i++) {
+        for (int i = 4; i < argc; i++) {
             failed |= store(client, argv[i]);
         }
     } else if (strcmp(command, "retrieve") == 0) {
-        failed = retrieve(client, argv[3], argv[4]);
+        failed = retrieve(client, argv[4], argv[5]);
     } else {
-        failed = delete_object(client, argv[3]);
+        failed = delete_object(client, argv[4]);
     }
 
     pastry_client_free(client);

@@ -1,14 +1,27 @@
 //! What the example programs share: flag parsing, logging set-up and the command loop on
-//! stdin. Each program includes it with `mod common;` and uses the parts it needs.
+//! stdin. Each program includes it with `#[macro_use] mod common;` and uses the parts it
+//! needs.
 #![allow(dead_code)]
+
+/// The usage lines of the security flags, for a program's help (a literal, for `concat!`).
+#[allow(unused_macros)] // the demo and the simulator take no security flags
+macro_rules! security_usage {
+    () => {
+        "  --key-file FILE  the cluster key, as `discovery --new-key FILE` wrote it
+  --insecure       no key: no encryption, and anyone who can reach a port is a member"
+    };
+}
 
 use std::error::Error;
 use std::ffi::OsString;
 use std::fmt::Display;
 use std::io::{self, BufRead, IsTerminal, Write};
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
 use std::process;
 use std::str::FromStr;
+
+use pastry::{ClusterKey, Security};
 
 /// The command-line flags, read one at a time: `--flag VALUE` or `--flag=VALUE`; for a
 /// program made with [`Args::with_words`], then the words after them.
@@ -125,6 +138,68 @@ impl Args {
     pub fn fail(&self, message: &str) -> ! {
         eprintln!("error: {message}\n\n{}", self.usage);
         process::exit(2)
+    }
+}
+
+/// The flags that choose who a program admits and talks to: `--key-file FILE` (the
+/// cluster's key), `--insecure` (no key: anyone who reaches the port), and, for the discovery
+/// node, `--new-key FILE` (make the cluster's key, then use it). One must be given.
+#[derive(Default)]
+pub struct SecurityFlags {
+    key_file: Option<PathBuf>,
+    new_key: Option<PathBuf>,
+    insecure: bool,
+}
+
+impl SecurityFlags {
+    /// Takes `flag` if it is a security flag (`--new-key` only when `new_key_allowed`).
+    pub fn take(&mut self, flag: &str, args: &mut Args, new_key_allowed: bool) -> bool {
+        match flag {
+            "--key-file" => self.key_file = Some(args.value::<PathBuf>(flag)),
+            "--new-key" if new_key_allowed => self.new_key = Some(args.value::<PathBuf>(flag)),
+            "--insecure" => self.insecure = true,
+            _ => return false,
+        }
+        true
+    }
+
+    /// The security chosen; a usage error unless exactly one choice was made. Says so on
+    /// stderr when the choice is `--insecure`.
+    pub fn security(self, args: &Args) -> Security {
+        let chosen = [
+            self.key_file.is_some(),
+            self.new_key.is_some(),
+            self.insecure,
+        ];
+        if chosen.iter().filter(|c| **c).count() != 1 {
+            args.fail("give exactly one of --key-file FILE and --insecure (or, for discovery, --new-key FILE)");
+        }
+        if let Some(path) = self.new_key {
+            let key = ClusterKey::create_file(&path).unwrap_or_else(|e| {
+                args.fail(&format!(
+                    "--new-key {}: {}",
+                    path.display(),
+                    error_chain(&e)
+                ))
+            });
+            eprintln!("wrote a new cluster key to {} (mode 0600)", path.display());
+            return Security::Key(key);
+        }
+        if let Some(path) = self.key_file {
+            return Security::Key(ClusterKey::from_file(&path).unwrap_or_else(|e| {
+                args.fail(&format!(
+                    "--key-file {}: {}",
+                    path.display(),
+                    error_chain(&e)
+                ))
+            }));
+        }
+        eprintln!(
+            "warning: --insecure: no cluster key; connections are neither authenticated nor \
+             encrypted, and anyone who can reach this program's port can read, change or \
+             delete everything"
+        );
+        Security::Insecure
     }
 }
 

@@ -1,11 +1,14 @@
 // A whole Pastry network in one process, through libpastry's C ABI from C++17 with the
 // small RAII skin in pastry.hpp; the same checks as examples/c/network.c:
 //
-// - a discovery node and 8 nodes that join through it; discovery lists all 8;
+// - a discovery node and 8 nodes that join through it, all holding one cluster key made
+//   here; discovery lists all 8;
 // - 50 objects of 0 to 100 KiB of pseudo-random bytes are put and read back intact; the
 //   route of every put, get and lookup ends at the responsible node, and each object is
 //   kept by the nodes best placed for its key (the responsible one, and the next best if the
 //   library keeps copies), all the same number of times;
+// - a client holding another key cannot get an object; a new client holding the right key
+//   can;
 // - one is deleted, after which a get says PASTRY_STATUS_NOT_FOUND with a message;
 // - error paths: an id already in use, an unreachable discovery node, a malformed address;
 // - lookups, leaf sets, routing tables and the objects each node holds;
@@ -145,8 +148,12 @@ struct Object {
 class Network {
 public:
     explicit Network(std::uint64_t seed) : random_(seed) {
-        pastry::check(pastry_discovery_start("127.0.0.1:0", pastry::out_ptr(discovery_)),
-                      "pastry_discovery_start");
+        // In memory only: every member is in this process.
+        pastry::check(pastry_security_generate(pastry::out_ptr(security_)),
+                      "pastry_security_generate");
+        pastry::check(
+            pastry_discovery_start("127.0.0.1:0", security_.get(), pastry::out_ptr(discovery_)),
+            "pastry_discovery_start");
         char address[PASTRY_ADDR_LEN];
         pastry::check(pastry_discovery_address(discovery_.get(), address, sizeof address),
                       "pastry_discovery_address");
@@ -159,6 +166,7 @@ public:
             PastryNodeOptions options;
             pastry::check(pastry_node_options_default(&options));
             options.id = id;
+            options.security = security_.get();
             pastry::Node node;
             pastry::check(pastry_node_start(&options, pastry::out_ptr(node)), "pastry_node_start");
             pastry::check(pastry_node_join_discovery(node.get(), address_.c_str()),
@@ -176,6 +184,7 @@ public:
     }
 
     const std::string& address() const { return address_; }
+    const PastrySecurity* security() const { return security_.get(); }
 
     std::vector<std::uint16_t> live_ids() const {
         std::vector<std::uint16_t> ids;
@@ -427,6 +436,7 @@ public:
         PastryNodeOptions options;
         pastry::check(pastry_node_options_default(&options));
         options.id = ids_[0];
+        options.security = security_.get();
         pastry::Node twin;
         pastry::check(pastry_node_start(&options, pastry::out_ptr(twin)), "pastry_node_start");
         auto status = status_of([&] {
@@ -439,7 +449,8 @@ public:
         // A malformed address.
         pastry::Client client;
         status = status_of([&] {
-            pastry::check(pastry_client_new("not an address", pastry::out_ptr(client)));
+            pastry::check(
+                pastry_client_new("not an address", security_.get(), pastry::out_ptr(client)));
         });
         if (status != PASTRY_STATUS_INVALID_ARGUMENT || client) {
             fail("pastry_client_new with a malformed address: ", pastry_status_text(status));
@@ -450,6 +461,7 @@ public:
         PastryClientOptions client_options;
         pastry::check(pastry_client_options_default(&client_options));
         client_options.discovery = "127.0.0.1:1";
+        client_options.security = security_.get();
         client_options.retry_ms = 200;
         pastry::check(pastry_client_start(&client_options, pastry::out_ptr(client)));
         try {
@@ -463,6 +475,48 @@ public:
         }
     }
 
+    // A client holding another key is refused (the handshake fails), so its get fails; a new
+    // client holding the network's key gets the same object.
+    void check_other_key() {
+        const auto& o = objects_[3];
+        pastry::Client stranger;
+        {
+            pastry::Security other;
+            pastry::check(pastry_security_generate(pastry::out_ptr(other)),
+                          "pastry_security_generate");
+            PastryClientOptions options;
+            pastry::check(pastry_client_options_default(&options));
+            options.discovery = address_.c_str();
+            options.security = other.get();
+            options.retry_ms = 200;  // it will not get in: fail fast
+            pastry::check(pastry_client_start(&options, pastry::out_ptr(stranger)),
+                          "pastry_client_start");
+        }  // the client keeps its own copy of the key
+        pastry::Buffer data;
+        auto status = status_of([&] {
+            pastry::check(pastry_client_get(stranger.get(), o.name_bytes(), o.name.size(),
+                                            pastry::out_ptr(data), nullptr));
+        });
+        if (status == PASTRY_STATUS_OK || data) {
+            fail("get with another key: ", pastry_status_text(status));
+        }
+        std::cout << "network: another key: " << pastry_status_text(status) << ": "
+                  << pastry_last_error() << '\n';
+
+        pastry::Client member;
+        pastry::check(
+            pastry_client_new(address_.c_str(), security_.get(), pastry::out_ptr(member)),
+            "pastry_client_new");
+        pastry::check(pastry_client_get(member.get(), o.name_bytes(), o.name.size(),
+                                        pastry::out_ptr(data), nullptr),
+                      "get with the network's key");
+        if (data->len != o.data.size() ||
+            (data->len > 0 && std::memcmp(data->data, o.data.data(), data->len) != 0)) {
+            fail(o.name, ": got ", data->len, " bytes that differ from the ", o.data.size(),
+                 " put");
+        }
+    }
+
     void leave(std::size_t n) {
         pastry::check(pastry_node_leave(nodes_[n].get()), "pastry_node_leave");
         live_[n] = false;
@@ -471,6 +525,8 @@ public:
 
 private:
     Random random_;
+    // Declared first, so freed last (though every handle keeps its own copy).
+    pastry::Security security_;
     pastry::Discovery discovery_;
     std::string address_;
     // Declared after the discovery node, so freed before it.
@@ -489,8 +545,9 @@ int main(int argc, char** argv) {
         net.check_peers();
 
         pastry::Client client;
-        pastry::check(pastry_client_new(net.address().c_str(), pastry::out_ptr(client)),
-                      "pastry_client_new");
+        pastry::check(
+            pastry_client_new(net.address().c_str(), net.security(), pastry::out_ptr(client)),
+            "pastry_client_new");
         net.make_objects();
         net.put_objects(client);
         auto copies = net.check_placement();
@@ -498,6 +555,7 @@ int main(int argc, char** argv) {
         std::cout << "network: " << kObjects << " objects put, read back, each kept by its "
                   << copies << " best-placed nodes\n";
 
+        net.check_other_key();
         net.check_lookups();
         net.check_tables();
         net.delete_one(client);

@@ -1,8 +1,10 @@
 // A small C++17 skin over libpastry's C ABI: owning pointers that call the right `_free`,
 // and errors as exceptions. Everything else is the C API itself.
 //
+//     pastry::Security key;
+//     pastry::check(pastry_security_from_key_file("cluster.key", pastry::out_ptr(key)));
 //     pastry::Client client;
-//     pastry::check(pastry_client_new("127.0.0.1:4000", pastry::out_ptr(client)));
+//     pastry::check(pastry_client_new("127.0.0.1:4000", key.get(), pastry::out_ptr(client)));
 //     pastry::Buffer data;
 //     pastry::check(pastry_client_get(client.get(), name, len, pastry::out_ptr(data), nullptr));
 
@@ -27,6 +29,7 @@ struct Deleter {
     }
 };
 
+using Security = std::unique_ptr<PastrySecurity, Deleter<pastry_security_free>>;
 using Discovery = std::unique_ptr<PastryDiscovery, Deleter<pastry_discovery_free>>;
 using Node = std::unique_ptr<PastryNode, Deleter<pastry_node_free>>;
 using Client = std::unique_ptr<PastryClient, Deleter<pastry_client_free>>;

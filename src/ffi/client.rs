@@ -8,7 +8,8 @@ use super::{
 };
 use std::time::Duration;
 
-use super::Failure;
+use super::security::security_arg;
+use super::{Failure, PastrySecurity};
 use crate::{Client, ClientConfig, Entry};
 
 /// A client of the object store. Thread-safe.
@@ -22,6 +23,9 @@ pub struct PastryClientOptions {
     pub discovery: *const c_char,
     /// A node's address to enter through instead, with no discovery, or NULL.
     pub peer: *const c_char,
+    /// The cluster key (or `pastry_security_insecure`); must be set. The client keeps its
+    /// own copy.
+    pub security: *const PastrySecurity,
     /// How long an operation keeps retrying while the overlay changes under it (or the peer
     /// it enters through is unreachable), in milliseconds; 0 for the default (10 000).
     pub retry_ms: u32,
@@ -40,6 +44,7 @@ pub unsafe extern "C" fn pastry_client_options_default(
         *options = PastryClientOptions {
             discovery: std::ptr::null(),
             peer: std::ptr::null(),
+            security: std::ptr::null(),
             retry_ms: 0,
         };
         Ok(())
@@ -70,7 +75,7 @@ pub unsafe extern "C" fn pastry_client_start(
                 ))
             }
         };
-        let mut config = ClientConfig::default();
+        let mut config = ClientConfig::new(security_arg(options.security, "options->security")?);
         if options.retry_ms != 0 {
             config.retry_for = Duration::from_millis(options.retry_ms.into());
         }
@@ -90,21 +95,25 @@ unsafe fn give_route(route_out: *mut *mut PastryNodeList, route: crate::Route) {
 }
 
 /// A client that enters the overlay through the discovery node at `discovery` (such as
-/// `"127.0.0.1:4000"`), with default options. It contacts no one until its first operation.
+/// `"127.0.0.1:4000"`), holding `security` (not NULL), with default options. It contacts no one until its first operation.
 /// On success `*client_out` is a new handle, owned by the caller: free
 /// it with `pastry_client_free`.
 ///
 /// # Safety
-/// `discovery` is a NUL-terminated string; `client_out` points to writable storage.
+/// `discovery` is a NUL-terminated string; `security` is a live handle; `client_out`
+/// points to writable storage.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_client_new(
     discovery: *const c_char,
+    security: *const PastrySecurity,
     client_out: *mut *mut PastryClient,
 ) -> PastryStatus {
     guard(|| {
         let discovery = addr_arg(discovery, "discovery")?;
+        let security = security_arg(security, "security")?;
         let client_out = out_arg(client_out, "client_out")?;
-        *client_out = Box::into_raw(Box::new(PastryClient(Client::new(discovery))));
+        let client = Client::new(discovery, security);
+        *client_out = Box::into_raw(Box::new(PastryClient(client)));
         Ok(())
     })
 }
@@ -116,12 +125,15 @@ pub unsafe extern "C" fn pastry_client_new(
 #[no_mangle]
 pub unsafe extern "C" fn pastry_client_via_peer(
     peer: *const c_char,
+    security: *const PastrySecurity,
     client_out: *mut *mut PastryClient,
 ) -> PastryStatus {
     guard(|| {
         let peer = addr_arg(peer, "peer")?;
+        let security = security_arg(security, "security")?;
         let client_out = out_arg(client_out, "client_out")?;
-        *client_out = Box::into_raw(Box::new(PastryClient(Client::via_peer(peer))));
+        let client = Client::via_peer(peer, security);
+        *client_out = Box::into_raw(Box::new(PastryClient(client)));
         Ok(())
     })
 }

@@ -2,27 +2,31 @@
 
 use std::ffi::c_char;
 
-use super::{addr_arg, arg, guard, out_arg, Failure, PastryNodeList, PastryStatus};
+use super::security::security_arg;
+use super::{addr_arg, arg, guard, out_arg, Failure, PastryNodeList, PastrySecurity, PastryStatus};
 use crate::Discovery;
 
 /// A running discovery node. Thread-safe.
 pub struct PastryDiscovery(Discovery);
 
 /// Starts a discovery node listening on `listen` (such as `"127.0.0.1:0"`; port 0 lets the
-/// system choose). On success `*discovery_out` is a new handle, owned by the caller: stop it
+/// system choose), admitting what `security` admits (not NULL). On success `*discovery_out` is a new handle, owned by the caller: stop it
 /// and free it with `pastry_discovery_free`.
 ///
 /// # Safety
-/// `listen` is a NUL-terminated string; `discovery_out` points to writable storage.
+/// `listen` is a NUL-terminated string; `security` is a live handle; `discovery_out` points
+/// to writable storage.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_discovery_start(
     listen: *const c_char,
+    security: *const PastrySecurity,
     discovery_out: *mut *mut PastryDiscovery,
 ) -> PastryStatus {
     guard(|| {
         let listen = addr_arg(listen, "listen")?;
+        let security = security_arg(security, "security")?;
         let discovery_out = out_arg(discovery_out, "discovery_out")?;
-        let discovery = Discovery::start(listen)?;
+        let discovery = Discovery::start(listen, security)?;
         *discovery_out = Box::into_raw(Box::new(PastryDiscovery(discovery)));
         Ok(())
     })

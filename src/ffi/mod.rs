@@ -13,6 +13,7 @@
 mod client;
 mod discovery;
 mod node;
+mod security;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -26,6 +27,7 @@ use crate::wire::RemoteCode;
 pub use client::*;
 pub use discovery::*;
 pub use node::*;
+pub use security::*;
 
 /// The outcome of a `pastry_*` call. Values are fixed and never renumbered.
 #[repr(C)]
@@ -237,6 +239,10 @@ fn out_arg<T>(ptr: *mut T, what: &str) -> Result<*mut T, Failure> {
 
 /// Longest address text, with its NUL: `[ffff:...:ffff]:65535` fits.
 pub const PASTRY_ADDR_LEN: usize = 64;
+
+/// Bytes in a cluster key (`pastry_security_from_bytes`).
+pub const PASTRY_KEY_LEN: usize = 32;
+const _: () = assert!(PASTRY_KEY_LEN == crate::KEY_LEN);
 
 /// A node as seen from C: its id and its address as text.
 #[repr(C)]

@@ -3,6 +3,8 @@
 use std::ffi::c_char;
 use std::path::PathBuf;
 
+use super::security::security_arg;
+use super::PastrySecurity;
 use super::{
     addr_arg, arg, guard, out_arg, str_arg, Failure, PastryNodeInfo, PastryNodeList, PastryStatus,
 };
@@ -27,6 +29,9 @@ pub struct PastryNodeOptions {
     pub leaf_half: u32,
     /// Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
     pub replicas: u32,
+    /// The cluster key (or `pastry_security_insecure`); must be set. The node keeps its own
+    /// copy.
+    pub security: *const PastrySecurity,
 }
 
 /// Fills `options` with the defaults: loopback, random id, temporary data directory,
@@ -46,6 +51,7 @@ pub unsafe extern "C" fn pastry_node_options_default(
             data_dir: std::ptr::null(),
             leaf_half: 0,
             replicas: 0,
+            security: std::ptr::null(),
         };
         Ok(())
     })
@@ -65,7 +71,7 @@ pub unsafe extern "C" fn pastry_node_start(
     guard(|| {
         let options = arg(options, "options")?;
         let node_out = out_arg(node_out, "node_out")?;
-        let mut config = NodeConfig::default();
+        let mut config = NodeConfig::new(security_arg(options.security, "options->security")?);
         if !options.listen.is_null() {
             config.listen = addr_arg(options.listen, "options->listen")?;
         }

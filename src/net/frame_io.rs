@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::secure::{Channel, Handshake, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
 use super::Counters;
 use crate::error::Error;
 use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
@@ -24,6 +25,10 @@ const GROW_STEP: usize = 64 * 1024;
 /// A body buffer larger than this is let go once a smaller frame follows: a connection holds
 /// the memory of its largest frame only while such frames keep coming.
 const KEEP_BUFFER: usize = 512 * 1024;
+
+/// Sealed bytes gathered before they are written: a large chunk goes out in a few writes, and
+/// a connection never holds much more than this of it.
+const SEAL_BATCH: usize = 256 * 1024;
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -53,6 +58,21 @@ pub(crate) struct Framed {
     body: Vec<u8>,
     max_payload: u32,
     counters: Arc<Counters>,
+    /// The connection's cipher once a handshake has passed; `None` on an insecure one.
+    secure: Option<Sealed>,
+}
+
+/// The buffers of an encrypted connection besides its cipher.
+struct Sealed {
+    channel: Channel,
+    /// Plaintext opened from the last record, read from `taken` on.
+    plain: Vec<u8>,
+    taken: usize,
+    /// The record being read.
+    record: Vec<u8>,
+    /// Plaintext waiting to fill a record, and records waiting to be written.
+    staged: Vec<u8>,
+    sealed: Vec<u8>,
 }
 
 impl Framed {
@@ -78,7 +98,67 @@ impl Framed {
             body: Vec::new(),
             max_payload,
             counters,
+            secure: None,
         })
+    }
+
+    /// Runs the handshake `security` asks for, as the side that opened the connection
+    /// (`initiator`) or accepted it; the whole handshake must end `within` this long. From
+    /// then on every byte is sealed. Fails unless the peer proves the same key.
+    pub fn secure(
+        &mut self,
+        security: &Security,
+        initiator: bool,
+        within: Duration,
+    ) -> Result<(), ReadError> {
+        let key = match security.chosen() {
+            Ok(Some(key)) => key,
+            Ok(None) => return Ok(()),
+            Err(e) => return Err(ReadError::Io(io::Error::other(e.to_string()))),
+        };
+        let deadline = Some(Instant::now() + within);
+        let mut peer = [0u8; HELLO_LEN];
+        let result = (|| {
+            let channel = if initiator {
+                let mut handshake = Handshake::initiator(key)?;
+                self.write_raw(&handshake.write()?)?;
+                self.fill_raw(&mut peer, deadline)?;
+                handshake.read(&peer)?;
+                handshake.finish()?
+            } else {
+                let mut handshake = Handshake::responder(key)?;
+                self.fill_raw(&mut peer, deadline)?;
+                handshake.read(&peer)?;
+                self.write_raw(&handshake.write()?)?;
+                handshake.finish()?
+            };
+            self.secure = Some(Sealed {
+                channel,
+                plain: Vec::new(),
+                taken: 0,
+                record: Vec::new(),
+                staged: Vec::new(),
+                sealed: Vec::new(),
+            });
+            Ok(())
+        })();
+        let restored = self.apply_timeout(self.read_timeout);
+        result.map_err(ReadError::Io)?;
+        restored.map_err(ReadError::Io)
+    }
+
+    fn write_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let mut stream: &TcpStream = &self.reader.get_ref().0;
+        stream.write_all(bytes)
+    }
+
+    /// Writes `parts` in order: as they are, or sealed into records.
+    fn write_parts(&mut self, parts: [&[u8]; 4]) -> io::Result<()> {
+        let stream: &TcpStream = &self.reader.get_ref().0;
+        match &mut self.secure {
+            None => write_all_parts(stream, parts),
+            Some(sealed) => sealed.write_parts(stream, parts),
+        }
     }
 
     /// Adds a frame to those written by the next [`Framed::flush`], so that a request made of
@@ -107,18 +187,25 @@ impl Framed {
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
         let (header, trailer) = wire::chunk_frame_parts(data);
         self.counters.note_frame(data.len() as u64);
-        let stream: &TcpStream = &self.reader.get_ref().0;
-        let result = write_all_parts(stream, [&self.out, &header, data, &trailer]);
+        let out = std::mem::take(&mut self.out);
+        let result = self.write_parts([&out, &header, data, &trailer]);
+        self.out = out;
+        self.out.clear();
+        result
+    }
+
+    /// Writes every queued frame, then `bytes` as they are.
+    pub fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let out = std::mem::take(&mut self.out);
+        let result = self.write_parts([&out, bytes, &[], &[]]);
+        self.out = out;
         self.out.clear();
         result
     }
 
     /// Writes every queued frame.
     pub fn flush(&mut self) -> io::Result<()> {
-        let mut stream: &TcpStream = &self.reader.get_ref().0;
-        let result = stream.write_all(&self.out);
-        self.out.clear();
-        result
+        self.send_bytes(&[])
     }
 
     /// Writes one frame (and any queued before it).
@@ -175,9 +262,70 @@ impl Framed {
         result.map_err(ReadError::Io)
     }
 
+    /// Fills `buf` with the connection's plaintext: from the stream, or from the records
+    /// opened from it. Past `deadline` it fails as timed out.
+    fn fill(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+        if self.secure.is_none() {
+            return self.fill_raw(buf, deadline);
+        }
+        let mut filled = 0;
+        // Bounded: each pass fills at least one byte, or opens a record, or fails.
+        while filled < buf.len() {
+            let Some(sealed) = &mut self.secure else {
+                return Err(io::ErrorKind::NotConnected.into());
+            };
+            let ready = &sealed.plain[sealed.taken..];
+            if ready.is_empty() {
+                self.next_record(deadline)?;
+                continue;
+            }
+            let n = ready.len().min(buf.len() - filled);
+            buf[filled..filled + n].copy_from_slice(&ready[..n]);
+            sealed.taken += n;
+            filled += n;
+        }
+        Ok(())
+    }
+
+    /// Reads and opens the next record. Its first byte may wait as long as the frame's
+    /// first; the rest must arrive within the frame timeout, and its buffer grows only as
+    /// its bytes arrive.
+    fn next_record(&mut self, deadline: Option<Instant>) -> io::Result<()> {
+        let mut len = [0u8; 2];
+        self.fill_raw(&mut len[..1], deadline)?;
+        let deadline = deadline.unwrap_or_else(|| Instant::now() + self.frame_timeout);
+        self.fill_raw(&mut len[1..], Some(deadline))?;
+        let want = usize::from(u16::from_be_bytes(len));
+        let Some(sealed) = &mut self.secure else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        let mut record = std::mem::take(&mut sealed.record);
+        record.clear();
+        let mut result = Ok(());
+        while record.len() < want && result.is_ok() {
+            let start = record.len();
+            record.resize(start + (want - start).min(READ_BUFFER), 0);
+            result = self.fill_raw(&mut record[start..], Some(deadline));
+        }
+        result?;
+        let Some(sealed) = &mut self.secure else {
+            return Err(io::ErrorKind::NotConnected.into());
+        };
+        sealed.plain.clear();
+        sealed.taken = 0;
+        if sealed.plain.capacity() > READ_BUFFER {
+            sealed.plain = Vec::new(); // a large record's room is not kept while idle
+        }
+        let opened = sealed.channel.open(&record, &mut sealed.plain);
+        if record.capacity() <= READ_BUFFER {
+            sealed.record = record; // kept: small records come often
+        }
+        opened
+    }
+
     /// Fills `buf` from the stream; past `deadline` it fails as timed out. A read that must
     /// wait is given no longer than the time left.
-    fn fill(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
+    fn fill_raw(&mut self, buf: &mut [u8], deadline: Option<Instant>) -> io::Result<()> {
         let mut filled = 0;
         // Bounded: each pass fills at least one byte, or fails.
         while filled < buf.len() {
@@ -212,7 +360,11 @@ impl Framed {
     /// Whether the peer has closed the connection (or sent something unasked), judged without
     /// blocking: a pooled connection is checked before a stream is started on it.
     pub fn is_closed(&self) -> bool {
-        if !self.reader.buffer().is_empty() {
+        let opened = self
+            .secure
+            .as_ref()
+            .is_some_and(|s| s.taken < s.plain.len());
+        if !self.reader.buffer().is_empty() || opened {
             return true; // bytes nobody asked for: the stream is out of step
         }
         let stream = &self.reader.get_ref().0;
@@ -295,6 +447,46 @@ fn write_all_parts(mut stream: &TcpStream, mut parts: [&[u8]; 4]) -> io::Result<
         }
     }
     Ok(())
+}
+
+impl Sealed {
+    /// Seals `parts` into records, as full as they go, and writes them in batches.
+    fn write_parts(&mut self, mut stream: &TcpStream, parts: [&[u8]; 4]) -> io::Result<()> {
+        for part in parts {
+            let mut rest = part;
+            // Bounded: each pass consumes at least one byte of `rest`.
+            while !rest.is_empty() {
+                if self.staged.is_empty() && rest.len() >= MAX_PLAIN {
+                    self.channel.seal(&rest[..MAX_PLAIN], &mut self.sealed)?;
+                    rest = &rest[MAX_PLAIN..];
+                } else {
+                    let n = (MAX_PLAIN - self.staged.len()).min(rest.len());
+                    self.staged.extend_from_slice(&rest[..n]);
+                    rest = &rest[n..];
+                    if self.staged.len() == MAX_PLAIN {
+                        self.channel.seal(&self.staged, &mut self.sealed)?;
+                        self.staged.clear();
+                    }
+                }
+                if self.sealed.len() >= SEAL_BATCH {
+                    stream.write_all(&self.sealed)?;
+                    self.sealed.clear();
+                }
+            }
+        }
+        if !self.staged.is_empty() {
+            self.channel.seal(&self.staged, &mut self.sealed)?;
+        }
+        let written = stream.write_all(&self.sealed);
+        // Small frames keep their buffers; a large transfer's are let go.
+        for buf in [&mut self.staged, &mut self.sealed] {
+            buf.clear();
+            if buf.capacity() > READ_BUFFER + RECORD_OVERHEAD {
+                *buf = Vec::new();
+            }
+        }
+        written
+    }
 }
 
 /// A stream shared between the connection's reader and whoever may need to shut it down.

@@ -1,12 +1,16 @@
-//! Sockets: frame I/O, the thread-per-connection server, and the pool of reused outbound
-//! connections.
+//! Sockets: frame I/O, the thread-per-connection server, the pool of reused outbound
+//! connections, and the cluster key and encrypted channel they all run on.
 
+mod connection;
 mod frame_io;
 mod pool;
+mod secure;
 mod server;
 
+pub use connection::Connection;
 pub(crate) use frame_io::{refusal_to_error, Framed, ReadError};
 pub use pool::Pool;
+pub use secure::{ClusterKey, Security, KEY_LEN};
 pub use server::{Handler, Server, Session};
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,6 +44,9 @@ pub struct NetConfig {
     /// connections (and the peers' threads) a node holds to the peers it talks to often.
     /// Default 30 s.
     pub pool_idle_timeout: Duration,
+    /// Who may connect: holders of the cluster key, or anyone. Must be chosen: the default,
+    /// [`Security::Unset`], makes starting fail.
+    pub security: Security,
 }
 
 impl Default for NetConfig {
@@ -53,6 +60,18 @@ impl Default for NetConfig {
             pool_per_peer: 4,
             pool_max_idle: 32,
             pool_idle_timeout: Duration::from_secs(30),
+            security: Security::Unset,
+        }
+    }
+}
+
+impl NetConfig {
+    /// The default settings with `security` chosen: a [`ClusterKey`] (or a reference to
+    /// one), or [`Security::Insecure`].
+    pub fn with(security: impl Into<Security>) -> NetConfig {
+        NetConfig {
+            security: security.into(),
+            ..NetConfig::default()
         }
     }
 }

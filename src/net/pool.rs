@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::frame_io::{refusal_to_error, Framed, ReadError};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
-use crate::wire::Message;
+use crate::wire::{Message, RemoteCode};
 use std::sync::Arc;
 
 /// A pool of idle connections per peer address. Cheap to share; each call takes a connection
@@ -130,7 +130,7 @@ impl Pool {
                 Err(e) => return Err(conn.error(e)),
             }
         }
-        let mut conn = self.connect(addr)?;
+        let mut conn = self.connect(addr, timeout)?;
         let reply = exchange(&mut conn, request, timeout).map_err(|e| conn.error(e))?;
         self.put_back(addr, conn);
         refusal_to_error(addr, reply)
@@ -150,7 +150,7 @@ impl Pool {
         // before, not after, starting one.
         let mut conn = match reused {
             Some(conn) if !conn.is_closed() => conn,
-            _ => self.connect(addr)?,
+            _ => self.connect(addr, self.config.io_timeout)?,
         };
         let result = conn
             .set_read_timeout(self.config.io_timeout)
@@ -189,45 +189,84 @@ impl Pool {
         idle.evict_beyond(self.config.pool_max_idle);
     }
 
-    fn connect(&self, addr: SocketAddr) -> Result<Conn> {
-        // Only what the peer's side says counts against the peer: a failure here, such as
-        // running out of descriptors or ports, must not make a live peer look dead.
-        let local = |source| Error::Local {
-            what: format!("opening a connection to {addr}"),
-            source,
-        };
-        let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))
-            .map_err(local)?;
-        socket
-            .connect_timeout(&addr.into(), self.config.connect_timeout)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {
-                    addr,
-                    after: self.config.connect_timeout,
-                },
-                io::ErrorKind::ConnectionRefused
-                | io::ErrorKind::ConnectionReset
-                | io::ErrorKind::ConnectionAborted
-                | io::ErrorKind::HostUnreachable
-                | io::ErrorKind::NetworkUnreachable => Error::Unreachable { addr, source: e },
-                _ => local(e),
-            })?;
-        Counters::bump(&self.counters.opened);
-        socket.set_nodelay(true).map_err(local)?;
-        socket
-            .set_read_timeout(Some(self.config.io_timeout))
-            .map_err(local)?;
-        socket
-            .set_write_timeout(Some(self.config.io_timeout))
-            .map_err(local)?;
-        Framed::new(
-            socket.into(),
-            self.config.io_timeout,
-            self.config.io_timeout,
-            self.config.max_payload,
-            Arc::clone(&self.counters),
-        )
-        .map_err(local)
+    fn connect(&self, addr: SocketAddr, handshake_within: Duration) -> Result<Conn> {
+        open(addr, &self.config, &self.counters, handshake_within)
+    }
+}
+
+/// Opens a connection to `addr` and runs the handshake `config.security` asks for, which must
+/// end within `handshake_within` (the caller's wait for a reply: a peer that accepts and
+/// never answers costs no more than one that never replies).
+pub(crate) fn open(
+    addr: SocketAddr,
+    config: &NetConfig,
+    counters: &Arc<Counters>,
+    handshake_within: Duration,
+) -> Result<Conn> {
+    config.security.chosen()?;
+    // Only what the peer's side says counts against the peer: a failure here, such as
+    // running out of descriptors or ports, must not make a live peer look dead.
+    let local = |source| Error::Local {
+        what: format!("opening a connection to {addr}"),
+        source,
+    };
+    let socket =
+        Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP)).map_err(local)?;
+    socket
+        .connect_timeout(&addr.into(), config.connect_timeout)
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout {
+                addr,
+                after: config.connect_timeout,
+            },
+            io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::HostUnreachable
+            | io::ErrorKind::NetworkUnreachable => Error::Unreachable { addr, source: e },
+            _ => local(e),
+        })?;
+    Counters::bump(&counters.opened);
+    socket.set_nodelay(true).map_err(local)?;
+    socket
+        .set_read_timeout(Some(config.io_timeout))
+        .map_err(local)?;
+    socket
+        .set_write_timeout(Some(config.io_timeout))
+        .map_err(local)?;
+    let mut conn = Framed::new(
+        socket.into(),
+        config.io_timeout,
+        config.io_timeout,
+        config.max_payload,
+        Arc::clone(counters),
+    )
+    .map_err(local)?;
+    match conn.secure(&config.security, true, handshake_within) {
+        Ok(()) => Ok(conn),
+        Err(ReadError::Io(e)) if is_stale(&e) => Err(Error::Refused {
+            addr,
+            code: RemoteCode::Busy,
+            message: "closed the connection during the handshake: busy, or not holding \
+                          this cluster's key"
+                .into(),
+        }),
+        Err(ReadError::Io(e)) if e.kind() == io::ErrorKind::InvalidData => Err(Error::Protocol {
+            addr,
+            what: "failed the handshake: it does not hold this cluster's key".into(),
+        }),
+        Err(ReadError::Io(e))
+            if matches!(
+                e.kind(),
+                io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+            ) =>
+        {
+            Err(Error::Timeout {
+                addr,
+                after: handshake_within,
+            })
+        }
+        Err(e) => Err(conn.error(e)),
     }
 }
 
@@ -258,6 +297,11 @@ mod tests {
     use super::*;
     use crate::net::Server;
 
+    /// A key for this module's tests: their connections are encrypted, as members' are.
+    fn test_key() -> crate::ClusterKey {
+        crate::ClusterKey::from_bytes([7; 32])
+    }
+
     #[test]
     fn idle_connections_are_reused_then_closed() {
         let counters = Arc::new(Counters::default());
@@ -266,14 +310,14 @@ mod tests {
         let server = Server::start(
             "test",
             listener,
-            NetConfig::default(),
+            NetConfig::with(test_key()),
             handler,
             Arc::clone(&counters),
         )
         .unwrap();
         let config = NetConfig {
             pool_idle_timeout: Duration::from_millis(50),
-            ..NetConfig::default()
+            ..NetConfig::with(test_key())
         };
         let client_counters = Arc::new(Counters::default());
         let pool = Pool::new(config, Arc::clone(&client_counters));
@@ -305,7 +349,7 @@ mod tests {
             .map(|i| {
                 let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
                 let name = format!("test-{i}");
-                let config = NetConfig::default();
+                let config = NetConfig::with(test_key());
                 Server::start(
                     &name,
                     listener,
@@ -318,7 +362,7 @@ mod tests {
             .collect();
         let config = NetConfig {
             pool_max_idle: 3,
-            ..NetConfig::default()
+            ..NetConfig::with(test_key())
         };
         let pool = Pool::new(config, Arc::new(Counters::default()));
         for server in &servers {

@@ -13,7 +13,7 @@ use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frame_io::{Framed, ReadError};
-use super::{Counters, NetConfig, THREAD_STACK};
+use super::{Counters, NetConfig, Security, THREAD_STACK};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
 
@@ -89,6 +89,7 @@ impl Server {
         handler: Handler,
         counters: Arc<Counters>,
     ) -> Result<Server> {
+        config.security.chosen()?;
         let local_addr = listener.local_addr().map_err(|source| Error::Listen {
             addr: (Ipv4Addr::UNSPECIFIED, 0).into(),
             source,
@@ -270,6 +271,11 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
         code,
         message: why.to_string(),
     };
+    if !matches!(shared.config.security, Security::Insecure) {
+        // Saying why takes a handshake, which the acceptor cannot afford: the caller sees
+        // the connection closed during its handshake, which it takes as busy.
+        return;
+    }
     let timeout = shared.config.io_timeout;
     let counters = Arc::clone(&shared.counters);
     if let Ok(mut framed) = Framed::new(stream, timeout, timeout, 0, counters) {
@@ -280,6 +286,12 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
 /// Serves one connection until it ends, idles out, errs, or the server stops.
 fn serve(shared: &Shared, mut framed: Framed) {
     let peer = framed.peer();
+    let within = shared.config.io_timeout;
+    if let Err(e) = framed.secure(&shared.config.security, false, within) {
+        // A stranger learns nothing but that the connection closed.
+        log::debug!("{}: closing connection from {peer}: {e:?}", shared.name);
+        return;
+    }
     while !shared.stop.load(Ordering::SeqCst) {
         let request = match framed.recv() {
             Ok(m) => m,

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::net::NetConfig;
+use crate::net::{NetConfig, Security};
 use crate::overlay::DEFAULT_LEAF_HALF;
 use crate::store::CHUNK_SIZE;
 
@@ -78,6 +78,17 @@ impl Default for NodeConfig {
     }
 }
 
+impl NodeConfig {
+    /// The default settings with `security` chosen: the cluster's key, or
+    /// [`Security::Insecure`](crate::Security::Insecure).
+    pub fn new(security: impl Into<Security>) -> NodeConfig {
+        NodeConfig {
+            net: NetConfig::with(security),
+            ..NodeConfig::default()
+        }
+    }
+}
+
 /// The least `net.max_payload` a node accepts: a frame must hold a whole chunk of an object,
 /// and a batch of the names a node asks its peers about when it moves objects (256 names of
 /// up to [`MAX_NAME_LEN`](crate::store::MAX_NAME_LEN) bytes).
@@ -98,6 +109,7 @@ impl NodeConfig {
                 self.leaf_half + 1
             )));
         }
+        self.net.security.chosen()?;
         if self.net.max_payload < MIN_MAX_PAYLOAD {
             return Err(Error::Config(format!(
                 "net.max_payload must be at least {MIN_MAX_PAYLOAD} bytes (a chunk is {CHUNK_SIZE})"
@@ -113,8 +125,12 @@ mod tests {
 
     #[test]
     fn settings_that_cannot_work_together_are_refused_by_name() {
-        assert!(NodeConfig::default().validate().is_ok());
-        let mut small = NodeConfig::default();
+        assert!(NodeConfig::new(Security::Insecure).validate().is_ok());
+        let Err(Error::Config(why)) = NodeConfig::default().validate() else {
+            panic!("a node with no security chosen was accepted");
+        };
+        assert!(why.contains("security"), "{why}");
+        let mut small = NodeConfig::new(Security::Insecure);
         small.net.max_payload = u32::try_from(CHUNK_SIZE).unwrap();
         let Err(Error::Config(why)) = small.validate() else {
             panic!("a payload limit of one chunk was accepted");
@@ -122,7 +138,7 @@ mod tests {
         assert!(why.contains("max_payload"), "{why}");
         let no_leaf = NodeConfig {
             leaf_half: 0,
-            ..NodeConfig::default()
+            ..NodeConfig::new(Security::Insecure)
         };
         assert!(matches!(no_leaf.validate(), Err(Error::Config(_))));
     }

@@ -53,7 +53,7 @@ impl Sim {
             for (id, record) in &held {
                 let version = record.as_ref().map(|(m, _)| m.version);
                 if let Some(&acked) = newest_acked.get(name) {
-                    if !version.is_some_and(|v| v >= acked) {
+                    if version.is_none_or(|v| v < acked) {
                         out.push(Violation {
                             node: *id,
                             what: format!(

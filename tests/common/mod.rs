@@ -3,18 +3,26 @@
 
 pub mod programs;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use std::collections::BTreeMap;
 
-use pastry::wire::{self, Message};
-use pastry::{key_of, Discovery, Id, Node, NodeConfig, NodeInfo, Rng, CHUNK_SIZE};
+use pastry::wire::Message;
+use pastry::{
+    key_of, ClusterKey, Connection, Discovery, Id, NetConfig, Node, NodeConfig, NodeInfo, Rng,
+    CHUNK_SIZE,
+};
 
 /// Shows the library's logs when `RUST_LOG` is set (`RUST_LOG=pastry=debug cargo test ...`).
 pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
+}
+
+/// This test process's cluster key, made once: every network a test starts holds it.
+pub fn key() -> &'static ClusterKey {
+    static KEY: std::sync::OnceLock<ClusterKey> = std::sync::OnceLock::new();
+    KEY.get_or_init(|| ClusterKey::generate().expect("random key"))
 }
 
 /// 127.0.0.1 with a port the OS chooses.
@@ -40,7 +48,7 @@ pub fn quick(leaf_half: usize, replicas: usize) -> NodeConfig {
         leaf_half,
         replicas,
         maintenance_interval: Duration::from_millis(100),
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     }
 }
 
@@ -54,7 +62,7 @@ pub fn start_node_in(id: Id, dir: Option<&std::path::Path>) -> Node {
     start_node_with(NodeConfig {
         id: Some(id),
         data_dir: dir.map(|d| d.to_path_buf()),
-        ..NodeConfig::default()
+        ..NodeConfig::new(key())
     })
 }
 
@@ -84,7 +92,7 @@ pub struct Network {
 impl Network {
     pub fn new(ids: &[Id]) -> Network {
         init_logging();
-        let discovery = Discovery::start(loopback()).expect("discovery starts");
+        let discovery = Discovery::start(loopback(), key()).expect("discovery starts");
         let mut net = Network {
             discovery,
             nodes: Vec::new(),
@@ -339,22 +347,11 @@ pub fn assert_settles(nodes: &[Node], names: &[&String], k: usize) {
     assert!(settled, "objects did not settle: {last}");
 }
 
-/// Sends `msg` to `addr` on a connection of its own, as any peer could, and returns the reply:
-/// the server answers, sees the end of the stream, and closes.
+/// Sends `msg` to `addr` on a connection of its own, as any member could, and returns the
+/// reply.
 pub fn tell(addr: SocketAddr, msg: &Message) -> Message {
-    let mut frame = bytes::BytesMut::new();
-    wire::encode(msg, &mut frame);
-    let mut s = TcpStream::connect(addr).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    s.write_all(&frame).expect("send");
-    s.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut reply = Vec::new();
-    match s.read_to_end(&mut reply) {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
-        Err(e) => panic!("no reply from {addr}: {e}"),
-    }
-    wire::decode(&reply, wire::DEFAULT_MAX_PAYLOAD)
-        .expect("a reply frame")
-        .0
+    let mut conn = Connection::open(addr, &NetConfig::with(key())).expect("connect");
+    conn.send(msg).expect("send");
+    conn.recv()
+        .unwrap_or_else(|e| panic!("no reply from {addr}: {e}"))
 }

@@ -10,7 +10,7 @@ use std::io::{BufRead, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Stdio};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,30 @@ pub fn programs<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
     })
 }
 
+/// A file holding this process's cluster key ([`super::key`]), as `discovery --new-key`
+/// writes one, for the programs the tests start.
+pub fn key_file() -> &'static Path {
+    static FILE: OnceLock<PathBuf> = OnceLock::new();
+    FILE.get_or_init(|| {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = std::env::temp_dir().join(format!("pastry-test-key-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let text: String = super::key()
+            .as_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&path)
+            .expect("a key file");
+        std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).expect("key written");
+        path
+    })
+}
+
 /// A running program. Dropping it kills the process, so a failing test leaves none behind.
 pub struct Program {
     /// The program's file name and arguments, for messages.
@@ -62,6 +86,17 @@ pub struct Finished {
 }
 
 impl Program {
+    /// Starts the program at `path` as a member of the tests' cluster: `--key-file` with
+    /// this process's key, then `args`.
+    pub fn member(path: &Path, args: &[&str]) -> Program {
+        let key = key_file().to_str().expect("a UTF-8 temporary path");
+        let with_key: Vec<&str> = ["--key-file", key]
+            .into_iter()
+            .chain(args.iter().copied())
+            .collect();
+        Program::start(path, &with_key)
+    }
+
     /// Starts the program at `path` with `args`, logging at `RUST_LOG` or else `pastry=info`.
     pub fn start(path: &Path, args: &[&str]) -> Program {
         let name = format!(
@@ -230,7 +265,7 @@ impl Drop for Program {
 
 /// Starts `discovery` on a port the OS chooses; returns it and the address it listens on.
 pub fn start_discovery(path: &Path) -> (Program, String) {
-    let discovery = Program::start(path, &["--port", "0"]);
+    let discovery = Program::member(path, &["--port", "0"]);
     let first = discovery.line(STARTUP);
     let addr = first
         .strip_prefix("discovery listening on ")
@@ -287,7 +322,7 @@ impl Peer {
         if let Some(dir) = data_dir {
             args.extend(["--data-dir", arg(dir)]);
         }
-        let program = Program::start(path, &args);
+        let program = Program::member(path, &args);
         let line = program.line(STARTUP);
         let addr = line
             .strip_prefix(&format!("peer {id} listening on "))

@@ -204,11 +204,11 @@ impl Sim {
     pub(in crate::sim) fn finish_write(&mut self, slot: usize, id: u64) {
         let now = self.instant();
         let node = &mut self.nodes[slot];
-        if !node
+        if node
             .objects
             .writes
             .get(&id)
-            .is_some_and(|op| op.waiting == 0)
+            .is_none_or(|op| op.waiting != 0)
         {
             return;
         }

@@ -1,0 +1,100 @@
+//! Who may talk to a listener: the cluster key, and the encrypted channel every connection
+//! runs on once both ends have proven it.
+//!
+//! Each connection opens with a Noise handshake (`NNpsk0`: fresh ephemeral keys on both
+//! sides, the cluster key mixed in before the first message), so a peer without the key is
+//! found out by its first 48 bytes and a recorded session cannot be replayed: its keys died
+//! with its ephemeral keys. The cryptography is the `snow` crate's; nothing here is written
+//! by hand but the framing of its records.
+
+mod channel;
+mod key_file;
+
+pub(crate) use channel::{Channel, Handshake, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
+
+use std::fmt;
+
+use crate::error::{Error, Result};
+
+/// Bytes in a cluster key.
+pub const KEY_LEN: usize = 32;
+
+/// A cluster's shared secret: every discovery node, node and client of the cluster holds the
+/// same one, and a connection from anyone else is closed after its first message.
+///
+/// Make one with [`ClusterKey::create_file`] (or the `discovery --new-key FILE` program) and
+/// hand it to the others with [`ClusterKey::from_file`]. It is never printed: `Debug` shows
+/// only that it is a key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ClusterKey([u8; KEY_LEN]);
+
+impl ClusterKey {
+    /// A new random key, from the operating system's random numbers.
+    pub fn generate() -> Result<ClusterKey> {
+        let mut bytes = [0u8; KEY_LEN];
+        getrandom::fill(&mut bytes).map_err(|e| Error::Local {
+            what: "drawing a random cluster key".into(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        Ok(ClusterKey(bytes))
+    }
+
+    /// The key made of `bytes`.
+    pub fn from_bytes(bytes: [u8; KEY_LEN]) -> ClusterKey {
+        ClusterKey(bytes)
+    }
+
+    /// The key's bytes, to be kept as secret as the key.
+    pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for ClusterKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("ClusterKey(..)")
+    }
+}
+
+/// How a listener and its callers treat each other: part of [`NetConfig`](super::NetConfig).
+#[derive(Clone, Debug, Default)]
+pub enum Security {
+    /// Not chosen yet: starting a node, discovery node or client fails, naming the two
+    /// choices below. There is no silent default.
+    #[default]
+    Unset,
+    /// Every connection proves this key in a mutual handshake and is encrypted and
+    /// authenticated from then on.
+    Key(ClusterKey),
+    /// No handshake and no encryption: anyone who can reach a port is a full member and can
+    /// read, change or delete anything. For a network on one machine's loopback, or behind
+    /// a boundary that already keeps strangers out.
+    Insecure,
+}
+
+impl From<ClusterKey> for Security {
+    fn from(key: ClusterKey) -> Security {
+        Security::Key(key)
+    }
+}
+
+impl From<&ClusterKey> for Security {
+    fn from(key: &ClusterKey) -> Security {
+        Security::Key(key.clone())
+    }
+}
+
+impl Security {
+    /// The key, or the error that says no choice was made.
+    pub(crate) fn chosen(&self) -> Result<Option<&ClusterKey>> {
+        match self {
+            Security::Key(key) => Ok(Some(key)),
+            Security::Insecure => Ok(None),
+            Security::Unset => Err(Error::Config(
+                "net.security is unset: give the cluster key (Security::Key) or choose \
+                 Security::Insecure explicitly"
+                    .into(),
+            )),
+        }
+    }
+}
