@@ -4,11 +4,12 @@
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
-use super::frame_io::{Framed, ReadError};
+use super::frame_io::{Framed, ReadError, Side};
 use super::pool::open;
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::Message;
+use parking_lot::Mutex;
 
 /// A connection to a node or discovery node, after the handshake `net.security` asks for,
 /// carrying whatever its owner sends: whole messages, or any bytes at all inside the
@@ -46,7 +47,11 @@ impl Connection {
         )
         .map_err(|source| Error::Unreachable { addr: peer, source })?;
         framed
-            .secure(&net.security, false, net.io_timeout)
+            .secure(
+                &net.security,
+                Side::Responder(&Mutex::default()),
+                net.io_timeout,
+            )
             .map_err(|e| framed.error(e))?;
         Ok(Connection { framed })
     }

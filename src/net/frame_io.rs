@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
-use super::secure::{Channel, Handshake, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
+use super::secure::{
+    Channel, Handshake, ReplayGuard, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN,
+};
 use super::Counters;
 use crate::error::Error;
 use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
@@ -29,6 +31,21 @@ const KEEP_BUFFER: usize = 512 * 1024;
 /// Sealed bytes gathered before they are written: a large chunk goes out in a few writes, and
 /// a connection never holds much more than this of it.
 const SEAL_BATCH: usize = 256 * 1024;
+
+/// Which end of a connection runs a handshake.
+pub(crate) enum Side<'a> {
+    /// The end that opened it.
+    Initiator,
+    /// The end that accepted it, refusing first messages its guard has seen or finds stale.
+    Responder(&'a parking_lot::Mutex<ReplayGuard>),
+}
+
+/// Now, in milliseconds since the Unix epoch (0 for a clock set before it).
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
 
 /// Why a frame could not be read.
 #[derive(Debug)]
@@ -102,13 +119,13 @@ impl Framed {
         })
     }
 
-    /// Runs the handshake `security` asks for, as the side that opened the connection
-    /// (`initiator`) or accepted it; the whole handshake must end `within` this long. From
-    /// then on every byte is sealed. Fails unless the peer proves the same key.
+    /// Runs the handshake `security` asks for, as `side`; the whole handshake must end
+    /// `within` this long. From then on every byte is sealed. Fails unless the peer proves
+    /// the same key (and, to a responder, that its first message is fresh).
     pub fn secure(
         &mut self,
         security: &Security,
-        initiator: bool,
+        side: Side<'_>,
         within: Duration,
     ) -> Result<(), ReadError> {
         let key = match security.chosen() {
@@ -117,20 +134,34 @@ impl Framed {
             Err(e) => return Err(ReadError::Io(io::Error::other(e.to_string()))),
         };
         let deadline = Some(Instant::now() + within);
-        let mut peer = [0u8; HELLO_LEN];
         let result = (|| {
-            let channel = if initiator {
-                let mut handshake = Handshake::initiator(key)?;
-                self.write_raw(&handshake.write()?)?;
-                self.fill_raw(&mut peer, deadline)?;
-                handshake.read(&peer)?;
-                handshake.finish()?
-            } else {
-                let mut handshake = Handshake::responder(key)?;
-                self.fill_raw(&mut peer, deadline)?;
-                handshake.read(&peer)?;
-                self.write_raw(&handshake.write()?)?;
-                handshake.finish()?
+            let channel = match side {
+                Side::Initiator => {
+                    let mut handshake = Handshake::initiator(key)?;
+                    self.write_raw(&handshake.hello(unix_ms())?)?;
+                    let mut reply = [0u8; REPLY_LEN];
+                    self.fill_raw(&mut reply, deadline)?;
+                    handshake.read_reply(&reply)?;
+                    handshake.finish()?
+                }
+                Side::Responder(guard) => {
+                    let mut handshake = Handshake::responder(key)?;
+                    let mut hello = [0u8; HELLO_LEN];
+                    self.fill_raw(&mut hello, deadline)?;
+                    let hello = handshake.read_hello(&hello)?;
+                    if !guard
+                        .lock()
+                        .admit(hello.ephemeral, hello.sent_ms, unix_ms())
+                    {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            "a first handshake message replayed, or from a clock more than \
+                             5 minutes off",
+                        ));
+                    }
+                    self.write_raw(&handshake.reply()?)?;
+                    handshake.finish()?
+                }
             };
             self.secure = Some(Sealed {
                 channel,

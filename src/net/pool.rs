@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{refusal_to_error, Framed, ReadError};
+use super::frame_io::{refusal_to_error, Framed, ReadError, Side};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
@@ -242,7 +242,7 @@ pub(crate) fn open(
         Arc::clone(counters),
     )
     .map_err(local)?;
-    match conn.secure(&config.security, true, handshake_within) {
+    match conn.secure(&config.security, Side::Initiator, handshake_within) {
         Ok(()) => Ok(conn),
         Err(ReadError::Io(e)) if is_stale(&e) => Err(Error::Refused {
             addr,

@@ -12,7 +12,8 @@ use std::time::Duration;
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{Framed, ReadError};
+use super::frame_io::{Framed, ReadError, Side};
+use super::secure::ReplayGuard;
 use super::{Counters, NetConfig, Security, THREAD_STACK};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
@@ -61,6 +62,8 @@ struct Shared {
     counters: Arc<Counters>,
     stop: AtomicBool,
     conns: Mutex<Conns>,
+    /// The first handshake messages taken lately: a replayed one is refused.
+    replays: Mutex<ReplayGuard>,
 }
 
 #[derive(Default)]
@@ -105,6 +108,7 @@ impl Server {
             counters,
             stop: AtomicBool::new(false),
             conns: Mutex::new(Conns::default()),
+            replays: Mutex::new(ReplayGuard::default()),
         });
         let acceptor = {
             let shared = Arc::clone(&shared);
@@ -287,7 +291,8 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
 fn serve(shared: &Shared, mut framed: Framed) {
     let peer = framed.peer();
     let within = shared.config.io_timeout;
-    if let Err(e) = framed.secure(&shared.config.security, false, within) {
+    let side = Side::Responder(&shared.replays);
+    if let Err(e) = framed.secure(&shared.config.security, side, within) {
         // A stranger learns nothing but that the connection closed.
         log::debug!("{}: closing connection from {peer}: {e:?}", shared.name);
         return;

@@ -16,9 +16,13 @@ const PATTERN: &str = "Noise_NNpsk0_25519_AESGCM_SHA256";
 /// misreading what follows.
 const PROLOGUE: &[u8] = b"libpastry/1";
 
-/// Bytes of each of the two handshake messages: an ephemeral public key and the tag that
-/// proves the cluster key.
-pub(crate) const HELLO_LEN: usize = 32 + TAG_LEN;
+/// Bytes of the first handshake message: the initiator's ephemeral public key, then its
+/// clock (milliseconds since the Unix epoch, big-endian), sealed with the tag that proves the
+/// cluster key.
+pub(crate) const HELLO_LEN: usize = 32 + 8 + TAG_LEN;
+
+/// Bytes of the second: the responder's ephemeral public key and its tag.
+pub(crate) const REPLY_LEN: usize = 32 + TAG_LEN;
 
 const TAG_LEN: usize = 16;
 
@@ -31,10 +35,18 @@ pub(crate) const RECORD_OVERHEAD: usize = 2 + TAG_LEN;
 /// Most plaintext one record carries.
 pub(crate) const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
 
-/// One side of a handshake in progress. The initiator writes first; each side writes one
-/// message and reads one.
+/// One side of a handshake in progress: the initiator sends the hello and reads the reply,
+/// the responder the other way round.
 pub(crate) struct Handshake {
     state: snow::HandshakeState,
+}
+
+/// What a responder learns from a hello that proved the key: enough to refuse a replay.
+pub(crate) struct Hello {
+    /// The initiator's ephemeral public key, new for every connection.
+    pub ephemeral: [u8; 32],
+    /// The initiator's clock when it sent the hello, in milliseconds since the Unix epoch.
+    pub sent_ms: u64,
 }
 
 /// Any failure of the cryptography: the peer does not hold the key, or its bytes were
@@ -72,17 +84,46 @@ impl Handshake {
         Ok(Handshake { state })
     }
 
-    /// This side's message.
-    pub fn write(&mut self) -> io::Result<[u8; HELLO_LEN]> {
+    /// The initiator's first message, carrying its clock `now_ms`.
+    pub fn hello(&mut self, now_ms: u64) -> io::Result<[u8; HELLO_LEN]> {
         let mut msg = [0u8; HELLO_LEN];
-        let n = self.state.write_message(&[], &mut msg).map_err(refused)?;
+        let n = self
+            .state
+            .write_message(&now_ms.to_be_bytes(), &mut msg)
+            .map_err(refused)?;
         debug_assert_eq!(n, HELLO_LEN);
         Ok(msg)
     }
 
-    /// The peer's message; fails unless the peer holds the key.
-    pub fn read(&mut self, msg: &[u8; HELLO_LEN]) -> io::Result<()> {
+    /// The responder reads the first message; fails unless the initiator holds the key.
+    pub fn read_hello(&mut self, msg: &[u8; HELLO_LEN]) -> io::Result<Hello> {
         let mut payload = [0u8; HELLO_LEN];
+        let n = self
+            .state
+            .read_message(msg, &mut payload)
+            .map_err(refused)?;
+        let clock: [u8; 8] = payload[..n]
+            .try_into()
+            .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a hello without its clock"))?;
+        let mut ephemeral = [0u8; 32];
+        ephemeral.copy_from_slice(&msg[..32]);
+        Ok(Hello {
+            ephemeral,
+            sent_ms: u64::from_be_bytes(clock),
+        })
+    }
+
+    /// The responder's answer.
+    pub fn reply(&mut self) -> io::Result<[u8; REPLY_LEN]> {
+        let mut msg = [0u8; REPLY_LEN];
+        let n = self.state.write_message(&[], &mut msg).map_err(refused)?;
+        debug_assert_eq!(n, REPLY_LEN);
+        Ok(msg)
+    }
+
+    /// The initiator reads the answer; fails unless the responder holds the key.
+    pub fn read_reply(&mut self, msg: &[u8; REPLY_LEN]) -> io::Result<()> {
+        let mut payload = [0u8; REPLY_LEN];
         self.state
             .read_message(msg, &mut payload)
             .map_err(refused)?;
@@ -151,8 +192,9 @@ mod tests {
     fn handshake(a: &ClusterKey, b: &ClusterKey) -> io::Result<(Channel, Channel)> {
         let mut i = Handshake::initiator(a)?;
         let mut r = Handshake::responder(b)?;
-        r.read(&i.write()?)?;
-        i.read(&r.write()?)?;
+        let hello = r.read_hello(&i.hello(42)?)?;
+        assert_eq!(hello.sent_ms, 42);
+        i.read_reply(&r.reply()?)?;
         Ok((i.finish()?, r.finish()?))
     }
 
@@ -189,7 +231,7 @@ mod tests {
         let mut i = Handshake::initiator(&theirs).unwrap();
         let mut r = Handshake::responder(&mine).unwrap();
         assert!(
-            r.read(&i.write().unwrap()).is_err(),
+            r.read_hello(&i.hello(1).unwrap()).is_err(),
             "the responder finds out first"
         );
 

@@ -3,14 +3,16 @@
 //!
 //! Each connection opens with a Noise handshake (`NNpsk0`: fresh ephemeral keys on both
 //! sides, the cluster key mixed in before the first message), so a peer without the key is
-//! found out by its first 48 bytes and a recorded session cannot be replayed: its keys died
-//! with its ephemeral keys. The cryptography is the `snow` crate's; nothing here is written
+//! found out by its first 56 bytes, and a recorded session cannot be replayed: its first
+//! message is stale or already seen (`replay.rs`), and its keys died with its ephemeral keys. The cryptography is the `snow` crate's; nothing here is written
 //! by hand but the framing of its records.
 
 mod channel;
 mod key_file;
+mod replay;
 
-pub(crate) use channel::{Channel, Handshake, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
+pub(crate) use channel::{Channel, Handshake, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN};
+pub(crate) use replay::ReplayGuard;
 
 use std::fmt;
 
