@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use common::*;
 use pastry::wire::{self, Message, RecordHead};
-use pastry::{Client, ClientConfig, ClusterKey, Entry, Error, Id, NodeInfo, Rng};
+use pastry::{
+    Client, ClientConfig, ClusterKey, Connection, Entry, Error, Id, NetConfig, NodeInfo, Rng,
+};
 
 /// Sends `bytes` to `addr` as a stranger would, then reads until the listener closes the
 /// connection; returns what it sent back (which must be nothing).
@@ -201,4 +203,46 @@ fn strangers_get_only_a_closed_connection_and_change_nothing() {
     assert_eq!(holdings(&net), before, "a stored byte changed");
     assert_eq!(net.discovery.peers(), peers_before, "the registry changed");
     check_lookups(&net.nodes, &mut rng, 100);
+}
+
+#[test]
+fn thousands_of_idle_connections_from_one_address_hold_a_few_slots_and_close() {
+    let ids = random_ids(&mut Rng::seeded(0x3a), 3);
+    let net = Network::new(&ids);
+    let node = &net.nodes[1];
+    let addr = node.info().addr;
+    // A member's connection made before the flood.
+    let mut member = Connection::open(addr, &NetConfig::with(key())).unwrap();
+    let flood: Vec<TcpStream> = (0..3000)
+        .map(|_| TcpStream::connect(addr).expect("the kernel accepts"))
+        .collect();
+    // The node holds at most its per-source share of them (besides its members' own).
+    let cap = NetConfig::with(key()).max_handshakes_per_source as u64;
+    assert!(
+        wait_until(Duration::from_secs(20), || node.stats().accepted >= 3000),
+        "accepted {}",
+        node.stats().accepted
+    );
+    assert!(
+        node.stats().open_connections <= cap + 16,
+        "{} connections held",
+        node.stats().open_connections
+    );
+    // The member is served throughout.
+    member.send(&Message::Ping).unwrap();
+    assert!(matches!(member.recv(), Ok(Message::Pong { .. })));
+    // Every one of them is closed without a byte.
+    for mut s in flood {
+        s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+        let mut buf = Vec::new();
+        match s.read_to_end(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("a flood connection: {other:?}, {} bytes", buf.len()),
+        }
+    }
+    // And new members are served again.
+    let client = Client::new(net.discovery.local_addr(), key());
+    client.put("after the flood", b"fine").unwrap();
+    assert_eq!(client.get("after the flood").unwrap().data, b"fine");
 }

@@ -271,6 +271,7 @@ impl Framed {
 
     /// Reads a frame's header into `header` and its body and trailer into `self.body`.
     fn recv_frame(&mut self, header: &mut [u8; HEADER_LEN]) -> Result<(), ReadError> {
+        self.shrink_idle();
         self.fill(&mut header[..1], None).map_err(ReadError::Io)?;
         let deadline = Instant::now() + self.frame_timeout;
         self.fill(&mut header[1..], Some(deadline))
@@ -330,28 +331,34 @@ impl Framed {
         let Some(sealed) = &mut self.secure else {
             return Err(io::ErrorKind::NotConnected.into());
         };
+        // A record is at most 64 KiB whatever its length claims: read it whole.
         let mut record = std::mem::take(&mut sealed.record);
-        record.clear();
-        let mut result = Ok(());
-        while record.len() < want && result.is_ok() {
-            let start = record.len();
-            record.resize(start + (want - start).min(READ_BUFFER), 0);
-            result = self.fill_raw(&mut record[start..], Some(deadline));
-        }
-        result?;
+        record.resize(want, 0);
+        let result = self.fill_raw(&mut record, Some(deadline));
         let Some(sealed) = &mut self.secure else {
             return Err(io::ErrorKind::NotConnected.into());
         };
         sealed.plain.clear();
         sealed.taken = 0;
-        if sealed.plain.capacity() > READ_BUFFER {
-            sealed.plain = Vec::new(); // a large record's room is not kept while idle
-        }
-        let opened = sealed.channel.open(&record, &mut sealed.plain);
-        if record.capacity() <= READ_BUFFER {
-            sealed.record = record; // kept: small records come often
-        }
+        let opened = result.and_then(|()| sealed.channel.open(&record, &mut sealed.plain));
+        sealed.record = record;
         opened
+    }
+
+    /// Lets go of a large record's buffers once they are drained, as the connection waits for
+    /// its next frame: an idle connection keeps only small ones.
+    fn shrink_idle(&mut self) {
+        if let Some(sealed) = &mut self.secure {
+            if sealed.taken == sealed.plain.len() {
+                sealed.plain.clear();
+                sealed.taken = 0;
+                for buf in [&mut sealed.plain, &mut sealed.record] {
+                    if buf.capacity() > READ_BUFFER {
+                        *buf = Vec::new();
+                    }
+                }
+            }
+        }
     }
 
     /// Fills `buf` from the stream; past `deadline` it fails as timed out. A read that must
@@ -366,7 +373,7 @@ impl Framed {
                     if left.is_zero() {
                         return Err(io::ErrorKind::TimedOut.into());
                     }
-                    self.apply_timeout(left.min(self.read_timeout))?;
+                    self.bound_timeout(left.min(self.read_timeout))?;
                 }
             }
             match self.reader.read(&mut buf[filled..]) {
@@ -375,6 +382,16 @@ impl Framed {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e) => return Err(e),
             }
+        }
+        Ok(())
+    }
+
+    /// Makes the socket's read timeout no longer than `want` and a quarter: a read waits at
+    /// most that, and the system call is made only as the deadline draws closer, not for
+    /// every read of a frame.
+    fn bound_timeout(&mut self, want: Duration) -> io::Result<()> {
+        if self.socket_timeout > want + want / 4 {
+            self.apply_timeout(want)?;
         }
         Ok(())
     }
@@ -509,10 +526,12 @@ impl Sealed {
             self.channel.seal(&self.staged, &mut self.sealed)?;
         }
         let written = stream.write_all(&self.sealed);
-        // Small frames keep their buffers; a large transfer's are let go.
+        // A transfer in progress keeps its buffers for the next chunk; small frames let a
+        // large one's go.
+        let large = parts.iter().map(|p| p.len()).sum::<usize>() >= MAX_PLAIN;
         for buf in [&mut self.staged, &mut self.sealed] {
             buf.clear();
-            if buf.capacity() > READ_BUFFER + RECORD_OVERHEAD {
+            if !large && buf.capacity() > READ_BUFFER + RECORD_OVERHEAD {
                 *buf = Vec::new();
             }
         }
@@ -562,6 +581,58 @@ mod tests {
         )
         .unwrap();
         (sender, framed)
+    }
+
+    #[test]
+    fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
+        let (sender, mut receiver) = pair(Duration::from_secs(5), Duration::from_secs(5));
+        sender
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut sender = Framed::new(
+            sender,
+            Duration::from_secs(5),
+            Duration::from_secs(5),
+            wire::DEFAULT_MAX_PAYLOAD,
+            Arc::new(Counters::default()),
+        )
+        .unwrap();
+        let security = Security::Key(crate::ClusterKey::from_bytes([3; 32]));
+        let guard = parking_lot::Mutex::default();
+        let within = Duration::from_secs(5);
+        std::thread::scope(|scope| {
+            scope.spawn(|| sender.secure(&security, Side::Initiator, within).unwrap());
+            receiver
+                .secure(&security, Side::Responder(&guard), within)
+                .unwrap();
+        });
+        let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let sizes = [
+            0usize,
+            1,
+            100,
+            big.len(),
+            5,
+            MAX_PLAIN - 7,
+            MAX_PLAIN + 1,
+            2,
+        ];
+        std::thread::scope(|scope| {
+            scope.spawn(|| {
+                for &n in &sizes {
+                    sender.send_chunk(&big[..n]).unwrap();
+                }
+                sender.send(&Message::Ping).unwrap();
+            });
+            for &n in &sizes {
+                match receiver.recv().unwrap() {
+                    Message::Chunk { data } => assert_eq!(&data[..], &big[..n], "{n} bytes"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert_eq!(receiver.recv().unwrap(), Message::Ping);
+            assert!(!receiver.is_closed(), "nothing left over");
+        });
     }
 
     #[test]

@@ -32,6 +32,11 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Most connections a server serves at once; one more is refused. Default 512.
     pub max_connections: usize,
+    /// Most connections from one IP address that a server holds before they have proven the
+    /// cluster key: past it, a new one from that address is closed at once. A stranger opening
+    /// thousands of connections so holds no more than this many slots (and threads), each
+    /// for at most `io_timeout`. Default 16.
+    pub max_handshakes_per_source: usize,
     /// Largest frame payload accepted, in bytes. Default 4 MiB.
     pub max_payload: u32,
     /// Most idle outbound connections kept per peer. Default 4.
@@ -56,6 +61,7 @@ impl Default for NetConfig {
             io_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
             max_connections: 512,
+            max_handshakes_per_source: 16,
             max_payload: DEFAULT_MAX_PAYLOAD,
             pool_per_peer: 4,
             pool_max_idle: 32,

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -75,6 +75,38 @@ struct Conns {
     threads: HashMap<u64, JoinHandle<()>>,
     /// Connections whose thread has ended and can be joined.
     finished: Vec<u64>,
+    /// Connections still in their handshake, by source address.
+    handshaking: Handshaking,
+}
+
+/// Connections not yet proven members, counted by source address: what one address may hold
+/// of a server before it has shown the key is bounded.
+#[derive(Default)]
+struct Handshaking(HashMap<IpAddr, usize>);
+
+impl Handshaking {
+    /// Counts one more from `ip`, unless it already has `max`.
+    fn enter(&mut self, ip: IpAddr, max: usize) -> bool {
+        let count = self.0.entry(ip).or_default();
+        if *count >= max {
+            if *count == 0 {
+                self.0.remove(&ip);
+            }
+            return false;
+        }
+        *count += 1;
+        true
+    }
+
+    /// One from `ip` has finished its handshake, or given up.
+    fn leave(&mut self, ip: IpAddr) {
+        if let Some(count) = self.0.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.0.remove(&ip);
+            }
+        }
+    }
 }
 
 impl Server {
@@ -234,6 +266,19 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         refuse(shared, stream, RemoteCode::Busy, "too many connections");
         return;
     }
+    let keyed = !matches!(config.security, Security::Insecure);
+    if keyed
+        && !conns
+            .handshaking
+            .enter(peer.ip(), config.max_handshakes_per_source)
+    {
+        drop(conns);
+        log::debug!(
+            "{}: closing {peer}: too many handshakes from it",
+            shared.name
+        );
+        return;
+    }
     let counters = Arc::clone(&shared.counters);
     let (idle, frame) = (config.idle_timeout, config.io_timeout);
     let Ok(framed) = Framed::new(stream, idle, frame, config.max_payload, counters) else {
@@ -265,7 +310,12 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
             conns.open.insert(id, handle);
             conns.threads.insert(id, thread);
         }
-        Err(e) => log::warn!("{}: cannot start a thread for {peer}: {e}", shared.name),
+        Err(e) => {
+            log::warn!("{}: cannot start a thread for {peer}: {e}", shared.name);
+            if keyed {
+                conns.handshaking.leave(peer.ip());
+            }
+        }
     }
 }
 
@@ -292,7 +342,11 @@ fn serve(shared: &Shared, mut framed: Framed) {
     let peer = framed.peer();
     let within = shared.config.io_timeout;
     let side = Side::Responder(&shared.replays);
-    if let Err(e) = framed.secure(&shared.config.security, side, within) {
+    let secured = framed.secure(&shared.config.security, side, within);
+    if !matches!(shared.config.security, Security::Insecure) {
+        shared.conns.lock().handshaking.leave(peer.ip());
+    }
+    if let Err(e) = secured {
         // A stranger learns nothing but that the connection closed.
         log::debug!("{}: closing connection from {peer}: {e:?}", shared.name);
         return;
@@ -328,5 +382,27 @@ fn serve(shared: &Shared, mut framed: Framed) {
         if broken {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_address_holds_at_most_its_share_of_handshakes() {
+        let (a, b): (IpAddr, IpAddr) = ([10, 0, 0, 1].into(), [10, 0, 0, 2].into());
+        let mut counts = Handshaking::default();
+        assert!(counts.enter(a, 2) && counts.enter(a, 2));
+        assert!(!counts.enter(a, 2), "a third from one address");
+        assert!(counts.enter(b, 2), "another address is counted apart");
+        counts.leave(a);
+        assert!(counts.enter(a, 2), "a slot freed by a finished handshake");
+        for _ in 0..3 {
+            counts.leave(a);
+            counts.leave(b);
+        }
+        assert!(counts.0.is_empty(), "nothing kept for addresses gone quiet");
+        assert!(!counts.enter(a, 0) && counts.0.is_empty());
     }
 }
