@@ -82,11 +82,9 @@ pub(crate) struct Framed {
 /// The buffers of an encrypted connection besides its cipher.
 struct Sealed {
     channel: Channel,
-    /// Plaintext opened from the last record, read from `taken` on.
-    plain: Vec<u8>,
-    taken: usize,
-    /// The record being read.
+    /// The last record read, opened in place: its plaintext, read from `taken` on.
     record: Vec<u8>,
+    taken: usize,
     /// Plaintext waiting to fill a record, and records waiting to be written.
     staged: Vec<u8>,
     sealed: Vec<u8>,
@@ -165,9 +163,8 @@ impl Framed {
             };
             self.secure = Some(Sealed {
                 channel,
-                plain: Vec::new(),
-                taken: 0,
                 record: Vec::new(),
+                taken: 0,
                 staged: Vec::new(),
                 sealed: Vec::new(),
             });
@@ -306,7 +303,7 @@ impl Framed {
             let Some(sealed) = &mut self.secure else {
                 return Err(io::ErrorKind::NotConnected.into());
             };
-            let ready = &sealed.plain[sealed.taken..];
+            let ready = &sealed.record[sealed.taken..];
             if ready.is_empty() {
                 self.next_record(deadline)?;
                 continue;
@@ -338,10 +335,12 @@ impl Framed {
         let Some(sealed) = &mut self.secure else {
             return Err(io::ErrorKind::NotConnected.into());
         };
-        sealed.plain.clear();
-        sealed.taken = 0;
-        let opened = result.and_then(|()| sealed.channel.open(&record, &mut sealed.plain));
+        if result.is_err() {
+            record.clear();
+        }
+        let opened = result.and_then(|()| sealed.channel.open(&mut record));
         sealed.record = record;
+        sealed.taken = 0;
         opened
     }
 
@@ -349,13 +348,11 @@ impl Framed {
     /// its next frame: an idle connection keeps only small ones.
     fn shrink_idle(&mut self) {
         if let Some(sealed) = &mut self.secure {
-            if sealed.taken == sealed.plain.len() {
-                sealed.plain.clear();
+            if sealed.taken == sealed.record.len() {
+                sealed.record.clear();
                 sealed.taken = 0;
-                for buf in [&mut sealed.plain, &mut sealed.record] {
-                    if buf.capacity() > READ_BUFFER {
-                        *buf = Vec::new();
-                    }
+                if sealed.record.capacity() > READ_BUFFER {
+                    sealed.record = Vec::new();
                 }
             }
         }
@@ -411,7 +408,7 @@ impl Framed {
         let opened = self
             .secure
             .as_ref()
-            .is_some_and(|s| s.taken < s.plain.len());
+            .is_some_and(|s| s.taken < s.record.len());
         if !self.reader.buffer().is_empty() || opened {
             return true; // bytes nobody asked for: the stream is out of step
         }

@@ -32,10 +32,11 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Most connections a server serves at once; one more is refused. Default 512.
     pub max_connections: usize,
-    /// Most connections from one IP address that a server holds before they have proven the
-    /// cluster key: past it, a new one from that address is closed at once. A stranger opening
-    /// thousands of connections so holds no more than this many slots (and threads), each
-    /// for at most `io_timeout`. Default 16.
+    /// Once a server holds half of `max_connections`, the most connections from one IP
+    /// address it holds before they have proven the cluster key: past it, a new one from that
+    /// address is closed at once. A stranger opening thousands of connections so holds no
+    /// more than half the slots and this many (each for at most `io_timeout`), and the rest
+    /// stay free for others. Default 16.
     pub max_handshakes_per_source: usize,
     /// Largest frame payload accepted, in bytes. Default 4 MiB.
     pub max_payload: u32,

@@ -267,11 +267,14 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
         return;
     }
     let keyed = !matches!(config.security, Security::Insecure);
-    if keyed
-        && !conns
-            .handshaking
-            .enter(peer.ip(), config.max_handshakes_per_source)
-    {
+    // A busy host's many members are not turned away while there is room; once half the
+    // slots are taken, no one address may take more of them unproven.
+    let limit = if conns.open.len() >= config.max_connections / 2 {
+        config.max_handshakes_per_source
+    } else {
+        usize::MAX
+    };
+    if keyed && !conns.handshaking.enter(peer.ip(), limit) {
         drop(conns);
         log::debug!(
             "{}: closing {peer}: too many handshakes from it",
