@@ -1,0 +1,142 @@
+//! Frames on real loopback sockets: timeouts, trickles, growth, and the sealed channel.
+
+use super::*;
+use std::net::TcpListener;
+
+/// A connected pair on loopback: the raw sending end, and the receiving end framed with
+/// `first_byte` and `frame_timeout`.
+fn pair(first_byte: Duration, frame_timeout: Duration) -> (TcpStream, Framed) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let sender = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    let (received, _) = listener.accept().unwrap();
+    received.set_read_timeout(Some(first_byte)).unwrap();
+    let framed = Framed::new(
+        received,
+        first_byte,
+        frame_timeout,
+        wire::DEFAULT_MAX_PAYLOAD,
+        Arc::new(Counters::default()),
+    )
+    .unwrap();
+    (sender, framed)
+}
+
+#[test]
+fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
+    let (sender, mut receiver) = pair(Duration::from_secs(5), Duration::from_secs(5));
+    sender
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let mut sender = Framed::new(
+        sender,
+        Duration::from_secs(5),
+        Duration::from_secs(5),
+        wire::DEFAULT_MAX_PAYLOAD,
+        Arc::new(Counters::default()),
+    )
+    .unwrap();
+    let security = Security::Key(crate::ClusterKey::from_bytes([3; 32]));
+    let guard = parking_lot::Mutex::default();
+    let within = Duration::from_secs(5);
+    std::thread::scope(|scope| {
+        scope.spawn(|| sender.secure(&security, Side::Initiator, within).unwrap());
+        receiver
+            .secure(&security, Side::Responder(&guard), within)
+            .unwrap();
+    });
+    let big: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+    let sizes = [
+        0usize,
+        1,
+        100,
+        big.len(),
+        5,
+        MAX_PLAIN - 7,
+        MAX_PLAIN + 1,
+        2,
+    ];
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            for &n in &sizes {
+                sender.send_chunk(&big[..n]).unwrap();
+            }
+            sender.send(&Message::Ping).unwrap();
+        });
+        for &n in &sizes {
+            match receiver.recv().unwrap() {
+                Message::Chunk { data } => assert_eq!(&data[..], &big[..n], "{n} bytes"),
+                other => panic!("{other:?}"),
+            }
+        }
+        assert_eq!(receiver.recv().unwrap(), Message::Ping);
+        assert!(!receiver.is_closed(), "nothing left over");
+    });
+}
+
+#[test]
+fn a_header_claiming_megabytes_pins_only_what_arrives() {
+    let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_millis(300));
+    let claimed = vec![0u8; 4 << 20];
+    let (header, _) = wire::chunk_frame_parts(&claimed);
+    sender.write_all(&header).unwrap();
+    sender.write_all(&[1; 10]).unwrap();
+    let started = Instant::now();
+    let e = framed.recv().unwrap_err();
+    assert!(
+        matches!(&e, ReadError::Io(io) if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)),
+        "{e:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert!(
+        framed.body.capacity() <= 2 * GROW_STEP,
+        "{} bytes held for 10 received",
+        framed.body.capacity()
+    );
+}
+
+#[test]
+fn a_frame_trickled_a_byte_at_a_time_ends_at_its_deadline_not_at_the_idle_timeout() {
+    let (mut sender, mut framed) = pair(Duration::from_secs(30), Duration::from_millis(500));
+    let mut frame = BytesMut::new();
+    wire::encode(&Message::Ping, &mut frame);
+    let trickler = std::thread::spawn(move || {
+        // Each byte well within the idle timeout, the whole far beyond the frame's.
+        for b in frame.iter() {
+            if sender.write_all(&[*b]).is_err() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    });
+    let started = Instant::now();
+    assert!(
+        framed.recv().is_err(),
+        "a frame that took too long was accepted"
+    );
+    assert!(started.elapsed() < Duration::from_secs(3));
+    drop(framed); // ends the trickler's writes
+    trickler.join().unwrap();
+}
+
+#[test]
+fn frames_that_arrive_in_time_are_read_however_they_are_split() {
+    let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(2));
+    let mut frames = BytesMut::new();
+    let big = Message::Chunk {
+        data: bytes::Bytes::from(vec![7u8; 600_000]),
+    };
+    wire::encode(&big, &mut frames);
+    wire::encode(&Message::Ping, &mut frames);
+    let writer = std::thread::spawn(move || {
+        for piece in frames.chunks(50_000) {
+            sender.write_all(piece).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        sender
+    });
+    assert_eq!(framed.recv().unwrap(), big);
+    assert_eq!(framed.recv().unwrap(), Message::Ping);
+    // The large frame's buffer is let go once small frames follow.
+    assert!(framed.body.capacity() < 600_000);
+    drop(writer.join().unwrap());
+}
