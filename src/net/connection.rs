@@ -27,7 +27,8 @@ impl Connection {
     }
 
     /// Takes a connection accepted by the caller's own listener and runs the responder's side
-    /// of the handshake: for a test double standing in for a node.
+    /// of the handshake: for a test double standing in for a node. Unlike a node's listener
+    /// it remembers no earlier handshake, so it does not refuse a replayed one.
     pub fn accept(stream: TcpStream, net: &NetConfig) -> Result<Connection> {
         let peer = stream.peer_addr().map_err(|source| Error::Local {
             what: "reading an accepted connection's address".into(),
