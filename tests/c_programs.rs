@@ -15,8 +15,7 @@
 
 use std::ffi::OsStr;
 use std::fmt;
-use std::io::{Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::OnceLock;
@@ -351,19 +350,7 @@ fn key() -> &'static ClusterKey {
 /// not hold.
 fn write_key_file(dir: &Path) -> PathBuf {
     let path = dir.join("cluster.key");
-    let mut text: String = key()
-        .as_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    text.push('\n');
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&path)
-        .expect("create the key file");
-    file.write_all(text.as_bytes()).expect("write the key file");
+    key().save(&path).expect("write the key file");
     path
 }
 

@@ -47,21 +47,9 @@ pub fn programs<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
 pub fn key_file() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
-        use std::os::unix::fs::OpenOptionsExt;
         let path = std::env::temp_dir().join(format!("pastry-test-key-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
-        let text: String = super::key()
-            .as_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let mut file = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&path)
-            .expect("a key file");
-        std::io::Write::write_all(&mut file, format!("{text}\n").as_bytes()).expect("key written");
+        super::key().save(&path).expect("a key file");
         path
     })
 }

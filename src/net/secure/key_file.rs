@@ -14,22 +14,28 @@ impl ClusterKey {
     /// Generates a new key and writes it to `path`, which must not exist yet (an existing
     /// key is never overwritten), readable and writable by its owner only (mode 0600).
     pub fn create_file(path: &Path) -> Result<ClusterKey> {
+        let key = ClusterKey::generate()?;
+        key.save(path)?;
+        Ok(key)
+    }
+
+    /// Writes this key to `path` as [`ClusterKey::create_file`] does: to a new file (an
+    /// existing one is never overwritten), mode 0600, synced.
+    pub fn save(&self, path: &Path) -> Result<()> {
         let io_error = |source| Error::Io {
             path: path.to_path_buf(),
             source,
         };
-        let key = ClusterKey::generate()?;
         let mut options = OpenOptions::new();
         options.write(true).create_new(true);
         #[cfg(unix)]
         std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
         let mut file = options.open(path).map_err(io_error)?;
-        let mut text = hex(key.as_bytes());
+        let mut text = hex(self.as_bytes());
         text.push('\n');
         file.write_all(text.as_bytes())
             .and_then(|()| file.sync_all())
-            .map_err(io_error)?;
-        Ok(key)
+            .map_err(io_error)
     }
 
     /// Reads the key in `path`, as [`ClusterKey::create_file`] writes it. A file that others
