@@ -215,17 +215,18 @@ impl Framed {
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
         let (header, trailer) = wire::chunk_frame_parts(data);
         self.counters.note_frame(data.len() as u64);
-        let out = std::mem::take(&mut self.out);
-        let result = self.write_parts([&out, &header, data, &trailer]);
-        self.out = out;
-        self.out.clear();
-        result
+        self.write_queued_then([&header, data, &trailer])
     }
 
     /// Writes every queued frame, then `bytes` as they are.
     pub fn send_bytes(&mut self, bytes: &[u8]) -> io::Result<()> {
+        self.write_queued_then([bytes, &[], &[]])
+    }
+
+    /// Writes every queued frame, then `rest`, and empties the queue.
+    fn write_queued_then(&mut self, rest: [&[u8]; 3]) -> io::Result<()> {
         let out = std::mem::take(&mut self.out);
-        let result = self.write_parts([&out, bytes, &[], &[]]);
+        let result = self.write_parts([&out, rest[0], rest[1], rest[2]]);
         self.out = out;
         self.out.clear();
         result
