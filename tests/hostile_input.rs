@@ -62,13 +62,26 @@ fn garbage_closes_that_connection_and_the_node_serves_on() {
 
     // A frame declaring a 4 GiB payload is refused from its header alone.
     let mut huge = member(target);
-    huge.send_bytes(&[wire::MAGIC, wire::VERSION, 10, 0xff, 0xff, 0xff, 0xff])
-        .unwrap();
+    let header = [
+        wire::MAGIC,
+        wire::VERSION,
+        10,
+        0,
+        0,
+        0,
+        1,
+        0xff,
+        0xff,
+        0xff,
+        0xff,
+    ];
+    assert_eq!(header.len(), wire::HEADER_LEN);
+    huge.send_bytes(&header).unwrap();
     assert_error_then_closed(huge, RemoteCode::BadRequest);
 
     // A valid frame with one bit flipped fails its checksum.
     let mut frame = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, &mut frame);
+    wire::encode(&Message::Ping, 1, &mut frame);
     let last = frame.len() - 1;
     frame[last] ^= 1;
     let mut flipped = member(target);
@@ -158,9 +171,9 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
         relayed: false,
     };
     let mut frames = bytes::BytesMut::new();
-    wire::encode(&Message::Record(head), &mut frames);
+    wire::encode(&Message::Record(head), 1, &mut frames);
     for _ in 0..3 {
-        wire::encode_chunk(&[], &mut frames); // no data: a stream that never ends
+        wire::encode_chunk(&[], 1, &mut frames); // no data: a stream that never ends
     }
     let mut conn = member(holder.info().addr);
     conn.send_bytes(&frames).unwrap();
@@ -344,12 +357,13 @@ fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_
     node.create().unwrap();
     let addr = node.info().addr;
     let mut ping = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, &mut ping);
+    wire::encode(&Message::Ping, 1, &mut ping);
     let mut huge = bytes::BytesMut::new();
     wire::encode(
         &Message::Chunk {
             data: bytes::Bytes::from(vec![0u8; 4 << 20]),
         },
+        1,
         &mut huge,
     );
     let stop = Arc::new(AtomicBool::new(false));

@@ -138,10 +138,10 @@ fn strangers_get_only_a_closed_connection_and_change_nothing() {
     assert!(captured.len() > 48, "the member's session was recorded");
 
     let mut ping = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, &mut ping);
+    wire::encode(&Message::Ping, 1, &mut ping);
     let mut huge = ping.to_vec();
     huge.truncate(wire::HEADER_LEN);
-    huge[3..7].copy_from_slice(&(4u32 << 20).to_be_bytes());
+    huge[wire::HEADER_LEN - 4..].copy_from_slice(&(4u32 << 20).to_be_bytes());
     let mut attempts: Vec<(String, Vec<u8>)> = vec![
         (
             "random bytes".into(),
@@ -152,7 +152,7 @@ fn strangers_get_only_a_closed_connection_and_change_nothing() {
     ];
     for forged in forgeries(victim, names[1].as_bytes()) {
         let mut frame = bytes::BytesMut::new();
-        wire::encode(&forged, &mut frame);
+        wire::encode(&forged, 1, &mut frame);
         attempts.push((format!("a forged {}", forged.name()), frame.to_vec()));
     }
     let listeners = [

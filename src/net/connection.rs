@@ -22,7 +22,11 @@ pub struct Connection {
 impl Connection {
     /// Connects to `addr` and runs the handshake, with `net`'s timeouts and security.
     pub fn open(addr: SocketAddr, net: &NetConfig) -> Result<Connection> {
-        let framed = open(addr, net, &Arc::new(Counters::default()), net.io_timeout)?;
+        let mut framed = open(addr, net, &Arc::new(Counters::default()), net.io_timeout)?;
+        // Ready for a first request: `send` alone will do for one.
+        framed
+            .open_stream()
+            .map_err(|e| framed.error(ReadError::Io(e)))?;
         Ok(Connection { framed })
     }
 
@@ -41,6 +45,7 @@ impl Connection {
         let counters = Arc::new(Counters::default());
         let mut framed = Framed::new(
             stream,
+            false,
             net.io_timeout,
             net.io_timeout,
             net.max_payload,
@@ -57,7 +62,18 @@ impl Connection {
         Ok(Connection { framed })
     }
 
-    /// Sends one message.
+    /// Starts a new request with `msg`, on a stream of its own: what [`send`](Self::send)s
+    /// and [`recv`](Self::recv)s follow belongs to it. A new connection starts on its first
+    /// stream, so its first request needs only `send`.
+    pub fn request(&mut self, msg: &Message) -> Result<()> {
+        self.framed
+            .open_stream()
+            .map_err(|e| self.framed.error(ReadError::Io(e)))?;
+        self.send(msg)
+    }
+
+    /// Sends one message on the current stream: the request's, or the one the peer opened
+    /// last.
     pub fn send(&mut self, msg: &Message) -> Result<()> {
         self.framed.queue(msg);
         self.framed.flush_or_fail()
@@ -71,9 +87,11 @@ impl Connection {
             .map_err(|e| self.framed.error(ReadError::Io(e)))
     }
 
-    /// The next message received, an error reply included (as a [`Message::Error`]).
+    /// The next message received, an error reply included (as a [`Message::Error`]): of the
+    /// current stream, the connection's, or a new one the peer opens (a request to a test
+    /// double), which becomes the current stream.
     pub fn recv(&mut self) -> Result<Message> {
-        self.framed.recv().map_err(|e| self.framed.error(e))
+        self.framed.recv_any().map_err(|e| self.framed.error(e))
     }
 
     /// The address at the other end.

@@ -154,6 +154,7 @@ impl Pool {
         };
         let result = conn
             .set_read_timeout(self.config.io_timeout)
+            .and_then(|()| conn.open_stream())
             .map_err(|e| conn.error(ReadError::Io(e)))
             .and_then(|()| f(&mut conn));
         if result.is_ok() {
@@ -179,6 +180,9 @@ impl Pool {
     }
 
     fn put_back(&self, addr: SocketAddr, conn: Conn) {
+        if conn.is_spent() {
+            return; // dropped: closed, and a fresh one opened when next needed
+        }
         let mut idle = self.idle.lock();
         idle.sweep(self.config.pool_idle_timeout);
         let conns = idle.by_peer.entry(addr).or_default();
@@ -236,6 +240,7 @@ pub(crate) fn open(
         .map_err(local)?;
     let mut conn = Framed::new(
         socket.into(),
+        true,
         config.io_timeout,
         config.io_timeout,
         config.max_payload,
@@ -277,6 +282,7 @@ fn exchange(
     timeout: Duration,
 ) -> std::result::Result<Message, ReadError> {
     conn.set_read_timeout(timeout).map_err(ReadError::Io)?;
+    conn.open_stream().map_err(ReadError::Io)?;
     conn.send(request).map_err(ReadError::Io)?;
     conn.recv()
 }

@@ -284,7 +284,7 @@ fn admit(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     }
     let counters = Arc::clone(&shared.counters);
     let (idle, frame) = (config.idle_timeout, config.io_timeout);
-    let Ok(framed) = Framed::new(stream, idle, frame, config.max_payload, counters) else {
+    let Ok(framed) = Framed::new(stream, false, idle, frame, config.max_payload, counters) else {
         return;
     };
     let handle = framed.stream();
@@ -335,8 +335,10 @@ fn refuse(shared: &Shared, stream: TcpStream, code: RemoteCode, why: &str) {
     }
     let timeout = shared.config.io_timeout;
     let counters = Arc::clone(&shared.counters);
-    if let Ok(mut framed) = Framed::new(stream, timeout, timeout, 0, counters) {
-        let _ = framed.send(&reply);
+    if let Ok(mut framed) = Framed::new(stream, false, timeout, timeout, 0, counters) {
+        // No request has been read: the refusal is about the connection.
+        framed.queue_for_connection(&reply);
+        let _ = framed.flush();
     }
 }
 
@@ -355,19 +357,22 @@ fn serve(shared: &Shared, mut framed: Framed) {
         return;
     }
     while !shared.stop.load(Ordering::SeqCst) {
-        let request = match framed.recv() {
+        let request = match framed.recv_request() {
             Ok(m) => m,
             Err(ReadError::Io(e)) => {
                 log::trace!("{}: connection from {peer} ends: {e}", shared.name);
                 return;
             }
-            Err(ReadError::Wire(e)) => {
-                // A malformed frame ends this connection only; the server serves on.
-                log::warn!("{}: closing connection from {peer}: {e}", shared.name);
-                let _ = framed.send(&Message::Error {
+            Err(e) => {
+                // A malformed frame, or one out of step, ends this connection only; the
+                // server serves on.
+                let why = framed.error(e);
+                log::warn!("{}: closing connection from {peer}: {why}", shared.name);
+                framed.queue_for_connection(&Message::Error {
                     code: RemoteCode::BadRequest,
-                    message: e.to_string(),
+                    message: why.to_string(),
                 });
+                let _ = framed.flush();
                 return;
             }
         };

@@ -1,9 +1,13 @@
 //! The wire: every message the protocols exchange, and its binary frame.
 //!
-//! A frame is `magic (0x50) | version (4) | type (u8) | payload length (u32, big-endian) |
-//! payload | CRC-32 (ISO-HDLC, big-endian) over everything before it`. Decoding is total: any
-//! byte string gives a message or a [`WireError`], never a panic, and a length above the
-//! configured maximum is refused before anything is allocated.
+//! A frame is `magic (0x50) | version (5) | type (u8) | stream (u32, big-endian) | payload
+//! length (u32, big-endian) | payload | CRC-32 (ISO-HDLC, big-endian) over everything before
+//! it`. The stream names the request a frame asks, answers or continues: the side that
+//! opened the connection numbers its requests with odd streams, the other side with even
+//! ones, each side's increasing.
+//!
+//! Decoding is total: any byte string gives a message or a [`WireError`], never a panic, and
+//! a length above the configured maximum is refused before anything is allocated.
 
 mod codec;
 mod message;
@@ -17,9 +21,9 @@ pub use message::{Message, RecordHead, RemoteCode};
 /// First byte of every frame: tells a libpastry peer from anything else.
 pub const MAGIC: u8 = 0x50;
 /// Version of the frame format and message set.
-pub const VERSION: u8 = 4;
-/// Bytes before the payload: magic, version, type, length.
-pub const HEADER_LEN: usize = 7;
+pub const VERSION: u8 = 5;
+/// Bytes before the payload: magic, version, type, stream, length.
+pub const HEADER_LEN: usize = 11;
 /// Bytes after the payload: the CRC-32.
 pub const TRAILER_LEN: usize = 4;
 /// Default largest payload accepted, in bytes.

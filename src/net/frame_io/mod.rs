@@ -54,6 +54,56 @@ pub(crate) enum ReadError {
     Io(io::Error),
     /// The bytes are not a valid frame.
     Wire(WireError),
+    /// A valid frame of a stream other than the one being served or asked: the peer is out
+    /// of step, or numbers its requests wrongly.
+    Stream {
+        /// The stream expected.
+        want: u32,
+        /// The stream of the frame.
+        got: u32,
+    },
+}
+
+/// The stream of frames about the whole connection (an error that ends it) rather than one
+/// request: every reader takes them.
+const CONNECTION_STREAM: u32 = 0;
+
+/// Which streams a read takes frames of (besides the connection's).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Expect {
+    /// The current one's.
+    Current,
+    /// A new one the peer opens.
+    New,
+    /// Either.
+    Any,
+}
+
+/// Which streams a connection's end numbers its requests with, and which one it is on.
+#[derive(Debug)]
+struct Streams {
+    /// The stream frames are queued on and expected from now.
+    current: u32,
+    /// The stream this end opens next: odd on the end that opened the connection, even on
+    /// the other.
+    next_own: u32,
+    /// The last stream the peer opened: a new one must be greater.
+    last_peer: u32,
+}
+
+impl Streams {
+    fn new(opened_here: bool) -> Streams {
+        Streams {
+            current: CONNECTION_STREAM,
+            next_own: if opened_here { 1 } else { 2 },
+            last_peer: CONNECTION_STREAM,
+        }
+    }
+
+    /// Whether `stream` is one the peer may open now: of its parity, past its last one.
+    fn is_new_from_peer(&self, stream: u32) -> bool {
+        stream % 2 != self.next_own % 2 && stream > self.last_peer
+    }
 }
 
 /// A TCP stream read and written in frames, with reused buffers.
@@ -77,6 +127,7 @@ pub(crate) struct Framed {
     counters: Arc<Counters>,
     /// The connection's cipher once a handshake has passed; `None` on an insecure one.
     secure: Option<Sealed>,
+    streams: Streams,
 }
 
 /// The buffers of an encrypted connection besides its cipher.
@@ -92,10 +143,11 @@ struct Sealed {
 
 impl Framed {
     /// Wraps a connected stream (its timeouts already set, the read timeout being
-    /// `first_byte`: how long a frame may be waited for). A frame, once begun, must end
-    /// within `frame_timeout`.
+    /// `first_byte`: how long a frame may be waited for), opened by this end or the peer. A
+    /// frame, once begun, must end within `frame_timeout`.
     pub fn new(
         stream: TcpStream,
+        opened_here: bool,
         first_byte: Duration,
         frame_timeout: Duration,
         max_payload: u32,
@@ -114,6 +166,7 @@ impl Framed {
             max_payload,
             counters,
             secure: None,
+            streams: Streams::new(opened_here),
         })
     }
 
@@ -189,11 +242,38 @@ impl Framed {
         }
     }
 
+    /// Starts a request of this end's: the frames queued from now on travel on a new
+    /// stream, and only its frames (and the connection's) are read. Fails once the
+    /// connection has opened 2^31 streams: a fresh connection must take over.
+    pub fn open_stream(&mut self) -> io::Result<()> {
+        let s = &mut self.streams;
+        let next = s.next_own.checked_add(2).ok_or_else(|| {
+            io::Error::other("every stream number of this connection is used: open another")
+        })?;
+        s.current = std::mem::replace(&mut s.next_own, next);
+        Ok(())
+    }
+
+    /// Whether the connection is close to running out of stream numbers: a pool lets it go
+    /// rather than keep it.
+    pub fn is_spent(&self) -> bool {
+        self.streams.next_own > u32::MAX - (1 << 20)
+    }
+
     /// Adds a frame to those written by the next [`Framed::flush`], so that a request made of
     /// several frames costs one write.
     pub fn queue(&mut self, msg: &Message) {
+        self.queue_on(self.streams.current, msg);
+    }
+
+    /// Adds a frame about the whole connection (an error that ends it) to the queue.
+    pub fn queue_for_connection(&mut self, msg: &Message) {
+        self.queue_on(CONNECTION_STREAM, msg);
+    }
+
+    fn queue_on(&mut self, stream: u32, msg: &Message) {
         let before = self.out.len();
-        wire::encode(msg, &mut self.out);
+        wire::encode(msg, stream, &mut self.out);
         let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
         self.counters.note_frame(payload as u64);
     }
@@ -206,14 +286,14 @@ impl Framed {
     /// Adds a chunk frame carrying `data` to those written by the next flush, copying `data`
     /// once, straight into the frame.
     pub fn queue_chunk(&mut self, data: &[u8]) {
-        wire::encode_chunk(data, &mut self.out);
+        wire::encode_chunk(data, self.streams.current, &mut self.out);
         self.counters.note_frame(data.len() as u64);
     }
 
     /// Writes every queued frame, then a chunk frame carrying `data`, in one vectored write:
     /// a large chunk is sent from where it lies, not copied into the queue first.
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        let (header, trailer) = wire::chunk_frame_parts(data);
+        let (header, trailer) = wire::chunk_frame_parts(data, self.streams.current);
         self.counters.note_frame(data.len() as u64);
         self.write_queued_then([&header, data, &trailer])
     }
@@ -243,32 +323,67 @@ impl Framed {
         self.flush()
     }
 
-    /// Reads one frame. The payload length is checked against the maximum before the body is
-    /// read or allocated.
+    /// Reads one frame of the current stream (or the connection's). The payload length is
+    /// checked against the maximum before the body is read or allocated.
     pub fn recv(&mut self) -> Result<Message, ReadError> {
-        Ok(match self.recv_body()? {
-            Body::Chunk(data) => Message::Chunk {
-                data: bytes::Bytes::copy_from_slice(data),
-            },
-            Body::Message(msg) => msg,
-        })
+        let body = self.recv_body()?;
+        Ok(owned(body))
     }
 
-    /// Reads one frame; a chunk's data is lent from the frame buffer rather than copied. The
-    /// first byte may take the read timeout; the rest of the frame must follow within the
-    /// frame timeout, and the body buffer grows only as the body arrives.
+    /// Reads the first frame of a request the peer opens: its stream, which must be new,
+    /// becomes the current one (replies and further frames travel on it).
+    pub fn recv_request(&mut self) -> Result<Message, ReadError> {
+        let body = self.recv_on(Expect::New)?;
+        Ok(owned(body))
+    }
+
+    /// Reads one frame of the current stream, the connection's, or a new one the peer opens
+    /// (which becomes the current one): for a tool that follows whatever the peer does.
+    pub fn recv_any(&mut self) -> Result<Message, ReadError> {
+        let body = self.recv_on(Expect::Any)?;
+        Ok(owned(body))
+    }
+
+    /// Reads one frame of the current stream (or the connection's); a chunk's data is lent
+    /// from the frame buffer rather than copied. The first byte may take the read timeout;
+    /// the rest of the frame must follow within the frame timeout, and the body buffer grows
+    /// only as the body arrives.
     pub fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
+        self.recv_on(Expect::Current)
+    }
+
+    /// Reads one frame of a stream `expect` allows, or of the connection's; a stream the peer
+    /// opens becomes the current one.
+    fn recv_on(&mut self, expect: Expect) -> Result<Body<'_>, ReadError> {
         let mut header = [0u8; HEADER_LEN];
         let read = self.recv_frame(&mut header);
         // Back to the wait for a frame, should the frame have needed a shorter one.
         let restored = self.apply_timeout(self.read_timeout);
-        read?;
+        let h = read?;
         restored.map_err(ReadError::Io)?;
-        wire::decode_frame_body(&header, &self.body, self.max_payload).map_err(ReadError::Wire)
+        // Checked before the stream is looked at: a damaged stream number is a damaged frame.
+        let body = wire::decode_frame_body(&header, &self.body, self.max_payload)
+            .map_err(ReadError::Wire)?;
+        let s = &mut self.streams;
+        let new = expect != Expect::Current && s.is_new_from_peer(h.stream);
+        let current = expect != Expect::New && h.stream == s.current;
+        if new {
+            s.current = h.stream;
+            s.last_peer = h.stream;
+        } else if !current && h.stream != CONNECTION_STREAM {
+            return Err(ReadError::Stream {
+                want: s.current,
+                got: h.stream,
+            });
+        }
+        Ok(body)
     }
 
     /// Reads a frame's header into `header` and its body and trailer into `self.body`.
-    fn recv_frame(&mut self, header: &mut [u8; HEADER_LEN]) -> Result<(), ReadError> {
+    fn recv_frame(
+        &mut self,
+        header: &mut [u8; HEADER_LEN],
+    ) -> Result<wire::FrameHeader, ReadError> {
         self.shrink_idle();
         self.fill(&mut header[..1], None).map_err(ReadError::Io)?;
         let deadline = Instant::now() + self.frame_timeout;
@@ -289,7 +404,7 @@ impl Framed {
             result = self.fill(&mut body[start..], Some(deadline));
         }
         self.body = body;
-        result.map_err(ReadError::Io)
+        result.map_err(ReadError::Io).map(|()| h)
     }
 
     /// Fills `buf` with the connection's plaintext: from the stream, or from the records
@@ -459,6 +574,10 @@ impl Framed {
             }
             ReadError::Io(source) => Error::Unreachable { addr, source },
             ReadError::Wire(source) => Error::Wire { addr, source },
+            ReadError::Stream { want, got } => Error::Protocol {
+                addr,
+                what: format!("sent a frame of stream {got} where stream {want} was due"),
+            },
         }
     }
 
@@ -534,6 +653,16 @@ impl Sealed {
             }
         }
         written
+    }
+}
+
+/// A frame body as a message of its own, a chunk's data copied out of the frame buffer.
+fn owned(body: Body<'_>) -> Message {
+    match body {
+        Body::Chunk(data) => Message::Chunk {
+            data: bytes::Bytes::copy_from_slice(data),
+        },
+        Body::Message(msg) => msg,
     }
 }
 

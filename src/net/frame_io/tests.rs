@@ -12,6 +12,7 @@ fn pair(first_byte: Duration, frame_timeout: Duration) -> (TcpStream, Framed) {
     received.set_read_timeout(Some(first_byte)).unwrap();
     let framed = Framed::new(
         received,
+        false,
         first_byte,
         frame_timeout,
         wire::DEFAULT_MAX_PAYLOAD,
@@ -29,6 +30,7 @@ fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
         .unwrap();
     let mut sender = Framed::new(
         sender,
+        true,
         Duration::from_secs(5),
         Duration::from_secs(5),
         wire::DEFAULT_MAX_PAYLOAD,
@@ -57,13 +59,20 @@ fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
     ];
     std::thread::scope(|scope| {
         scope.spawn(|| {
+            sender.open_stream().unwrap();
             for &n in &sizes {
                 sender.send_chunk(&big[..n]).unwrap();
             }
             sender.send(&Message::Ping).unwrap();
         });
-        for &n in &sizes {
-            match receiver.recv().unwrap() {
+        for (i, &n) in sizes.iter().enumerate() {
+            // The first frame opens the sender's stream; the rest continue it.
+            let got = if i == 0 {
+                receiver.recv_request()
+            } else {
+                receiver.recv()
+            };
+            match got.unwrap() {
                 Message::Chunk { data } => assert_eq!(&data[..], &big[..n], "{n} bytes"),
                 other => panic!("{other:?}"),
             }
@@ -77,11 +86,11 @@ fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
 fn a_header_claiming_megabytes_pins_only_what_arrives() {
     let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_millis(300));
     let claimed = vec![0u8; 4 << 20];
-    let (header, _) = wire::chunk_frame_parts(&claimed);
+    let (header, _) = wire::chunk_frame_parts(&claimed, 1);
     sender.write_all(&header).unwrap();
     sender.write_all(&[1; 10]).unwrap();
     let started = Instant::now();
-    let e = framed.recv().unwrap_err();
+    let e = framed.recv_request().unwrap_err();
     assert!(
         matches!(&e, ReadError::Io(io) if matches!(io.kind(), io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock)),
         "{e:?}"
@@ -98,7 +107,7 @@ fn a_header_claiming_megabytes_pins_only_what_arrives() {
 fn a_frame_trickled_a_byte_at_a_time_ends_at_its_deadline_not_at_the_idle_timeout() {
     let (mut sender, mut framed) = pair(Duration::from_secs(30), Duration::from_millis(500));
     let mut frame = BytesMut::new();
-    wire::encode(&Message::Ping, &mut frame);
+    wire::encode(&Message::Ping, 1, &mut frame);
     let trickler = std::thread::spawn(move || {
         // Each byte well within the idle timeout, the whole far beyond the frame's.
         for b in frame.iter() {
@@ -110,7 +119,7 @@ fn a_frame_trickled_a_byte_at_a_time_ends_at_its_deadline_not_at_the_idle_timeou
     });
     let started = Instant::now();
     assert!(
-        framed.recv().is_err(),
+        framed.recv_request().is_err(),
         "a frame that took too long was accepted"
     );
     assert!(started.elapsed() < Duration::from_secs(3));
@@ -125,8 +134,8 @@ fn frames_that_arrive_in_time_are_read_however_they_are_split() {
     let big = Message::Chunk {
         data: bytes::Bytes::from(vec![7u8; 600_000]),
     };
-    wire::encode(&big, &mut frames);
-    wire::encode(&Message::Ping, &mut frames);
+    wire::encode(&big, 1, &mut frames);
+    wire::encode(&Message::Ping, 1, &mut frames);
     let writer = std::thread::spawn(move || {
         for piece in frames.chunks(50_000) {
             sender.write_all(piece).unwrap();
@@ -134,9 +143,82 @@ fn frames_that_arrive_in_time_are_read_however_they_are_split() {
         }
         sender
     });
-    assert_eq!(framed.recv().unwrap(), big);
+    assert_eq!(framed.recv_request().unwrap(), big);
     assert_eq!(framed.recv().unwrap(), Message::Ping);
     // The large frame's buffer is let go once small frames follow.
     assert!(framed.body.capacity() < 600_000);
     drop(writer.join().unwrap());
+}
+
+#[test]
+fn frames_are_read_only_from_the_stream_they_belong_to() {
+    let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(5));
+    let frame = |stream: u32, msg: &Message| {
+        let mut buf = BytesMut::new();
+        wire::encode(msg, stream, &mut buf);
+        buf
+    };
+    // The peer opened the connection: its requests are odd and increasing.
+    sender.write_all(&frame(3, &Message::Ping)).unwrap();
+    assert_eq!(framed.recv_request().unwrap(), Message::Ping);
+    let mut reply = BytesMut::new();
+    framed.queue(&Message::Ack);
+    std::mem::swap(&mut reply, &mut framed.out);
+    assert_eq!(
+        reply,
+        frame(3, &Message::Ack),
+        "the reply travels on the request's stream"
+    );
+    sender.write_all(&frame(0, &Message::Ack)).unwrap();
+    assert_eq!(
+        framed.recv().unwrap(),
+        Message::Ack,
+        "the connection's own stream"
+    );
+    for (stream, why) in [(5, "a stream not yet opened"), (2, "this end's parity")] {
+        sender.write_all(&frame(stream, &Message::Ping)).unwrap();
+        let got = framed.recv();
+        assert!(
+            matches!(got, Err(ReadError::Stream { want: 3, got }) if got == stream),
+            "{why}: {got:?}"
+        );
+    }
+    for (stream, why) in [
+        (3, "a stream used before"),
+        (1, "an older one"),
+        (4, "even"),
+    ] {
+        sender.write_all(&frame(stream, &Message::Ping)).unwrap();
+        let got = framed.recv_request();
+        assert!(
+            matches!(got, Err(ReadError::Stream { got, .. }) if got == stream),
+            "{why}: {got:?}"
+        );
+    }
+    sender.write_all(&frame(9, &Message::Ping)).unwrap();
+    assert_eq!(framed.recv_request().unwrap(), Message::Ping, "a later one");
+    sender.write_all(&frame(9, &Message::Ack)).unwrap();
+    sender.write_all(&frame(11, &Message::Ping)).unwrap();
+    assert_eq!(framed.recv_any().unwrap(), Message::Ack, "the current one");
+    assert_eq!(framed.recv_any().unwrap(), Message::Ping, "or a new one");
+    assert_eq!(framed.streams.current, 11);
+}
+
+#[test]
+fn each_end_numbers_its_own_streams() {
+    let (_sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(5));
+    let mut opened = Vec::new();
+    for _ in 0..3 {
+        framed.open_stream().unwrap();
+        opened.push(framed.streams.current);
+    }
+    assert_eq!(opened, [2, 4, 6], "the accepting end's are even");
+    assert!(!framed.is_spent());
+    framed.streams.next_own = u32::MAX - 3;
+    assert!(framed.is_spent());
+    framed.open_stream().unwrap();
+    assert!(
+        framed.open_stream().is_err(),
+        "numbers are never used twice"
+    );
 }

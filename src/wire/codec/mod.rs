@@ -29,44 +29,53 @@ pub(crate) use payload::{name_of, type_of};
 pub struct FrameHeader {
     /// The message type byte (known to this build).
     pub kind: u8,
+    /// The stream the frame belongs to: the request it asks, answers or continues.
+    pub stream: u32,
     /// The payload length in bytes (at most the configured maximum).
     pub len: u32,
 }
 
-/// Appends one whole frame for `msg` to `buf` (header, payload, CRC-32).
-///
-pub fn encode(msg: &Message, buf: &mut BytesMut) {
-    encode_with(type_of(msg), buf, |buf| put_payload(msg, buf));
+/// Appends one whole frame for `msg` on `stream` to `buf` (header, payload, CRC-32).
+pub fn encode(msg: &Message, stream: u32, buf: &mut BytesMut) {
+    encode_with(type_of(msg), stream, buf, |buf| put_payload(msg, buf));
 }
 
-/// Appends a [`Message::Chunk`] frame carrying `data`, straight from the slice: the data is
-/// copied once, into the frame.
-pub fn encode_chunk(data: &[u8], buf: &mut BytesMut) {
-    encode_with(ty::CHUNK, buf, |buf| buf.put_slice(data));
+/// Appends a [`Message::Chunk`] frame on `stream` carrying `data`, straight from the slice:
+/// the data is copied once, into the frame.
+pub fn encode_chunk(data: &[u8], stream: u32, buf: &mut BytesMut) {
+    encode_with(ty::CHUNK, stream, buf, |buf| buf.put_slice(data));
 }
 
-/// The bytes before and after `data` in its chunk frame, so that a large chunk can be written
-/// from where it lies (a vectored write) rather than copied into a frame first.
-pub fn chunk_frame_parts(data: &[u8]) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
-    let mut header = [MAGIC, VERSION, ty::CHUNK, 0, 0, 0, 0];
+/// The bytes before and after `data` in its chunk frame on `stream`, so that a large chunk
+/// can be written from where it lies (a vectored write) rather than copied into a frame first.
+pub fn chunk_frame_parts(data: &[u8], stream: u32) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
     // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
-    header[3..].copy_from_slice(&(data.len() as u32).to_be_bytes());
+    let header = header_bytes(ty::CHUNK, stream, data.len() as u32);
     let mut crc = Crc32Digest::new();
     crc.update(&header);
     crc.update(data);
     (header, crc.finalize().to_be_bytes())
 }
 
-/// Appends a frame of type `kind` whose payload `payload` writes.
-fn encode_with(kind: u8, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
+/// A frame's header: magic, version, type, stream and payload length.
+fn header_bytes(kind: u8, stream: u32, len: u32) -> [u8; HEADER_LEN] {
+    let mut header = [0; HEADER_LEN];
+    header[..3].copy_from_slice(&[MAGIC, VERSION, kind]);
+    header[3..7].copy_from_slice(&stream.to_be_bytes());
+    header[7..].copy_from_slice(&len.to_be_bytes());
+    header
+}
+
+/// Appends a frame of type `kind` on `stream` whose payload `payload` writes.
+fn encode_with(kind: u8, stream: u32, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
     let start = buf.len();
-    buf.put_slice(&[MAGIC, VERSION, kind]);
-    buf.put_u32(0); // length, patched below once the payload is written
+    // The length is patched below once the payload is written.
+    buf.put_slice(&header_bytes(kind, stream, 0));
     let body = buf.len();
     payload(buf);
     // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
     let len = (buf.len() - body) as u32;
-    buf[start + 3..body].copy_from_slice(&len.to_be_bytes());
+    buf[start + 7..body].copy_from_slice(&len.to_be_bytes());
     let crc = crc32(&buf[start..]);
     buf.put_u32(crc);
 }
@@ -80,7 +89,7 @@ pub fn decode_header(
     header: &[u8; HEADER_LEN],
     max_payload: u32,
 ) -> Result<FrameHeader, WireError> {
-    let [magic, version, kind, l0, l1, l2, l3] = *header;
+    let [magic, version, kind, s0, s1, s2, s3, l0, l1, l2, l3] = *header;
     if magic != MAGIC {
         return Err(WireError::BadMagic(magic));
     }
@@ -97,7 +106,11 @@ pub fn decode_header(
             max: max_payload,
         });
     }
-    Ok(FrameHeader { kind, len })
+    Ok(FrameHeader {
+        kind,
+        stream: u32::from_be_bytes([s0, s1, s2, s3]),
+        len,
+    })
 }
 
 /// Decodes the body of a frame: `rest` is exactly the `len` payload bytes the header declares

@@ -16,16 +16,19 @@ fn node(id: u16, addr: &str) -> NodeInfo {
     }
 }
 
+/// The stream the tests' frames travel on: any will do, and one with every byte different
+/// shows that the header keeps them in order.
+const STREAM: u32 = 0x0102_0304;
+
 fn frame(msg: &Message) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    encode(msg, &mut buf);
+    encode(msg, STREAM, &mut buf);
     buf.to_vec()
 }
 
 /// A frame of type `kind` around `payload`, with a correct length and CRC.
 fn raw_frame(kind: u8, payload: &[u8]) -> Vec<u8> {
-    let mut f = vec![MAGIC, VERSION, kind];
-    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    let mut f = header_bytes(kind, STREAM, payload.len() as u32).to_vec();
     f.extend_from_slice(payload);
     f.extend_from_slice(&crc32(&f).to_be_bytes());
     f
@@ -43,8 +46,8 @@ fn check_round_trip(msg: &Message) {
     let header: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
     let h = decode_header(header, MAX).unwrap();
     assert_eq!(
-        (h.kind, h.len as usize),
-        (type_of(msg), f.len() - HEADER_LEN - TRAILER_LEN)
+        (h.kind, h.stream, h.len as usize),
+        (type_of(msg), STREAM, f.len() - HEADER_LEN - TRAILER_LEN)
     );
     assert_eq!(
         decode_payload(header, &f[HEADER_LEN..], MAX).as_ref(),
@@ -83,16 +86,17 @@ fn round_trip_every_variant() {
     seen.dedup();
     let known: Vec<u8> = (0..=255).filter(|&t| name_of(t).is_some()).collect();
     assert_eq!(seen, known, "samples must cover every message type");
-    let mut stream = BytesMut::new();
-    for m in &samples {
+    let mut bytes = BytesMut::new();
+    for (stream, m) in (1..).step_by(2).zip(&samples) {
         check_round_trip(m);
-        encode(m, &mut stream);
+        encode(m, stream, &mut bytes);
     }
-    // Back-to-back frames: each decode consumes exactly its own frame.
-    let mut rest = &stream[..];
-    for m in &samples {
+    // Back-to-back frames: each decode consumes exactly its own frame, on its own stream.
+    let mut rest = &bytes[..];
+    for (stream, m) in (1..).step_by(2).zip(&samples) {
+        let header = decode_header(rest.first_chunk().unwrap(), MAX).unwrap();
         let (got, used) = decode(rest, MAX).unwrap();
-        assert_eq!(&got, m);
+        assert_eq!((header.stream, &got), (stream, m));
         rest = &rest[used..];
     }
     assert!(rest.is_empty());
@@ -144,8 +148,7 @@ fn every_strict_prefix_is_truncated() {
 #[test]
 fn oversized_is_refused_from_the_header_alone() {
     for (len, max) in [(101, 100), (u32::MAX, MAX), (1, 0)] {
-        let mut h = [MAGIC, VERSION, ty::PEERS, 0, 0, 0, 0];
-        h[3..].copy_from_slice(&len.to_be_bytes());
+        let h = header_bytes(ty::PEERS, STREAM, len);
         let err = WireError::TooLarge { len, max };
         assert_eq!(decode_header(&h, max), Err(err.clone()));
         assert_eq!(decode(&h, max), Err(err.clone()));
@@ -195,8 +198,8 @@ fn chunk_frame_parts_frame_the_data_as_encode_chunk_does() {
     for len in [0, 1, 1000, 70_000] {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
         let mut whole = BytesMut::new();
-        encode_chunk(&data, &mut whole);
-        let (header, trailer) = chunk_frame_parts(&data);
+        encode_chunk(&data, STREAM, &mut whole);
+        let (header, trailer) = chunk_frame_parts(&data, STREAM);
         assert_eq!(whole[..], [&header[..], &data, &trailer].concat()[..]);
     }
 }
