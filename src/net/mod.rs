@@ -6,6 +6,7 @@ mod frame_io;
 mod pool;
 mod secure;
 mod server;
+mod stream_ids;
 
 pub use connection::Connection;
 pub(crate) use frame_io::{refusal_to_error, Framed, ReadError};

@@ -106,6 +106,18 @@ pub enum Message {
         message: String,
     },
 
+    // ---- streams of a multiplexed connection ----
+    /// The receiver of a stream's frames may be sent `bytes` more of them (whole frames,
+    /// headers and checksums counted): what it has taken of what it held. Flows back on the
+    /// stream it is about.
+    Credit {
+        /// Bytes of frames granted.
+        bytes: u32,
+    },
+    /// The sender gives the stream up (a caller stopped waiting): its other end drops what
+    /// it holds of it and stops working on it.
+    Cancel,
+
     // ---- node protocol ----
     /// Liveness probe; answered by [`Message::Pong`].
     Ping,

@@ -10,6 +10,7 @@ use bytes::BytesMut;
 use super::secure::{
     Channel, Handshake, ReplayGuard, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN,
 };
+use super::stream_ids::{Standing, StreamIds, CONNECTION_STREAM};
 use super::Counters;
 use crate::error::Error;
 use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
@@ -64,10 +65,6 @@ pub(crate) enum ReadError {
     },
 }
 
-/// The stream of frames about the whole connection (an error that ends it) rather than one
-/// request: every reader takes them.
-const CONNECTION_STREAM: u32 = 0;
-
 /// Which streams a read takes frames of (besides the connection's).
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Expect {
@@ -79,31 +76,12 @@ enum Expect {
     Any,
 }
 
-/// Which streams a connection's end numbers its requests with, and which one it is on.
+/// The streams of a connection's end, and the one it is on.
 #[derive(Debug)]
 struct Streams {
     /// The stream frames are queued on and expected from now.
     current: u32,
-    /// The stream this end opens next: odd on the end that opened the connection, even on
-    /// the other.
-    next_own: u32,
-    /// The last stream the peer opened: a new one must be greater.
-    last_peer: u32,
-}
-
-impl Streams {
-    fn new(opened_here: bool) -> Streams {
-        Streams {
-            current: CONNECTION_STREAM,
-            next_own: if opened_here { 1 } else { 2 },
-            last_peer: CONNECTION_STREAM,
-        }
-    }
-
-    /// Whether `stream` is one the peer may open now: of its parity, past its last one.
-    fn is_new_from_peer(&self, stream: u32) -> bool {
-        stream % 2 != self.next_own % 2 && stream > self.last_peer
-    }
+    ids: StreamIds,
 }
 
 /// A TCP stream read and written in frames, with reused buffers.
@@ -166,7 +144,10 @@ impl Framed {
             max_payload,
             counters,
             secure: None,
-            streams: Streams::new(opened_here),
+            streams: Streams {
+                current: CONNECTION_STREAM,
+                ids: StreamIds::new(opened_here),
+            },
         })
     }
 
@@ -246,18 +227,14 @@ impl Framed {
     /// stream, and only its frames (and the connection's) are read. Fails once the
     /// connection has opened 2^31 streams: a fresh connection must take over.
     pub fn open_stream(&mut self) -> io::Result<()> {
-        let s = &mut self.streams;
-        let next = s.next_own.checked_add(2).ok_or_else(|| {
-            io::Error::other("every stream number of this connection is used: open another")
-        })?;
-        s.current = std::mem::replace(&mut s.next_own, next);
+        self.streams.current = self.streams.ids.open()?;
         Ok(())
     }
 
     /// Whether the connection is close to running out of stream numbers: a pool lets it go
     /// rather than keep it.
     pub fn is_spent(&self) -> bool {
-        self.streams.next_own > u32::MAX - (1 << 20)
+        self.streams.ids.is_spent()
     }
 
     /// Adds a frame to those written by the next [`Framed::flush`], so that a request made of
@@ -365,11 +342,11 @@ impl Framed {
         let body = wire::decode_frame_body(&header, &self.body, self.max_payload)
             .map_err(ReadError::Wire)?;
         let s = &mut self.streams;
-        let new = expect != Expect::Current && s.is_new_from_peer(h.stream);
+        let new = expect != Expect::Current && s.ids.standing(h.stream) == Standing::NewFromPeer;
         let current = expect != Expect::New && h.stream == s.current;
         if new {
             s.current = h.stream;
-            s.last_peer = h.stream;
+            s.ids.peer_opened(h.stream);
         } else if !current && h.stream != CONNECTION_STREAM {
             return Err(ReadError::Stream {
                 want: s.current,

@@ -203,22 +203,3 @@ fn frames_are_read_only_from_the_stream_they_belong_to() {
     assert_eq!(framed.recv_any().unwrap(), Message::Ping, "or a new one");
     assert_eq!(framed.streams.current, 11);
 }
-
-#[test]
-fn each_end_numbers_its_own_streams() {
-    let (_sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(5));
-    let mut opened = Vec::new();
-    for _ in 0..3 {
-        framed.open_stream().unwrap();
-        opened.push(framed.streams.current);
-    }
-    assert_eq!(opened, [2, 4, 6], "the accepting end's are even");
-    assert!(!framed.is_spent());
-    framed.streams.next_own = u32::MAX - 3;
-    assert!(framed.is_spent());
-    framed.open_stream().unwrap();
-    assert!(
-        framed.open_stream().is_err(),
-        "numbers are never used twice"
-    );
-}

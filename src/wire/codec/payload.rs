@@ -22,7 +22,7 @@ macro_rules! message_set {
     ) => {
         /// Type byte of each message. Fixed on the wire: never renumber, only add.
         ///
-        /// Free for later use: 3..=9 (generic), 34..=39 (object store and repair),
+        /// Free for later use: 5..=9 (generic), 34..=39 (object store and repair),
         /// 49.. (discovery and beyond).
         pub(super) mod ty {
             $(pub const $konst: u8 = $byte;)*
@@ -101,6 +101,8 @@ macro_rules! message_set {
 message_set! {
     Ack = 1 as ACK {},
     Error = 2 as ERROR { code: Code, message: Text },
+    Credit = 3 as CREDIT { bytes: U32 },
+    Cancel = 4 as CANCEL {},
     Ping = 10 as PING {},
     Pong = 11 as PONG { node: Node },
     Route = 12 as ROUTE { key: Ident, hops_left: U8, budget_ms: U32 },
