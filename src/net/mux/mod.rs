@@ -1,0 +1,358 @@
+//! One connection carrying many requests at once, in both directions: its rules, free of
+//! sockets, threads and clocks, so that they are tested exhaustively and whatever drives the
+//! sockets only moves bytes.
+//!
+//! Each request is a stream, numbered as [`stream_ids`](super::stream_ids) says. Frames of
+//! every stream share the connection. A sender takes its streams' queued frames in turn,
+//! one frame each, so a large transfer (a chunk per frame) delays a small request by at most
+//! one frame. The receiver of a stream grants credit ([`Message::Credit`]) for what it has
+//! taken, and a sender sends nothing more on a stream whose credit is spent: a slow taker
+//! holds at most a window and one frame of its stream, and never stalls the others.
+//! [`Message::Credit`] and [`Message::Cancel`] themselves need no credit.
+
+mod assemble;
+mod stream;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+
+use bytes::{Bytes, BytesMut};
+
+use super::stream_ids::{Standing, StreamIds};
+use crate::wire::{self, Body, Message, RemoteCode, WireError, HEADER_LEN, TRAILER_LEN};
+use assemble::Assembler;
+use stream::Stream;
+
+/// The limits of one multiplexed connection.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct LinkConfig {
+    /// Bytes of frames a stream's sender may send before it is granted more.
+    pub window: u32,
+    /// Most streams the peer may have open at once; one more is refused as busy.
+    pub max_peer_streams: usize,
+    /// Largest frame payload accepted.
+    pub max_payload: u32,
+}
+
+/// A frame received on a stream.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Inbound {
+    /// The data of a [`Message::Chunk`], not copied out of the frame.
+    Chunk(Bytes),
+    /// Any other message.
+    Message(Message),
+}
+
+/// What a batch of received bytes brought.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Event {
+    /// The peer opened a stream: a request to serve, its first frame waiting.
+    Opened(u32),
+    /// A frame arrived on a stream already open.
+    Readable(u32),
+    /// The peer gave a stream up.
+    Cancelled(u32),
+}
+
+/// Why the whole connection must close.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LinkError {
+    /// Bytes that are not a valid frame.
+    #[error(transparent)]
+    Wire(#[from] WireError),
+    /// A frame on a stream this end has not opened and the peer may not open.
+    #[error("a frame on stream {0}, which is not open and may not be opened")]
+    Stream(u32),
+    /// A frame past the credit its stream was granted.
+    #[error("a frame on stream {0} past the credit it was granted")]
+    Overrun(u32),
+    /// A message on the connection's own stream that has no place there.
+    #[error("{0} on the connection's own stream")]
+    Misplaced(&'static str),
+    /// The peer ended the connection, saying why.
+    #[error("the peer ends the connection ({code:?}): {message}")]
+    Ended {
+        /// What kind of failure.
+        code: RemoteCode,
+        /// The peer's reason.
+        message: String,
+    },
+}
+
+/// A stream this end no longer has: closed, or given up by the peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the stream was given up by the other end, or is closed")]
+pub(crate) struct Gone;
+
+/// The state of one end of a multiplexed connection.
+#[derive(Debug)]
+pub(crate) struct Link {
+    config: LinkConfig,
+    ids: StreamIds,
+    streams: HashMap<u32, Stream>,
+    /// Streams with a frame they may send, each once, in the order they take turns.
+    ready: VecDeque<u32>,
+    /// Frames about the streams themselves (credit, cancels, refusals): sent first.
+    control: VecDeque<Bytes>,
+    assembler: Assembler,
+    /// Streams the peer opened that are open here.
+    peer_open: usize,
+}
+
+impl Link {
+    /// The end that opened the connection (`opened_here`) or accepted it.
+    pub fn new(opened_here: bool, config: LinkConfig) -> Link {
+        Link {
+            config,
+            ids: StreamIds::new(opened_here),
+            streams: HashMap::new(),
+            ready: VecDeque::new(),
+            control: VecDeque::new(),
+            assembler: Assembler::default(),
+            peer_open: 0,
+        }
+    }
+
+    /// Opens a stream of this end's, for a request.
+    pub fn open(&mut self) -> io::Result<u32> {
+        let stream = self.ids.open()?;
+        self.streams
+            .insert(stream, Stream::new(false, self.config.window));
+        Ok(stream)
+    }
+
+    /// Whether the connection is close to running out of stream numbers.
+    pub fn is_spent(&self) -> bool {
+        self.ids.is_spent()
+    }
+
+    /// Queues `frame` (encoded on `stream`) to be sent on `stream`.
+    pub fn send(&mut self, stream: u32, frame: Bytes) -> Result<(), Gone> {
+        debug_assert_eq!(frame.get(3..7), Some(&stream.to_be_bytes()[..]));
+        let s = self.open_stream(stream)?;
+        s.queue(frame);
+        if s.can_send() && !s.scheduled {
+            s.scheduled = true;
+            self.ready.push_back(stream);
+        }
+        Ok(())
+    }
+
+    /// Bytes queued on `stream` and not yet sent: a sender waits while this is a window or
+    /// more, so that what it queues is bounded too.
+    pub fn queued(&self, stream: u32) -> usize {
+        self.streams.get(&stream).map_or(0, Stream::queued)
+    }
+
+    /// The next frame received on `stream`, if one has arrived.
+    pub fn take(&mut self, stream: u32) -> Result<Option<Inbound>, Gone> {
+        let window = self.config.window;
+        let (frame, grant) = self.open_stream(stream)?.take(window);
+        if let Some(bytes) = grant {
+            self.control_frame(stream, &Message::Credit { bytes });
+        }
+        Ok(frame)
+    }
+
+    /// This end is done with `stream`: what it queued is still sent, what arrives for it is
+    /// dropped.
+    pub fn close(&mut self, stream: u32) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        if s.closed {
+            return;
+        }
+        s.closed = true;
+        if s.opened_by_peer {
+            self.peer_open -= 1;
+        }
+        if s.drained() {
+            self.streams.remove(&stream);
+        }
+    }
+
+    /// Gives `stream` up: nothing more is sent on it, and the peer is told to stop.
+    pub fn cancel(&mut self, stream: u32) {
+        let Some(s) = self.streams.get_mut(&stream) else {
+            return;
+        };
+        let told = s.cancelled;
+        s.drop_all();
+        self.close(stream);
+        if !told {
+            self.control_frame(stream, &Message::Cancel);
+        }
+    }
+
+    /// Streams open at this end.
+    pub fn open_streams(&self) -> usize {
+        self.streams.len()
+    }
+
+    /// Bytes received and not yet taken, frames not yet whole included: what the peer makes
+    /// this end hold.
+    pub fn held(&self) -> usize {
+        self.assembler.held() + self.streams.values().map(Stream::held).sum::<usize>()
+    }
+
+    /// Whether part of a frame has arrived and the rest has not: it is due within the frame
+    /// deadline.
+    pub fn is_mid_frame(&self) -> bool {
+        self.assembler.is_mid_frame()
+    }
+
+    /// Whether a frame may be sent now.
+    pub fn has_output(&self) -> bool {
+        !self.control.is_empty() || !self.ready.is_empty()
+    }
+
+    /// Appends frames to send to `out` until it holds `limit` bytes or none may go: frames
+    /// about streams first, then one frame of each stream with credit in turn.
+    pub fn output(&mut self, out: &mut Vec<u8>, limit: usize) {
+        // Bounded: each pass takes a frame from a queue or a stream from the rotation.
+        while out.len() < limit {
+            if let Some(frame) = self.control.pop_front() {
+                out.extend_from_slice(&frame);
+                continue;
+            }
+            let Some(id) = self.ready.pop_front() else {
+                break;
+            };
+            let Some(s) = self.streams.get_mut(&id) else {
+                continue;
+            };
+            s.scheduled = false;
+            if let Some(frame) = s.next_to_send() {
+                out.extend_from_slice(&frame);
+            }
+            if s.can_send() {
+                s.scheduled = true;
+                self.ready.push_back(id);
+            } else if s.closed && s.drained() {
+                self.streams.remove(&id);
+            }
+        }
+    }
+
+    /// Takes bytes received, noting in `events` what they brought. An error means the
+    /// connection must close: the peer broke the rules, or ended it.
+    pub fn receive(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), LinkError> {
+        self.assembler.push(bytes);
+        // Bounded: each pass takes a whole frame out of the bytes held.
+        while let Some((header, frame)) = self.assembler.next(self.config.max_payload)? {
+            self.route(header.stream, frame, events)?;
+        }
+        Ok(())
+    }
+
+    /// Hands one whole frame to its stream.
+    fn route(&mut self, id: u32, frame: Bytes, events: &mut Vec<Event>) -> Result<(), LinkError> {
+        let len = frame.len() as u32;
+        let inbound = decode(&frame, self.config.max_payload)?;
+        let standing = self.ids.standing(id);
+        match (standing, inbound) {
+            (Standing::Connection, Inbound::Message(Message::Error { code, message })) => {
+                Err(LinkError::Ended { code, message })
+            }
+            (Standing::Connection, other) => Err(LinkError::Misplaced(name(&other))),
+            (Standing::Invalid, _) => Err(LinkError::Stream(id)),
+            (_, Inbound::Message(Message::Credit { bytes })) => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.grant(bytes);
+                    if s.can_send() && !s.scheduled {
+                        s.scheduled = true;
+                        self.ready.push_back(id);
+                    }
+                }
+                Ok(())
+            }
+            (_, Inbound::Message(Message::Cancel)) => {
+                if let Some(s) = self.streams.get_mut(&id) {
+                    s.drop_all();
+                    s.cancelled = true;
+                    if s.closed {
+                        self.streams.remove(&id);
+                    } else {
+                        events.push(Event::Cancelled(id));
+                    }
+                }
+                Ok(())
+            }
+            (Standing::NewFromPeer, inbound) => {
+                self.ids.peer_opened(id);
+                if self.peer_open >= self.config.max_peer_streams {
+                    // Refused at once; what else comes on it is dropped as on a closed stream.
+                    let message = format!(
+                        "{} requests in flight on this connection already",
+                        self.peer_open
+                    );
+                    let busy = Message::Error {
+                        code: RemoteCode::Busy,
+                        message,
+                    };
+                    self.control_frame(id, &busy);
+                    return Ok(());
+                }
+                let mut s = Stream::new(true, self.config.window);
+                s.receive(inbound, len);
+                self.streams.insert(id, s);
+                self.peer_open += 1;
+                events.push(Event::Opened(id));
+                Ok(())
+            }
+            (Standing::Known, inbound) => {
+                match self.streams.get_mut(&id) {
+                    Some(s) if !s.closed && !s.cancelled => {
+                        if !s.receive(inbound, len) {
+                            return Err(LinkError::Overrun(id));
+                        }
+                        events.push(Event::Readable(id));
+                    }
+                    // Late frames of a stream this end is done with.
+                    _ => {}
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// The state of `stream` while this end may still use it.
+    fn open_stream(&mut self, stream: u32) -> Result<&mut Stream, Gone> {
+        match self.streams.get_mut(&stream) {
+            Some(s) if !s.closed && !s.cancelled => Ok(s),
+            _ => Err(Gone),
+        }
+    }
+
+    /// Queues a frame about `stream` ahead of the streams' own.
+    fn control_frame(&mut self, stream: u32, msg: &Message) {
+        let mut buf = BytesMut::new();
+        wire::encode(msg, stream, &mut buf);
+        self.control.push_back(buf.freeze());
+    }
+}
+
+/// Decodes a whole frame; a chunk's data stays where it lies.
+fn decode(frame: &Bytes, max_payload: u32) -> Result<Inbound, WireError> {
+    let Some((header, rest)) = frame.split_first_chunk::<HEADER_LEN>() else {
+        return Err(WireError::Truncated {
+            needed: HEADER_LEN,
+            have: frame.len(),
+        });
+    };
+    Ok(match wire::decode_frame_body(header, rest, max_payload)? {
+        Body::Chunk(_) => Inbound::Chunk(frame.slice(HEADER_LEN..frame.len() - TRAILER_LEN)),
+        Body::Message(msg) => Inbound::Message(msg),
+    })
+}
+
+/// The message name of a frame, for errors.
+fn name(inbound: &Inbound) -> &'static str {
+    match inbound {
+        Inbound::Chunk(_) => "Chunk",
+        Inbound::Message(msg) => msg.name(),
+    }
+}

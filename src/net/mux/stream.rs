@@ -1,0 +1,124 @@
+//! One stream's state at one end of a connection: what it has received and not yet taken,
+//! what it has queued and not yet sent, and the credit each way.
+
+use std::collections::VecDeque;
+
+use bytes::Bytes;
+
+use super::Inbound;
+
+/// A stream open at this end.
+#[derive(Debug)]
+pub(super) struct Stream {
+    /// Whether the peer opened it (a request to serve) rather than this end.
+    pub opened_by_peer: bool,
+    /// Frames received and not yet taken, each with its length on the wire.
+    inbox: VecDeque<(Inbound, u32)>,
+    /// Bytes the peer may still send before it is granted more: a frame arriving when none
+    /// are left overruns the window.
+    allowed: i64,
+    /// Bytes taken since the last grant.
+    taken: u32,
+    /// Frames queued and not yet sent.
+    outbox: VecDeque<Bytes>,
+    queued: usize,
+    /// Bytes this end may still send: a frame goes while some are left.
+    credit: i64,
+    /// Whether it is in the rotation of streams with a frame to send.
+    pub scheduled: bool,
+    /// This end is done with it: it is let go once its queue has drained.
+    pub closed: bool,
+    /// The peer gave it up.
+    pub cancelled: bool,
+}
+
+impl Stream {
+    /// A stream whose two ends each start with `window` bytes of credit.
+    pub fn new(opened_by_peer: bool, window: u32) -> Stream {
+        Stream {
+            opened_by_peer,
+            inbox: VecDeque::new(),
+            allowed: i64::from(window),
+            taken: 0,
+            outbox: VecDeque::new(),
+            queued: 0,
+            credit: i64::from(window),
+            scheduled: false,
+            closed: false,
+            cancelled: false,
+        }
+    }
+
+    /// Takes a frame the peer sent, `len` bytes on the wire. `false` when the peer had no
+    /// credit left for it.
+    pub fn receive(&mut self, frame: Inbound, len: u32) -> bool {
+        if self.allowed <= 0 {
+            return false;
+        }
+        self.allowed -= i64::from(len);
+        self.inbox.push_back((frame, len));
+        true
+    }
+
+    /// The next frame received, and the credit to grant the peer if enough has been taken
+    /// since the last grant (half the window: grants stay few, and the peer never waits
+    /// while the taker keeps up).
+    pub fn take(&mut self, window: u32) -> (Option<Inbound>, Option<u32>) {
+        let Some((frame, len)) = self.inbox.pop_front() else {
+            return (None, None);
+        };
+        self.taken = self.taken.saturating_add(len);
+        if self.taken < window / 2 {
+            return (Some(frame), None);
+        }
+        let grant = std::mem::take(&mut self.taken);
+        self.allowed += i64::from(grant);
+        (Some(frame), Some(grant))
+    }
+
+    /// Bytes of frames received and not yet taken.
+    pub fn held(&self) -> usize {
+        self.inbox.iter().map(|(_, len)| *len as usize).sum()
+    }
+
+    /// Queues a frame to send.
+    pub fn queue(&mut self, frame: Bytes) {
+        self.queued += frame.len();
+        self.outbox.push_back(frame);
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn queued(&self) -> usize {
+        self.queued
+    }
+
+    /// Whether a frame may go now: one is queued and credit is left.
+    pub fn can_send(&self) -> bool {
+        !self.outbox.is_empty() && self.credit > 0
+    }
+
+    /// The next frame to send, its length charged to the credit.
+    pub fn next_to_send(&mut self) -> Option<Bytes> {
+        let frame = self.outbox.pop_front()?;
+        self.queued -= frame.len();
+        self.credit -= frame.len() as i64;
+        Some(frame)
+    }
+
+    /// Credit granted by the peer.
+    pub fn grant(&mut self, bytes: u32) {
+        self.credit = self.credit.saturating_add(i64::from(bytes));
+    }
+
+    /// Drops everything queued or held: the stream is given up.
+    pub fn drop_all(&mut self) {
+        self.inbox.clear();
+        self.outbox.clear();
+        self.queued = 0;
+    }
+
+    /// Whether nothing remains to send.
+    pub fn drained(&self) -> bool {
+        self.outbox.is_empty()
+    }
+}
