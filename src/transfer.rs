@@ -7,7 +7,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::net::{refusal_to_error, Framed, ReadError};
+use crate::net::{refusal_to_error, Frames, ReadError};
 use crate::store::{RecordReader, RecordWriter, CHUNK_SIZE};
 use crate::wire::{Body, Message, RecordHead};
 
@@ -65,7 +65,7 @@ pub(crate) trait Refill: Sink {
 /// record half-way: the caller must then end the stream (with an error reply, or by closing
 /// the connection).
 pub(crate) fn send_record(
-    framed: &mut Framed,
+    framed: &mut dyn Frames,
     head: &RecordHead,
     source: &mut dyn Source,
 ) -> Result<u32> {
@@ -106,7 +106,7 @@ pub(crate) fn send_record(
 
 /// Sends a whole record: head, data and end, then flushes.
 pub(crate) fn send_whole_record(
-    framed: &mut Framed,
+    framed: &mut dyn Frames,
     head: &RecordHead,
     source: &mut dyn Source,
 ) -> Result<()> {
@@ -118,7 +118,7 @@ pub(crate) fn send_whole_record(
 /// Receives the data and end of a record whose head was `head`, into `sink`. Checks the size
 /// and the CRC-32; returns the CRC. Any other frame, or an error reply, ends it with an error.
 pub(crate) fn recv_record(
-    framed: &mut Framed,
+    framed: &mut dyn Frames,
     head: &RecordHead,
     sink: &mut dyn Sink,
 ) -> Result<u32> {
@@ -175,7 +175,7 @@ pub(crate) fn recv_record(
 /// Asks the peer of `conn` for the object `name` and receives it into the sink `open` makes
 /// from the record's head; returns the head and the sink.
 pub(crate) fn get_record<K: Sink>(
-    conn: &mut Framed,
+    conn: &mut dyn Frames,
     name: &[u8],
     open: impl FnOnce(&RecordHead) -> Result<K>,
 ) -> Result<(RecordHead, K)> {
@@ -257,7 +257,7 @@ impl Refill for Vec<u8> {
 }
 
 /// Passes a record's chunks on to another connection as they arrive (a relayed put).
-pub(crate) struct Forward<'a>(pub &'a mut Framed);
+pub(crate) struct Forward<'a>(pub &'a mut dyn Frames);
 
 impl Sink for Forward<'_> {
     fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {

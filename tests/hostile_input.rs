@@ -177,7 +177,14 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
     }
     let mut conn = member(holder.info().addr);
     conn.send_bytes(&frames).unwrap();
-    assert_error_then_closed(conn, RemoteCode::Corrupt);
+    match conn.recv() {
+        Ok(Message::Error { code, .. }) => assert_eq!(code, RemoteCode::Corrupt),
+        other => panic!("expected an error reply, got {other:?}"),
+    }
+    // The request is given up; the connection and its other requests are not.
+    assert_eq!(conn.recv().unwrap(), Message::Cancel);
+    conn.request(&Message::Ping).unwrap();
+    assert!(matches!(conn.recv(), Ok(Message::Pong { .. })));
     assert!(holder.objects().unwrap().is_empty(), "nothing was stored");
     // The node serves on.
     pastry_client_ping(holder.info().addr);

@@ -1,6 +1,7 @@
 //! One connection to a member, message by message: for tools and tests that must send
 //! exactly what they choose.
 
+use super::frames::Frames;
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 
@@ -90,8 +91,16 @@ impl Connection {
     /// The next message received, an error reply included (as a [`Message::Error`]): of the
     /// current stream, the connection's, or a new one the peer opens (a request to a test
     /// double), which becomes the current stream.
+    /// Credit the peer grants for what it has taken is not shown: a connection of one
+    /// request at a time never waits for it.
     pub fn recv(&mut self) -> Result<Message> {
-        self.framed.recv_any().map_err(|e| self.framed.error(e))
+        // Bounded: credit follows only what this end sent.
+        loop {
+            match self.framed.recv_any() {
+                Ok(Message::Credit { .. }) => continue,
+                other => return other.map_err(|e| self.framed.error(e)),
+            }
+        }
     }
 
     /// The address at the other end.

@@ -1,19 +1,19 @@
-//! Sockets: frame I/O, the thread-per-connection server, the pool of reused outbound
-//! connections, and the cluster key and encrypted channel they all run on.
+//! Sockets: frame I/O, the multiplexed connections a reactor serves, the pool of reused
+//! outbound connections, and the cluster key and encrypted channel they all run on.
 
 mod connection;
 mod frame_io;
-// The rules of a multiplexed connection; the reactor that drives them comes next, and until
-// then only its tests use them.
-#[cfg_attr(not(test), allow(dead_code))]
+mod frames;
 mod mux;
 mod pool;
+mod reactor;
 mod secure;
 mod server;
 mod stream_ids;
 
 pub use connection::Connection;
-pub(crate) use frame_io::{refusal_to_error, Framed, ReadError};
+pub(crate) use frame_io::{refusal_to_error, ReadError};
+pub(crate) use frames::Frames;
 pub use pool::Pool;
 pub use secure::{ClusterKey, Security, KEY_LEN};
 pub use server::{Handler, Server, Session};
@@ -45,6 +45,15 @@ pub struct NetConfig {
     pub max_handshakes_per_source: usize,
     /// Largest frame payload accepted, in bytes. Default 4 MiB.
     pub max_payload: u32,
+    /// Most requests a server works on at once, each on a handler thread of its own (started
+    /// as needed, let go when idle); one more is refused as busy. Default 128.
+    pub max_workers: usize,
+    /// Most requests one connection may have in flight at a server at once; one more is
+    /// refused as busy. Default 128.
+    pub max_streams: usize,
+    /// Bytes of frames a request's sender may send before the receiver has taken them: what
+    /// a slow receiver holds of one request at most (besides one frame). Default 1 MiB.
+    pub stream_window: u32,
     /// Most idle outbound connections kept per peer. Default 4.
     pub pool_per_peer: usize,
     /// Most idle outbound connections kept in all, the least recently used closed first:
@@ -69,6 +78,9 @@ impl Default for NetConfig {
             max_connections: 512,
             max_handshakes_per_source: 16,
             max_payload: DEFAULT_MAX_PAYLOAD,
+            max_workers: 128,
+            max_streams: 128,
+            stream_window: 1 << 20,
             pool_per_peer: 4,
             pool_max_idle: 32,
             pool_idle_timeout: Duration::from_secs(30),
@@ -101,7 +113,7 @@ pub struct NetStats {
     pub sent: u64,
     /// Largest frame payload sent or received, in bytes: bounds the memory a transfer holds.
     pub largest_frame: u64,
-    /// Connections the server holds open now (each has a thread).
+    /// Connections the server holds open now.
     pub open_connections: u64,
 }
 

@@ -1,95 +1,40 @@
-//! Outbound connections, kept open and reused: on loopback a TCP handshake costs more than the
-//! request it carries.
+//! Outbound connections: one per peer, kept open and shared by every request to it, many in
+//! flight at once. On loopback a TCP handshake costs more than the request it carries.
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use socket2::{Domain, Protocol, Socket, Type};
 
-use super::frame_io::{refusal_to_error, Framed, ReadError, Side};
+use super::frame_io::{Framed, ReadError, Side};
+use super::frames::Frames;
+use super::reactor::{Conn, Reactor, StreamHandle};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
-use std::sync::Arc;
 
-/// A pool of idle connections per peer address. Cheap to share; each call takes a connection
-/// for its own exclusive use, so concurrent callers never wait for each other's replies.
+/// The connections to peers, one per address, each carrying every request to its peer at
+/// once. Cheap to share: callers never wait for each other's replies.
 pub struct Pool {
     config: NetConfig,
     counters: Arc<Counters>,
-    idle: Mutex<Idle>,
+    /// Reads every connection of the pool; started with the first.
+    reactor: Mutex<Option<Reactor>>,
+    conns: Mutex<HashMap<SocketAddr, Kept>>,
+    /// A lock per address being connected to: callers that find no connection wait for
+    /// one opener rather than each open their own.
+    connecting: Mutex<HashMap<SocketAddr, Arc<Mutex<()>>>>,
 }
 
-/// The connections not in use, with when each was put back.
-#[derive(Default)]
-struct Idle {
-    by_peer: HashMap<SocketAddr, Vec<(Conn, Instant)>>,
-    /// When connections idle too long were last closed.
-    last_sweep: Option<Instant>,
+/// A connection and when it was last lent.
+struct Kept {
+    conn: Arc<Conn>,
+    used: Instant,
 }
-
-impl Idle {
-    /// The most recently used idle connection to `addr` that has not idled too long.
-    fn take(&mut self, addr: SocketAddr, max_idle: Duration) -> Option<Conn> {
-        let conns = self.by_peer.get_mut(&addr)?;
-        let now = Instant::now();
-        while let Some((conn, since)) = conns.pop() {
-            if now.duration_since(since) < max_idle {
-                return Some(conn);
-            }
-        }
-        None
-    }
-
-    /// Closes the least recently used connections until at most `max` are idle.
-    fn evict_beyond(&mut self, max: usize) {
-        let mut total: usize = self.by_peer.values().map(Vec::len).sum();
-        while total > max {
-            // Each peer's list is oldest first: the oldest overall heads one of them.
-            let oldest = self
-                .by_peer
-                .iter()
-                .filter_map(|(addr, conns)| conns.first().map(|(_, since)| (*since, *addr)))
-                .min();
-            let Some((_, addr)) = oldest else { return };
-            if let Some(conns) = self.by_peer.get_mut(&addr) {
-                conns.remove(0);
-                if conns.is_empty() {
-                    self.by_peer.remove(&addr);
-                }
-            }
-            total -= 1;
-        }
-    }
-
-    /// Closes the connections idle for longer than `max_idle`, at most once a second.
-    fn sweep(&mut self, max_idle: Duration) {
-        let now = Instant::now();
-        if self
-            .last_sweep
-            .is_some_and(|t| now.duration_since(t) < Duration::from_secs(1))
-        {
-            return;
-        }
-        self.sweep_now(max_idle);
-    }
-
-    /// Closes the connections idle for longer than `max_idle`.
-    fn sweep_now(&mut self, max_idle: Duration) {
-        let now = Instant::now();
-        self.last_sweep = Some(now);
-        for conns in self.by_peer.values_mut() {
-            conns.retain(|(_, since)| now.duration_since(*since) < max_idle);
-        }
-        self.by_peer.retain(|_, conns| !conns.is_empty());
-    }
-}
-
-/// An outbound connection, lent to one caller at a time.
-pub(crate) type Conn = Framed;
 
 impl Pool {
     /// An empty pool using `config`'s timeouts and limits, counting into `counters`.
@@ -97,14 +42,16 @@ impl Pool {
         Pool {
             config,
             counters,
-            idle: Mutex::new(Idle::default()),
+            reactor: Mutex::new(None),
+            conns: Mutex::new(HashMap::new()),
+            connecting: Mutex::new(HashMap::new()),
         }
     }
 
     /// Sends `request` to `addr` and waits for its reply.
     ///
-    /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A reused connection that the
-    /// peer closed while idle is replaced by a fresh one once.
+    /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A kept connection found
+    /// closed is replaced by a fresh one.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
         self.call_within(addr, request, self.config.io_timeout)
     }
@@ -116,85 +63,177 @@ impl Pool {
         request: &Message,
         timeout: Duration,
     ) -> Result<Message> {
-        Counters::bump(&self.counters.sent);
-        let reused = self.take(addr);
-        if let Some(mut conn) = reused {
-            match exchange(&mut conn, request, timeout) {
-                Ok(reply) => {
-                    self.put_back(addr, conn);
-                    return refusal_to_error(addr, reply);
-                }
-                // The peer closed it while it sat idle: the request was never read, so it is
-                // safe to send again. Cheaper than checking every connection before use.
-                Err(ReadError::Io(e)) if is_stale(&e) => self.forget(addr),
-                Err(e) => return Err(conn.error(e)),
-            }
-        }
-        let mut conn = self.connect(addr, timeout)?;
-        let reply = exchange(&mut conn, request, timeout).map_err(|e| conn.error(e))?;
-        self.put_back(addr, conn);
-        refusal_to_error(addr, reply)
+        self.exchange(addr, timeout, |frames| {
+            frames
+                .send(request)
+                .map_err(|e| frames.error(ReadError::Io(e)))?;
+            frames.recv_or_fail()
+        })
     }
 
-    /// Runs `f` on a connection to `addr` of its own, for exchanges of several frames (streamed
-    /// records). The connection goes back to the pool only if `f` succeeds: after a failure
-    /// the stream may be out of step.
+    /// Runs `f` on a request of its own to `addr`, for exchanges of several frames (streamed
+    /// records). A failure of `f` gives the request up: the peer is told to stop.
     pub(crate) fn session<T>(
         &self,
         addr: SocketAddr,
-        f: impl FnOnce(&mut Conn) -> Result<T>,
+        f: impl FnOnce(&mut dyn Frames) -> Result<T>,
+    ) -> Result<T> {
+        self.exchange(addr, self.config.io_timeout, f)
+    }
+
+    /// Runs `f` on a new stream to `addr`, waiting at most `timeout` for each frame.
+    fn exchange<T>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        f: impl FnOnce(&mut dyn Frames) -> Result<T>,
     ) -> Result<T> {
         Counters::bump(&self.counters.sent);
-        let reused = self.take(addr);
-        // A stream cannot be replayed, so a connection the peer closed while idle is found
-        // before, not after, starting one.
-        let mut conn = match reused {
-            Some(conn) if !conn.is_closed() => conn,
-            _ => self.connect(addr, self.config.io_timeout)?,
-        };
-        let result = conn
-            .set_read_timeout(self.config.io_timeout)
-            .and_then(|()| conn.open_stream())
-            .map_err(|e| conn.error(ReadError::Io(e)))
-            .and_then(|()| f(&mut conn));
+        let (conn, stream) = self.stream_to(addr, timeout)?;
+        let mut handle = StreamHandle::new(Arc::clone(&conn), stream, timeout);
+        let result = f(&mut handle);
         if result.is_ok() {
-            self.put_back(addr, conn);
+            let _ = handle.finish();
+        } else {
+            drop(handle); // given up: the peer is told
+        }
+        if self.config.pool_per_peer == 0 {
+            // Nothing kept: the connection served this request only.
+            conn.close("done");
         }
         result
     }
 
-    /// Closes the connections that idled longer than the configured timeout. Done on the
-    /// side as connections are used, and by a node's maintenance, so that an idle node lets
-    /// its peers' threads go too.
+    /// A new stream on the connection to `addr`, opened if there is none (or it closed).
+    fn stream_to(&self, addr: SocketAddr, timeout: Duration) -> Result<(Arc<Conn>, u32)> {
+        if let Some(stream) = self.stream_on_kept(addr) {
+            return Ok(stream);
+        }
+        let turn = Arc::clone(self.connecting.lock().entry(addr).or_default());
+        let conn = {
+            let _turn = turn.lock();
+            // Opened by the caller whose turn came first.
+            if let Some(stream) = self.stream_on_kept(addr) {
+                return Ok(stream);
+            }
+            let conn = self.connect(addr, timeout);
+            self.connecting.lock().remove(&addr);
+            conn?
+        };
+        let stream = conn
+            .open_stream()
+            .map_err(|source| Error::Unreachable { addr, source })?;
+        Ok((conn, stream))
+    }
+
+    /// A new stream on the kept connection to `addr`, if there is one still open.
+    fn stream_on_kept(&self, addr: SocketAddr) -> Option<(Arc<Conn>, u32)> {
+        let conn = self.kept(addr)?;
+        match conn.open_stream() {
+            Ok(stream) => Some((conn, stream)),
+            Err(_) => {
+                self.forget(addr);
+                None
+            }
+        }
+    }
+
+    /// The kept connection to `addr`, if it is still open and has numbers left.
+    fn kept(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
+        let mut conns = self.conns.lock();
+        let kept = conns.get_mut(&addr)?;
+        if kept.conn.is_closed() || kept.conn.is_spent() {
+            return None;
+        }
+        kept.used = Instant::now();
+        Some(Arc::clone(&kept.conn))
+    }
+
+    /// Opens a connection to `addr` and hands it to the reactor; keeps it unless the pool
+    /// keeps none.
+    fn connect(&self, addr: SocketAddr, handshake_within: Duration) -> Result<Arc<Conn>> {
+        let framed = open(addr, &self.config, &self.counters, handshake_within)?;
+        let local = |source| Error::Local {
+            what: format!("handing the connection to {addr} to the reactor"),
+            source,
+        };
+        let (stream, channel) = framed.into_parts().map_err(|source| Error::Protocol {
+            addr,
+            what: format!("after the handshake: {source}"),
+        })?;
+        let conn = {
+            let mut reactor = self.reactor.lock();
+            if reactor.is_none() {
+                let counters = Arc::clone(&self.counters);
+                let started = Reactor::outbound("pastry-out", self.config.clone(), counters);
+                *reactor = Some(started.map_err(local)?);
+            }
+            let Some(reactor) = reactor.as_ref() else {
+                return Err(local(io::ErrorKind::NotConnected.into()));
+            };
+            reactor.adopt(stream, channel).map_err(local)?
+        };
+        if self.config.pool_per_peer > 0 {
+            let mut conns = self.conns.lock();
+            let kept = Kept {
+                conn: Arc::clone(&conn),
+                used: Instant::now(),
+            };
+            // Another caller may have opened one at the same time: the later one wins, the
+            // earlier serves its requests and idles out.
+            conns.insert(addr, kept);
+            evict_beyond(&mut conns, self.config.pool_max_idle);
+        }
+        Ok(conn)
+    }
+
+    /// Closes the connections that carried no request for the configured timeout (the
+    /// reactor does so too, as it checks deadlines), and forgets closed ones: an idle node
+    /// lets its peers' connections go.
     pub fn close_idle(&self) {
-        self.idle.lock().sweep_now(self.config.pool_idle_timeout);
+        let now = Instant::now();
+        self.conns
+            .lock()
+            .retain(|_, kept| !kept.conn.check_deadlines(now));
     }
 
-    /// Drops every idle connection to `addr` (after it failed or left).
+    /// Closes the connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
-        self.idle.lock().by_peer.remove(&addr);
-    }
-
-    fn take(&self, addr: SocketAddr) -> Option<Conn> {
-        self.idle.lock().take(addr, self.config.pool_idle_timeout)
-    }
-
-    fn put_back(&self, addr: SocketAddr, conn: Conn) {
-        if conn.is_spent() {
-            return; // dropped: closed, and a fresh one opened when next needed
+        if let Some(kept) = self.conns.lock().remove(&addr) {
+            kept.conn.close("forgotten");
         }
-        let mut idle = self.idle.lock();
-        idle.sweep(self.config.pool_idle_timeout);
-        let conns = idle.by_peer.entry(addr).or_default();
-        if conns.len() >= self.config.pool_per_peer {
-            return; // dropped: closed
-        }
-        conns.push((conn, Instant::now()));
-        idle.evict_beyond(self.config.pool_max_idle);
     }
 
-    fn connect(&self, addr: SocketAddr, handshake_within: Duration) -> Result<Conn> {
-        open(addr, &self.config, &self.counters, handshake_within)
+    /// Connections kept now, open or not yet found closed.
+    #[cfg(test)]
+    fn kept_count(&self) -> usize {
+        self.conns.lock().len()
+    }
+}
+
+impl Drop for Pool {
+    fn drop(&mut self) {
+        if let Some(mut reactor) = self.reactor.lock().take() {
+            reactor.shutdown();
+        }
+    }
+}
+
+/// Closes the least recently used connections carrying no request until at most `max` are
+/// kept (a connection in use stays).
+fn evict_beyond(conns: &mut HashMap<SocketAddr, Kept>, max: usize) {
+    conns.retain(|_, kept| !kept.conn.is_closed());
+    // Bounded: each pass closes one connection or ends.
+    while conns.len() > max {
+        let oldest = conns
+            .iter()
+            .filter(|(_, kept)| kept.conn.is_unused())
+            .min_by_key(|(_, kept)| kept.used)
+            .map(|(addr, _)| *addr);
+        let Some(addr) = oldest else { return };
+        if let Some(kept) = conns.remove(&addr) {
+            kept.conn.close("more connections kept than allowed");
+        }
     }
 }
 
@@ -206,7 +245,7 @@ pub(crate) fn open(
     config: &NetConfig,
     counters: &Arc<Counters>,
     handshake_within: Duration,
-) -> Result<Conn> {
+) -> Result<Framed> {
     config.security.chosen()?;
     // Only what the peer's side says counts against the peer: a failure here, such as
     // running out of descriptors or ports, must not make a live peer look dead.
@@ -275,18 +314,6 @@ pub(crate) fn open(
     }
 }
 
-/// Sends one request and reads its reply, waiting at most `timeout`.
-fn exchange(
-    conn: &mut Conn,
-    request: &Message,
-    timeout: Duration,
-) -> std::result::Result<Message, ReadError> {
-    conn.set_read_timeout(timeout).map_err(ReadError::Io)?;
-    conn.open_stream().map_err(ReadError::Io)?;
-    conn.send(request).map_err(ReadError::Io)?;
-    conn.recv()
-}
-
 /// Errors that mean a pooled connection had been closed by the peer before this request.
 fn is_stale(e: &io::Error) -> bool {
     matches!(
@@ -297,7 +324,6 @@ fn is_stale(e: &io::Error) -> bool {
             | io::ErrorKind::BrokenPipe
     )
 }
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -308,64 +334,70 @@ mod tests {
         crate::ClusterKey::from_bytes([7; 32])
     }
 
-    #[test]
-    fn idle_connections_are_reused_then_closed() {
-        let counters = Arc::new(Counters::default());
+    fn servers(n: usize, counters: &Arc<Counters>) -> Vec<Server> {
         let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
-        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-        let server = Server::start(
-            "test",
-            listener,
-            NetConfig::with(test_key()),
-            handler,
-            Arc::clone(&counters),
-        )
-        .unwrap();
-        let config = NetConfig {
-            pool_idle_timeout: Duration::from_millis(50),
-            ..NetConfig::with(test_key())
-        };
-        let client_counters = Arc::new(Counters::default());
-        let pool = Pool::new(config, Arc::clone(&client_counters));
-        let addr = server.local_addr();
-        pool.call(addr, &Message::Ping).unwrap();
-        pool.call(addr, &Message::Ping).unwrap();
-        assert_eq!(client_counters.snapshot().opened, 1, "reused while fresh");
-        assert_eq!(counters.snapshot().open_connections, 1);
-        // Closed once idle past the timeout: the server's thread for it ends.
+        (0..n)
+            .map(|i| {
+                let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let config = NetConfig::with(test_key());
+                let name = format!("test-{i}");
+                let handler = Arc::clone(&handler);
+                Server::start(&name, listener, config, handler, Arc::clone(counters)).unwrap()
+            })
+            .collect()
+    }
+
+    fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
         let deadline = Instant::now() + Duration::from_secs(10);
-        while counters.snapshot().open_connections != 0 {
-            assert!(Instant::now() < deadline, "the idle connection stayed open");
-            pool.close_idle();
+        while !done() {
+            assert!(Instant::now() < deadline, "{what}");
             std::thread::sleep(Duration::from_millis(10));
         }
-        pool.call(addr, &Message::Ping).unwrap();
-        assert_eq!(
-            client_counters.snapshot().opened,
-            2,
-            "a new one after the timeout"
-        );
     }
 
     #[test]
-    fn idle_connections_are_capped_in_all() {
+    fn one_connection_carries_every_request_to_a_peer_until_it_idles() {
+        const THREADS: usize = 8;
         let counters = Arc::new(Counters::default());
-        let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
-        let servers: Vec<Server> = (0..5)
-            .map(|i| {
-                let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-                let name = format!("test-{i}");
-                let config = NetConfig::with(test_key());
-                Server::start(
-                    &name,
-                    listener,
-                    config,
-                    Arc::clone(&handler),
-                    Arc::clone(&counters),
-                )
-                .unwrap()
-            })
-            .collect();
+        let server = servers(1, &counters).remove(0);
+        let config = NetConfig {
+            pool_idle_timeout: Duration::from_millis(300),
+            ..NetConfig::with(test_key())
+        };
+        let client_counters = Arc::new(Counters::default());
+        let pool = Arc::new(Pool::new(config, Arc::clone(&client_counters)));
+        let addr = server.local_addr();
+        std::thread::scope(|scope| {
+            for _ in 0..THREADS {
+                let pool = Arc::clone(&pool);
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+                    }
+                });
+            }
+        });
+        assert_eq!(
+            client_counters.snapshot().opened,
+            1,
+            "one connection for all"
+        );
+        assert_eq!(counters.snapshot().open_connections, 1);
+        assert_eq!(counters.snapshot().served, 160);
+        // Closed once idle past the timeout, at both ends.
+        wait_for("the idle connection stayed open", || {
+            pool.close_idle();
+            counters.snapshot().open_connections == 0
+        });
+        assert_eq!(pool.kept_count(), 0);
+        pool.call(addr, &Message::Ping).unwrap();
+        assert_eq!(client_counters.snapshot().opened, 2, "a new one after it");
+    }
+
+    #[test]
+    fn connections_kept_are_capped_in_all() {
+        let counters = Arc::new(Counters::default());
+        let servers = servers(5, &counters);
         let config = NetConfig {
             pool_max_idle: 3,
             ..NetConfig::with(test_key())
@@ -375,17 +407,33 @@ mod tests {
             pool.call(server.local_addr(), &Message::Ping).unwrap();
         }
         // Five peers called, three connections kept: the other two are closed.
-        let idle: usize = pool.idle.lock().by_peer.values().map(Vec::len).sum();
-        assert_eq!(idle, 3);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while counters.snapshot().open_connections != 3 {
-            assert!(Instant::now() < deadline, "{:?}", counters.snapshot());
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        assert_eq!(pool.kept_count(), 3);
+        wait_for("the evicted connections stayed open", || {
+            counters.snapshot().open_connections == 3
+        });
         // The most recently used peers kept theirs.
-        let kept: Vec<SocketAddr> = pool.idle.lock().by_peer.keys().copied().collect();
+        let kept: Vec<SocketAddr> = pool.conns.lock().keys().copied().collect();
         for server in &servers[2..] {
             assert!(kept.contains(&server.local_addr()));
         }
+    }
+
+    #[test]
+    fn a_connection_the_peer_closed_is_replaced() {
+        let counters = Arc::new(Counters::default());
+        let mut server = servers(1, &counters).remove(0);
+        let addr = server.local_addr();
+        let pool = Pool::new(NetConfig::with(test_key()), Arc::new(Counters::default()));
+        pool.call(addr, &Message::Ping).unwrap();
+        server.shutdown();
+        assert!(
+            pool.call(addr, &Message::Ping).is_err(),
+            "the server is gone"
+        );
+        let listener = Server::bind(addr).unwrap();
+        let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+        let config = NetConfig::with(test_key());
+        let _again = Server::start("again", listener, config, handler, counters).unwrap();
+        assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
     }
 }

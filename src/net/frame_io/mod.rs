@@ -7,8 +7,10 @@ use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 
+use super::frames::Frames;
 use super::secure::{
-    Channel, Handshake, ReplayGuard, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN,
+    unix_ms, Channel, Handshake, ReplayGuard, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD,
+    REPLY_LEN,
 };
 use super::stream_ids::{Standing, StreamIds, CONNECTION_STREAM};
 use super::Counters;
@@ -41,13 +43,6 @@ pub(crate) enum Side<'a> {
     Responder(&'a parking_lot::Mutex<ReplayGuard>),
 }
 
-/// Now, in milliseconds since the Unix epoch (0 for a clock set before it).
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Why a frame could not be read.
 #[derive(Debug)]
 pub(crate) enum ReadError {
@@ -63,17 +58,6 @@ pub(crate) enum ReadError {
         /// The stream of the frame.
         got: u32,
     },
-}
-
-/// Which streams a read takes frames of (besides the connection's).
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Expect {
-    /// The current one's.
-    Current,
-    /// A new one the peer opens.
-    New,
-    /// Either.
-    Any,
 }
 
 /// The streams of a connection's end, and the one it is on.
@@ -231,21 +215,10 @@ impl Framed {
         Ok(())
     }
 
-    /// Whether the connection is close to running out of stream numbers: a pool lets it go
-    /// rather than keep it.
-    pub fn is_spent(&self) -> bool {
-        self.streams.ids.is_spent()
-    }
-
     /// Adds a frame to those written by the next [`Framed::flush`], so that a request made of
     /// several frames costs one write.
     pub fn queue(&mut self, msg: &Message) {
         self.queue_on(self.streams.current, msg);
-    }
-
-    /// Adds a frame about the whole connection (an error that ends it) to the queue.
-    pub fn queue_for_connection(&mut self, msg: &Message) {
-        self.queue_on(CONNECTION_STREAM, msg);
     }
 
     fn queue_on(&mut self, stream: u32, msg: &Message) {
@@ -294,30 +267,10 @@ impl Framed {
         self.send_bytes(&[])
     }
 
-    /// Writes one frame (and any queued before it).
-    pub fn send(&mut self, msg: &Message) -> io::Result<()> {
-        self.queue(msg);
-        self.flush()
-    }
-
-    /// Reads one frame of the current stream (or the connection's). The payload length is
-    /// checked against the maximum before the body is read or allocated.
-    pub fn recv(&mut self) -> Result<Message, ReadError> {
-        let body = self.recv_body()?;
-        Ok(owned(body))
-    }
-
-    /// Reads the first frame of a request the peer opens: its stream, which must be new,
-    /// becomes the current one (replies and further frames travel on it).
-    pub fn recv_request(&mut self) -> Result<Message, ReadError> {
-        let body = self.recv_on(Expect::New)?;
-        Ok(owned(body))
-    }
-
     /// Reads one frame of the current stream, the connection's, or a new one the peer opens
     /// (which becomes the current one): for a tool that follows whatever the peer does.
     pub fn recv_any(&mut self) -> Result<Message, ReadError> {
-        let body = self.recv_on(Expect::Any)?;
+        let body = self.recv_on(true)?;
         Ok(owned(body))
     }
 
@@ -326,12 +279,12 @@ impl Framed {
     /// the rest of the frame must follow within the frame timeout, and the body buffer grows
     /// only as the body arrives.
     pub fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
-        self.recv_on(Expect::Current)
+        self.recv_on(false)
     }
 
-    /// Reads one frame of a stream `expect` allows, or of the connection's; a stream the peer
-    /// opens becomes the current one.
-    fn recv_on(&mut self, expect: Expect) -> Result<Body<'_>, ReadError> {
+    /// Reads one frame of the current stream, or the connection's, or, when `accept_new`,
+    /// a new one the peer opens, which becomes the current one.
+    fn recv_on(&mut self, accept_new: bool) -> Result<Body<'_>, ReadError> {
         let mut header = [0u8; HEADER_LEN];
         let read = self.recv_frame(&mut header);
         // Back to the wait for a frame, should the frame have needed a shorter one.
@@ -342,12 +295,11 @@ impl Framed {
         let body = wire::decode_frame_body(&header, &self.body, self.max_payload)
             .map_err(ReadError::Wire)?;
         let s = &mut self.streams;
-        let new = expect != Expect::Current && s.ids.standing(h.stream) == Standing::NewFromPeer;
-        let current = expect != Expect::New && h.stream == s.current;
+        let new = accept_new && s.ids.standing(h.stream) == Standing::NewFromPeer;
         if new {
             s.current = h.stream;
             s.ids.peer_opened(h.stream);
-        } else if !current && h.stream != CONNECTION_STREAM {
+        } else if h.stream != s.current && h.stream != CONNECTION_STREAM {
             return Err(ReadError::Stream {
                 want: s.current,
                 got: h.stream,
@@ -495,79 +447,91 @@ impl Framed {
         Ok(())
     }
 
-    /// Whether the peer has closed the connection (or sent something unasked), judged without
-    /// blocking: a pooled connection is checked before a stream is started on it.
-    pub fn is_closed(&self) -> bool {
-        let opened = self
-            .secure
-            .as_ref()
-            .is_some_and(|s| s.taken < s.record.len());
-        if !self.reader.buffer().is_empty() || opened {
-            return true; // bytes nobody asked for: the stream is out of step
-        }
-        let stream = &self.reader.get_ref().0;
-        if stream.set_nonblocking(true).is_err() {
-            return true;
-        }
-        let mut probe = [0u8; 1];
-        // Nothing to read yet (WouldBlock) is the only sign of a healthy idle connection.
-        let idle =
-            matches!(stream.peek(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        let restored = stream.set_nonblocking(false).is_ok();
-        !(idle && restored)
-    }
-
     /// The address at the other end.
     pub fn peer(&self) -> SocketAddr {
         self.peer
     }
 
-    /// The stream itself, shared rather than duplicated: a server keeps it to shut the
-    /// connection down from another thread without a second descriptor.
-    pub fn stream(&self) -> Arc<TcpStream> {
-        Arc::clone(&self.reader.get_ref().0)
-    }
-
-    /// Sets how long a frame's first byte may be waited for.
-    pub fn set_read_timeout(&mut self, timeout: Duration) -> io::Result<()> {
-        self.read_timeout = timeout;
-        self.apply_timeout(timeout)
+    /// The socket and the cipher, for a reactor to take the connection over once its
+    /// handshake is done. Fails if bytes beyond the handshake were read: the peer spoke out
+    /// of turn.
+    pub fn into_parts(self) -> io::Result<(TcpStream, Option<Channel>)> {
+        let unread = self
+            .secure
+            .as_ref()
+            .is_some_and(|s| s.taken < s.record.len());
+        if !self.reader.buffer().is_empty() || unread {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the peer sent bytes nobody asked for",
+            ));
+        }
+        let channel = self.secure.map(|s| s.channel);
+        let stream = Arc::try_unwrap(self.reader.into_inner().0)
+            .map_err(|_| io::Error::other("the connection is still shared"))?;
+        Ok((stream, channel))
     }
 
     /// The library error for a failure on this connection.
     pub fn error(&self, e: ReadError) -> Error {
-        let addr = self.peer;
-        match e {
-            ReadError::Io(e)
-                if matches!(
-                    e.kind(),
-                    io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
-                ) =>
-            {
-                Error::Timeout {
-                    addr,
-                    after: self.read_timeout,
-                }
-            }
-            ReadError::Io(source) => Error::Unreachable { addr, source },
-            ReadError::Wire(source) => Error::Wire { addr, source },
-            ReadError::Stream { want, got } => Error::Protocol {
+        read_error(self.peer, self.read_timeout, e)
+    }
+}
+
+impl Frames for Framed {
+    fn queue(&mut self, msg: &Message) {
+        Framed::queue(self, msg);
+    }
+
+    fn queue_chunk(&mut self, data: &[u8]) {
+        Framed::queue_chunk(self, data);
+    }
+
+    fn queued(&self) -> usize {
+        Framed::queued(self)
+    }
+
+    fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        Framed::send_chunk(self, data)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Framed::flush(self)
+    }
+
+    fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
+        Framed::recv_body(self)
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.peer
+    }
+
+    fn error(&self, e: ReadError) -> Error {
+        Framed::error(self, e)
+    }
+}
+
+/// The library error for a failure talking to `addr`, a wait for a frame being `waited`.
+pub(crate) fn read_error(addr: SocketAddr, waited: Duration, e: ReadError) -> Error {
+    match e {
+        ReadError::Io(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+            ) =>
+        {
+            Error::Timeout {
                 addr,
-                what: format!("sent a frame of stream {got} where stream {want} was due"),
-            },
+                after: waited,
+            }
         }
-    }
-
-    /// Writes every queued frame, failing with the library's error.
-    pub fn flush_or_fail(&mut self) -> crate::Result<()> {
-        self.flush().map_err(|e| self.error(ReadError::Io(e)))
-    }
-
-    /// Reads one frame, failing with the library's error; an error reply becomes
-    /// [`Error::Refused`].
-    pub fn recv_or_fail(&mut self) -> crate::Result<Message> {
-        let reply = self.recv().map_err(|e| self.error(e))?;
-        refusal_to_error(self.peer, reply)
+        ReadError::Io(source) => Error::Unreachable { addr, source },
+        ReadError::Wire(source) => Error::Wire { addr, source },
+        ReadError::Stream { want, got } => Error::Protocol {
+            addr,
+            what: format!("sent a frame of stream {got} where stream {want} was due"),
+        },
     }
 }
 

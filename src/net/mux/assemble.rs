@@ -23,6 +23,7 @@ impl Assembler {
     }
 
     /// Bytes held.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.buf.len()
     }

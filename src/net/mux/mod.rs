@@ -99,6 +99,8 @@ pub(crate) struct Link {
     assembler: Assembler,
     /// Streams the peer opened that are open here.
     peer_open: usize,
+    /// Whole frames received.
+    received: u64,
 }
 
 impl Link {
@@ -112,6 +114,7 @@ impl Link {
             control: VecDeque::new(),
             assembler: Assembler::default(),
             peer_open: 0,
+            received: 0,
         }
     }
 
@@ -194,6 +197,7 @@ impl Link {
 
     /// Bytes received and not yet taken, frames not yet whole included: what the peer makes
     /// this end hold.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.assembler.held() + self.streams.values().map(Stream::held).sum::<usize>()
     }
@@ -202,6 +206,12 @@ impl Link {
     /// deadline.
     pub fn is_mid_frame(&self) -> bool {
         self.assembler.is_mid_frame()
+    }
+
+    /// Whole frames received so far: a frame that is late is one that has not followed the
+    /// last in time.
+    pub fn frames_received(&self) -> u64 {
+        self.received
     }
 
     /// Whether a frame may be sent now.
@@ -243,6 +253,7 @@ impl Link {
         self.assembler.push(bytes);
         // Bounded: each pass takes a whole frame out of the bytes held.
         while let Some((header, frame)) = self.assembler.next(self.config.max_payload)? {
+            self.received += 1;
             self.route(header.stream, frame, events)?;
         }
         Ok(())

@@ -77,6 +77,7 @@ impl Stream {
     }
 
     /// Bytes of frames received and not yet taken.
+    #[cfg(test)]
     pub fn held(&self) -> usize {
         self.inbox.iter().map(|(_, len)| *len as usize).sum()
     }

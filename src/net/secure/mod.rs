@@ -14,6 +14,14 @@ mod replay;
 pub(crate) use channel::{Channel, Handshake, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN};
 pub(crate) use replay::ReplayGuard;
 
+/// Now, in milliseconds since the Unix epoch (0 for a clock set before it): the clock a
+/// first handshake message carries and its listener checks.
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
 use std::fmt;
 
 use crate::error::{Error, Result};

@@ -1,0 +1,113 @@
+//! One stream of a multiplexed connection as its user sees it: blocking sends and receives
+//! with deadlines, over the reactor's non-blocking connection.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+
+use super::conn::Conn;
+use crate::error::Error;
+use crate::net::frame_io::ReadError;
+use crate::net::frames::Frames;
+use crate::net::mux::Inbound;
+use crate::wire::{self, Body, HEADER_LEN, TRAILER_LEN};
+
+/// A stream of a connection, used by one thread at a time. Dropping it ends the stream: as
+/// finished after [`StreamHandle::finish`], else as given up (the peer is told).
+pub(crate) struct StreamHandle {
+    conn: Arc<Conn>,
+    stream: u32,
+    /// How long a frame may be waited for, and queued frames may wait for room.
+    timeout: Duration,
+    /// Frames queued and not yet handed to the connection.
+    out: BytesMut,
+    /// The chunk last received, lent out by [`Frames::recv_body`].
+    chunk: Bytes,
+    finished: bool,
+}
+
+impl StreamHandle {
+    /// The stream `stream` of `conn`, waited on at most `timeout` at a time.
+    pub(crate) fn new(conn: Arc<Conn>, stream: u32, timeout: Duration) -> StreamHandle {
+        StreamHandle {
+            conn,
+            stream,
+            timeout,
+            out: BytesMut::new(),
+            chunk: Bytes::new(),
+            finished: false,
+        }
+    }
+
+    /// Ends the stream as done: what is queued is sent, what arrives later is dropped.
+    pub fn finish(mut self) -> io::Result<()> {
+        let flushed = self.flush();
+        self.finished = flushed.is_ok();
+        flushed
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+}
+
+impl Frames for StreamHandle {
+    fn queue(&mut self, msg: &wire::Message) {
+        let before = self.out.len();
+        wire::encode(msg, self.stream, &mut self.out);
+        let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
+        self.conn.note_frame(payload as u64);
+    }
+
+    fn queue_chunk(&mut self, data: &[u8]) {
+        wire::encode_chunk(data, self.stream, &mut self.out);
+        self.conn.note_frame(data.len() as u64);
+    }
+
+    fn queued(&self) -> usize {
+        self.out.len()
+    }
+
+    fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
+        self.flush()?;
+        self.queue_chunk(data);
+        self.flush()
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let frames = self.out.split().freeze();
+        self.conn.send(self.stream, frames, self.deadline())
+    }
+
+    fn recv_body(&mut self) -> Result<Body<'_>, ReadError> {
+        self.flush().map_err(ReadError::Io)?;
+        match self.conn.take(self.stream, self.deadline()) {
+            Ok(Inbound::Chunk(data)) => {
+                self.chunk = data;
+                Ok(Body::Chunk(&self.chunk))
+            }
+            Ok(Inbound::Message(msg)) => Ok(Body::Message(msg)),
+            Err(e) => Err(ReadError::Io(e)),
+        }
+    }
+
+    fn peer(&self) -> SocketAddr {
+        self.conn.peer()
+    }
+
+    fn error(&self, e: ReadError) -> Error {
+        crate::net::frame_io::read_error(self.peer(), self.timeout, e)
+    }
+}
+
+impl Drop for StreamHandle {
+    fn drop(&mut self) {
+        self.conn.finish(self.stream, !self.finished);
+    }
+}

@@ -1,0 +1,467 @@
+//! The reactor: one thread that waits on every socket of a server at once (epoll, through
+//! `mio`), reads what arrives, and hands each request to a bounded set of handler threads.
+//! The threads a server runs do not grow with its connections: one reactor, and handlers
+//! only for the requests being worked on.
+
+mod conn;
+mod handle;
+mod workers;
+
+pub(crate) use conn::{Conn, ConnLimits};
+pub(crate) use handle::StreamHandle;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::AsRawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant};
+
+use mio::net::TcpListener;
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use parking_lot::Mutex;
+
+use super::secure::{Handshake, ReplayGuard};
+use super::{Counters, NetConfig, Security, THREAD_STACK};
+use conn::Start;
+use workers::{Job, Workers};
+
+const LISTENER: Token = Token(0);
+const WAKER: Token = Token(1);
+/// The first token of a connection; each connection's is new, never reused.
+const FIRST_CONN: usize = 2;
+
+/// How often deadlines are checked: a late frame or handshake is closed this much after its
+/// deadline at most.
+const SWEEP: Duration = Duration::from_millis(100);
+
+/// Bytes read from one connection before the others get their turn.
+const READ_BUDGET: usize = 256 * 1024;
+
+/// Serves a request: the stream the peer opened on a connection, its first frame waiting.
+/// Runs on a handler thread.
+pub(crate) type Serve = Arc<dyn Fn(StreamHandle) + Send + Sync>;
+
+/// A running reactor and its handler threads. Dropping it closes every connection and joins
+/// every thread.
+pub(crate) struct Reactor {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    name: String,
+    config: NetConfig,
+    limits: ConnLimits,
+    counters: Arc<Counters>,
+    registry: Registry,
+    waker: Waker,
+    stop: AtomicBool,
+    conns: Mutex<HashMap<Token, Arc<Conn>>>,
+    next_token: AtomicUsize,
+    /// The first handshake messages taken lately: a replayed one is refused.
+    replays: Mutex<ReplayGuard>,
+    workers: Workers,
+    /// Who serves requests; `None` on a reactor of outbound connections only, which refuses
+    /// any.
+    serve: Option<Serve>,
+}
+
+/// Connections not yet proven members, counted by source address: what one address may hold
+/// of a server before it has shown the key is bounded.
+#[derive(Default)]
+pub(crate) struct Handshaking {
+    by_ip: HashMap<IpAddr, usize>,
+    /// The connections counted, and their address.
+    conns: HashMap<Token, IpAddr>,
+}
+
+impl Handshaking {
+    /// Counts one more from `ip`, unless it already has `max`.
+    pub fn enter(&mut self, token: Token, ip: IpAddr, max: usize) -> bool {
+        let count = self.by_ip.entry(ip).or_default();
+        if *count >= max {
+            if *count == 0 {
+                self.by_ip.remove(&ip);
+            }
+            return false;
+        }
+        *count += 1;
+        self.conns.insert(token, ip);
+        true
+    }
+
+    /// Whether nothing is counted.
+    #[cfg(test)]
+    pub fn is_empty(&self) -> bool {
+        self.by_ip.is_empty() && self.conns.is_empty()
+    }
+
+    /// The connection `token` has finished its handshake, or given up.
+    pub fn leave(&mut self, token: Token) {
+        let Some(ip) = self.conns.remove(&token) else {
+            return;
+        };
+        if let Some(count) = self.by_ip.get_mut(&ip) {
+            *count -= 1;
+            if *count == 0 {
+                self.by_ip.remove(&ip);
+            }
+        }
+    }
+}
+
+impl Reactor {
+    /// Starts serving `listener`: each request goes to `serve` on one of at most
+    /// `config.max_workers` handler threads. `name` labels threads and logs.
+    pub fn serve(
+        name: &str,
+        listener: std::net::TcpListener,
+        config: NetConfig,
+        counters: Arc<Counters>,
+        serve: Serve,
+    ) -> io::Result<Reactor> {
+        Reactor::start(name, Some(listener), config, counters, Some(serve))
+    }
+
+    /// Starts a reactor for outbound connections only, handed over by [`Reactor::adopt`].
+    pub fn outbound(name: &str, config: NetConfig, counters: Arc<Counters>) -> io::Result<Reactor> {
+        Reactor::start(name, None, config, counters, None)
+    }
+
+    fn start(
+        name: &str,
+        listener: Option<std::net::TcpListener>,
+        config: NetConfig,
+        counters: Arc<Counters>,
+        serve: Option<Serve>,
+    ) -> io::Result<Reactor> {
+        let poll = Poll::new()?;
+        let listener = match listener {
+            Some(listener) => {
+                listener.set_nonblocking(true)?;
+                let mut listener = TcpListener::from_std(listener);
+                poll.registry()
+                    .register(&mut listener, LISTENER, Interest::READABLE)?;
+                Some(listener)
+            }
+            None => None,
+        };
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let limits = ConnLimits {
+            link: super::mux::LinkConfig {
+                window: config.stream_window,
+                max_peer_streams: config.max_streams,
+                max_payload: config.max_payload,
+            },
+            frame_timeout: config.io_timeout,
+            idle_timeout: config.idle_timeout,
+        };
+        let shared = Arc::new(Shared {
+            name: name.to_string(),
+            registry: poll.registry().try_clone()?,
+            waker,
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_token: AtomicUsize::new(FIRST_CONN),
+            replays: Mutex::new(ReplayGuard::default()),
+            workers: Workers::new(name, config.max_workers),
+            limits,
+            config,
+            counters,
+            serve,
+        });
+        let thread = {
+            let shared = Arc::clone(&shared);
+            thread::Builder::new()
+                .name(format!("{name}-reactor"))
+                .stack_size(THREAD_STACK)
+                .spawn(move || shared.run(poll, listener))?
+        };
+        Ok(Reactor {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Takes over an outbound connection whose handshake is done (`channel` its cipher,
+    /// `None` when insecure): from now on the reactor reads it. It is closed once it has
+    /// carried no request for `pool_idle_timeout`.
+    pub fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        channel: Option<super::secure::Channel>,
+    ) -> io::Result<Arc<Conn>> {
+        let shared = &self.shared;
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        let socket = mio::net::TcpStream::from_std(stream);
+        let token = Token(shared.next_token.fetch_add(1, Ordering::Relaxed));
+        let limits = ConnLimits {
+            idle_timeout: shared.config.pool_idle_timeout,
+            ..shared.limits
+        };
+        let counters = Arc::clone(&shared.counters);
+        let start = Start::Opened(channel.map(Box::new));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, counters));
+        // Watched once the reactor can find it: no readiness is missed.
+        shared.conns.lock().insert(token, Arc::clone(&conn));
+        let fd = conn.socket().as_raw_fd();
+        let interest = Interest::READABLE | Interest::WRITABLE;
+        if let Err(e) = shared
+            .registry
+            .register(&mut SourceFd(&fd), token, interest)
+        {
+            shared.conns.lock().remove(&token);
+            return Err(e);
+        }
+        Ok(conn)
+    }
+
+    /// Stops, closes every connection and joins every thread. Idempotent.
+    pub fn shutdown(&mut self) {
+        let Some(thread) = self.thread.take() else {
+            return;
+        };
+        self.shared.stop.store(true, Ordering::SeqCst);
+        let _ = self.shared.waker.wake();
+        let _ = thread.join();
+        // Handlers still running find their connections closed and end.
+        self.shared.workers.shutdown();
+    }
+}
+
+impl Drop for Reactor {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+impl Shared {
+    /// The reactor thread.
+    fn run(self: &Arc<Self>, mut poll: Poll, listener: Option<TcpListener>) {
+        let mut events = Events::with_capacity(1024);
+        let mut scratch = vec![0u8; 64 * 1024];
+        let mut handshaking = Handshaking::default();
+        // Connections that may hold more to read than their last turn took.
+        let mut again: Vec<Token> = Vec::new();
+        let mut swept = Instant::now();
+        while !self.stop.load(Ordering::SeqCst) {
+            let wait = if again.is_empty() {
+                SWEEP
+            } else {
+                Duration::ZERO
+            };
+            if let Err(e) = poll.poll(&mut events, Some(wait)) {
+                if e.kind() != io::ErrorKind::Interrupted {
+                    log::warn!("{}: waiting on sockets failed: {e}", self.name);
+                    thread::sleep(Duration::from_millis(20));
+                }
+                continue;
+            }
+            for event in events.iter() {
+                match event.token() {
+                    LISTENER => {
+                        if let Some(listener) = &listener {
+                            self.accept_all(listener, &mut handshaking);
+                        }
+                    }
+                    WAKER => {}
+                    token => {
+                        let Some(conn) = self.conn(token) else {
+                            continue;
+                        };
+                        if event.is_writable() {
+                            conn.write();
+                        }
+                        if event.is_readable() || event.is_read_closed() || event.is_error() {
+                            again.push(token);
+                        }
+                    }
+                }
+            }
+            again.sort_unstable();
+            again.dedup();
+            for token in std::mem::take(&mut again) {
+                if self.read(token, &mut scratch) {
+                    again.push(token);
+                }
+                self.settle(token, &mut handshaking);
+            }
+            if swept.elapsed() >= SWEEP {
+                swept = Instant::now();
+                self.sweep(swept, &mut handshaking);
+            }
+        }
+        let conns: Vec<Arc<Conn>> = self.conns.lock().drain().map(|(_, c)| c).collect();
+        for conn in conns {
+            conn.close("the server is shutting down");
+            self.forget(&conn);
+        }
+    }
+
+    fn conn(&self, token: Token) -> Option<Arc<Conn>> {
+        self.conns.lock().get(&token).cloned()
+    }
+
+    /// Reads a connection's turn and hands on the requests it brought. `true` when it may
+    /// hold more.
+    fn read(&self, token: Token, scratch: &mut [u8]) -> bool {
+        let Some(conn) = self.conn(token) else {
+            return false;
+        };
+        let mut opened = Vec::new();
+        let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut opened);
+        for stream in opened {
+            self.dispatch(&conn, stream);
+        }
+        more
+    }
+
+    /// Hands a request to a handler thread, or refuses it when all are busy.
+    fn dispatch(&self, conn: &Arc<Conn>, stream: u32) {
+        let Some(serve) = &self.serve else {
+            conn.refuse(stream, "this end serves no requests");
+            return;
+        };
+        let (serve, owner) = (Arc::clone(serve), Arc::clone(conn));
+        let timeout = self.config.io_timeout;
+        // The handle is made on the handler thread: a job refused unrun leaves the stream
+        // to the refusal below.
+        let job: Job = Box::new(move || serve(StreamHandle::new(owner, stream, timeout)));
+        if self.workers.run(job).is_err() {
+            conn.refuse(stream, "every handler thread of the server is busy");
+        }
+    }
+
+    /// After a connection's turn: its handshake's end frees its count, its close its place.
+    fn settle(&self, token: Token, handshaking: &mut Handshaking) {
+        let Some(conn) = self.conn(token) else {
+            handshaking.leave(token);
+            return;
+        };
+        if !conn.is_handshaking() {
+            handshaking.leave(token);
+        }
+        if conn.is_closed() {
+            self.remove(&conn, handshaking);
+        }
+    }
+
+    fn remove(&self, conn: &Arc<Conn>, handshaking: &mut Handshaking) {
+        handshaking.leave(conn.token);
+        if self.conns.lock().remove(&conn.token).is_some() && conn.inbound {
+            self.counters.open.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.forget(conn);
+    }
+
+    /// Stops watching a connection's socket.
+    fn forget(&self, conn: &Conn) {
+        let fd = conn.socket().as_raw_fd();
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+    }
+
+    /// Closes what is past a deadline.
+    fn sweep(&self, now: Instant, handshaking: &mut Handshaking) {
+        let conns: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
+        for conn in conns {
+            if conn.check_deadlines(now) {
+                self.remove(&conn, handshaking);
+            } else if !conn.is_handshaking() {
+                handshaking.leave(conn.token);
+            }
+        }
+    }
+
+    /// Takes every connection waiting on the listener.
+    fn accept_all(&self, listener: &TcpListener, handshaking: &mut Handshaking) {
+        // Bounded: each pass takes a connection off the listener's queue, or ends.
+        loop {
+            match listener.accept() {
+                Ok((socket, peer)) => {
+                    Counters::bump(&self.counters.accepted);
+                    self.admit(socket, peer, handshaking);
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    // Out of descriptors and the like: the next readiness retries.
+                    log::warn!("{}: accept failed: {e}", self.name);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&self, mut socket: mio::net::TcpStream, peer: SocketAddr, hs: &mut Handshaking) {
+        let config = &self.config;
+        if let Err(e) = socket.set_nodelay(true) {
+            log::debug!("{}: dropping connection from {peer}: {e}", self.name);
+            return;
+        }
+        let open = self.conns.lock().values().filter(|c| c.inbound).count();
+        if open >= config.max_connections {
+            log::warn!("{}: refusing {peer}: connection limit reached", self.name);
+            refuse(&socket, &config.security);
+            return;
+        }
+        let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
+        let handshake = match config.security.chosen() {
+            Ok(Some(key)) => {
+                // A busy host's many members are not turned away while there is room; once
+                // half the slots are taken, no one address may take more of them unproven.
+                let limit = if open >= config.max_connections / 2 {
+                    config.max_handshakes_per_source
+                } else {
+                    usize::MAX
+                };
+                if !hs.enter(token, peer.ip(), limit) {
+                    log::debug!("{}: closing {peer}: too many handshakes from it", self.name);
+                    return;
+                }
+                match Handshake::responder(key) {
+                    Ok(h) => Some(Box::new(h)),
+                    Err(e) => {
+                        log::warn!("{}: cannot start a handshake: {e}", self.name);
+                        hs.leave(token);
+                        return;
+                    }
+                }
+            }
+            _ => None,
+        };
+        let registered =
+            self.registry
+                .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE);
+        if let Err(e) = registered {
+            log::warn!("{}: cannot watch a connection: {e}", self.name);
+            hs.leave(token);
+            return;
+        }
+        let start = Start::Accepted(handshake);
+        let counters = Arc::clone(&self.counters);
+        let conn = Arc::new(Conn::new(token, socket, peer, start, self.limits, counters));
+        self.conns.lock().insert(token, conn);
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Tells a peer over the connection limit why it is dropped, when that costs nothing: an
+/// insecure server says so in a frame; a keyed one cannot without a handshake, and the
+/// caller sees the connection closed during its handshake, which it takes as busy.
+fn refuse(socket: &mio::net::TcpStream, security: &Security) {
+    if !matches!(security, Security::Insecure) {
+        return;
+    }
+    let mut frame = bytes::BytesMut::new();
+    let busy = crate::wire::Message::Error {
+        code: crate::wire::RemoteCode::Busy,
+        message: "too many connections".into(),
+    };
+    crate::wire::encode(&busy, super::stream_ids::CONNECTION_STREAM, &mut frame);
+    let _ = io::Write::write(&mut &*socket, &frame);
+}
