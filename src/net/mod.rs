@@ -54,15 +54,16 @@ pub struct NetConfig {
     /// Bytes of frames a request's sender may send before the receiver has taken them: what
     /// a slow receiver holds of one request at most (besides one frame). Default 1 MiB.
     pub stream_window: u32,
-    /// Most idle outbound connections kept per peer. Default 4.
+    /// Whether outbound connections are kept: 0 closes each after its one request (a
+    /// baseline for benchmarks, and the way to fit the most nodes under a descriptor limit);
+    /// any other value keeps one per peer, carrying every request to it at once. Default 1.
     pub pool_per_peer: usize,
-    /// Most idle outbound connections kept in all, the least recently used closed first:
-    /// bounds the sockets and peer threads one node holds however many peers it talks to.
-    /// Default 32.
+    /// Most outbound connections kept in all, the least recently used one with no request
+    /// in flight closed first: bounds the sockets one node holds however many peers it
+    /// talks to. Default 32.
     pub pool_max_idle: usize,
-    /// How long an outbound connection may sit unused before it is closed: this bounds the
-    /// connections (and the peers' threads) a node holds to the peers it talks to often.
-    /// Default 30 s.
+    /// How long an outbound connection may carry no request before it is closed: this
+    /// bounds the connections a node holds to the peers it talks to often. Default 30 s.
     pub pool_idle_timeout: Duration,
     /// Who may connect: holders of the cluster key, or anyone. Must be chosen: the default,
     /// [`Security::Unset`], makes starting fail.
@@ -81,7 +82,7 @@ impl Default for NetConfig {
             max_workers: 128,
             max_streams: 128,
             stream_window: 1 << 20,
-            pool_per_peer: 4,
+            pool_per_peer: 1,
             pool_max_idle: 32,
             pool_idle_timeout: Duration::from_secs(30),
             security: Security::Unset,
@@ -151,6 +152,6 @@ impl Counters {
     }
 }
 
-/// Stack size of connection threads: handlers are shallow, and a network of hundreds of nodes
-/// in one process runs thousands of them.
+/// Stack size of reactor and handler threads: handlers are shallow, and a network of
+/// hundreds of nodes in one process runs thousands of them.
 const THREAD_STACK: usize = 256 * 1024;

@@ -395,6 +395,83 @@ mod tests {
     }
 
     #[test]
+    fn a_stalled_transfer_does_not_hold_up_other_requests_on_its_connection() {
+        // A server that takes a transfer's chunks only as the test lets it.
+        let (gate, opened) = std::sync::mpsc::channel::<()>();
+        let opened = Arc::new(parking_lot::Mutex::new(opened));
+        let (arrived, first_chunk) = std::sync::mpsc::channel::<()>();
+        let arrived = parking_lot::Mutex::new(arrived);
+        let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let handler: crate::net::Handler = {
+            let (opened, taken) = (Arc::clone(&opened), Arc::clone(&taken));
+            Arc::new(move |request, session| {
+                if request != Message::Ack {
+                    return Message::Pong {
+                        node: crate::id::NodeInfo {
+                            id: crate::id::Id(1),
+                            addr: "127.0.0.1:1".parse().unwrap(),
+                        },
+                    };
+                }
+                // Bounded: the sender sends CHUNKS chunks and an end.
+                loop {
+                    match session.framed().recv() {
+                        Ok(Message::Chunk { data }) => {
+                            let _ = arrived.lock().send(());
+                            let _ = opened.lock().recv_timeout(Duration::from_secs(10));
+                            taken.fetch_add(data.len(), std::sync::atomic::Ordering::SeqCst);
+                        }
+                        _ => return Message::Ack,
+                    }
+                }
+            })
+        };
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        let config = NetConfig::with(test_key());
+        let server = Server::start("stall", listener, config, handler, counters).unwrap();
+        let addr = server.local_addr();
+        let client_counters = Arc::new(Counters::default());
+        let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&client_counters));
+        const CHUNKS: usize = 64;
+        let chunk = vec![5u8; 256 * 1024];
+        std::thread::scope(|scope| {
+            let sender = scope.spawn(|| {
+                pool.session(addr, |frames| {
+                    frames.queue(&Message::Ack);
+                    for _ in 0..CHUNKS {
+                        frames
+                            .send_chunk(&chunk)
+                            .map_err(|e| frames.error(ReadError::Io(e)))?;
+                    }
+                    frames
+                        .send(&Message::Ping)
+                        .map_err(|e| frames.error(ReadError::Io(e)))?;
+                    frames.recv_or_fail()
+                })
+            });
+            // The transfer is stuck on its credit, the server taking none of it; a request
+            // on the same connection is answered all the same, however long it stays stuck.
+            first_chunk.recv_timeout(Duration::from_secs(10)).unwrap();
+            for _ in 0..20 {
+                let reply = pool.call(addr, &Message::Ping).unwrap();
+                assert!(matches!(reply, Message::Pong { .. }), "{reply:?}");
+            }
+            assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 0);
+            assert!(!sender.is_finished(), "the transfer is still stuck");
+            assert_eq!(client_counters.snapshot().opened, 1, "on one connection");
+            for _ in 0..CHUNKS {
+                gate.send(()).unwrap();
+            }
+            assert_eq!(sender.join().unwrap().unwrap(), Message::Ack);
+        });
+        assert_eq!(
+            taken.load(std::sync::atomic::Ordering::SeqCst),
+            CHUNKS * chunk.len()
+        );
+    }
+
+    #[test]
     fn connections_kept_are_capped_in_all() {
         let counters = Arc::new(Counters::default());
         let servers = servers(5, &counters);

@@ -10,10 +10,10 @@ use crate::wire::{Message, RemoteCode};
 use super::Inner;
 
 impl Inner {
-    /// Answers one request. Runs on a connection thread; takes locks briefly, and waits on
+    /// Answers one request. Runs on a handler thread; takes locks briefly, and waits on
     /// another node only to forward a lookup (which cannot deadlock: every call gets a
-    /// connection and a thread of its own at the callee, or a Busy refusal, never a queue,
-    /// and the hops left bound every chain of calls).
+    /// handler thread of its own at the callee, or a Busy refusal, never a queue, and the
+    /// hops left bound every chain of calls).
     pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
         if Membership::serves(&request) {
             let served = self.core.write().serve(Instant::now(), 0, request);

@@ -61,7 +61,7 @@ impl Route {
     }
 }
 
-/// The state shared by the node handle and its connection threads.
+/// The state shared by the node handle and its handler threads.
 pub(crate) struct Inner {
     me: NodeInfo,
     config: NodeConfig,

@@ -459,8 +459,10 @@ impl State {
                 .map_err(Failure::told)?;
         }
         self.input.drain(..used);
-        if self.input.capacity() > 2 * MAX_PLAIN && self.input.is_empty() {
-            self.input = Vec::new();
+        if self.input.is_empty() {
+            // Between frames a connection keeps no buffer of a record's size.
+            shrink(&mut self.input);
+            shrink(&mut self.record);
         }
         self.note_partial(before);
         Ok(())
@@ -511,8 +513,9 @@ impl State {
             (true, Some(t)) if !moved => Some(t),
             (true, _) => Some(Instant::now()),
         };
-        if !waiting && self.output.capacity() > 2 * WRITE_BATCH {
-            self.output = Vec::new();
+        if !waiting {
+            shrink(&mut self.output);
+            shrink(&mut self.plain);
         }
         if moved {
             self.wake_all(Want::Room);
@@ -535,9 +538,7 @@ impl State {
                 }
             }
         }
-        if self.plain.capacity() > 2 * WRITE_BATCH {
-            self.plain = Vec::new();
-        }
+        self.plain.clear();
         Ok(true)
     }
 
@@ -593,6 +594,14 @@ impl State {
         self.input = Vec::new();
         self.output = Vec::new();
         self.written = 0;
+    }
+}
+
+/// Lets go of a drained buffer larger than a page: an idle connection holds little, and a
+/// busy one reallocates no more than once per batch of records.
+fn shrink(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > 4096 {
+        *buf = Vec::new();
     }
 }
 

@@ -1,0 +1,56 @@
+//! A server's threads do not grow with its connections: one reactor watches them all, and a
+//! handler thread is busy only while a request is being answered. Alone in its own test
+//! binary, so that the threads counted are this test's.
+
+use std::time::{Duration, Instant};
+
+use pastry::wire::Message;
+use pastry::{Connection, NetConfig, Node, NodeConfig};
+
+/// Threads of this process now, from /proc/self/task.
+fn threads() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc is mounted")
+        .count()
+}
+
+#[test]
+fn threads_stay_the_same_however_many_connections_are_open() {
+    let key = pastry::ClusterKey::generate().unwrap();
+    let node = Node::start(NodeConfig::new(&key)).unwrap();
+    node.create().unwrap();
+    let addr = node.info().addr;
+    let net = NetConfig::with(&key);
+    let ping = |conn: &mut Connection| {
+        conn.send(&Message::Ping).unwrap();
+        let reply = conn.recv();
+        assert!(matches!(reply, Ok(Message::Pong { .. })), "{reply:?}");
+    };
+    // One connection first, so that the threads a first request starts are counted.
+    let mut first = Connection::open(addr, &net).unwrap();
+    ping(&mut first);
+    let before = threads();
+    let mut open = Vec::new();
+    for _ in 0..300 {
+        let mut conn = Connection::open(addr, &net).unwrap();
+        ping(&mut conn);
+        open.push(conn);
+    }
+    let with_300 = threads();
+    assert_eq!(node.stats().open_connections, 301);
+    // A thread per connection would have added 300; requests one at a time need at most a
+    // handler thread or two more.
+    assert!(
+        with_300 <= before + 2,
+        "{before} threads with 1 connection, {with_300} with 301"
+    );
+    drop(open);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while node.stats().open_connections != 1 {
+        assert!(Instant::now() < deadline, "{:?}", node.stats());
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The first connection still serves, a new request on a new stream.
+    first.request(&Message::Ping).unwrap();
+    assert!(matches!(first.recv(), Ok(Message::Pong { .. })));
+}
