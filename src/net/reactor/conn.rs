@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use mio::net::TcpStream;
-use mio::Token;
+use mio::unix::SourceFd;
+use mio::{Interest, Registry, Token};
 use parking_lot::{Condvar, Mutex, MutexGuard};
+use std::os::fd::AsRawFd;
 
 use super::super::mux::{Event, Inbound, Link, LinkConfig, LinkError};
 use super::super::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN};
@@ -69,6 +71,9 @@ pub(crate) struct Conn {
     pub(super) inbound: bool,
     peer: SocketAddr,
     socket: TcpStream,
+    /// Where the socket is watched: writability is asked for only while bytes wait for it,
+    /// or every acknowledgement of a written byte would wake the reactor.
+    registry: Arc<Registry>,
     limits: ConnLimits,
     counters: Arc<Counters>,
     state: Mutex<State>,
@@ -87,6 +92,8 @@ struct State {
     written: usize,
     /// Frames to seal.
     plain: Vec<u8>,
+    /// Whether the socket is watched for room to write.
+    watching_writes: bool,
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
@@ -106,6 +113,7 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         start: Start,
+        registry: Arc<Registry>,
         limits: ConnLimits,
         counters: Arc<Counters>,
     ) -> Conn {
@@ -120,6 +128,7 @@ impl Conn {
             inbound: !opened_here,
             peer,
             socket,
+            registry,
             limits,
             counters,
             state: Mutex::new(State {
@@ -131,6 +140,7 @@ impl Conn {
                 output: Vec::new(),
                 written: 0,
                 plain: Vec::new(),
+                watching_writes: false,
                 waiters: HashMap::new(),
                 last_input: now,
                 partial_since: None,
@@ -220,6 +230,24 @@ impl Conn {
     fn write_locked(&self, state: &mut MutexGuard<'_, State>) {
         if let Err(e) = state.write_out(&self.socket) {
             state.end(&self.socket, format!("writing failed: {e}").into());
+            return;
+        }
+        let waiting = state.written < state.output.len();
+        if waiting != state.watching_writes {
+            let interest = if waiting {
+                Interest::READABLE | Interest::WRITABLE
+            } else {
+                Interest::READABLE
+            };
+            let fd = self.socket.as_raw_fd();
+            // Readiness already there when asked for is reported at once: no room is missed.
+            match self
+                .registry
+                .reregister(&mut SourceFd(&fd), self.token, interest)
+            {
+                Ok(()) => state.watching_writes = waiting,
+                Err(e) => state.end(&self.socket, format!("watching failed: {e}").into()),
+            }
         }
     }
 

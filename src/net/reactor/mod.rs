@@ -57,7 +57,7 @@ struct Shared {
     config: NetConfig,
     limits: ConnLimits,
     counters: Arc<Counters>,
-    registry: Registry,
+    registry: Arc<Registry>,
     waker: Waker,
     stop: AtomicBool,
     conns: Mutex<HashMap<Token, Arc<Conn>>>,
@@ -162,7 +162,7 @@ impl Reactor {
         };
         let shared = Arc::new(Shared {
             name: name.to_string(),
-            registry: poll.registry().try_clone()?,
+            registry: Arc::new(poll.registry().try_clone()?),
             waker,
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -206,14 +206,17 @@ impl Reactor {
         };
         let counters = Arc::clone(&shared.counters);
         let start = Start::Opened(channel.map(Box::new));
-        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, counters));
+        let registry = Arc::clone(&shared.registry);
+        let conn = Arc::new(Conn::new(
+            token, socket, peer, start, registry, limits, counters,
+        ));
         // Watched once the reactor can find it: no readiness is missed.
         shared.conns.lock().insert(token, Arc::clone(&conn));
         let fd = conn.socket().as_raw_fd();
-        let interest = Interest::READABLE | Interest::WRITABLE;
+        // Writability is watched only while bytes wait for room (`Conn::write`).
         if let Err(e) = shared
             .registry
-            .register(&mut SourceFd(&fd), token, interest)
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
         {
             shared.conns.lock().remove(&token);
             return Err(e);
@@ -434,17 +437,25 @@ impl Shared {
             }
             _ => None,
         };
-        let registered =
-            self.registry
-                .register(&mut socket, token, Interest::READABLE | Interest::WRITABLE);
+        let registered = self
+            .registry
+            .register(&mut socket, token, Interest::READABLE);
         if let Err(e) = registered {
             log::warn!("{}: cannot watch a connection: {e}", self.name);
             hs.leave(token);
             return;
         }
         let start = Start::Accepted(handshake);
-        let counters = Arc::clone(&self.counters);
-        let conn = Arc::new(Conn::new(token, socket, peer, start, self.limits, counters));
+        let (registry, counters) = (Arc::clone(&self.registry), Arc::clone(&self.counters));
+        let conn = Arc::new(Conn::new(
+            token,
+            socket,
+            peer,
+            start,
+            registry,
+            self.limits,
+            counters,
+        ));
         self.conns.lock().insert(token, conn);
         self.counters.open.fetch_add(1, Ordering::Relaxed);
     }
