@@ -1,6 +1,6 @@
 //! Whole frames on a TCP stream: the one framing used by servers and outbound connections.
 
-use std::io::{self, BufReader, IoSlice, Read, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,14 +8,12 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 
 use super::frames::Frames;
-use super::secure::{
-    unix_ms, Channel, Handshake, ReplayGuard, Security, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD,
-    REPLY_LEN,
-};
+use super::secure::{unix_ms, Channel, Handshake, ReplayGuard, Security, HELLO_LEN, REPLY_LEN};
 use super::stream_ids::{Standing, StreamIds, CONNECTION_STREAM};
 use super::Counters;
 use crate::error::Error;
 use crate::wire::{self, Body, Message, WireError, HEADER_LEN, TRAILER_LEN};
+use sealed::{write_all_parts, Sealed};
 
 /// Bytes read ahead per connection: several small frames per read; larger bodies (chunks) are
 /// read straight into their buffer. One page, because the buffer is zeroed when first filled
@@ -90,17 +88,6 @@ pub(crate) struct Framed {
     /// The connection's cipher once a handshake has passed; `None` on an insecure one.
     secure: Option<Sealed>,
     streams: Streams,
-}
-
-/// The buffers of an encrypted connection besides its cipher.
-struct Sealed {
-    channel: Channel,
-    /// The last record read, opened in place: its plaintext, read from `taken` on.
-    record: Vec<u8>,
-    taken: usize,
-    /// Plaintext waiting to fill a record, and records waiting to be written.
-    staged: Vec<u8>,
-    sealed: Vec<u8>,
 }
 
 impl Framed {
@@ -535,68 +522,6 @@ pub(crate) fn read_error(addr: SocketAddr, waited: Duration, e: ReadError) -> Er
     }
 }
 
-/// Writes `parts` in order, with vectored writes.
-fn write_all_parts(mut stream: &TcpStream, mut parts: [&[u8]; 4]) -> io::Result<()> {
-    // Bounded: every pass writes at least one byte or ends the loop.
-    while parts.iter().any(|p| !p.is_empty()) {
-        match stream.write_vectored(&parts.map(IoSlice::new)) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                for part in &mut parts {
-                    let k = n.min(part.len());
-                    *part = &part[k..];
-                    n -= k;
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-impl Sealed {
-    /// Seals `parts` into records, as full as they go, and writes them in batches.
-    fn write_parts(&mut self, mut stream: &TcpStream, parts: [&[u8]; 4]) -> io::Result<()> {
-        for part in parts {
-            let mut rest = part;
-            // Bounded: each pass consumes at least one byte of `rest`.
-            while !rest.is_empty() {
-                if self.staged.is_empty() && rest.len() >= MAX_PLAIN {
-                    self.channel.seal(&rest[..MAX_PLAIN], &mut self.sealed)?;
-                    rest = &rest[MAX_PLAIN..];
-                } else {
-                    let n = (MAX_PLAIN - self.staged.len()).min(rest.len());
-                    self.staged.extend_from_slice(&rest[..n]);
-                    rest = &rest[n..];
-                    if self.staged.len() == MAX_PLAIN {
-                        self.channel.seal(&self.staged, &mut self.sealed)?;
-                        self.staged.clear();
-                    }
-                }
-                if self.sealed.len() >= SEAL_BATCH {
-                    stream.write_all(&self.sealed)?;
-                    self.sealed.clear();
-                }
-            }
-        }
-        if !self.staged.is_empty() {
-            self.channel.seal(&self.staged, &mut self.sealed)?;
-        }
-        let written = stream.write_all(&self.sealed);
-        // A transfer in progress keeps its buffers for the next chunk; small frames let a
-        // large one's go.
-        let large = parts.iter().map(|p| p.len()).sum::<usize>() >= MAX_PLAIN;
-        for buf in [&mut self.staged, &mut self.sealed] {
-            buf.clear();
-            if !large && buf.capacity() > READ_BUFFER + RECORD_OVERHEAD {
-                *buf = Vec::new();
-            }
-        }
-        written
-    }
-}
-
 /// A frame body as a message of its own, a chunk's data copied out of the frame buffer.
 fn owned(body: Body<'_>) -> Message {
     match body {
@@ -628,5 +553,6 @@ pub(crate) fn refusal_to_error(addr: SocketAddr, reply: Message) -> crate::Resul
     }
 }
 
+mod sealed;
 #[cfg(test)]
 mod tests;

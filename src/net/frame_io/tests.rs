@@ -1,6 +1,7 @@
 //! Frames on real loopback sockets: timeouts, trickles, growth, and the sealed channel.
 
 use super::*;
+use crate::net::secure::MAX_PLAIN;
 use std::net::TcpListener;
 
 /// A connected pair on loopback: the raw sending end, and the receiving end framed with

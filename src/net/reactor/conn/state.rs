@@ -1,0 +1,326 @@
+//! A connection's state behind its lock: the handshake's first message, records opened into
+//! frames, frames sealed into records, and who waits for what.
+
+use std::collections::HashMap;
+use std::io::{self, Write};
+use std::sync::Arc;
+use std::time::Instant;
+
+use mio::net::TcpStream;
+use parking_lot::{Condvar, Mutex};
+
+use crate::net::mux::{Event, Link, LinkError};
+use crate::net::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN};
+use crate::net::stream_ids::CONNECTION_STREAM;
+use crate::wire::{self, Message, RemoteCode};
+
+/// Sealed bytes produced ahead of the socket per write pass: a large transfer goes out in a
+/// few writes, and a connection never holds much more than this of it.
+const WRITE_BATCH: usize = 256 * 1024;
+
+/// What a thread waiting on a stream waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Want {
+    /// A frame.
+    Frame,
+    /// Room to queue more.
+    Room,
+}
+
+/// Where a connection stands.
+pub(super) enum Phase {
+    /// Waiting for the first handshake message of a peer that must prove the key.
+    Hello(Box<Handshake>),
+    /// Carrying frames.
+    Open,
+    /// Over, for the reason given: every stream on it fails with it.
+    Closed(Arc<str>),
+}
+
+pub(super) struct State {
+    pub(super) phase: Phase,
+    pub(super) link: Link,
+    pub(super) channel: Option<Channel>,
+    /// Bytes read and not yet used: part of the handshake, or of a record.
+    pub(super) input: Vec<u8>,
+    /// A record being opened.
+    pub(super) record: Vec<u8>,
+    /// Bytes to write, from `written` on.
+    pub(super) output: Vec<u8>,
+    pub(super) written: usize,
+    /// Frames to seal.
+    pub(super) plain: Vec<u8>,
+    /// Whether the socket is watched for room to write.
+    pub(super) watching_writes: bool,
+    /// Threads waiting on a stream: what signals them, and what for. (A condition variable
+    /// rather than parking: a thread's handle, made on first use, is never freed on a C
+    /// program's main thread.)
+    pub(super) waiters: HashMap<u32, (Arc<Condvar>, Want)>,
+    /// When bytes last came in, when the frame (or record) now arriving began, and when
+    /// the bytes waiting to be written last moved.
+    pub(super) last_input: Instant,
+    pub(super) partial_since: Option<Instant>,
+    pub(super) stalled_since: Option<Instant>,
+    pub(super) started: Instant,
+}
+
+impl State {
+    /// Fails when the connection is closed.
+    pub(super) fn usable(&self) -> io::Result<()> {
+        match &self.phase {
+            Phase::Closed(why) => Err(io::Error::new(
+                io::ErrorKind::ConnectionAborted,
+                why.to_string(),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// Uses bytes read: the handshake's first message, or records, or plain frames.
+    pub(super) fn take_input(
+        &mut self,
+        bytes: &[u8],
+        replays: &Mutex<ReplayGuard>,
+        events: &mut Vec<Event>,
+    ) -> Result<(), Failure> {
+        if let Phase::Hello(_) = self.phase {
+            self.input.extend_from_slice(bytes);
+            if self.input.len() < HELLO_LEN {
+                return Ok(());
+            }
+            self.answer_hello(replays).map_err(Failure::silent)?;
+            let rest = self.input.split_off(HELLO_LEN);
+            self.input.clear();
+            return self.take_records(&rest, events);
+        }
+        if self.channel.is_some() {
+            return self.take_records(bytes, events);
+        }
+        let before = self.link.frames_received();
+        self.link.receive(bytes, events).map_err(Failure::told)?;
+        self.note_partial(before);
+        Ok(())
+    }
+
+    /// Checks the peer's first handshake message and queues the answer.
+    pub(super) fn answer_hello(&mut self, replays: &Mutex<ReplayGuard>) -> Result<(), String> {
+        let Phase::Hello(handshake) = std::mem::replace(&mut self.phase, Phase::Open) else {
+            return Ok(());
+        };
+        let mut handshake = *handshake;
+        let mut hello = [0u8; HELLO_LEN];
+        hello.copy_from_slice(&self.input[..HELLO_LEN]);
+        let fail = |e: io::Error| format!("the handshake failed: {e}");
+        let got = handshake.read_hello(&hello).map_err(fail)?;
+        if !replays
+            .lock()
+            .admit(got.ephemeral, got.sent_ms, crate::net::secure::unix_ms())
+        {
+            return Err("a first handshake message replayed, or from a clock off".into());
+        }
+        let reply = handshake.reply().map_err(fail)?;
+        self.output.extend_from_slice(&reply);
+        self.channel = Some(handshake.finish().map_err(fail)?);
+        Ok(())
+    }
+
+    /// Opens the whole records among the bytes read and hands their frames to the link.
+    pub(super) fn take_records(
+        &mut self,
+        bytes: &[u8],
+        events: &mut Vec<Event>,
+    ) -> Result<(), Failure> {
+        self.input.extend_from_slice(bytes);
+        let before = self.link.frames_received();
+        let mut used = 0;
+        // Bounded: each pass uses a whole record of the input or ends.
+        while let Some(len) = self.input.get(used..used + 2) {
+            let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
+            let Some(sealed) = self.input.get(used + 2..used + 2 + len) else {
+                break;
+            };
+            self.record.clear();
+            self.record.extend_from_slice(sealed);
+            used += 2 + len;
+            let Some(channel) = &mut self.channel else {
+                return Err(Failure::silent("records without a cipher".into()));
+            };
+            // A record that does not open is not from the peer: nothing is said to it.
+            channel
+                .open(&mut self.record)
+                .map_err(|e| Failure::silent(e.to_string()))?;
+            self.link
+                .receive(&self.record, events)
+                .map_err(Failure::told)?;
+        }
+        self.input.drain(..used);
+        if self.input.is_empty() {
+            // Between frames a connection keeps no buffer of a record's size.
+            shrink(&mut self.input);
+            shrink(&mut self.record);
+        }
+        self.note_partial(before);
+        Ok(())
+    }
+
+    /// Notes when the frame now arriving began: its deadline runs from the end of the last
+    /// whole frame (`before` frames had been received), however slowly its bytes trickle.
+    pub(super) fn note_partial(&mut self, before: u64) {
+        let partial = !self.input.is_empty() || self.link.is_mid_frame();
+        let completed = self.link.frames_received() != before;
+        self.partial_since = match (partial, self.partial_since) {
+            (false, _) => None,
+            (true, Some(t)) if !completed => Some(t),
+            (true, _) => Some(Instant::now()),
+        };
+    }
+
+    /// Writes what is waiting and whatever the streams may send, sealed, until the socket
+    /// would block.
+    pub(super) fn write_out(&mut self, socket: &TcpStream) -> io::Result<()> {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return Ok(());
+        }
+        let mut moved = false;
+        // Bounded: each pass writes bytes, or refills the output from the link, or ends.
+        loop {
+            if self.written == self.output.len() {
+                self.output.clear();
+                self.written = 0;
+                if matches!(self.phase, Phase::Hello(_)) || !self.refill()? {
+                    break;
+                }
+            }
+            match (&*socket).write(&self.output[self.written..]) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => {
+                    self.written += n;
+                    moved = true;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let waiting = self.written < self.output.len();
+        self.stalled_since = match (waiting, self.stalled_since) {
+            (false, _) => None,
+            (true, Some(t)) if !moved => Some(t),
+            (true, _) => Some(Instant::now()),
+        };
+        if !waiting {
+            shrink(&mut self.output);
+            shrink(&mut self.plain);
+        }
+        if moved {
+            self.wake_all(Want::Room);
+        }
+        Ok(())
+    }
+
+    /// Moves frames the streams may send into the output, sealed. `false` when none may.
+    pub(super) fn refill(&mut self) -> io::Result<bool> {
+        self.plain.clear();
+        self.link.output(&mut self.plain, WRITE_BATCH);
+        if self.plain.is_empty() {
+            return Ok(false);
+        }
+        match &mut self.channel {
+            None => self.output.extend_from_slice(&self.plain),
+            Some(channel) => {
+                for piece in self.plain.chunks(MAX_PLAIN) {
+                    channel.seal(piece, &mut self.output)?;
+                }
+            }
+        }
+        self.plain.clear();
+        Ok(true)
+    }
+
+    /// Wakes the thread waiting on `stream`, if it waits for `want` (or for anything).
+    pub(super) fn wake(&mut self, stream: u32, want: Option<Want>) {
+        if let Some((signal, w)) = self.waiters.get(&stream) {
+            if want.is_none_or(|want| *w == want) {
+                signal.notify_one();
+            }
+        }
+    }
+
+    pub(super) fn wake_all(&mut self, want: Want) {
+        for (signal, w) in self.waiters.values() {
+            if *w == want {
+                signal.notify_one();
+            }
+        }
+    }
+
+    /// Tells the peer, best effort and without waiting, why the connection ends.
+    pub(super) fn tell(&mut self, socket: &TcpStream, why: &str) {
+        let mut frame = bytes::BytesMut::new();
+        let error = Message::Error {
+            code: RemoteCode::BadRequest,
+            message: why.to_string(),
+        };
+        wire::encode(&error, CONNECTION_STREAM, &mut frame);
+        let mut out = Vec::new();
+        match &mut self.channel {
+            None => out.extend_from_slice(&frame),
+            Some(channel) => {
+                if channel.seal(&frame, &mut out).is_err() {
+                    return;
+                }
+            }
+        }
+        if self.written == self.output.len() {
+            let _ = (&*socket).write(&out);
+        }
+    }
+
+    /// Ends the connection: the socket is shut, every waiting thread woken to fail.
+    pub(super) fn end(&mut self, socket: &TcpStream, why: Arc<str>) {
+        if matches!(self.phase, Phase::Closed(_)) {
+            return;
+        }
+        self.phase = Phase::Closed(why);
+        let _ = socket.shutdown(std::net::Shutdown::Both);
+        for (signal, _) in self.waiters.values() {
+            signal.notify_one();
+        }
+        self.input = Vec::new();
+        self.output = Vec::new();
+        self.written = 0;
+    }
+}
+
+/// Lets go of a drained buffer larger than a page: an idle connection holds little, and a
+/// busy one reallocates no more than once per batch of records.
+pub(super) fn shrink(buf: &mut Vec<u8>) {
+    if buf.is_empty() && buf.capacity() > 4096 {
+        *buf = Vec::new();
+    }
+}
+
+/// Why input ends a connection, and whether the peer is told.
+pub(super) struct Failure {
+    pub(super) why: String,
+    /// Told to a member that broke the rules; never to one that has not proven the key.
+    pub(super) tell: bool,
+}
+
+impl Failure {
+    pub(super) fn told(e: LinkError) -> Failure {
+        Failure {
+            why: e.to_string(),
+            tell: true,
+        }
+    }
+
+    pub(super) fn silent(why: String) -> Failure {
+        Failure { why, tell: false }
+    }
+}
+
+/// A stream gone (given up by the peer, or closed) as an I/O error of its request.
+pub(super) fn gone(e: crate::net::mux::Gone) -> io::Error {
+    io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
+}
