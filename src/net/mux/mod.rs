@@ -219,30 +219,40 @@ impl Link {
         !self.control.is_empty() || !self.ready.is_empty()
     }
 
-    /// Appends frames to send to `out` until it holds `limit` bytes or none may go: frames
-    /// about streams first, then one frame of each stream with credit in turn.
+    /// Appends frames to send to `out` until it holds `limit` bytes or none may go, in the
+    /// order of [`Link::next_frame`].
     pub fn output(&mut self, out: &mut Vec<u8>, limit: usize) {
-        // Bounded: each pass takes a frame from a queue or a stream from the rotation.
+        // Bounded: each pass takes a frame, or ends.
         while out.len() < limit {
-            if let Some(frame) = self.control.pop_front() {
-                out.extend_from_slice(&frame);
-                continue;
-            }
-            let Some(id) = self.ready.pop_front() else {
+            let Some(frame) = self.next_frame() else {
                 break;
             };
+            out.extend_from_slice(&frame);
+        }
+    }
+
+    /// The next frame (or frames of one stream queued together) to send, if one may go:
+    /// frames about streams first, then one of each stream with credit in turn.
+    pub fn next_frame(&mut self) -> Option<Bytes> {
+        // Bounded: each pass takes a frame from a queue or a stream from the rotation.
+        loop {
+            if let Some(frame) = self.control.pop_front() {
+                return Some(frame);
+            }
+            let id = self.ready.pop_front()?;
             let Some(s) = self.streams.get_mut(&id) else {
                 continue;
             };
             s.scheduled = false;
-            if let Some(frame) = s.next_to_send() {
-                out.extend_from_slice(&frame);
-            }
+            let frame = s.next_to_send();
             if s.can_send() {
                 s.scheduled = true;
                 self.ready.push_back(id);
             } else if s.closed && s.drained() {
                 self.streams.remove(&id);
+            }
+            if frame.is_some() {
+                return frame;
             }
         }
     }

@@ -72,7 +72,7 @@ impl Frames for StreamHandle {
     }
 
     fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        self.flush()?;
+        // Copied once, into the frame: the stream's queue keeps it until credit lets it go.
         self.queue_chunk(data);
         self.flush()
     }

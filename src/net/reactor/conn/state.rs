@@ -220,21 +220,35 @@ impl State {
 
     /// Moves frames the streams may send into the output, sealed. `false` when none may.
     pub(super) fn refill(&mut self) -> io::Result<bool> {
-        self.plain.clear();
-        self.link.output(&mut self.plain, WRITE_BATCH);
-        if self.plain.is_empty() {
-            return Ok(false);
-        }
-        match &mut self.channel {
-            None => self.output.extend_from_slice(&self.plain),
-            Some(channel) => {
-                for piece in self.plain.chunks(MAX_PLAIN) {
-                    channel.seal(piece, &mut self.output)?;
-                }
+        let before = self.output.len();
+        let Some(channel) = &mut self.channel else {
+            self.link.output(&mut self.output, WRITE_BATCH);
+            return Ok(self.output.len() > before);
+        };
+        // Small frames are gathered into full records; a large one (a chunk) is sealed from
+        // where it lies, not copied into the gathering buffer first.
+        let plain = &mut self.plain;
+        plain.clear();
+        // Bounded: each pass takes a frame, or ends.
+        while self.output.len() + plain.len() < WRITE_BATCH {
+            let Some(frame) = self.link.next_frame() else {
+                break;
+            };
+            if plain.len() + frame.len() <= MAX_PLAIN {
+                plain.extend_from_slice(&frame);
+                continue;
+            }
+            seal_all(channel, plain, &mut self.output)?;
+            plain.clear();
+            if frame.len() >= MAX_PLAIN / 4 {
+                seal_all(channel, &frame, &mut self.output)?;
+            } else {
+                plain.extend_from_slice(&frame);
             }
         }
-        self.plain.clear();
-        Ok(true)
+        seal_all(channel, plain, &mut self.output)?;
+        plain.clear();
+        Ok(self.output.len() > before)
     }
 
     /// Wakes the thread waiting on `stream`, if it waits for `want` (or for anything).
@@ -290,6 +304,14 @@ impl State {
         self.output = Vec::new();
         self.written = 0;
     }
+}
+
+/// Seals `plain` into as few records as fit, appended to `out`.
+fn seal_all(channel: &mut Channel, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    for piece in plain.chunks(MAX_PLAIN) {
+        channel.seal(piece, out)?;
+    }
+    Ok(())
 }
 
 /// Lets go of a drained buffer larger than a page: an idle connection holds little, and a
