@@ -8,13 +8,6 @@ use std::time::Duration;
 use common::*;
 use pastry::Rng;
 
-/// Threads of this process now (Linux).
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc is mounted")
-        .count()
-}
-
 #[test]
 fn shutdown_joins_every_thread_and_frees_the_ports() {
     let before = thread_count();

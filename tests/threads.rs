@@ -2,17 +2,14 @@
 //! handler thread is busy only while a request is being answered. Alone in its own test
 //! binary, so that the threads counted are this test's.
 
+mod common;
+
 use std::time::{Duration, Instant};
+
+use common::thread_count as threads;
 
 use pastry::wire::Message;
 use pastry::{Connection, NetConfig, Node, NodeConfig};
-
-/// Threads of this process now, from /proc/self/task.
-fn threads() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc is mounted")
-        .count()
-}
 
 #[test]
 fn threads_stay_the_same_however_many_connections_are_open() {

@@ -14,6 +14,13 @@ use pastry::{
     CHUNK_SIZE,
 };
 
+/// Threads of this process now (Linux).
+pub fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc is mounted")
+        .count()
+}
+
 /// Shows the library's logs when `RUST_LOG` is set (`RUST_LOG=pastry=debug cargo test ...`).
 pub fn init_logging() {
     let _ = env_logger::builder().is_test(true).try_init();
