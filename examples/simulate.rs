@@ -260,6 +260,7 @@ fn churn(o: &Options) -> bool {
     };
     let started = Instant::now();
     let mut failed = 0u64;
+    let mut beyond = 0u64;
     let mut events = 0u64;
     for seed in o.first..o.first.saturating_add(count) {
         let span = (o.nodes.1 - o.nodes.0 + 1) as u64;
@@ -268,12 +269,17 @@ fn churn(o: &Options) -> bool {
         events += report.events;
         if !report.violations.is_empty() {
             failed += 1;
+        }
+        if !report.beyond_faults.is_empty() {
+            beyond += 1;
+        }
+        if !report.violations.is_empty() || !report.beyond_faults.is_empty() {
             print_report(&report, o);
         }
         let done = seed - o.first + 1;
         if done % 100 == 0 || done == count {
             println!(
-                "{done} seeds, {failed} failed, {:.0} s, {:.0} events/s",
+                "{done} seeds, {failed} failed, {beyond} lost writes beyond the fault model, {:.0} s, {:.0} events/s",
                 started.elapsed().as_secs_f64(),
                 events as f64 / started.elapsed().as_secs_f64()
             );
@@ -301,5 +307,8 @@ fn print_report(r: &ChurnReport, o: &Options) {
             "  replay: cargo run --release --example simulate -- --churn --seed {} --nodes {} --seconds {}",
             r.seed, r.nodes, o.seconds
         );
+    }
+    for v in &r.beyond_faults {
+        println!("  beyond the fault model: {v}");
     }
 }

@@ -4,13 +4,19 @@
 //! was given (no invented data), and no older than the newest write acknowledged to a client
 //! (an acknowledged write is readable until overwritten; with the copies agreeing, no object
 //! is lost).
+//!
+//! The promise holds while fewer than `k` holders fail between repairs. An acknowledged write
+//! that no live node holds, after `k` nodes holding it lost their stores within one repair
+//! window, is beyond that promise: it is reported by [`Sim::losses_beyond_faults`], not as a
+//! violation.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use crate::id::{key_of, NodeInfo};
 use crate::protocol::membership::Phase;
 
-use super::{Sim, Violation};
+use super::{Sim, SimNode, Violation};
 
 impl Sim {
     /// The object invariants over the joined `members`, sorted by id.
@@ -50,9 +56,11 @@ impl Sim {
                     what: format!("copies of {shown:?} disagree: {}", at.join(", ")),
                 });
             }
+            let acked = newest_acked.get(name).copied();
+            let beyond = acked.is_some_and(|v| self.lost_beyond_faults(name, v));
             for (id, record) in &held {
                 let version = record.as_ref().map(|(m, _)| m.version);
-                if let Some(&acked) = newest_acked.get(name) {
+                if let Some(acked) = acked.filter(|_| !beyond) {
                     if version.is_none_or(|v| v < acked) {
                         out.push(Violation {
                             node: *id,
@@ -90,5 +98,52 @@ impl Sim {
             }
         }
         out
+    }
+
+    /// The acknowledged writes lost beyond the fault model: no live node holds them, and `k`
+    /// nodes that held them lost their stores within one repair window.
+    pub fn losses_beyond_faults(&self) -> Vec<Violation> {
+        let mut newest: BTreeMap<&[u8], u64> = BTreeMap::new();
+        for a in &self.acked {
+            let v = newest.entry(&a.name).or_default();
+            *v = (*v).max(a.version);
+        }
+        newest
+            .into_iter()
+            .filter(|(name, acked)| self.lost_beyond_faults(name, *acked))
+            .map(|(name, acked)| Violation {
+                node: key_of(name),
+                what: format!(
+                    "{:?} at {acked} lost with the stores of {} of its holders",
+                    String::from_utf8_lossy(name),
+                    self.config.replicas
+                ),
+            })
+            .collect()
+    }
+
+    /// Whether `name` at `acked` (or later) is held by no live node, and `k` of the nodes that
+    /// held it lost their stores within one repair window: the time to find a holder dead
+    /// (a maintenance round and a call's timeout) and to copy its objects again (one more).
+    fn lost_beyond_faults(&self, name: &[u8], acked: u64) -> bool {
+        let holds = |n: &SimNode| {
+            n.objects
+                .store
+                .meta(name)
+                .is_some_and(|m| m.version >= acked)
+        };
+        if self.nodes.iter().any(|n| n.alive && holds(n)) {
+            return false;
+        }
+        let mut lost: Vec<Duration> = self
+            .nodes
+            .iter()
+            .filter(|n| holds(n))
+            .filter_map(|n| n.store_lost_at)
+            .collect();
+        lost.sort();
+        let k = self.config.replicas.max(1);
+        let window = 2 * self.config.maintenance_interval + self.config.call_timeout;
+        lost.windows(k).any(|w| w[k - 1] - w[0] <= window)
     }
 }

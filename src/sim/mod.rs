@@ -127,6 +127,9 @@ struct SimNode {
     attempts: u32,
     /// Its object store and the object protocol's state.
     objects: objects::NodeObjects,
+    /// When it stopped with its store lost (a crash, or a restart on a new disk); `None`
+    /// while alive, after a graceful leave, or when a restart kept its store.
+    store_lost_at: Option<Duration>,
 }
 
 /// The simulated overlay.
@@ -280,6 +283,7 @@ impl Sim {
             group: 0,
             attempts: 0,
             objects: objects::NodeObjects::default(),
+            store_lost_at: None,
         });
         self.live.insert(id, slot);
         self.try_join(slot);
@@ -289,6 +293,7 @@ impl Sim {
     pub fn crash(&mut self, id: Id) {
         if let Some(slot) = self.live.remove(&id) {
             self.stop_slot(slot);
+            self.nodes[slot].store_lost_at = Some(self.now);
         }
     }
 
@@ -307,6 +312,7 @@ impl Sim {
         };
         let store = self.nodes[old].objects.store.clone();
         self.restart(id);
+        self.nodes[old].store_lost_at = None;
         if let Some(&new) = self.live.get(&id) {
             self.nodes[new].objects.store = store;
         }

@@ -137,6 +137,9 @@ pub struct ChurnReport {
     pub members: usize,
     /// Broken invariants once settled (none, if all is well).
     pub violations: Vec<Violation>,
+    /// Acknowledged writes lost with `k` holders' stores at once: beyond the fault model,
+    /// so not violations, but shown.
+    pub beyond_faults: Vec<Violation>,
     /// Rounds the final settling took.
     pub settle_rounds: usize,
     /// Lookups made during the churn, and how many of them failed (allowed: the network
@@ -258,6 +261,7 @@ pub fn churn(seed: u64, nodes: usize, churn: Duration) -> ChurnReport {
         nodes,
         members: sim.members().len(),
         violations,
+        beyond_faults: sim.losses_beyond_faults(),
         settle_rounds,
         lookups_during: (during.count() + failed_during as u64, failed_during),
         writes: (writes, sim.acked().len()),
