@@ -510,6 +510,10 @@ fn store_data_c_under_valgrind_loses_no_memory() {
     let file = dir.join("checked.txt");
     std::fs::write(&file, b"no leaks, please\n").expect("write a file");
     let copy = dir.join("copy.txt");
+    let suppressions = format!(
+        "--suppressions={}/tests/valgrind.supp",
+        env!("CARGO_MANIFEST_DIR")
+    );
     for args in [
         vec![OsStr::new("store"), file.as_os_str()],
         vec![
@@ -521,6 +525,7 @@ fn store_data_c_under_valgrind_loses_no_memory() {
     ] {
         let mut full: Vec<&OsStr> = vec![
             OsStr::new("--leak-check=full"),
+            OsStr::new(&suppressions),
             OsStr::new("--errors-for-leak-kinds=definite,possible"),
             OsStr::new("--error-exitcode=99"),
             program.as_os_str(),

@@ -65,6 +65,8 @@ struct Shared {
     /// The first handshake messages taken lately: a replayed one is refused.
     replays: Mutex<ReplayGuard>,
     workers: Workers,
+    /// Connections a thread reading for itself left with more to read: the reactor's next.
+    later: Mutex<Vec<Token>>,
     /// Who serves requests; `None` on a reactor of outbound connections only, which refuses
     /// any.
     serve: Option<Serve>,
@@ -169,6 +171,7 @@ impl Reactor {
             next_token: AtomicUsize::new(FIRST_CONN),
             replays: Mutex::new(ReplayGuard::default()),
             workers: Workers::new(name, config.max_workers),
+            later: Mutex::new(Vec::new()),
             limits,
             config,
             counters,
@@ -208,7 +211,14 @@ impl Reactor {
         let start = Start::Opened(channel.map(Box::new));
         let registry = Arc::clone(&shared.registry);
         let conn = Arc::new(Conn::new(
-            token, socket, peer, start, registry, limits, counters,
+            token,
+            socket,
+            peer,
+            start,
+            registry,
+            limits,
+            counters,
+            Arc::downgrade(shared),
         ));
         // Watched once the reactor can find it: no readiness is missed.
         shared.conns.lock().insert(token, Arc::clone(&conn));
@@ -286,6 +296,7 @@ impl Shared {
                     }
                 }
             }
+            again.append(&mut self.later.lock());
             again.sort_unstable();
             again.dedup();
             for token in std::mem::take(&mut again) {
@@ -322,6 +333,27 @@ impl Shared {
             self.dispatch(&conn, stream);
         }
         more
+    }
+
+    /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer: the
+    /// requests it brought go to handlers. `true` when the socket may hold more.
+    fn read_for(&self, conn: &Arc<Conn>, scratch: &mut [u8]) -> bool {
+        let mut opened = Vec::new();
+        let more = conn.read_turn(scratch, scratch.len() * 4, &self.replays, &mut opened);
+        for stream in opened {
+            self.dispatch(conn, stream);
+        }
+        if conn.is_closed() {
+            // Its place is freed on the reactor's turn.
+            self.read_later(conn.token);
+        }
+        more
+    }
+
+    /// Has the reactor read `token` on its next turn.
+    fn read_later(&self, token: Token) {
+        self.later.lock().push(token);
+        let _ = self.waker.wake();
     }
 
     /// Hands a request to a handler thread, or refuses it when all are busy.
@@ -381,7 +413,7 @@ impl Shared {
     }
 
     /// Takes every connection waiting on the listener.
-    fn accept_all(&self, listener: &TcpListener, handshaking: &mut Handshaking) {
+    fn accept_all(self: &Arc<Self>, listener: &TcpListener, handshaking: &mut Handshaking) {
         // Bounded: each pass takes a connection off the listener's queue, or ends.
         loop {
             match listener.accept() {
@@ -400,7 +432,12 @@ impl Shared {
         }
     }
 
-    fn admit(&self, mut socket: mio::net::TcpStream, peer: SocketAddr, hs: &mut Handshaking) {
+    fn admit(
+        self: &Arc<Self>,
+        mut socket: mio::net::TcpStream,
+        peer: SocketAddr,
+        hs: &mut Handshaking,
+    ) {
         let config = &self.config;
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("{}: dropping connection from {peer}: {e}", self.name);
@@ -455,6 +492,7 @@ impl Shared {
             registry,
             self.limits,
             counters,
+            Arc::downgrade(self),
         ));
         self.conns.lock().insert(token, conn);
         self.counters.open.fetch_add(1, Ordering::Relaxed);

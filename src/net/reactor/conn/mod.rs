@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -20,7 +20,17 @@ use crate::net::secure::{Channel, Handshake, ReplayGuard};
 use crate::net::Counters;
 use crate::wire::{self, Message, RemoteCode};
 
+use super::Shared;
+
+mod readable;
 mod state;
+
+/// Bytes a thread reading for itself takes from the socket per turn.
+const OWN_READ: usize = 16 * 1024;
+
+/// Longest a thread reading for itself waits on the socket before it looks again at its
+/// stream and the connection.
+const OWN_WAIT: Duration = Duration::from_millis(100);
 
 use state::{gone, Phase, State, Want};
 
@@ -56,6 +66,9 @@ pub(crate) struct Conn {
     registry: Arc<Registry>,
     limits: ConnLimits,
     counters: Arc<Counters>,
+    /// The reactor watching it: a thread that reads the socket for itself hands it what the
+    /// peer opened, and what is left to read.
+    reactor: Weak<Shared>,
     state: Mutex<State>,
 }
 
@@ -69,6 +82,7 @@ impl Conn {
         registry: Arc<Registry>,
         limits: ConnLimits,
         counters: Arc<Counters>,
+        reactor: Weak<Shared>,
     ) -> Conn {
         let now = Instant::now();
         let (opened_here, phase, channel) = match start {
@@ -84,6 +98,7 @@ impl Conn {
             registry,
             limits,
             counters,
+            reactor,
             state: Mutex::new(State {
                 phase,
                 link: Link::new(opened_here, limits.link),
@@ -94,6 +109,8 @@ impl Conn {
                 written: 0,
                 plain: Vec::new(),
                 watching_writes: false,
+                reading: false,
+                missed: false,
                 waiters: HashMap::new(),
                 last_input: now,
                 partial_since: None,
@@ -123,9 +140,65 @@ impl Conn {
         matches!(self.state.lock().phase, Phase::Closed(_))
     }
 
-    /// Reads what the socket holds, at most `budget` bytes, through `scratch`; notes in
-    /// `opened` the streams the peer opened. `true` when the socket may hold more.
+    /// The reactor's turn at reading: what the socket holds, at most `budget` bytes, through
+    /// `scratch`; notes in `opened` the streams the peer opened. `true` when the socket may
+    /// hold more. A thread reading for itself now is left to it.
     pub(super) fn read(
+        &self,
+        scratch: &mut [u8],
+        budget: usize,
+        replays: &Mutex<ReplayGuard>,
+        opened: &mut Vec<u32>,
+    ) -> bool {
+        {
+            let mut state = self.state.lock();
+            if state.reading {
+                state.missed = true;
+                return false;
+            }
+            state.reading = true;
+        }
+        let more = self.read_turn(scratch, budget, replays, opened);
+        self.state.lock().reading = false;
+        more
+    }
+
+    /// A thread waiting on a stream of this connection, with nobody reading it, reads it
+    /// itself (`state.reading` is taken): waits at most until `deadline` for the socket to
+    /// hold something, reads it, and lets go. What it read for others is theirs (new requests
+    /// go to the reactor's handlers); what it may have left is the reactor's.
+    fn read_here(self: &Arc<Self>, reactor: &Shared, deadline: Instant) {
+        let mut more = false;
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .min(OWN_WAIT);
+        if readable::wait(&self.socket, wait) {
+            let mut scratch = [0u8; OWN_READ];
+            more = reactor.read_for(self, &mut scratch);
+        }
+        // Bounded: another pass only while the reactor saw readiness during the last one.
+        for _ in 0..4 {
+            let mut state = self.state.lock();
+            if !std::mem::take(&mut state.missed) {
+                state.reading = false;
+                drop(state);
+                if more {
+                    reactor.read_later(self.token);
+                }
+                return;
+            }
+            drop(state);
+            let mut scratch = [0u8; OWN_READ];
+            more = reactor.read_for(self, &mut scratch);
+        }
+        self.state.lock().reading = false;
+        reactor.read_later(self.token);
+    }
+
+    /// Reads what the socket holds, at most `budget` bytes, through `scratch`, by whichever
+    /// thread reads it now; notes in `opened` the streams the peer opened. `true` when the
+    /// socket may hold more.
+    pub(super) fn read_turn(
         &self,
         scratch: &mut [u8],
         budget: usize,
@@ -257,7 +330,12 @@ impl Conn {
 
     /// Queues `frames` (encoded on `stream`) and writes what the socket takes. Waits, until
     /// `deadline`, while the stream already has a window's worth queued.
-    pub(super) fn send(&self, stream: u32, frames: Bytes, deadline: Instant) -> io::Result<()> {
+    pub(super) fn send(
+        self: &Arc<Self>,
+        stream: u32,
+        frames: Bytes,
+        deadline: Instant,
+    ) -> io::Result<()> {
         let window = self.limits.link.window as usize;
         let mut state = self.wait(stream, Want::Room, deadline, |s| {
             s.link.queued(stream) < window
@@ -268,7 +346,7 @@ impl Conn {
     }
 
     /// The next frame of `stream`, waiting for it until `deadline`.
-    pub(super) fn take(&self, stream: u32, deadline: Instant) -> io::Result<Inbound> {
+    pub(super) fn take(self: &Arc<Self>, stream: u32, deadline: Instant) -> io::Result<Inbound> {
         let mut frame = None;
         let mut state = self.wait(stream, Want::Frame, deadline, |s| {
             match s.link.take(stream) {
@@ -293,7 +371,7 @@ impl Conn {
     /// Waits until `ready` holds (true at once, or after a wake-up for `want`), the
     /// connection closes, or `deadline` passes.
     fn wait(
-        &self,
+        self: &Arc<Self>,
         stream: u32,
         want: Want,
         deadline: Instant,
@@ -315,6 +393,15 @@ impl Conn {
             if Instant::now() >= deadline {
                 state.waiters.remove(&stream);
                 return Err(io::ErrorKind::TimedOut.into());
+            }
+            // Nobody reads the socket: read it here, sparing the reactor's wake-up and its
+            // hand-off to this thread.
+            if !state.reading {
+                if let Some(reactor) = self.reactor.upgrade() {
+                    state.reading = true;
+                    MutexGuard::unlocked(&mut state, || self.read_here(&reactor, deadline));
+                    continue;
+                }
             }
             let signal = signal.get_or_insert_with(|| Arc::new(Condvar::new()));
             state.waiters.insert(stream, (Arc::clone(signal), want));

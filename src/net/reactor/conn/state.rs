@@ -52,6 +52,12 @@ pub(super) struct State {
     pub(super) plain: Vec<u8>,
     /// Whether the socket is watched for room to write.
     pub(super) watching_writes: bool,
+    /// Whether a thread reads the socket now: the reactor, or a thread waiting on a stream
+    /// that reads for itself. One at a time, so that frames stay in order.
+    pub(super) reading: bool,
+    /// Readiness the reactor found while another thread read: that thread reads once more
+    /// before it lets go, or leaves the rest to the reactor.
+    pub(super) missed: bool,
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
