@@ -207,19 +207,8 @@ impl Reactor {
             idle_timeout: shared.config.pool_idle_timeout,
             ..shared.limits
         };
-        let counters = Arc::clone(&shared.counters);
         let start = Start::Opened(channel.map(Box::new));
-        let registry = Arc::clone(&shared.registry);
-        let conn = Arc::new(Conn::new(
-            token,
-            socket,
-            peer,
-            start,
-            registry,
-            limits,
-            counters,
-            Arc::downgrade(shared),
-        ));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, shared));
         // Watched once the reactor can find it: no readiness is missed.
         shared.conns.lock().insert(token, Arc::clone(&conn));
         let fd = conn.socket().as_raw_fd();
@@ -483,17 +472,7 @@ impl Shared {
             return;
         }
         let start = Start::Accepted(handshake);
-        let (registry, counters) = (Arc::clone(&self.registry), Arc::clone(&self.counters));
-        let conn = Arc::new(Conn::new(
-            token,
-            socket,
-            peer,
-            start,
-            registry,
-            self.limits,
-            counters,
-            Arc::downgrade(self),
-        ));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, self.limits, self));
         self.conns.lock().insert(token, conn);
         self.counters.open.fetch_add(1, Ordering::Relaxed);
     }

@@ -73,17 +73,18 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    /// A connection that began as `start` says.
+    /// A connection of `reactor`'s that began as `start` says.
     pub(super) fn new(
         token: Token,
         socket: TcpStream,
         peer: SocketAddr,
         start: Start,
-        registry: Arc<Registry>,
         limits: ConnLimits,
-        counters: Arc<Counters>,
-        reactor: Weak<Shared>,
+        reactor: &Arc<Shared>,
     ) -> Conn {
+        let registry = Arc::clone(&reactor.registry);
+        let counters = Arc::clone(&reactor.counters);
+        let reactor = Arc::downgrade(reactor);
         let now = Instant::now();
         let (opened_here, phase, channel) = match start {
             Start::Accepted(Some(h)) => (false, Phase::Hello(h), None),
