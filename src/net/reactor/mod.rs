@@ -1,22 +1,26 @@
-//! The reactor: one thread that waits on every socket of a server at once (epoll, through
-//! `mio`), reads what arrives, and hands each request to a bounded set of handler threads.
-//! The threads a server runs do not grow with its connections: one reactor, and handlers
-//! only for the requests being worked on.
+//! The reactor: every socket of a server waited on at once (epoll, through `mio`) by one
+//! thread at a time, the leader of a small crew (`crew.rs`). The leader reads what arrives;
+//! a request it reads is served by a thread of the crew, often the leader itself once it has
+//! handed the lead on, so that a request reaches its handler without a hand-off between
+//! threads. The threads a server runs do not grow with its connections: one leader, and
+//! threads only for the requests being worked on.
 
 mod conn;
+mod crew;
 mod handle;
-mod workers;
+mod handshaking;
 
 pub(crate) use conn::{Conn, ConnLimits};
 pub(crate) use handle::StreamHandle;
+pub(crate) use handshaking::Handshaking;
 
 use std::collections::HashMap;
 use std::io;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -25,9 +29,8 @@ use mio::{Events, Interest, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
 
 use super::secure::{Handshake, ReplayGuard};
-use super::{Counters, NetConfig, Security, THREAD_STACK};
+use super::{Counters, NetConfig, Security};
 use conn::Start;
-use workers::{Job, Workers};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -42,14 +45,14 @@ const SWEEP: Duration = Duration::from_millis(100);
 const READ_BUDGET: usize = 256 * 1024;
 
 /// Serves a request: the stream the peer opened on a connection, its first frame waiting.
-/// Runs on a handler thread.
+/// Runs on a thread of the crew.
 pub(crate) type Serve = Arc<dyn Fn(StreamHandle) + Send + Sync>;
 
-/// A running reactor and its handler threads. Dropping it closes every connection and joins
-/// every thread.
+/// A running reactor and its crew. Dropping it closes every connection and joins every
+/// thread.
 pub(crate) struct Reactor {
     shared: Arc<Shared>,
-    thread: Option<JoinHandle<()>>,
+    stopped: bool,
 }
 
 struct Shared {
@@ -64,61 +67,34 @@ struct Shared {
     next_token: AtomicUsize,
     /// The first handshake messages taken lately: a replayed one is refused.
     replays: Mutex<ReplayGuard>,
-    workers: Workers,
-    /// Connections a thread reading for itself left with more to read: the reactor's next.
+    crew: crew::Crew,
+    /// What the leader works with: whoever holds it leads.
+    poller: Mutex<Poller>,
+    /// Connections a thread reading for itself left with more to read: the leader's next.
     later: Mutex<Vec<Token>>,
     /// Who serves requests; `None` on a reactor of outbound connections only, which refuses
     /// any.
     serve: Option<Serve>,
 }
 
-/// Connections not yet proven members, counted by source address: what one address may hold
-/// of a server before it has shown the key is bounded.
-#[derive(Default)]
-pub(crate) struct Handshaking {
-    by_ip: HashMap<IpAddr, usize>,
-    /// The connections counted, and their address.
-    conns: HashMap<Token, IpAddr>,
+/// The leader's tools and its memory between turns.
+struct Poller {
+    poll: Poll,
+    events: Events,
+    listener: Option<TcpListener>,
+    scratch: Vec<u8>,
+    handshaking: Handshaking,
+    /// Connections that may hold more to read than their last turn took.
+    again: Vec<Token>,
+    swept: Instant,
 }
 
-impl Handshaking {
-    /// Counts one more from `ip`, unless it already has `max`.
-    pub fn enter(&mut self, token: Token, ip: IpAddr, max: usize) -> bool {
-        let count = self.by_ip.entry(ip).or_default();
-        if *count >= max {
-            if *count == 0 {
-                self.by_ip.remove(&ip);
-            }
-            return false;
-        }
-        *count += 1;
-        self.conns.insert(token, ip);
-        true
-    }
-
-    /// Whether nothing is counted.
-    #[cfg(test)]
-    pub fn is_empty(&self) -> bool {
-        self.by_ip.is_empty() && self.conns.is_empty()
-    }
-
-    /// The connection `token` has finished its handshake, or given up.
-    pub fn leave(&mut self, token: Token) {
-        let Some(ip) = self.conns.remove(&token) else {
-            return;
-        };
-        if let Some(count) = self.by_ip.get_mut(&ip) {
-            *count -= 1;
-            if *count == 0 {
-                self.by_ip.remove(&ip);
-            }
-        }
-    }
-}
+/// A request the peer opened: the connection and the stream.
+type Request = (Arc<Conn>, u32);
 
 impl Reactor {
-    /// Starts serving `listener`: each request goes to `serve` on one of at most
-    /// `config.max_workers` handler threads. `name` labels threads and logs.
+    /// Starts serving `listener`: each request goes to `serve` on a thread of a crew of at
+    /// most `config.max_workers` besides the leader. `name` labels threads and logs.
     pub fn serve(
         name: &str,
         listener: std::net::TcpListener,
@@ -170,23 +146,26 @@ impl Reactor {
             conns: Mutex::new(HashMap::new()),
             next_token: AtomicUsize::new(FIRST_CONN),
             replays: Mutex::new(ReplayGuard::default()),
-            workers: Workers::new(name, config.max_workers),
+            crew: crew::Crew::new(config.max_workers + 1),
+            poller: Mutex::new(Poller {
+                poll,
+                events: Events::with_capacity(1024),
+                listener,
+                scratch: vec![0u8; 64 * 1024],
+                handshaking: Handshaking::default(),
+                again: Vec::new(),
+                swept: Instant::now(),
+            }),
             later: Mutex::new(Vec::new()),
             limits,
             config,
             counters,
             serve,
         });
-        let thread = {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name(format!("{name}-reactor"))
-                .stack_size(THREAD_STACK)
-                .spawn(move || shared.run(poll, listener))?
-        };
+        shared.start_crew()?;
         Ok(Reactor {
             shared,
-            thread: Some(thread),
+            stopped: false,
         })
     }
 
@@ -225,14 +204,21 @@ impl Reactor {
 
     /// Stops, closes every connection and joins every thread. Idempotent.
     pub fn shutdown(&mut self) {
-        let Some(thread) = self.thread.take() else {
+        if std::mem::replace(&mut self.stopped, true) {
             return;
-        };
-        self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = self.shared.waker.wake();
-        let _ = thread.join();
+        }
+        let shared = &self.shared;
+        shared.stop.store(true, Ordering::SeqCst);
+        let _ = shared.waker.wake();
         // Handlers still running find their connections closed and end.
-        self.shared.workers.shutdown();
+        let conns: Vec<Arc<Conn>> = shared.conns.lock().drain().map(|(_, c)| c).collect();
+        for conn in conns {
+            conn.close("the server is shutting down");
+            shared.forget(&conn);
+        }
+        shared.join_crew();
+        // The port is free once `shutdown` returns.
+        shared.poller.lock().listener = None;
     }
 }
 
@@ -243,66 +229,54 @@ impl Drop for Reactor {
 }
 
 impl Shared {
-    /// The reactor thread.
-    fn run(self: &Arc<Self>, mut poll: Poll, listener: Option<TcpListener>) {
-        let mut events = Events::with_capacity(1024);
-        let mut scratch = vec![0u8; 64 * 1024];
-        let mut handshaking = Handshaking::default();
-        // Connections that may hold more to read than their last turn took.
-        let mut again: Vec<Token> = Vec::new();
-        let mut swept = Instant::now();
-        while !self.stop.load(Ordering::SeqCst) {
-            let wait = if again.is_empty() {
-                SWEEP
-            } else {
-                Duration::ZERO
-            };
-            if let Err(e) = poll.poll(&mut events, Some(wait)) {
-                if e.kind() != io::ErrorKind::Interrupted {
-                    log::warn!("{}: waiting on sockets failed: {e}", self.name);
-                    thread::sleep(Duration::from_millis(20));
-                }
-                continue;
+    /// One turn of the leader: waits for readiness (or the sweep's time), reads what came,
+    /// and notes in `opened` the requests peers opened.
+    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>) {
+        let wait = if p.again.is_empty() {
+            SWEEP
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = p.poll.poll(&mut p.events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::warn!("{}: waiting on sockets failed: {e}", self.name);
+                thread::sleep(Duration::from_millis(20));
             }
-            for event in events.iter() {
-                match event.token() {
-                    LISTENER => {
-                        if let Some(listener) = &listener {
-                            self.accept_all(listener, &mut handshaking);
-                        }
-                    }
-                    WAKER => {}
-                    token => {
-                        let Some(conn) = self.conn(token) else {
-                            continue;
-                        };
-                        if event.is_writable() {
-                            conn.write();
-                        }
-                        if event.is_readable() || event.is_read_closed() || event.is_error() {
-                            again.push(token);
-                        }
+            return;
+        }
+        for event in p.events.iter() {
+            match event.token() {
+                LISTENER => {
+                    if let Some(listener) = &p.listener {
+                        self.accept_all(listener, &mut p.handshaking);
                     }
                 }
-            }
-            again.append(&mut self.later.lock());
-            again.sort_unstable();
-            again.dedup();
-            for token in std::mem::take(&mut again) {
-                if self.read(token, &mut scratch) {
-                    again.push(token);
+                WAKER => {}
+                token => {
+                    let Some(conn) = self.conn(token) else {
+                        continue;
+                    };
+                    if event.is_writable() {
+                        conn.write();
+                    }
+                    if event.is_readable() || event.is_read_closed() || event.is_error() {
+                        p.again.push(token);
+                    }
                 }
-                self.settle(token, &mut handshaking);
-            }
-            if swept.elapsed() >= SWEEP {
-                swept = Instant::now();
-                self.sweep(swept, &mut handshaking);
             }
         }
-        let conns: Vec<Arc<Conn>> = self.conns.lock().drain().map(|(_, c)| c).collect();
-        for conn in conns {
-            conn.close("the server is shutting down");
-            self.forget(&conn);
+        p.again.append(&mut self.later.lock());
+        p.again.sort_unstable();
+        p.again.dedup();
+        for token in std::mem::take(&mut p.again) {
+            if self.read(token, &mut p.scratch, opened) {
+                p.again.push(token);
+            }
+            self.settle(token, &mut p.handshaking);
+        }
+        if p.swept.elapsed() >= SWEEP {
+            p.swept = Instant::now();
+            self.sweep(p.swept, &mut p.handshaking);
         }
     }
 
@@ -310,27 +284,29 @@ impl Shared {
         self.conns.lock().get(&token).cloned()
     }
 
-    /// Reads a connection's turn and hands on the requests it brought. `true` when it may
-    /// hold more.
-    fn read(&self, token: Token, scratch: &mut [u8]) -> bool {
+    /// Reads a connection's turn, noting in `opened` the requests it brought. `true` when
+    /// it may hold more.
+    fn read(&self, token: Token, scratch: &mut [u8], opened: &mut Vec<Request>) -> bool {
         let Some(conn) = self.conn(token) else {
             return false;
         };
-        let mut opened = Vec::new();
-        let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut opened);
-        for stream in opened {
-            self.dispatch(&conn, stream);
-        }
+        let mut streams = Vec::new();
+        let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut streams);
+        opened.extend(streams.into_iter().map(|s| (Arc::clone(&conn), s)));
         more
     }
 
     /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer: the
     /// requests it brought go to handlers. `true` when the socket may hold more.
-    fn read_for(&self, conn: &Arc<Conn>, scratch: &mut [u8]) -> bool {
-        let mut opened = Vec::new();
-        let more = conn.read_turn(scratch, scratch.len() * 4, &self.replays, &mut opened);
-        for stream in opened {
-            self.dispatch(conn, stream);
+    fn read_for(self: &Arc<Self>, conn: &Arc<Conn>, scratch: &mut [u8]) -> bool {
+        let mut streams = Vec::new();
+        let more = conn.read_turn(scratch, scratch.len() * 4, &self.replays, &mut streams);
+        if !streams.is_empty() {
+            let mut opened: Vec<Request> =
+                streams.into_iter().map(|s| (Arc::clone(conn), s)).collect();
+            self.take_requests(&mut opened);
+            // The leader hands the lead on to serve them.
+            let _ = self.waker.wake();
         }
         if conn.is_closed() {
             // Its place is freed on the reactor's turn.
@@ -343,22 +319,6 @@ impl Shared {
     fn read_later(&self, token: Token) {
         self.later.lock().push(token);
         let _ = self.waker.wake();
-    }
-
-    /// Hands a request to a handler thread, or refuses it when all are busy.
-    fn dispatch(&self, conn: &Arc<Conn>, stream: u32) {
-        let Some(serve) = &self.serve else {
-            conn.refuse(stream, "this end serves no requests");
-            return;
-        };
-        let (serve, owner) = (Arc::clone(serve), Arc::clone(conn));
-        let timeout = self.config.io_timeout;
-        // The handle is made on the handler thread: a job refused unrun leaves the stream
-        // to the refusal below.
-        let job: Job = Box::new(move || serve(StreamHandle::new(owner, stream, timeout)));
-        if self.workers.run(job).is_err() {
-            conn.refuse(stream, "every handler thread of the server is busy");
-        }
     }
 
     /// After a connection's turn: its handshake's end frees its count, its close its place.

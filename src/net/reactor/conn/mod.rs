@@ -168,7 +168,7 @@ impl Conn {
     /// itself (`state.reading` is taken): waits at most until `deadline` for the socket to
     /// hold something, reads it, and lets go. What it read for others is theirs (new requests
     /// go to the reactor's handlers); what it may have left is the reactor's.
-    fn read_here(self: &Arc<Self>, reactor: &Shared, deadline: Instant) {
+    fn read_here(self: &Arc<Self>, reactor: &Arc<Shared>, deadline: Instant) {
         let mut more = false;
         let wait = deadline
             .saturating_duration_since(Instant::now())
