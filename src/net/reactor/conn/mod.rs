@@ -111,7 +111,7 @@ impl Conn {
                 plain: Vec::new(),
                 watching_writes: false,
                 reading: false,
-                missed: false,
+                detached: false,
                 waiters: HashMap::new(),
                 last_input: now,
                 partial_since: None,
@@ -152,9 +152,10 @@ impl Conn {
         opened: &mut Vec<u32>,
     ) -> bool {
         {
+            // A thread reading for itself reads what this readiness announced; what comes
+            // after it is reported again once it lets go.
             let mut state = self.state.lock();
             if state.reading {
-                state.missed = true;
                 return false;
             }
             state.reading = true;
@@ -165,35 +166,31 @@ impl Conn {
     }
 
     /// A thread waiting on a stream of this connection, with nobody reading it, reads it
-    /// itself (`state.reading` is taken): waits at most until `deadline` for the socket to
-    /// hold something, reads it, and lets go. What it read for others is theirs (new requests
-    /// go to the reactor's handlers); what it may have left is the reactor's.
-    fn read_here(self: &Arc<Self>, reactor: &Arc<Shared>, deadline: Instant) {
-        let mut more = false;
+    /// itself (`state.reading` is taken and the socket detached from the reactor's watch, so
+    /// that the leader is not woken for what this thread reads): waits at most until
+    /// `deadline` for the socket to hold something (or take what waits to be written), reads
+    /// it, and lets go. What it read for others is theirs (new requests go to the crew);
+    /// what it may have left is the leader's.
+    fn read_here(self: &Arc<Self>, reactor: &Arc<Shared>, deadline: Instant, writes: bool) {
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(OWN_WAIT);
-        if readable::wait(&self.socket, wait) {
+        let ready = readable::wait(&self.socket, wait, writes);
+        if ready.writable {
+            self.write();
+        }
+        let mut more = false;
+        if ready.readable {
             let mut scratch = [0u8; OWN_READ];
             more = reactor.read_for(self, &mut scratch);
         }
-        // Bounded: another pass only while the reactor saw readiness during the last one.
-        for _ in 0..4 {
-            let mut state = self.state.lock();
-            if !std::mem::take(&mut state.missed) {
-                state.reading = false;
-                drop(state);
-                if more {
-                    reactor.read_later(self.token);
-                }
-                return;
-            }
-            drop(state);
-            let mut scratch = [0u8; OWN_READ];
-            more = reactor.read_for(self, &mut scratch);
+        let mut state = self.state.lock();
+        state.reading = false;
+        self.watch(&mut state, true);
+        drop(state);
+        if more {
+            reactor.read_later(self.token);
         }
-        self.state.lock().reading = false;
-        reactor.read_later(self.token);
     }
 
     /// Reads what the socket holds, at most `budget` bytes, through `scratch`, by whichever
@@ -261,20 +258,46 @@ impl Conn {
         }
         let waiting = state.written < state.output.len();
         if waiting != state.watching_writes {
-            let interest = if waiting {
-                Interest::READABLE | Interest::WRITABLE
-            } else {
-                Interest::READABLE
-            };
-            let fd = self.socket.as_raw_fd();
-            // Readiness already there when asked for is reported at once: no room is missed.
-            match self
-                .registry
-                .reregister(&mut SourceFd(&fd), self.token, interest)
-            {
-                Ok(()) => state.watching_writes = waiting,
-                Err(e) => state.end(&self.socket, format!("watching failed: {e}").into()),
+            state.watching_writes = waiting;
+            if !state.detached {
+                self.watch(state, false);
             }
+        }
+    }
+
+    /// Has the reactor watch the socket (`attach`: again, after a thread read it for itself)
+    /// for reading, and for room to write while bytes wait for it. Readiness already there
+    /// when asked for is reported at once: nothing is missed.
+    fn watch(&self, state: &mut MutexGuard<'_, State>, attach: bool) {
+        if attach && !std::mem::take(&mut state.detached) {
+            return;
+        }
+        if matches!(state.phase, Phase::Closed(_)) {
+            return;
+        }
+        let interest = if state.watching_writes {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        let fd = self.socket.as_raw_fd();
+        let watched = if attach {
+            self.registry
+                .register(&mut SourceFd(&fd), self.token, interest)
+        } else {
+            self.registry
+                .reregister(&mut SourceFd(&fd), self.token, interest)
+        };
+        if let Err(e) = watched {
+            state.end(&self.socket, format!("watching failed: {e}").into());
+        }
+    }
+
+    /// Stops the reactor watching the socket while this thread reads it.
+    fn detach(&self, state: &mut MutexGuard<'_, State>) {
+        let fd = self.socket.as_raw_fd();
+        if self.registry.deregister(&mut SourceFd(&fd)).is_ok() {
+            state.detached = true;
         }
     }
 
@@ -400,7 +423,9 @@ impl Conn {
             if !state.reading {
                 if let Some(reactor) = self.reactor.upgrade() {
                     state.reading = true;
-                    MutexGuard::unlocked(&mut state, || self.read_here(&reactor, deadline));
+                    self.detach(&mut state);
+                    let writes = state.written < state.output.len();
+                    MutexGuard::unlocked(&mut state, || self.read_here(&reactor, deadline, writes));
                     continue;
                 }
             }

@@ -5,17 +5,34 @@ use std::time::Duration;
 
 use mio::net::TcpStream;
 
+/// What a socket is ready for.
+pub(super) struct Ready {
+    /// A read will not block: something to read, or the connection closed or failed.
+    pub readable: bool,
+    /// A write will not block.
+    pub writable: bool,
+}
+
 /// Waits at most `wait` (to the millisecond, at least one) for `socket` to be readable or
-/// closed. `true` when it is: a read will not block (it may find nothing, if another
-/// reader took it first, and say so).
-pub(super) fn wait(socket: &TcpStream, wait: Duration) -> bool {
+/// closed, or writable too when `writes` asks for it.
+pub(super) fn wait(socket: &TcpStream, wait: Duration, writes: bool) -> Ready {
     let mut fd = libc::pollfd {
         fd: socket.as_raw_fd(),
-        events: libc::POLLIN,
+        events: libc::POLLIN | if writes { libc::POLLOUT } else { 0 },
         revents: 0,
     };
     let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
     // SAFETY: one valid pollfd, for a descriptor the caller's socket keeps open.
     let ready = unsafe { libc::poll(&mut fd, 1, millis) };
-    ready > 0
+    if ready <= 0 {
+        return Ready {
+            readable: false,
+            writable: false,
+        };
+    }
+    let ended = libc::POLLHUP | libc::POLLERR | libc::POLLNVAL;
+    Ready {
+        readable: fd.revents & (libc::POLLIN | ended) != 0,
+        writable: fd.revents & libc::POLLOUT != 0,
+    }
 }

@@ -55,9 +55,9 @@ pub(super) struct State {
     /// Whether a thread reads the socket now: the reactor, or a thread waiting on a stream
     /// that reads for itself. One at a time, so that frames stay in order.
     pub(super) reading: bool,
-    /// Readiness the reactor found while another thread read: that thread reads once more
-    /// before it lets go, or leaves the rest to the reactor.
-    pub(super) missed: bool,
+    /// Whether the reactor's watch of the socket is lifted while a thread reads it for
+    /// itself.
+    pub(super) detached: bool,
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
