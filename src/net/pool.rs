@@ -12,7 +12,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frame_io::{Framed, ReadError, Side};
 use super::frames::Frames;
-use super::reactor::{Conn, Reactor, StreamHandle};
+use super::reactor::{Conn, Reactor, ReactorHandle, StreamHandle};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::{Message, RemoteCode};
@@ -22,12 +22,22 @@ use crate::wire::{Message, RemoteCode};
 pub struct Pool {
     config: NetConfig,
     counters: Arc<Counters>,
-    /// Reads every connection of the pool; started with the first.
-    reactor: Mutex<Option<Reactor>>,
+    /// Reads every connection of the pool.
+    reactor: Mutex<Reading>,
     conns: Mutex<HashMap<SocketAddr, Kept>>,
     /// A lock per address being connected to: callers that find no connection wait for
     /// one opener rather than each open their own.
     connecting: Mutex<HashMap<SocketAddr, Arc<Mutex<()>>>>,
+}
+
+/// Who reads the pool's connections.
+enum Reading {
+    /// Nobody yet: a reactor of the pool's own starts with the first connection.
+    Unset,
+    /// The pool's own reactor.
+    Own(Reactor),
+    /// A server's (the node's own listener's).
+    Server(ReactorHandle),
 }
 
 /// A connection and when it was last lent.
@@ -42,7 +52,7 @@ impl Pool {
         Pool {
             config,
             counters,
-            reactor: Mutex::new(None),
+            reactor: Mutex::new(Reading::Unset),
             conns: Mutex::new(HashMap::new()),
             connecting: Mutex::new(HashMap::new()),
         }
@@ -162,16 +172,18 @@ impl Pool {
             what: format!("after the handshake: {source}"),
         })?;
         let conn = {
-            let mut reactor = self.reactor.lock();
-            if reactor.is_none() {
+            let mut reading = self.reactor.lock();
+            if let Reading::Unset = *reading {
                 let counters = Arc::clone(&self.counters);
                 let started = Reactor::outbound("pastry-out", self.config.clone(), counters);
-                *reactor = Some(started.map_err(local)?);
+                *reading = Reading::Own(started.map_err(local)?);
             }
-            let Some(reactor) = reactor.as_ref() else {
-                return Err(local(io::ErrorKind::NotConnected.into()));
-            };
-            reactor.adopt(stream, channel).map_err(local)?
+            match &*reading {
+                Reading::Own(reactor) => reactor.adopt(stream, channel),
+                Reading::Server(handle) => handle.adopt(stream, channel),
+                Reading::Unset => Err(io::ErrorKind::NotConnected.into()),
+            }
+            .map_err(local)?
         };
         if self.config.pool_per_peer > 0 {
             let mut conns = self.conns.lock();
@@ -197,6 +209,15 @@ impl Pool {
             .retain(|_, kept| !kept.conn.check_deadlines(now));
     }
 
+    /// Has the server behind `handle` read the pool's connections, rather than a reactor of
+    /// the pool's own. Only before the first connection: later, nothing changes.
+    pub(crate) fn read_through(&self, handle: ReactorHandle) {
+        let mut reading = self.reactor.lock();
+        if let Reading::Unset = *reading {
+            *reading = Reading::Server(handle);
+        }
+    }
+
     /// Closes the connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
         if let Some(kept) = self.conns.lock().remove(&addr) {
@@ -213,8 +234,15 @@ impl Pool {
 
 impl Drop for Pool {
     fn drop(&mut self) {
-        if let Some(mut reactor) = self.reactor.lock().take() {
-            reactor.shutdown();
+        match std::mem::replace(&mut *self.reactor.lock(), Reading::Unset) {
+            Reading::Own(mut reactor) => reactor.shutdown(),
+            // The server's reactor lives on: the pool's connections end here.
+            Reading::Server(_) => {
+                for (_, kept) in self.conns.lock().drain() {
+                    kept.conn.close("the pool is dropped");
+                }
+            }
+            Reading::Unset => {}
         }
     }
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frames::Frames;
-use super::reactor::{Reactor, Serve, StreamHandle};
+use super::reactor::{Reactor, ReactorHandle, Serve, StreamHandle};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
 use crate::wire::Message;
@@ -83,6 +83,12 @@ impl Server {
     /// The address the server listens on (with the port the OS chose for port 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
+    }
+
+    /// Its reactor, for a pool to hand its outbound connections to: one reactor per node,
+    /// and requests a peer sends back over a connection this node opened are served too.
+    pub(crate) fn reactor(&self) -> ReactorHandle {
+        self.reactor.handle()
     }
 
     /// Stops accepting, closes every connection and joins every thread. Idempotent.

@@ -89,6 +89,30 @@ struct Poller {
     swept: Instant,
 }
 
+/// A share of a running reactor: connections adopted through it are read by that reactor,
+/// and requests peers open on them are served like those on its listener's. Adopting
+/// fails once the reactor has stopped. (Weak: the reactor's handler may own the pool that
+/// holds this.)
+#[derive(Clone)]
+pub(crate) struct ReactorHandle(std::sync::Weak<Shared>);
+
+impl ReactorHandle {
+    /// As [`Reactor::adopt`].
+    pub fn adopt(
+        &self,
+        stream: std::net::TcpStream,
+        channel: Option<super::secure::Channel>,
+    ) -> io::Result<Arc<Conn>> {
+        let Some(shared) = self.0.upgrade() else {
+            return Err(io::Error::new(
+                io::ErrorKind::NotConnected,
+                "the reactor has stopped",
+            ));
+        };
+        shared.adopt(stream, channel)
+    }
+}
+
 /// A request the peer opened: the connection and the stream.
 type Request = (Arc<Conn>, u32);
 
@@ -177,29 +201,13 @@ impl Reactor {
         stream: std::net::TcpStream,
         channel: Option<super::secure::Channel>,
     ) -> io::Result<Arc<Conn>> {
-        let shared = &self.shared;
-        stream.set_nonblocking(true)?;
-        let peer = stream.peer_addr()?;
-        let socket = mio::net::TcpStream::from_std(stream);
-        let token = Token(shared.next_token.fetch_add(1, Ordering::Relaxed));
-        let limits = ConnLimits {
-            idle_timeout: shared.config.pool_idle_timeout,
-            ..shared.limits
-        };
-        let start = Start::Opened(channel.map(Box::new));
-        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, shared));
-        // Watched once the reactor can find it: no readiness is missed.
-        shared.conns.lock().insert(token, Arc::clone(&conn));
-        let fd = conn.socket().as_raw_fd();
-        // Writability is watched only while bytes wait for room (`Conn::write`).
-        if let Err(e) = shared
-            .registry
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)
-        {
-            shared.conns.lock().remove(&token);
-            return Err(e);
-        }
-        Ok(conn)
+        self.shared.adopt(stream, channel)
+    }
+
+    /// A handle through which others (a pool of outbound connections) hand connections to
+    /// this reactor, so that one reactor serves a node's listener and its pool.
+    pub fn handle(&self) -> ReactorHandle {
+        ReactorHandle(Arc::downgrade(&self.shared))
     }
 
     /// Stops, closes every connection and joins every thread. Idempotent.
@@ -278,6 +286,44 @@ impl Shared {
             p.swept = Instant::now();
             self.sweep(p.swept, &mut p.handshaking);
         }
+    }
+
+    fn adopt(
+        self: &Arc<Self>,
+        stream: std::net::TcpStream,
+        channel: Option<super::secure::Channel>,
+    ) -> io::Result<Arc<Conn>> {
+        let stopped = || io::Error::new(io::ErrorKind::NotConnected, "the reactor has stopped");
+        if self.stop.load(Ordering::SeqCst) {
+            return Err(stopped());
+        }
+        stream.set_nonblocking(true)?;
+        let peer = stream.peer_addr()?;
+        let socket = mio::net::TcpStream::from_std(stream);
+        let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
+        let limits = ConnLimits {
+            idle_timeout: self.config.pool_idle_timeout,
+            ..self.limits
+        };
+        let start = Start::Opened(channel.map(Box::new));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, self));
+        // Watched once the reactor can find it: no readiness is missed.
+        self.conns.lock().insert(token, Arc::clone(&conn));
+        // A shutdown that began meanwhile closed what it found; this one it did not.
+        if self.stop.load(Ordering::SeqCst) {
+            self.conns.lock().remove(&token);
+            return Err(stopped());
+        }
+        let fd = conn.socket().as_raw_fd();
+        // Writability is watched only while bytes wait for room (`Conn::write`).
+        if let Err(e) = self
+            .registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+        {
+            self.conns.lock().remove(&token);
+            return Err(e);
+        }
+        Ok(conn)
     }
 
     fn conn(&self, token: Token) -> Option<Arc<Conn>> {
