@@ -231,3 +231,7 @@ impl Shared {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "crew_tests.rs"]
+mod tests;

@@ -1,0 +1,79 @@
+//! The crew's bound and its refusals, through a server and connections of the crate's own.
+
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+
+use crate::net::{Connection, Counters, Handler, NetConfig, Server};
+use crate::wire::{Message, RemoteCode};
+
+fn test_key() -> crate::ClusterKey {
+    crate::ClusterKey::from_bytes([9; 32])
+}
+
+/// A server whose handler answers `Ping` at once and holds `Ack` requests until `gate`
+/// gives it a go; `started` hears of each held request.
+fn gated_server(max_workers: usize) -> (Server, mpsc::Sender<()>, mpsc::Receiver<()>, NetConfig) {
+    let (release, gate) = mpsc::channel::<()>();
+    let (tell, started) = mpsc::channel::<()>();
+    let gate = Arc::new(Mutex::new(gate));
+    let tell = Arc::new(Mutex::new(tell));
+    let handler: Handler = Arc::new(move |request, _| {
+        if request == Message::Ack {
+            let _ = tell.lock().send(());
+            let _ = gate.lock().recv_timeout(Duration::from_secs(10));
+        }
+        Message::Ack
+    });
+    let config = NetConfig {
+        max_workers,
+        ..NetConfig::with(test_key())
+    };
+    let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let counters = Arc::new(Counters::default());
+    let server = Server::start("crew", listener, config.clone(), handler, counters).unwrap();
+    (server, release, started, config)
+}
+
+#[test]
+fn a_request_that_would_leave_no_thread_to_lead_is_refused_busy_at_once() {
+    let (server, release, started, config) = gated_server(1);
+    let mut held = Connection::open(server.local_addr(), &config).unwrap();
+    held.request(&Message::Ack).unwrap();
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    // The one handler thread is held; the other leads, and may not serve as well.
+    let mut other = Connection::open(server.local_addr(), &config).unwrap();
+    other.request(&Message::Ping).unwrap();
+    match other.recv() {
+        Ok(Message::Error { code, .. }) => assert_eq!(code, RemoteCode::Busy),
+        reply => panic!("expected a busy refusal, got {reply:?}"),
+    }
+    release.send(()).unwrap();
+    assert_eq!(held.recv().unwrap(), Message::Ack);
+    // With the thread free again, requests are served.
+    other.request(&Message::Ping).unwrap();
+    assert_eq!(other.recv().unwrap(), Message::Ack);
+}
+
+#[test]
+fn requests_at_once_are_served_by_as_many_threads_as_allowed() {
+    let (server, release, started, config) = gated_server(3);
+    let mut conns: Vec<Connection> = (0..3)
+        .map(|_| Connection::open(server.local_addr(), &config).unwrap())
+        .collect();
+    for conn in &mut conns {
+        conn.request(&Message::Ack).unwrap();
+    }
+    // All three held at once: three threads serve while another leads.
+    for _ in 0..3 {
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+    }
+    for _ in 0..3 {
+        release.send(()).unwrap();
+    }
+    for conn in &mut conns {
+        assert_eq!(conn.recv().unwrap(), Message::Ack);
+    }
+}
