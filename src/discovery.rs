@@ -58,7 +58,7 @@ impl Discovery {
             Arc::new(move |request, _peer| registrar.handle(request))
         };
         let server = Server::start("pastry-discovery", listener, net, handler, counters)?;
-        registrar.pool.read_through(server.reactor());
+        registrar.pool.read_through(server.reactor(), None);
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
         Ok(Discovery {

@@ -15,6 +15,7 @@ use super::frames::Frames;
 use super::reactor::{Conn, Reactor, ReactorHandle, StreamHandle};
 use super::{Counters, NetConfig};
 use crate::error::{Error, Result};
+use crate::id::NodeInfo;
 use crate::wire::{Message, RemoteCode};
 
 /// The connections to peers, one per address, each carrying every request to its peer at
@@ -36,8 +37,9 @@ enum Reading {
     Unset,
     /// The pool's own reactor.
     Own(Reactor),
-    /// A server's (the node's own listener's).
-    Server(ReactorHandle),
+    /// A server's (the node's own listener's), and the node it serves: introduced to each
+    /// peer connected to, so that the peer sends its requests back over the connection.
+    Server(ReactorHandle, Option<NodeInfo>),
 }
 
 /// A connection and when it was last lent.
@@ -122,11 +124,12 @@ impl Pool {
         let turn = Arc::clone(self.connecting.lock().entry(addr).or_default());
         let conn = {
             let _turn = turn.lock();
-            // Opened by the caller whose turn came first.
+            // Opened by the caller whose turn came first, or by the peer.
             if let Some(stream) = self.stream_on_kept(addr) {
                 return Ok(stream);
             }
-            let conn = self.connect(addr, timeout);
+            let introduced = self.introduced(addr).map(Ok);
+            let conn = introduced.unwrap_or_else(|| self.connect(addr, timeout));
             self.connecting.lock().remove(&addr);
             conn?
         };
@@ -171,7 +174,7 @@ impl Pool {
             addr,
             what: format!("after the handshake: {source}"),
         })?;
-        let conn = {
+        let (conn, me) = {
             let mut reading = self.reactor.lock();
             if let Reading::Unset = *reading {
                 let counters = Arc::clone(&self.counters);
@@ -179,24 +182,32 @@ impl Pool {
                 *reading = Reading::Own(started.map_err(local)?);
             }
             match &*reading {
-                Reading::Own(reactor) => reactor.adopt(stream, channel),
-                Reading::Server(handle) => handle.adopt(stream, channel),
-                Reading::Unset => Err(io::ErrorKind::NotConnected.into()),
+                Reading::Own(reactor) => (reactor.adopt(stream, channel), None),
+                Reading::Server(handle, me) => (handle.adopt(stream, channel), *me),
+                Reading::Unset => (Err(io::ErrorKind::NotConnected.into()), None),
             }
-            .map_err(local)?
         };
+        let conn = conn.map_err(local)?;
         if self.config.pool_per_peer > 0 {
-            let mut conns = self.conns.lock();
-            let kept = Kept {
-                conn: Arc::clone(&conn),
-                used: Instant::now(),
-            };
-            // Another caller may have opened one at the same time: the later one wins, the
-            // earlier serves its requests and idles out.
-            conns.insert(addr, kept);
-            evict_beyond(&mut conns, self.config.pool_max_idle);
+            self.keep(addr, &conn);
+            if let Some(me) = me {
+                self.introduce(&conn, me, handshake_within);
+            }
         }
         Ok(conn)
+    }
+
+    /// Keeps `conn` as the connection to `addr`.
+    fn keep(&self, addr: SocketAddr, conn: &Arc<Conn>) {
+        let mut conns = self.conns.lock();
+        let kept = Kept {
+            conn: Arc::clone(conn),
+            used: Instant::now(),
+        };
+        // Another caller may have opened one at the same time (or the peer introduced one):
+        // the later one wins, the earlier serves its requests and idles out.
+        conns.insert(addr, kept);
+        evict_beyond(&mut conns, self.config.pool_max_idle);
     }
 
     /// Closes the connections that carried no request for the configured timeout (the
@@ -210,11 +221,44 @@ impl Pool {
     }
 
     /// Has the server behind `handle` read the pool's connections, rather than a reactor of
-    /// the pool's own. Only before the first connection: later, nothing changes.
-    pub(crate) fn read_through(&self, handle: ReactorHandle) {
+    /// the pool's own; with `me`, the node that server serves, each connection the pool
+    /// opens is introduced to its peer (one connection per pair of nodes, carrying both
+    /// ways), and connections peers opened and introduced are used. Only before the first
+    /// connection: later, nothing changes.
+    pub(crate) fn read_through(&self, handle: ReactorHandle, me: Option<NodeInfo>) {
         let mut reading = self.reactor.lock();
         if let Reading::Unset = *reading {
-            *reading = Reading::Server(handle);
+            *reading = Reading::Server(handle, me);
+        }
+    }
+
+    /// A connection the peer at `addr` opened to this node and introduced, now kept for
+    /// this node's own requests to it.
+    fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
+        if self.config.pool_per_peer == 0 {
+            return None;
+        }
+        let conn = match &*self.reactor.lock() {
+            Reading::Server(handle, Some(_)) => handle.introduced(addr)?,
+            _ => return None,
+        };
+        self.keep(addr, &conn);
+        Some(conn)
+    }
+
+    /// Tells the peer of `conn`, just opened, which node opened it; waits for its answer
+    /// within `within`. A peer that does not take it still serves requests on it.
+    fn introduce(&self, conn: &Arc<Conn>, me: NodeInfo, within: Duration) {
+        let Ok(stream) = conn.open_stream() else {
+            return;
+        };
+        let mut handle = StreamHandle::new(Arc::clone(conn), stream, within);
+        let hello = Message::Hello { node: me };
+        match handle.send(&hello).map(|()| handle.recv()) {
+            Ok(Ok(Message::Ack)) => {
+                let _ = handle.finish();
+            }
+            other => log::debug!("{}: introduction not taken: {other:?}", conn.peer()),
         }
     }
 
@@ -237,7 +281,7 @@ impl Drop for Pool {
         match std::mem::replace(&mut *self.reactor.lock(), Reading::Unset) {
             Reading::Own(mut reactor) => reactor.shutdown(),
             // The server's reactor lives on: the pool's connections end here.
-            Reading::Server(_) => {
+            Reading::Server(..) => {
                 for (_, kept) in self.conns.lock().drain() {
                     kept.conn.close("the pool is dropped");
                 }
@@ -521,6 +565,50 @@ mod tests {
         for server in &servers[2..] {
             assert!(kept.contains(&server.local_addr()));
         }
+    }
+
+    #[test]
+    fn two_nodes_calling_each_other_share_one_connection() {
+        let ends: Vec<(Server, Pool, Arc<Counters>)> = (0..2u16)
+            .map(|i| {
+                let counters = Arc::new(Counters::default());
+                let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+                let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+                let config = NetConfig::with(test_key());
+                let server = Server::start(
+                    "both",
+                    listener,
+                    config.clone(),
+                    handler,
+                    Arc::clone(&counters),
+                )
+                .unwrap();
+                let pool = Pool::new(config, Arc::clone(&counters));
+                let me = NodeInfo {
+                    id: crate::Id(i),
+                    addr: server.local_addr(),
+                };
+                pool.read_through(server.reactor(), Some(me));
+                (server, pool, counters)
+            })
+            .collect();
+        let (a, b) = (&ends[0], &ends[1]);
+        assert_eq!(
+            a.1.call(b.0.local_addr(), &Message::Ping).unwrap(),
+            Message::Ack
+        );
+        // The connection a opened carries b's requests to a, both ways at once.
+        assert_eq!(
+            b.1.call(a.0.local_addr(), &Message::Ping).unwrap(),
+            Message::Ack
+        );
+        assert_eq!(
+            a.1.call(b.0.local_addr(), &Message::Ping).unwrap(),
+            Message::Ack
+        );
+        let (sa, sb) = (a.2.snapshot(), b.2.snapshot());
+        assert_eq!((sa.opened, sa.accepted), (1, 0), "{sa:?}");
+        assert_eq!((sb.opened, sb.accepted), (0, 1), "{sb:?}");
     }
 
     #[test]

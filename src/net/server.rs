@@ -107,6 +107,21 @@ fn answer(handler: &Handler, counters: &Counters, mut handle: StreamHandle) {
             return;
         }
     };
+    if let Message::Hello { node } = &request {
+        // The connection's own business, not the handler's.
+        let reply = if handle.introduce(node.addr) {
+            Message::Ack
+        } else {
+            Message::Error {
+                code: crate::wire::RemoteCode::BadRequest,
+                message: "an introduction is believed only on a connection from its host".into(),
+            }
+        };
+        if handle.send(&reply).is_ok() {
+            let _ = handle.finish();
+        }
+        return;
+    }
     let mut session = Session {
         frames: &mut handle,
         broken: false,

@@ -198,7 +198,7 @@ impl Node {
             handler,
             counters,
         )?;
-        inner.pool.read_through(server.reactor());
+        inner.pool.read_through(server.reactor(), Some(me));
         let maintenance = migrate::start_maintenance(&inner, wakeups)?;
         log::info!("node {me} started");
         Ok(Node {

@@ -117,6 +117,13 @@ pub enum Message {
     /// The sender gives the stream up (a caller stopped waiting): its other end drops what
     /// it holds of it and stops working on it.
     Cancel,
+    /// The end that opened a connection tells the other which node it is (its id and the
+    /// address it listens on), so that the other sends its own requests to that node over
+    /// this connection rather than open another. Answered by [`Message::Ack`].
+    Hello {
+        /// The opener.
+        node: NodeInfo,
+    },
 
     // ---- node protocol ----
     /// Liveness probe; answered by [`Message::Pong`].

@@ -42,6 +42,12 @@ impl StreamHandle {
         }
     }
 
+    /// The peer, which opened this stream's connection, listens at `addr` (see
+    /// [`Conn::introduce`]). `true` when believed.
+    pub fn introduce(&self, addr: SocketAddr) -> bool {
+        self.conn.introduce(addr)
+    }
+
     /// Ends the stream as done: what is queued is sent, what arrives later is dropped.
     pub fn finish(mut self) -> io::Result<()> {
         let flushed = self.flush();

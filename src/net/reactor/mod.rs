@@ -72,6 +72,9 @@ struct Shared {
     poller: Mutex<Poller>,
     /// Connections a thread reading for itself left with more to read: the leader's next.
     later: Mutex<Vec<Token>>,
+    /// Connections peers opened and introduced (`Hello`), by the address the peer listens
+    /// on: this end's pool sends its own requests to that peer over them.
+    introduced: Mutex<HashMap<SocketAddr, std::sync::Weak<Conn>>>,
     /// Who serves requests; `None` on a reactor of outbound connections only, which refuses
     /// any.
     serve: Option<Serve>,
@@ -110,6 +113,21 @@ impl ReactorHandle {
             ));
         };
         shared.adopt(stream, channel)
+    }
+
+    /// The open connection the peer listening at `addr` opened to this reactor and
+    /// introduced, if any.
+    pub fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
+        let shared = self.0.upgrade()?;
+        let mut introduced = shared.introduced.lock();
+        let conn = introduced.get(&addr).and_then(std::sync::Weak::upgrade);
+        match conn {
+            Some(conn) if !conn.is_closed() => Some(conn),
+            _ => {
+                introduced.remove(&addr);
+                None
+            }
+        }
     }
 }
 
@@ -181,6 +199,7 @@ impl Reactor {
                 swept: Instant::now(),
             }),
             later: Mutex::new(Vec::new()),
+            introduced: Mutex::new(HashMap::new()),
             limits,
             config,
             counters,
@@ -324,6 +343,18 @@ impl Shared {
             return Err(e);
         }
         Ok(conn)
+    }
+
+    /// Notes that the peer at the other end of `conn` (which it opened) listens at `addr`.
+    fn introduce(&self, addr: SocketAddr, conn: &Arc<Conn>) {
+        let mut introduced = self.introduced.lock();
+        // Bounded by the connections there can be: the closed ones' entries go first.
+        if introduced.len() >= self.config.max_connections {
+            introduced.retain(|_, c| c.strong_count() > 0);
+        }
+        if introduced.len() < self.config.max_connections {
+            introduced.insert(addr, Arc::downgrade(conn));
+        }
     }
 
     fn conn(&self, token: Token) -> Option<Arc<Conn>> {

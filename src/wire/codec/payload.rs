@@ -103,6 +103,7 @@ message_set! {
     Error = 2 as ERROR { code: Code, message: Text },
     Credit = 3 as CREDIT { bytes: U32 },
     Cancel = 4 as CANCEL {},
+    Hello = 5 as HELLO { node: Node },
     Ping = 10 as PING {},
     Pong = 11 as PONG { node: Node },
     Route = 12 as ROUTE { key: Ident, hops_left: U8, budget_ms: U32 },

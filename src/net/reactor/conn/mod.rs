@@ -301,6 +301,20 @@ impl Conn {
         }
     }
 
+    /// The peer, which opened this connection, says it listens at `addr`: this end's pool
+    /// may send it requests over this connection. Believed only for a connection the peer
+    /// opened and an address on the host it came from. `true` when taken.
+    pub(crate) fn introduce(self: &Arc<Self>, addr: SocketAddr) -> bool {
+        if !self.inbound || addr.ip() != self.peer.ip() {
+            return false;
+        }
+        let Some(reactor) = self.reactor.upgrade() else {
+            return false;
+        };
+        reactor.introduce(addr, self);
+        true
+    }
+
     /// Whether no request is open on it.
     pub(crate) fn is_unused(&self) -> bool {
         self.state.lock().link.open_streams() == 0
