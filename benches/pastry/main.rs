@@ -12,9 +12,12 @@
 //! bench harness, which rejects options it does not know.)
 //!
 //! Sections: `lookup-latency`, `lookup-throughput`, `hops`, `store`, `small-values`, `join`,
-//! `idle`, `simulator`. A full run writes `BENCHMARKS.md` at the crate root; a filtered or quick run writes
-//! `target/BENCHMARKS.partial.md` so that a smoke run never replaces the real results. Text
-//! after the notes marker in `BENCHMARKS.md` is written by hand and kept.
+//! `idle`, `simulator`, `opendht` (libpastry beside OpenDHT, through the shared harness in
+//! `../shared/peers/opendht/`), `processes` (1,000 nodes as several processes; the program
+//! runs copies of itself with `--child-nodes`). A full run writes `BENCHMARKS.md` at the crate root; a
+//! filtered or quick run writes `target/BENCHMARKS.partial.md` so that a smoke run never
+//! replaces the real results. Text after the notes marker in `BENCHMARKS.md` is written by
+//! hand and kept.
 //!
 //! Baselines: a loopback TCP echo server (std::net, TCP_NODELAY, one thread per connection)
 //! answering 64-byte requests on an established connection, and a raw loopback TCP stream
@@ -52,6 +55,8 @@ mod idle;
 mod join;
 mod lookups;
 mod networks;
+mod opendht;
+mod processes;
 mod report;
 mod simulator;
 mod small_values;
@@ -64,6 +69,8 @@ use idle::*;
 use join::*;
 use lookups::*;
 use networks::*;
+use opendht::*;
+use processes::*;
 use report::*;
 use small_values::*;
 use store::*;
@@ -72,9 +79,13 @@ use system::*;
 pub(crate) fn main() {
     let _ = env_logger::try_init(); // RUST_LOG=pastry=debug shows what the nodes do
     let _ = fd_limit();
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(at) = args.iter().position(|a| a == "--child-nodes") {
+        child(&args[at + 1..]);
+    }
     let opts = Opts::parse();
     let mut ctx = Ctx::new(opts);
-    let sections: [(&str, &str, SectionFn); 8] = [
+    let sections: [(&str, &str, SectionFn); 10] = [
         ("lookup-latency", "1. Lookup latency", lookup_latency),
         (
             "lookup-throughput",
@@ -87,6 +98,12 @@ pub(crate) fn main() {
         ("join", "6. Join", join),
         ("idle", "7. Idle nodes: memory and threads", idle),
         ("simulator", "8. The simulator", simulator::simulator),
+        ("opendht", "9. Beside OpenDHT", opendht),
+        (
+            "processes",
+            "10. 1,000 nodes as several processes",
+            processes,
+        ),
     ];
     let started = Instant::now();
     for (name, title, run) in sections {

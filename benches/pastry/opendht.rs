@@ -1,0 +1,299 @@
+//! Section 9: libpastry beside OpenDHT, a widely used DHT, measured in the same run.
+//!
+//! The shared harness runs N OpenDHT nodes in one Python process on loopback and prints one
+//! `RESULT {json}` line; here the same figures (put and get latency, gets per second with 32
+//! in flight, memory per formed node) are measured for N libpastry nodes in this process, the
+//! two taking turns at each N so that both see the same machine.
+
+use std::process::{Command, Stdio};
+use std::sync::atomic::AtomicUsize;
+
+use super::*;
+
+const PYTHON: &str = "/usr/bin/python3";
+/// Gets in flight for the throughput figure, as the harness's `--conc`.
+const IN_FLIGHT: usize = 32;
+/// The harness bounds itself (480 s by default); this only catches a hung interpreter.
+const PEER_LIMIT: Duration = Duration::from_secs(600);
+
+type Measured = Result<Figures, String>;
+
+/// One implementation's figures at one N: latencies in ms, memory in KiB per node.
+struct Figures {
+    put: (f64, f64),
+    get: (f64, f64),
+    gets_per_s: f64,
+    kb_formed: f64,
+    kb_after: f64,
+    threads: f64,
+    /// Operations that failed or did not find their value, if any; how long OpenDHT formed.
+    remarks: String,
+}
+
+pub(crate) fn opendht(ctx: &mut Ctx) {
+    let sizes = ctx.opts.pick(vec![64, 256], vec![64]);
+    let ops = ctx.opts.pick(1000, 200);
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/opendht/opendht_bench.py");
+    let missing = peer_missing(&script);
+    ctx.report.note(format!(
+        "OpenDHT 2.4 (C++, through Debian's python3-opendht) runs in its own process \
+         (`opendht_bench.py --bootstrap single`: rate limiter off, every node joining through \
+         node 0); libpastry in this one with `NodeConfig::new(key)` (encrypted, default pool, \
+         {DEFAULT_REPLICAS} copies), every node joining through the discovery node, which hands \
+         out a random joined peer. The two take turns at each N. Both: {ops} sequential puts of \
+         4-byte values under keys \"0000\"…, issued through node 1; sequential gets of the \
+         same keys through node N/2; the keys shuffled and got through node N-1 with \
+         {IN_FLIGHT} in flight (completed per second; ours counts only gets that returned the \
+         value). A libpastry node has no put or get of its own: ours go through a `Client` in \
+         this process entering at that node (`Entry::Peer`), one more loopback round trip \
+         than OpenDHT's node-local call; before timing, each client makes 2N untimed gets of \
+         absent names, so that it holds connections to the holders as a running one would, \
+         and the nodes do the warm-up lookups of section 1. Our values are written to disk \
+         and synced before a put is acknowledged (`sync_writes: true`, the default); OpenDHT \
+         keeps values in memory only. Memory per formed node: process RSS once the network \
+         has formed (OpenDHT: a 15 s window; ours: built, then 3 s), minus RSS before any \
+         node started, divided by N; \"after\": the same once the workload has run. Threads \
+         per node: OpenDHT's process's at the end ÷ N; ours, those the network added ÷ N."
+    ));
+    if let Some(why) = &missing {
+        ctx.report
+            .note(format!("OpenDHT is not measured in this run: {why}."));
+    }
+    ctx.report.table(&[
+        "Implementation",
+        "Nodes",
+        "Put p50",
+        "Put p99",
+        "Get p50",
+        "Get p99",
+        "Gets/s, 32 in flight",
+        "Memory per formed node",
+        "Memory per node after",
+        "Threads per node",
+        "Get p50: OpenDHT ÷ ours",
+        "Gets/s: ours ÷ OpenDHT",
+        "Memory: ours ÷ OpenDHT",
+        "Notes",
+    ]);
+    for n in sizes {
+        ctx.nets.current = None; // no other network may run beside either implementation
+        let theirs = missing
+            .clone()
+            .map_or_else(|| run_peer(&script, n, ops), Err);
+        row(ctx, "OpenDHT", n, &theirs, None);
+        let ours = measure_ours(ctx, n, ops);
+        ctx.nets.current = None;
+        row(ctx, "libpastry", n, &ours, theirs.as_ref().ok());
+        check(ctx, n, &ours, &theirs);
+    }
+}
+
+/// Why the harness cannot run here, if it cannot.
+fn peer_missing(script: &Path) -> Option<String> {
+    let mut import = Command::new(PYTHON);
+    import.args(["-c", "import opendht"]).stderr(Stdio::null());
+    if !script.is_file() {
+        Some(format!("{} is missing", script.display()))
+    } else if !import.status().is_ok_and(|s| s.success()) {
+        Some("python3-opendht is not installed (`import opendht` fails)".into())
+    } else {
+        None
+    }
+}
+
+/// Runs the harness for `n` nodes and reads its result line.
+fn run_peer(script: &Path, n: usize, ops: usize) -> Measured {
+    eprintln!("  OpenDHT: {n} nodes, {ops} operations");
+    let mut child = Command::new(PYTHON)
+        .arg(script)
+        .args(["--nodes", &n.to_string(), "--ops", &ops.to_string()])
+        .args(["--conc", &IN_FLIGHT.to_string(), "--bootstrap", "single"])
+        .stdout(Stdio::piped()) // its stderr (a traceback if it fails) goes to ours
+        .spawn()
+        .map_err(|e| format!("cannot start {PYTHON}: {e}"))?;
+    // Read its output meanwhile, so that a full pipe cannot stall it.
+    let mut pipe = child.stdout.take().ok_or("no pipe from the harness")?;
+    let out = thread::spawn(move || {
+        let mut text = String::new();
+        let _ = pipe.read_to_string(&mut text);
+        text
+    });
+    let t0 = Instant::now();
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if t0.elapsed() > PEER_LIMIT => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!("killed after {} s", PEER_LIMIT.as_secs()));
+            }
+            Ok(None) => thread::sleep(Duration::from_millis(100)),
+            Err(e) => return Err(format!("cannot wait for the harness: {e}")),
+        }
+    };
+    let out = out.join().unwrap_or_default();
+    let Some(json) = out.lines().find_map(|l| l.strip_prefix("RESULT ")) else {
+        return Err(format!("no result line ({status}; its errors are above)"));
+    };
+    let num = |field: &str| json_number(json, field).ok_or(format!("no {field} in its result"));
+    let ok = ["put_ok", "get_ok", "tput_ok"].map(|f| num(f).unwrap_or(0.0) as usize);
+    Ok(Figures {
+        put: (num("put_p50_ms")?, num("put_p99_ms")?),
+        get: (num("get_p50_ms")?, num("get_p99_ms")?),
+        gets_per_s: num("tput_ops_s")?,
+        kb_formed: num("rss_node_kb_formed")?,
+        kb_after: num("rss_node_kb")?,
+        threads: num("threads")? / n as f64,
+        remarks: format!(
+            "{}formed in {:.1} s",
+            shortfalls(ops, ok),
+            json_number(json, "formed_s").unwrap_or(f64::NAN)
+        ),
+    })
+}
+
+/// The number after `"field":` in a flat JSON object; `None` when absent or `null`.
+fn json_number(json: &str, field: &str) -> Option<f64> {
+    let at = json.find(&format!("\"{field}\":"))? + field.len() + 3;
+    let rest = json[at..].trim_start();
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    rest[..end].trim().parse().ok()
+}
+
+/// The same figures for a freshly built libpastry network of `n` nodes.
+fn measure_ours(ctx: &mut Ctx, n: usize, ops: usize) -> Measured {
+    let mut rng = Rng::seeded(ctx.rng.next_u64());
+    let net = ctx.nets.get(n, Profile::Default)?;
+    let (before, settled) = (net.before, net.settled);
+    let per_node = |kb: u64| (kb as f64 - before.rss_kb as f64) / n as f64;
+    warm_up(net, &mut rng);
+    let client_at = |i: usize| {
+        let client = Client::with_config(
+            Entry::Peer(net.nodes[i].info().addr),
+            ClientConfig::new(key()),
+        );
+        for w in 0..2 * n {
+            let _ = client.get(format!("warm-{i}-{w}")); // absent: reaches every holder
+        }
+        client
+    };
+    let keys: Vec<String> = (0..ops).map(|i| format!("{i:04}")).collect();
+    let value = |i: usize| (i as u32).to_be_bytes();
+    // Sequential operations on the keys: the sorted times of those that succeeded.
+    let timed = |op: &dyn Fn(usize) -> bool| {
+        let mut times = Vec::with_capacity(ops);
+        for i in 0..ops {
+            let t = Instant::now();
+            if op(i) {
+                times.push(t.elapsed());
+            }
+        }
+        sort(&mut times);
+        times
+    };
+    let putter = client_at(1);
+    let puts = timed(&|i| putter.put(&keys[i], &value(i)).is_ok());
+    let getter = client_at(n / 2);
+    let gets = timed(&|i| matches!(getter.get(&keys[i]), Ok(f) if f.data == value(i)));
+    let mut order: Vec<usize> = (0..ops).collect();
+    for i in (1..ops).rev() {
+        order.swap(i, rng.below(i + 1));
+    }
+    let reader = client_at(n - 1);
+    let (next, found) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let t = Instant::now();
+    thread::scope(|s| {
+        for _ in 0..IN_FLIGHT {
+            // Each takes the next key until none is left: 32 gets in flight throughout.
+            s.spawn(|| {
+                while let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
+                    if matches!(reader.get(&keys[i]), Ok(f) if f.data == value(i)) {
+                        found.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    let (took, found) = (t.elapsed(), found.into_inner());
+    let after = Resources::now();
+    let ms = |v: &[Duration], p| secs(pct(v, p)) * 1e3;
+    Ok(Figures {
+        put: (ms(&puts, 50.0), ms(&puts, 99.0)),
+        get: (ms(&gets, 50.0), ms(&gets, 99.0)),
+        gets_per_s: found as f64 / took.as_secs_f64(),
+        kb_formed: per_node(settled.rss_kb),
+        kb_after: per_node(after.rss_kb),
+        threads: (settled.threads as f64 - before.threads as f64) / n as f64,
+        remarks: shortfalls(ops, [puts.len(), gets.len(), found]),
+    })
+}
+
+/// Which operations fell short of `ops` successes: puts, gets, gets in flight.
+fn shortfalls(ops: usize, ok: [usize; 3]) -> String {
+    let mut text = String::new();
+    for (ok, what) in ok.into_iter().zip(["puts", "gets", "gets in flight"]) {
+        if ok < ops {
+            text += &format!("{what}: {ok} of {ops} ok; ");
+        }
+    }
+    text
+}
+
+fn row(ctx: &mut Ctx, name: &str, n: usize, f: &Measured, base: Option<&Figures>) {
+    let mut cells = vec![name.to_string(), n.to_string()];
+    let f = match f {
+        Ok(f) => f,
+        Err(e) => {
+            cells.push(format!("not measured: {e}"));
+            return ctx.report.row(cells);
+        }
+    };
+    let ms = |x: f64| fmt_dur(Duration::from_secs_f64(x / 1e3));
+    cells.extend([
+        ms(f.put.0),
+        ms(f.put.1),
+        ms(f.get.0),
+        ms(f.get.1),
+        format!("{:.0}", f.gets_per_s),
+        format!("{:.0} KiB", f.kb_formed),
+        format!("{:.0} KiB", f.kb_after),
+        format!("{:.1}", f.threads),
+    ]);
+    cells.extend(match base {
+        Some(b) => [
+            format!("{:.1}", b.get.0 / f.get.0),
+            format!("{:.1}", f.gets_per_s / b.gets_per_s),
+            format!("{:.2}", f.kb_formed / b.kb_formed),
+        ],
+        None => ["—".into(), "—".into(), "—".into()],
+    });
+    cells.push(f.remarks.clone());
+    ctx.report.row(cells);
+}
+
+fn check(ctx: &mut Ctx, n: usize, ours: &Measured, theirs: &Measured) {
+    let targets = [
+        format!("Get p50 ≥ 30× faster than OpenDHT's, {n} nodes"),
+        format!("Gets/s with {IN_FLIGHT} in flight ≥ 25× OpenDHT's, {n} nodes"),
+        format!("Memory per formed node ≤ OpenDHT's, {n} nodes"),
+    ];
+    let (measured, met) = match (ours, theirs) {
+        (Ok(o), Ok(t)) => {
+            let (get, rate) = (t.get.0 / o.get.0, o.gets_per_s / t.gets_per_s);
+            let measured = [
+                format!("{:.3} ms vs {:.3} ms → {get:.1}×", o.get.0, t.get.0),
+                format!("{:.0} vs {:.0} → {rate:.1}×", o.gets_per_s, t.gets_per_s),
+                format!("{:.0} KiB vs {:.0} KiB", o.kb_formed, t.kb_formed),
+            ];
+            (
+                measured,
+                [get >= 30.0, rate >= 25.0, o.kb_formed <= t.kb_formed],
+            )
+        }
+        (Err(e), _) | (_, Err(e)) => ([(); 3].map(|_| format!("not measured: {e}")), [false; 3]),
+    };
+    for ((target, measured), met) in targets.into_iter().zip(measured).zip(met) {
+        ctx.report.check(target, measured, met);
+    }
+}
