@@ -35,13 +35,23 @@ struct Registrar {
 /// again: a live node on loopback or a LAN answers in well under this.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
+/// The connection limit of a discovery node started with default settings: every node of
+/// the overlay keeps a connection to it between its reminders, so it serves many more than
+/// a node does (a node's default is 2,048), within a 20,000-descriptor process limit.
+pub const DISCOVERY_MAX_CONNECTIONS: usize = 8192;
+
 impl Discovery {
-    /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings,
-    /// admitting holders of the cluster key given (or anyone, with [`Security::Insecure`]).
+    /// Starts a discovery node on `addr` (port 0: the OS chooses) with default socket settings
+    /// (but [`DISCOVERY_MAX_CONNECTIONS`]), admitting holders of the cluster key given (or
+    /// anyone, with [`Security::Insecure`]).
     ///
     /// [`Security::Insecure`]: crate::Security::Insecure
     pub fn start(addr: SocketAddr, security: impl Into<Security>) -> Result<Discovery> {
-        Discovery::start_with(addr, NetConfig::with(security))
+        let net = NetConfig {
+            max_connections: DISCOVERY_MAX_CONNECTIONS,
+            ..NetConfig::with(security)
+        };
+        Discovery::start_with(addr, net)
     }
 
     /// Starts a discovery node on `addr` with the given socket settings.

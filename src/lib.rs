@@ -50,7 +50,7 @@ mod transfer;
 pub mod wire;
 
 pub use client::{Client, ClientConfig, Deleted, Entry, Fetched, Retrieved, Stored};
-pub use discovery::Discovery;
+pub use discovery::{Discovery, DISCOVERY_MAX_CONNECTIONS};
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
 pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};

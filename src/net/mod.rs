@@ -35,7 +35,9 @@ pub struct NetConfig {
     pub io_timeout: Duration,
     /// How long a server keeps a connection that sends nothing. Default 60 s.
     pub idle_timeout: Duration,
-    /// Most connections a server serves at once; one more is refused. Default 512.
+    /// Most connections a server serves at once; one more is refused. Default 2,048: a node
+    /// of a large overlay sits in many others' routing tables, and a connection costs a
+    /// descriptor and a few KiB, no thread.
     pub max_connections: usize,
     /// Once a server holds half of `max_connections`, the most connections from one IP
     /// address it holds before they have proven the cluster key: past it, a new one from that
@@ -60,7 +62,9 @@ pub struct NetConfig {
     pub pool_per_peer: usize,
     /// Most outbound connections kept in all, the least recently used one with no request
     /// in flight closed first: bounds the sockets one node holds however many peers it
-    /// talks to. Default 32.
+    /// talks to. Default 128, above the peers a node of a large overlay talks to all the
+    /// time (its leaf set and routing table), so that none is closed and opened again.
+    /// (Connections peers opened and introduced are theirs to close, not counted here.)
     pub pool_max_idle: usize,
     /// How long an outbound connection may carry no request before it is closed: this
     /// bounds the connections a node holds to the peers it talks to often. Default 30 s.
@@ -76,14 +80,14 @@ impl Default for NetConfig {
             connect_timeout: Duration::from_secs(2),
             io_timeout: Duration::from_secs(5),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 512,
+            max_connections: 2048,
             max_handshakes_per_source: 16,
             max_payload: DEFAULT_MAX_PAYLOAD,
             max_workers: 128,
             max_streams: 128,
             stream_window: 1 << 20,
             pool_per_peer: 1,
-            pool_max_idle: 32,
+            pool_max_idle: 128,
             pool_idle_timeout: Duration::from_secs(30),
             security: Security::Unset,
         }

@@ -121,15 +121,19 @@ impl Pool {
         if let Some(stream) = self.stream_on_kept(addr) {
             return Ok(stream);
         }
+        if let Some(conn) = self.introduced(addr) {
+            if let Ok(stream) = conn.open_stream() {
+                return Ok((conn, stream));
+            }
+        }
         let turn = Arc::clone(self.connecting.lock().entry(addr).or_default());
         let conn = {
             let _turn = turn.lock();
-            // Opened by the caller whose turn came first, or by the peer.
+            // Opened by the caller whose turn came first.
             if let Some(stream) = self.stream_on_kept(addr) {
                 return Ok(stream);
             }
-            let introduced = self.introduced(addr).map(Ok);
-            let conn = introduced.unwrap_or_else(|| self.connect(addr, timeout));
+            let conn = self.connect(addr, timeout);
             self.connecting.lock().remove(&addr);
             conn?
         };
@@ -204,8 +208,8 @@ impl Pool {
             conn: Arc::clone(conn),
             used: Instant::now(),
         };
-        // Another caller may have opened one at the same time (or the peer introduced one):
-        // the later one wins, the earlier serves its requests and idles out.
+        // Another caller may have opened one at the same time: the later one wins, the
+        // earlier serves its requests and idles out.
         conns.insert(addr, kept);
         evict_beyond(&mut conns, self.config.pool_max_idle);
     }
@@ -232,18 +236,17 @@ impl Pool {
         }
     }
 
-    /// A connection the peer at `addr` opened to this node and introduced, now kept for
-    /// this node's own requests to it.
+    /// A connection the peer at `addr` opened to this node and introduced, for this node's
+    /// own requests to it. Not kept among the pool's own: the peer decides when it closes,
+    /// and closing it here would only have the peer open another.
     fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
         if self.config.pool_per_peer == 0 {
             return None;
         }
-        let conn = match &*self.reactor.lock() {
-            Reading::Server(handle, Some(_)) => handle.introduced(addr)?,
-            _ => return None,
-        };
-        self.keep(addr, &conn);
-        Some(conn)
+        match &*self.reactor.lock() {
+            Reading::Server(handle, Some(_)) => handle.introduced(addr),
+            _ => None,
+        }
     }
 
     /// Tells the peer of `conn`, just opened, which node opened it; waits for its answer
