@@ -28,6 +28,12 @@ mod state;
 /// Bytes a thread reading for itself takes from the socket per turn.
 const OWN_READ: usize = 16 * 1024;
 
+thread_local! {
+    /// The buffer a thread reading for itself reads into: made once per thread rather than
+    /// zeroed on every wait.
+    static OWN_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
 /// Longest a thread reading for itself waits on the socket before it looks again at its
 /// stream and the connection.
 const OWN_WAIT: Duration = Duration::from_millis(100);
@@ -181,8 +187,13 @@ impl Conn {
         }
         let mut more = false;
         if ready.readable {
-            let mut scratch = [0u8; OWN_READ];
-            more = reactor.read_for(self, &mut scratch);
+            more = OWN_SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                if scratch.is_empty() {
+                    scratch.resize(OWN_READ, 0);
+                }
+                reactor.read_for(self, &mut scratch)
+            });
         }
         let mut state = self.state.lock();
         state.reading = false;
@@ -261,6 +272,10 @@ impl Conn {
             state.watching_writes = waiting;
             if !state.detached {
                 self.watch(state, false);
+            } else if waiting {
+                // The thread reading for itself waits for input only: the reactor watches
+                // again, so that bytes queued meanwhile go out when room comes.
+                self.watch(state, true);
             }
         }
     }
