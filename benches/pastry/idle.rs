@@ -16,9 +16,10 @@ pub(crate) fn idle(ctx: &mut Ctx) {
     ctx.report.note(format!(
         "Process resources once a network has been built and left idle for a few seconds, \
          minus those before it started, divided by the number of nodes (the discovery node is \
-         included). Threads: one acceptor and one maintenance thread per node, plus one per \
-         inbound connection (256 KiB stacks); outbound connections are pooled (at most 4 per \
-         peer). The process may open {} files.",
+         included). Threads: per node, the leader of its reactor's crew (more while requests are \
+         served, let go after 10 s without work) and a maintenance thread (256 KiB stacks); \
+         connections: one per pair of nodes that talk, both ways. The process may open {} \
+         files.",
         fd_limit()
     ));
     ctx.report.table(&[

@@ -123,8 +123,7 @@ fn run(ctx: &mut Ctx, total: usize, per_process: usize) -> Result<Outcome, Strin
         let stdin = child.stdin.take();
         let stdout = child.stdout.take();
         running.push(Running { child, stdin });
-        let line = read_line_within(stdout, CHILD_DEADLINE)
-            .ok_or_else(|| format!("process {index} did not report within the deadline"))?;
+        let line = read_line_within(stdout, CHILD_DEADLINE)?;
         let fields: Vec<u64> = line
             .strip_prefix("ready ")
             .ok_or_else(|| format!("process {index}: {line}"))?
@@ -161,20 +160,23 @@ fn run(ctx: &mut Ctx, total: usize, per_process: usize) -> Result<Outcome, Strin
 fn read_line_within(
     stdout: Option<std::process::ChildStdout>,
     deadline: Duration,
-) -> Option<String> {
+) -> Result<String, String> {
     let (tx, rx) = std::sync::mpsc::channel();
     let reader = thread::spawn(move || {
         let mut line = String::new();
-        if let Some(out) = stdout {
-            let _ = BufReader::new(out).read_line(&mut line);
-        }
-        let _ = tx.send(line.trim().to_string());
+        let read = match stdout {
+            Some(out) => BufReader::new(out).read_line(&mut line).map(|_| ()),
+            None => Ok(()),
+        };
+        let _ = tx.send(read.map(|()| line.trim().to_string()));
     });
-    let line = rx.recv_timeout(deadline).ok();
-    if line.is_some() {
-        let _ = reader.join();
+    match rx.recv_timeout(deadline) {
+        Ok(read) => {
+            let _ = reader.join();
+            read.map_err(|e| format!("reading a process's output: {e}"))
+        }
+        Err(e) => Err(format!("no word from a process: {e}")),
     }
-    line
 }
 
 /// Puts and gets `count` small values through a client of `discovery`: how many of each
