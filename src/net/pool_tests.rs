@@ -1,0 +1,233 @@
+//! The pool against servers of the crate's own on loopback.
+
+use super::*;
+use crate::net::Server;
+
+/// A key for this module's tests: their connections are encrypted, as members' are.
+fn test_key() -> crate::ClusterKey {
+    crate::ClusterKey::from_bytes([7; 32])
+}
+
+fn servers(n: usize, counters: &Arc<Counters>) -> Vec<Server> {
+    let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+    (0..n)
+        .map(|i| {
+            let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let config = NetConfig::with(test_key());
+            let name = format!("test-{i}");
+            let handler = Arc::clone(&handler);
+            Server::start(&name, listener, config, handler, Arc::clone(counters)).unwrap()
+        })
+        .collect()
+}
+
+fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+#[test]
+fn one_connection_carries_every_request_to_a_peer_until_it_idles() {
+    const THREADS: usize = 8;
+    let counters = Arc::new(Counters::default());
+    let server = servers(1, &counters).remove(0);
+    let config = NetConfig {
+        pool_idle_timeout: Duration::from_millis(300),
+        ..NetConfig::with(test_key())
+    };
+    let client_counters = Arc::new(Counters::default());
+    let pool = Arc::new(Pool::new(config, Arc::clone(&client_counters)));
+    let addr = server.local_addr();
+    std::thread::scope(|scope| {
+        for _ in 0..THREADS {
+            let pool = Arc::clone(&pool);
+            scope.spawn(move || {
+                for _ in 0..20 {
+                    assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+                }
+            });
+        }
+    });
+    assert_eq!(
+        client_counters.snapshot().opened,
+        1,
+        "one connection for all"
+    );
+    assert_eq!(counters.snapshot().open_connections, 1);
+    assert_eq!(counters.snapshot().served, 160);
+    // Closed once idle past the timeout, at both ends.
+    wait_for("the idle connection stayed open", || {
+        pool.close_idle();
+        counters.snapshot().open_connections == 0
+    });
+    assert_eq!(pool.kept_count(), 0);
+    pool.call(addr, &Message::Ping).unwrap();
+    assert_eq!(client_counters.snapshot().opened, 2, "a new one after it");
+}
+
+#[test]
+fn a_stalled_transfer_does_not_hold_up_other_requests_on_its_connection() {
+    // A server that takes a transfer's chunks only as the test lets it.
+    let (gate, opened) = std::sync::mpsc::channel::<()>();
+    let opened = Arc::new(parking_lot::Mutex::new(opened));
+    let (arrived, first_chunk) = std::sync::mpsc::channel::<()>();
+    let arrived = parking_lot::Mutex::new(arrived);
+    let taken = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let handler: crate::net::Handler = {
+        let (opened, taken) = (Arc::clone(&opened), Arc::clone(&taken));
+        Arc::new(move |request, session| {
+            if request != Message::Ack {
+                return Message::Pong {
+                    node: crate::id::NodeInfo {
+                        id: crate::id::Id(1),
+                        addr: "127.0.0.1:1".parse().unwrap(),
+                    },
+                };
+            }
+            // Bounded: the sender sends CHUNKS chunks and an end.
+            loop {
+                match session.framed().recv() {
+                    Ok(Message::Chunk { data }) => {
+                        let _ = arrived.lock().send(());
+                        let _ = opened.lock().recv_timeout(Duration::from_secs(10));
+                        taken.fetch_add(data.len(), std::sync::atomic::Ordering::SeqCst);
+                    }
+                    _ => return Message::Ack,
+                }
+            }
+        })
+    };
+    let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let counters = Arc::new(Counters::default());
+    let config = NetConfig::with(test_key());
+    let server = Server::start("stall", listener, config, handler, counters).unwrap();
+    let addr = server.local_addr();
+    let client_counters = Arc::new(Counters::default());
+    let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&client_counters));
+    const CHUNKS: usize = 64;
+    let chunk = vec![5u8; 256 * 1024];
+    std::thread::scope(|scope| {
+        let sender = scope.spawn(|| {
+            pool.session(addr, |frames| {
+                frames.queue(&Message::Ack);
+                for _ in 0..CHUNKS {
+                    frames
+                        .send_chunk(&chunk)
+                        .map_err(|e| frames.error(ReadError::Io(e)))?;
+                }
+                frames
+                    .send(&Message::Ping)
+                    .map_err(|e| frames.error(ReadError::Io(e)))?;
+                frames.recv_or_fail()
+            })
+        });
+        // The transfer is stuck on its credit, the server taking none of it; a request
+        // on the same connection is answered all the same, however long it stays stuck.
+        first_chunk.recv_timeout(Duration::from_secs(10)).unwrap();
+        for _ in 0..20 {
+            let reply = pool.call(addr, &Message::Ping).unwrap();
+            assert!(matches!(reply, Message::Pong { .. }), "{reply:?}");
+        }
+        assert_eq!(taken.load(std::sync::atomic::Ordering::SeqCst), 0);
+        assert!(!sender.is_finished(), "the transfer is still stuck");
+        assert_eq!(client_counters.snapshot().opened, 1, "on one connection");
+        for _ in 0..CHUNKS {
+            gate.send(()).unwrap();
+        }
+        assert_eq!(sender.join().unwrap().unwrap(), Message::Ack);
+    });
+    assert_eq!(
+        taken.load(std::sync::atomic::Ordering::SeqCst),
+        CHUNKS * chunk.len()
+    );
+}
+
+#[test]
+fn connections_kept_are_capped_in_all() {
+    let counters = Arc::new(Counters::default());
+    let servers = servers(5, &counters);
+    let config = NetConfig {
+        pool_max_idle: 3,
+        ..NetConfig::with(test_key())
+    };
+    let pool = Pool::new(config, Arc::new(Counters::default()));
+    for server in &servers {
+        pool.call(server.local_addr(), &Message::Ping).unwrap();
+    }
+    // Five peers called, three connections kept: the other two are closed.
+    assert_eq!(pool.kept_count(), 3);
+    wait_for("the evicted connections stayed open", || {
+        counters.snapshot().open_connections == 3
+    });
+    // The most recently used peers kept theirs.
+    let kept: Vec<SocketAddr> = pool.conns.lock().keys().copied().collect();
+    for server in &servers[2..] {
+        assert!(kept.contains(&server.local_addr()));
+    }
+}
+
+#[test]
+fn two_nodes_calling_each_other_share_one_connection() {
+    let ends: Vec<(Server, Pool, Arc<Counters>)> = (0..2u16)
+        .map(|i| {
+            let counters = Arc::new(Counters::default());
+            let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+            let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let config = NetConfig::with(test_key());
+            let server = Server::start(
+                "both",
+                listener,
+                config.clone(),
+                handler,
+                Arc::clone(&counters),
+            )
+            .unwrap();
+            let pool = Pool::new(config, Arc::clone(&counters));
+            let me = NodeInfo {
+                id: crate::Id(i),
+                addr: server.local_addr(),
+            };
+            pool.read_through(server.reactor(), Some(me));
+            (server, pool, counters)
+        })
+        .collect();
+    let (a, b) = (&ends[0], &ends[1]);
+    assert_eq!(
+        a.1.call(b.0.local_addr(), &Message::Ping).unwrap(),
+        Message::Ack
+    );
+    // The connection a opened carries b's requests to a, both ways at once.
+    assert_eq!(
+        b.1.call(a.0.local_addr(), &Message::Ping).unwrap(),
+        Message::Ack
+    );
+    assert_eq!(
+        a.1.call(b.0.local_addr(), &Message::Ping).unwrap(),
+        Message::Ack
+    );
+    let (sa, sb) = (a.2.snapshot(), b.2.snapshot());
+    assert_eq!((sa.opened, sa.accepted), (1, 0), "{sa:?}");
+    assert_eq!((sb.opened, sb.accepted), (0, 1), "{sb:?}");
+}
+
+#[test]
+fn a_connection_the_peer_closed_is_replaced() {
+    let counters = Arc::new(Counters::default());
+    let mut server = servers(1, &counters).remove(0);
+    let addr = server.local_addr();
+    let pool = Pool::new(NetConfig::with(test_key()), Arc::new(Counters::default()));
+    pool.call(addr, &Message::Ping).unwrap();
+    server.shutdown();
+    assert!(
+        pool.call(addr, &Message::Ping).is_err(),
+        "the server is gone"
+    );
+    let listener = Server::bind(addr).unwrap();
+    let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+    let config = NetConfig::with(test_key());
+    let _again = Server::start("again", listener, config, handler, counters).unwrap();
+    assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+}
