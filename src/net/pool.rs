@@ -270,6 +270,10 @@ impl Pool {
         if let Some(kept) = self.conns.lock().remove(&addr) {
             kept.conn.close("forgotten");
         }
+        // One the peer introduced failed the same way: the peer opens another.
+        if let Some(conn) = self.introduced(addr) {
+            conn.close("forgotten");
+        }
     }
 
     /// Connections kept now, open or not yet found closed.

@@ -142,9 +142,16 @@ impl Shared {
             let wanted = (state.jobs.len() + 1).saturating_sub(state.idle);
             for _ in 0..wanted {
                 if let Err(e) = self.spawn_member(&mut state, false) {
-                    // The threads there are take the requests in turn.
                     log::warn!("{}: cannot start a thread: {e}", self.name);
                     break;
+                }
+            }
+            // Requests counted on threads that did not start are refused: one thread must
+            // stay free to lead.
+            while state.idle < state.jobs.len() + 1 {
+                match state.jobs.pop_back() {
+                    Some(request) => refused.push(request),
+                    None => break,
                 }
             }
             std::mem::take(&mut state.ended)
@@ -178,7 +185,12 @@ impl Shared {
             let since = Instant::now();
             while opened.is_empty() && !self.crew.has_jobs() && !self.stop.load(Ordering::SeqCst) {
                 self.turn(&mut poller, &mut opened);
-                if !permanent && since.elapsed() >= IDLE_EXIT && self.crew.retire(id) {
+                // Not with requests just read: they are this thread's to hand on.
+                if !permanent
+                    && opened.is_empty()
+                    && since.elapsed() >= IDLE_EXIT
+                    && self.crew.retire(id)
+                {
                     return;
                 }
             }

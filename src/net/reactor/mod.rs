@@ -464,6 +464,10 @@ impl Shared {
         peer: SocketAddr,
         hs: &mut Handshaking,
     ) {
+        // A shutdown under way has closed what it found: nothing new is taken.
+        if self.stop.load(Ordering::SeqCst) {
+            return;
+        }
         let config = &self.config;
         if let Err(e) = socket.set_nodelay(true) {
             log::debug!("{}: dropping connection from {peer}: {e}", self.name);

@@ -118,6 +118,7 @@ impl Conn {
                 watching_writes: false,
                 reading: false,
                 detached: false,
+                missed: false,
                 waiters: HashMap::new(),
                 last_input: now,
                 partial_since: None,
@@ -159,9 +160,10 @@ impl Conn {
     ) -> bool {
         {
             // A thread reading for itself reads what this readiness announced; what comes
-            // after it is reported again once it lets go.
+            // after it is read once it lets go.
             let mut state = self.state.lock();
             if state.reading {
+                state.missed = true;
                 return false;
             }
             state.reading = true;
@@ -197,6 +199,9 @@ impl Conn {
         }
         let mut state = self.state.lock();
         state.reading = false;
+        // Readiness the reactor saw meanwhile (the watch put back while bytes waited to be
+        // written, or never lifted) is not reported again: the reactor reads on its own.
+        more |= std::mem::take(&mut state.missed);
         self.watch(&mut state, true);
         drop(state);
         if more {

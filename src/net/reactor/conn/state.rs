@@ -58,6 +58,9 @@ pub(super) struct State {
     /// Whether the reactor's watch of the socket is lifted while a thread reads it for
     /// itself.
     pub(super) detached: bool,
+    /// Readiness the reactor found while another thread was reading (the watch was back
+    /// on meanwhile): the reactor reads again once that thread lets go.
+    pub(super) missed: bool,
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
