@@ -1,5 +1,6 @@
-//! A synchronous request server over the reactor: every connection watched by one thread,
-//! each request answered on a handler thread, every thread joined at shutdown.
+//! A synchronous request server over the reactor: every connection watched by the thread
+//! leading the reactor's crew, each request answered on a thread of the crew (most often the
+//! one that read it), every thread joined at shutdown.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
