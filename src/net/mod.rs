@@ -15,6 +15,7 @@ pub use connection::Connection;
 pub(crate) use frame_io::{refusal_to_error, ReadError};
 pub(crate) use frames::Frames;
 pub use pool::Pool;
+pub(crate) use reactor::may_block;
 pub use secure::{ClusterKey, Security, KEY_LEN};
 pub use server::{Handler, Server, Session};
 

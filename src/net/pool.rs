@@ -126,6 +126,8 @@ impl Pool {
                 return Ok((conn, stream));
             }
         }
+        // Connecting waits on the peer (or on another caller connecting).
+        super::may_block();
         let turn = Arc::clone(self.connecting.lock().entry(addr).or_default());
         let conn = {
             let _turn = turn.lock();

@@ -22,6 +22,17 @@ impl Inner {
                 Err(other) => bad_request(&other),
             };
         }
+        if matches!(
+            request,
+            Message::Record(_)
+                | Message::Delete { .. }
+                | Message::Pull { .. }
+                | Message::Holds { .. }
+        ) {
+            // These write to the store (and may sync it) or read much of it: the reactor's
+            // other connections are read meanwhile.
+            crate::net::may_block();
+        }
         let phase = self.phase();
         // A leaving node still serves reads until it has handed everything over.
         let routing = matches!(phase, Phase::Joined | Phase::Leaving);

@@ -1,7 +1,11 @@
 //! The reactor's threads, as leader and followers. One thread at a time leads: it holds the
-//! poller, waits on every socket and reads what comes. When requests come, it queues them and
-//! lets go of the poller; a follower takes the lead, and the former leader serves the first
-//! request itself: the thread that read a request runs it, with no hand-off on the way.
+//! poller, waits on every socket and reads what comes. When requests come, it queues them,
+//! wakes followers for all but the first, and serves the first itself: the thread that read a
+//! request runs it, with no hand-off on the way. It keeps the lead meanwhile, since most
+//! requests are answered from memory in microseconds; a request that is about to wait (on a
+//! peer, on the disk) calls [`may_block`], and the lead passes to a follower first. One that
+//! waits on something no such call announces is relieved after a grace period
+//! (`watch.rs`). Followers wait on a condition variable, so that waiting costs no spinning.
 //!
 //! Threads are started as requests need them, up to a bound, and let go after a while
 //! without work; one (the first) stays for the life of the reactor. A request that would
@@ -12,12 +16,12 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use parking_lot::Mutex;
+use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::super::THREAD_STACK;
 use super::{Request, Shared, StreamHandle};
@@ -27,6 +31,19 @@ thread_local! {
     /// a thread of the crew that stops the reactor does not join itself. (Not the thread's
     /// handle, which would be made, and never freed, on a C program's main thread.)
     static MEMBER: Cell<(usize, u64)> = const { Cell::new((0, 0)) };
+
+    /// The reactor whose lead this thread keeps while it serves a request, and the thread's
+    /// number in its crew.
+    static LEADING: Cell<Option<(Arc<Shared>, u64)>> = const { Cell::new(None) };
+}
+
+/// The calling thread is about to wait (for a peer, a frame, the disk): if it leads a
+/// reactor's crew while serving a request, the lead passes to a follower first, so that the
+/// reactor's other connections are read meanwhile.
+pub(crate) fn may_block() {
+    if let Some((shared, id)) = LEADING.with(Cell::take) {
+        shared.crew.stop_serving_lead(id, None);
+    }
 }
 
 /// How long a thread waits for work before it ends.
@@ -37,6 +54,8 @@ pub(super) struct Crew {
     /// Most threads, the leader included.
     max: usize,
     state: Mutex<State>,
+    /// Wakes followers: the lead is free, a request is queued, or the reactor stops.
+    wake: Condvar,
 }
 
 #[derive(Default)]
@@ -45,6 +64,10 @@ struct State {
     jobs: VecDeque<Request>,
     /// Threads not serving a request: the leader and those waiting to lead.
     idle: usize,
+    /// Whether a thread leads.
+    led: bool,
+    /// The leader serving a request while it keeps the lead, and since when.
+    serving: Option<(u64, Instant)>,
     threads: HashMap<u64, JoinHandle<()>>,
     /// Threads that have ended and can be joined.
     ended: Vec<JoinHandle<()>>,
@@ -57,25 +80,116 @@ impl Crew {
         Crew {
             max: max.max(1),
             state: Mutex::new(State::default()),
+            wake: Condvar::new(),
         }
     }
 
-    fn has_jobs(&self) -> bool {
-        !self.state.lock().jobs.is_empty()
+    /// What idle thread `id` does next: lead if no one does, else serve a queued request,
+    /// else wait for either; `None` when it ends (the reactor stops, or it retires after
+    /// [`IDLE_EXIT`] without work, unless `permanent`).
+    fn next(&self, id: u64, permanent: bool, stop: &AtomicBool) -> Option<Next> {
+        let mut state = self.state.lock();
+        let since = Instant::now();
+        // Bounded: each pass takes the lead or a request, ends the thread, or waits at most
+        // IDLE_EXIT; a thread that is not permanent ends after one such wait without work
+        // unless it is needed.
+        loop {
+            if stop.load(Ordering::SeqCst) {
+                return None;
+            }
+            if !state.led {
+                state.led = true;
+                return Some(Next::Lead);
+            }
+            if let Some(job) = state.jobs.pop_front() {
+                state.idle -= 1;
+                return Some(Next::Serve(job));
+            }
+            if !permanent && since.elapsed() >= IDLE_EXIT && Crew::retire(&mut state, id) {
+                return None;
+            }
+            self.wake.wait_for(&mut state, IDLE_EXIT);
+        }
     }
 
-    /// Takes a queued request to serve, if any.
-    fn take(&self) -> Option<Request> {
+    /// The leader `id` takes the first queued request to serve (keeping the lead) and wakes
+    /// a follower for each of the others.
+    fn take_first(&self, id: u64) -> Option<Request> {
+        let (job, others) = {
+            let mut state = self.state.lock();
+            let job = state.jobs.pop_front();
+            if job.is_some() {
+                state.idle -= 1;
+                state.serving = Some((id, Instant::now()));
+            }
+            (job, state.jobs.len())
+        };
+        for _ in 0..others {
+            self.wake.notify_one();
+        }
+        job
+    }
+
+    /// Wakes a follower for each queued request.
+    pub(super) fn wake_for_jobs(&self) {
+        let queued = self.state.lock().jobs.len();
+        for _ in 0..queued {
+            self.wake.notify_one();
+        }
+    }
+
+    /// The leader lets go of the lead: a follower takes it.
+    fn let_go(&self) {
+        self.state.lock().led = false;
+        self.wake.notify_one();
+    }
+
+    /// The leader `id`, serving a request with the lead, lets go of it (when `late` is
+    /// `None`), or is relieved of it if it has served longer than `late` allows (the
+    /// watch's `(now, grace)`): a follower takes the lead.
+    pub(super) fn stop_serving_lead(&self, id: u64, late: Option<(Instant, Duration)>) {
         let mut state = self.state.lock();
-        let job = state.jobs.pop_front()?;
-        state.idle -= 1;
-        Some(job)
+        let due = match (state.serving, late) {
+            (Some((leader, _)), None) => leader == id,
+            (Some((_, since)), Some((now, grace))) => now.saturating_duration_since(since) >= grace,
+            (None, _) => false,
+        };
+        if due {
+            state.serving = None;
+            state.led = false;
+            drop(state);
+            self.wake.notify_one();
+        }
+    }
+
+    /// The leader `id` is done serving a request: whether it still leads.
+    fn served_leading(&self, id: u64) -> bool {
+        let mut state = self.state.lock();
+        state.idle += 1;
+        match state.serving {
+            Some((leader, _)) if leader == id => {
+                state.serving = None;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// The leader `id` ends, idle a while, unless it is needed; then a follower leads.
+    fn retire_leader(&self, id: u64) -> bool {
+        let mut state = self.state.lock();
+        if !Crew::retire(&mut state, id) {
+            return false;
+        }
+        state.led = false;
+        drop(state);
+        self.wake.notify_one();
+        true
     }
 
     /// Thread `id`, idle, ends unless it is needed: another thread must stay to lead and
     /// every queued request must have a thread.
-    fn retire(&self, id: u64) -> bool {
-        let mut state = self.state.lock();
+    fn retire(state: &mut MutexGuard<'_, State>, id: u64) -> bool {
         if state.idle < state.jobs.len() + 2 {
             return false;
         }
@@ -85,6 +199,19 @@ impl Crew {
         }
         true
     }
+
+    /// Wakes every follower: the reactor stops. (Under the lock, so that none waits on
+    /// after checking the stop flag.)
+    pub(super) fn wake_all(&self) {
+        let _state = self.state.lock();
+        self.wake.notify_all();
+    }
+}
+
+/// What an idle thread does next.
+enum Next {
+    Lead,
+    Serve(Request),
 }
 
 impl Shared {
@@ -169,34 +296,72 @@ impl Shared {
     fn member(self: &Arc<Self>, id: u64, permanent: bool) {
         MEMBER.with(|m| m.set((self.address(), id)));
         let mut opened = Vec::new();
-        // Bounded: each pass serves a request, leads until one comes, or ends the thread
-        // after a wait without either.
-        while !self.stop.load(Ordering::SeqCst) {
-            if let Some(request) = self.crew.take() {
-                self.serve_request(request);
-                continue;
-            }
-            let Some(mut poller) = self.poller.try_lock_for(IDLE_EXIT) else {
-                if !permanent && self.crew.retire(id) {
-                    return;
-                }
-                continue;
-            };
-            let since = Instant::now();
-            while opened.is_empty() && !self.crew.has_jobs() && !self.stop.load(Ordering::SeqCst) {
-                self.turn(&mut poller, &mut opened);
-                // Not with requests just read: they are this thread's to hand on.
-                if !permanent
-                    && opened.is_empty()
-                    && since.elapsed() >= IDLE_EXIT
-                    && self.crew.retire(id)
-                {
-                    return;
+        // Bounded: each pass serves a request or leads until requests come; `next` ends the
+        // thread once the reactor stops or it has waited long without work.
+        while let Some(next) = self.crew.next(id, permanent, &self.stop) {
+            match next {
+                Next::Serve(request) => self.serve_request(request),
+                Next::Lead => {
+                    if self.lead_and_serve(id, permanent, &mut opened) {
+                        return;
+                    }
                 }
             }
-            self.take_requests(&mut opened);
-            // The lead passes to a follower; this thread serves the first request.
         }
+    }
+
+    /// Leads, serving the first of the requests each turn brings, until the lead passes on
+    /// (a request was about to wait, or the reactor stops); `true` when the leader retired
+    /// instead, idle a while.
+    fn lead_and_serve(
+        self: &Arc<Self>,
+        id: u64,
+        permanent: bool,
+        opened: &mut Vec<Request>,
+    ) -> bool {
+        // Bounded: each pass leads until requests come and serves one; it ends when the lead
+        // passed on while serving, or the reactor stops (`lead` returns at once then).
+        loop {
+            if self.lead(id, permanent, opened) {
+                return true;
+            }
+            self.take_requests(opened);
+            if self.stop.load(Ordering::SeqCst) {
+                self.crew.let_go();
+                return false;
+            }
+            let Some(request) = self.crew.take_first(id) else {
+                continue; // every request was refused
+            };
+            LEADING.with(|l| l.set(Some((Arc::clone(self), id))));
+            self.run_request(request);
+            LEADING.with(Cell::take);
+            if !self.crew.served_leading(id) {
+                return false; // handed on while serving: this thread follows now
+            }
+        }
+    }
+
+    /// Leads until requests come (in `opened`) or the reactor stops; `true` when the leader
+    /// retired instead, idle a while.
+    fn lead(self: &Arc<Self>, id: u64, permanent: bool, opened: &mut Vec<Request>) -> bool {
+        // Uncontended: only the leader takes it (and a shutdown, once the crew has ended).
+        let mut poller = self.poller.lock();
+        let since = Instant::now();
+        // Bounded: each turn waits at most the sweep's interval; the loop ends when requests
+        // come, the reactor stops, or a leader that is not permanent retires.
+        while opened.is_empty() && !self.stop.load(Ordering::SeqCst) {
+            self.turn(&mut poller, opened);
+            // Not with requests just read: they are this thread's to hand on.
+            if !permanent
+                && opened.is_empty()
+                && since.elapsed() >= IDLE_EXIT
+                && self.crew.retire_leader(id)
+            {
+                return true;
+            }
+        }
+        false
     }
 
     /// What tells this reactor's crew from another's.
@@ -204,8 +369,14 @@ impl Shared {
         self as *const Shared as usize
     }
 
-    /// Serves one request on this thread.
-    fn serve_request(&self, (conn, stream): Request) {
+    /// Serves one request on this thread, a follower's: it is idle again after.
+    fn serve_request(&self, request: Request) {
+        self.run_request(request);
+        self.crew.state.lock().idle += 1;
+    }
+
+    /// Runs the handler on one request.
+    fn run_request(&self, (conn, stream): Request) {
         if let Some(serve) = &self.serve {
             let handle = StreamHandle::new(conn, stream, self.config.io_timeout);
             // A handler that panics loses its request, not the thread or the server.
@@ -214,7 +385,6 @@ impl Shared {
                 log::error!("{}: a request handler panicked", self.name);
             }
         }
-        self.crew.state.lock().idle += 1;
     }
 
     /// Joins every thread once the reactor is stopping.

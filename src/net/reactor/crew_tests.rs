@@ -77,3 +77,22 @@ fn requests_at_once_are_served_by_as_many_threads_as_allowed() {
         assert_eq!(conn.recv().unwrap(), Message::Ack);
     }
 }
+
+#[test]
+fn a_leader_held_by_a_request_that_never_says_it_waits_is_relieved() {
+    // The held handler waits on a channel, which no hook announces: the leader serving it
+    // keeps the lead until the watch hands it on, and then the other request is read.
+    let (server, release, started, config) = gated_server(2);
+    let mut held = Connection::open(server.local_addr(), &config).unwrap();
+    held.request(&Message::Ack).unwrap();
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut other = Connection::open(server.local_addr(), &config).unwrap();
+    other.request(&Message::Ping).unwrap();
+    assert_eq!(
+        other.recv().unwrap(),
+        Message::Ack,
+        "served while the other is held"
+    );
+    release.send(()).unwrap();
+    assert_eq!(held.recv().unwrap(), Message::Ack);
+}

@@ -9,8 +9,10 @@ mod conn;
 mod crew;
 mod handle;
 mod handshaking;
+mod watch;
 
 pub(crate) use conn::{Conn, ConnLimits};
+pub(crate) use crew::may_block;
 pub(crate) use handle::StreamHandle;
 pub(crate) use handshaking::Handshaking;
 
@@ -39,7 +41,7 @@ const FIRST_CONN: usize = 2;
 
 /// How often deadlines are checked: a late frame or handshake is closed this much after its
 /// deadline at most.
-const SWEEP: Duration = Duration::from_millis(100);
+const SWEEP: Duration = Duration::from_millis(500);
 
 /// Bytes read from one connection before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
@@ -206,6 +208,14 @@ impl Reactor {
             serve,
         });
         shared.start_crew()?;
+        if let Err(e) = watch::watch(&shared) {
+            let mut reactor = Reactor {
+                shared,
+                stopped: false,
+            };
+            reactor.shutdown();
+            return Err(e);
+        }
         Ok(Reactor {
             shared,
             stopped: false,
@@ -243,7 +253,9 @@ impl Reactor {
             conn.close("the server is shutting down");
             shared.forget(&conn);
         }
+        shared.crew.wake_all();
         shared.join_crew();
+        watch::unwatch(shared);
         // The port is free once `shutdown` returns.
         shared.poller.lock().listener = None;
     }
@@ -381,9 +393,9 @@ impl Shared {
         if !streams.is_empty() {
             let mut opened: Vec<Request> =
                 streams.into_iter().map(|s| (Arc::clone(conn), s)).collect();
+            // Followers wake to serve them.
             self.take_requests(&mut opened);
-            // The leader hands the lead on to serve them.
-            let _ = self.waker.wake();
+            self.crew.wake_for_jobs();
         }
         if conn.is_closed() {
             // Its place is freed on the reactor's turn.

@@ -257,6 +257,11 @@ impl Conn {
             }
             // Credit granted, a handshake reply, refusals: out at once.
             self.write_locked(&mut state);
+            if n < scratch.len() {
+                // The socket is drained (a read takes all there is up to the buffer's size);
+                // what arrives later is announced anew. Spares a read that finds nothing.
+                return false;
+            }
         }
         true
     }
@@ -452,6 +457,7 @@ impl Conn {
                 state.waiters.remove(&stream);
                 return Err(io::ErrorKind::TimedOut.into());
             }
+            super::crew::may_block();
             // Nobody reads the socket: read it here, sparing the reactor's wake-up and its
             // hand-off to this thread.
             if !state.reading {
