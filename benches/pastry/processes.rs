@@ -13,7 +13,7 @@ use super::*;
 const CHILD_DEADLINE: Duration = Duration::from_secs(600);
 
 pub(crate) fn processes(ctx: &mut Ctx) {
-    let (total, per_process): (usize, usize) = ctx.opts.pick((1000, 200), (100, 50));
+    let (total, per_process): (usize, usize) = ctx.opts.pick((1000, 100), (100, 50));
     ctx.nets.current = None; // its descriptors and threads are not this section's
     let procs = total.div_ceil(per_process);
     ctx.report.note(format!(
