@@ -8,8 +8,17 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+/* The version of this header. A program may compare it with pastry_version() at run time:
+ * the ABI stays compatible across releases with the same PASTRY_VERSION_MAJOR (see the
+ * README's "ABI and versions"). */
+#define PASTRY_VERSION_MAJOR 0
+#define PASTRY_VERSION_MINOR 1
+#define PASTRY_VERSION_PATCH 0
+#define PASTRY_VERSION_STRING "0.1.0"
+
 #define PASTRY_ADDR_LEN 64
 #define PASTRY_KEY_LEN 32
+
 
 /**
  * The outcome of a `pastry_*` call. Values are fixed and never renumbered.
@@ -73,6 +82,37 @@ typedef enum PastryStatus {
    */
   PASTRY_STATUS_OTHER = 13,
 } PastryStatus;
+
+/**
+ * How severe a log record is; `PASTRY_LOG_LEVEL_OFF` turns the callback off. Values are
+ * fixed.
+ */
+typedef enum PastryLogLevel {
+  /**
+   * No records.
+   */
+  PASTRY_LOG_LEVEL_OFF = 0,
+  /**
+   * Failures the library could not recover from for a request or a peer.
+   */
+  PASTRY_LOG_LEVEL_ERROR = 1,
+  /**
+   * Something wrong that the library worked around (a peer lost, a bad frame).
+   */
+  PASTRY_LOG_LEVEL_WARN = 2,
+  /**
+   * Joins, departures, the node's life.
+   */
+  PASTRY_LOG_LEVEL_INFO = 3,
+  /**
+   * Protocol decisions, useful to follow a request.
+   */
+  PASTRY_LOG_LEVEL_DEBUG = 4,
+  /**
+   * Everything.
+   */
+  PASTRY_LOG_LEVEL_TRACE = 5,
+} PastryLogLevel;
 
 /**
  * A client of the object store. Thread-safe.
@@ -140,10 +180,78 @@ typedef struct PastryBuffer {
 } PastryBuffer;
 
 /**
+ * Socket timeouts and limits of a node, client or discovery node. Fill it with
+ * `pastry_net_options_init`, change fields, and point an options struct's `net` at it
+ * (NULL there means these defaults). Fields are only ever added at the end.
+ */
+typedef struct PastryNetOptions {
+  /**
+   * `sizeof(PastryNetOptions)` as the program knows it: set by `pastry_net_options_init`.
+   */
+  size_t size;
+  /**
+   * How long to wait for a TCP connection to be accepted, in ms. Default 2,000.
+   */
+  uint64_t connect_timeout_ms;
+  /**
+   * How long to wait for a reply, or for a frame to arrive whole, in ms. Default 5,000.
+   */
+  uint64_t io_timeout_ms;
+  /**
+   * How long a server keeps a connection that sends nothing, in ms. Default 60,000.
+   */
+  uint64_t idle_timeout_ms;
+  /**
+   * How long an outbound connection may carry no request before it is closed, in ms.
+   * Default 30,000.
+   */
+  uint64_t pool_idle_timeout_ms;
+  /**
+   * Most connections a server serves at once. Default 2,048.
+   */
+  uint32_t max_connections;
+  /**
+   * Most unproven connections from one address once a server is half full. Default 16.
+   */
+  uint32_t max_handshakes_per_source;
+  /**
+   * Largest frame payload accepted, in bytes. Default 4 MiB (a node needs at least 2 MiB).
+   */
+  uint32_t max_payload;
+  /**
+   * Most requests a server works on at once. Default 128.
+   */
+  uint32_t max_workers;
+  /**
+   * Most requests one connection may have in flight at a server. Default 128.
+   */
+  uint32_t max_streams;
+  /**
+   * Bytes of one request's frames a sender may send ahead of the receiver. Default 1 MiB.
+   */
+  uint32_t stream_window;
+  /**
+   * 0: a connection per request (no pool); otherwise one kept per peer. Default 1.
+   */
+  uint32_t pool_per_peer;
+  /**
+   * Most outbound connections kept in all. Default 128.
+   */
+  uint32_t pool_max_idle;
+} PastryNetOptions;
+
+/**
  * How to make a client with `pastry_client_start`. Fill it with
- * `pastry_client_options_default`, then set exactly one of `discovery` and `peer`.
+ * `pastry_client_options_init(&options, sizeof options)`, then set exactly one of
+ * `discovery` and `peer`, and `security`. Fields are only ever added at the end (see
+ * `PastryNodeOptions`).
  */
 typedef struct PastryClientOptions {
+  /**
+   * `sizeof(PastryClientOptions)` as the program knows it: set by
+   * `pastry_client_options_init`.
+   */
+  size_t size;
   /**
    * The discovery node's address (such as `"127.0.0.1:4000"`), or NULL.
    */
@@ -158,44 +266,210 @@ typedef struct PastryClientOptions {
    */
   const struct PastrySecurity *security;
   /**
-   * How long an operation keeps retrying while the overlay changes under it (or the peer
-   * it enters through is unreachable), in milliseconds; 0 for the default (10 000).
+   * Socket timeouts and limits; NULL for the defaults.
    */
-  uint32_t retry_ms;
+  const struct PastryNetOptions *net;
+  /**
+   * How long an operation keeps retrying while the overlay changes under it (or the peer
+   * it enters through is unreachable), in ms. Default 10,000.
+   */
+  uint64_t retry_ms;
+  /**
+   * Most hops a route may take. Default 32.
+   */
+  uint32_t max_hops;
+  /**
+   * Nonzero (the default): a file `pastry_client_retrieve_file` writes is synced to disk
+   * before it is renamed into place, so that after a crash it is whole or absent.
+   */
+  uint32_t sync_writes;
 } PastryClientOptions;
 
 /**
- * How to start a node. Fill it with `pastry_node_options_default`, then change fields.
+ * Traffic counters of a node, client or discovery node. Set `size` to
+ * `sizeof(PastryNetStats)` before asking (`PastryNetStats stats = { sizeof stats };`).
+ */
+typedef struct PastryNetStats {
+  /**
+   * `sizeof(PastryNetStats)` as the program knows it; set by the caller.
+   */
+  size_t size;
+  /**
+   * Connections the server accepted.
+   */
+  uint64_t accepted;
+  /**
+   * Requests the server answered.
+   */
+  uint64_t served;
+  /**
+   * Outbound connections opened (each reused for many requests).
+   */
+  uint64_t opened;
+  /**
+   * Requests sent.
+   */
+  uint64_t sent;
+  /**
+   * Largest frame payload sent or received, in bytes.
+   */
+  uint64_t largest_frame;
+  /**
+   * Connections the server holds open now.
+   */
+  uint64_t open_connections;
+} PastryNetStats;
+
+/**
+ * Reads the bytes of an object being stored: fills up to `len` bytes at `buf` with the
+ * bytes from `offset` (as `pread`) and returns how many (more than 0); 0 if there are no
+ * more (an error when fewer than the announced size came); negative for a failure, which
+ * ends the put.
+ */
+typedef int64_t (*PastryReadCallback)(void *user, uint64_t offset, uint8_t *buf, size_t len);
+
+/**
+ * Takes the bytes of an object being fetched, in order: `len` bytes at `data` belong at
+ * `offset`. Returns 0 to go on, anything else to end the get with a failure.
+ */
+typedef int32_t (*PastryWriteCallback)(void *user, uint64_t offset, const uint8_t *data, size_t len);
+
+/**
+ * Receives one log record: its level, its target (the library's module, such as
+ * `pastry::node::driver`) and its message, both NUL-terminated and valid only during the
+ * call. Called from the library's threads, several at once: it must be thread-safe, and
+ * must not call `pastry_set_log_callback`.
+ */
+typedef void (*PastryLogCallback)(void *user,
+                                  enum PastryLogLevel level,
+                                  const char *target,
+                                  const char *message);
+
+/**
+ * How to start a node. Fill it with `pastry_node_options_init(&options, sizeof options)`,
+ * then change fields. Fields are only ever added at the end: a program built against an
+ * older header passes a smaller struct, and the fields it does not know take their
+ * defaults.
  */
 typedef struct PastryNodeOptions {
+  /**
+   * `sizeof(PastryNodeOptions)` as the program knows it: set by `pastry_node_options_init`.
+   */
+  size_t size;
   /**
    * Address to listen on, such as `"127.0.0.1:0"` (port 0: the system chooses). NULL:
    * `127.0.0.1:0`.
    */
   const char *listen;
   /**
-   * The node's id, `0..=65535`, or -1 for a random one.
+   * Address other nodes use to reach this one (port 0: the port listened on). NULL: the
+   * address listened on, which must then not be a wildcard such as `0.0.0.0`.
    */
-  int32_t id;
+  const char *advertise;
   /**
-   * Directory for the node's objects. NULL: a temporary directory removed when the node
-   * is freed.
+   * Directory for the node's objects, created if missing and kept when the node is freed.
+   * NULL: a new temporary directory, removed when the node is freed.
    */
   const char *data_dir;
-  /**
-   * Leaf-set members on each side; 0 for the default (8).
-   */
-  uint32_t leaf_half;
-  /**
-   * Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
-   */
-  uint32_t replicas;
   /**
    * The cluster key (or `pastry_security_insecure`); must be set. The node keeps its own
    * copy.
    */
   const struct PastrySecurity *security;
+  /**
+   * The node's id, `0..=65535`, or -1 (the default) for a random one.
+   */
+  int32_t id;
+  /**
+   * Leaf-set members on each side. Default 8.
+   */
+  uint32_t leaf_half;
+  /**
+   * Copies kept of each object, from 1 to `leaf_half + 1`. Default 3.
+   */
+  uint32_t replicas;
+  /**
+   * Most hops a route may take before a lookup fails. Default 32.
+   */
+  uint32_t max_hops;
+  /**
+   * How often the node checks its neighbours and retries work left undone, in ms. A
+   * crashed neighbour is noticed within about this long. Default 1,000.
+   */
+  uint32_t maintenance_interval_ms;
+  /**
+   * Nonzero (the default): each write is synced to disk before it is acknowledged. Zero:
+   * a write survives a crash of the process but not of the machine.
+   */
+  uint32_t sync_writes;
+  /**
+   * How long a deletion record is kept after its delete, in ms. Default a day.
+   */
+  uint64_t tombstone_grace_ms;
+  /**
+   * Socket timeouts and limits; NULL for the defaults.
+   */
+  const struct PastryNetOptions *net;
 } PastryNodeOptions;
+
+/**
+ * A node's leaf set, side by side, in the order the `peer` program prints it: around the
+ * ring from the farthest counter-clockwise member to the farthest clockwise one. In a
+ * network of fewer than `2 * leaf_half + 1` nodes a node may be on both sides.
+ */
+typedef struct PastryLeafSet {
+  /**
+   * The counter-clockwise side (smaller ids, wrapping), farthest first; NULL when
+   * `counter_clockwise_len` is 0.
+   */
+  struct PastryNodeInfo *counter_clockwise;
+  /**
+   * How many on that side (at most `leaf_half`).
+   */
+  size_t counter_clockwise_len;
+  /**
+   * The clockwise side (larger ids, wrapping), nearest first; NULL when `clockwise_len`
+   * is 0.
+   */
+  struct PastryNodeInfo *clockwise;
+  /**
+   * How many on that side (at most `leaf_half`).
+   */
+  size_t clockwise_len;
+} PastryLeafSet;
+
+/**
+ * One filled cell of a routing table.
+ */
+typedef struct PastryRoutingEntry {
+  /**
+   * The row: how many leading hex digits the entry shares with the node (0 to 3).
+   */
+  uint8_t row;
+  /**
+   * The column: the entry's next hex digit (0 to 15, never the node's own).
+   */
+  uint8_t column;
+  /**
+   * The node in the cell.
+   */
+  struct PastryNodeInfo node;
+} PastryRoutingEntry;
+
+/**
+ * The filled cells of a routing table, row by row, by column within a row. Free with
+ * `pastry_routing_table_free`.
+ */
+typedef struct PastryRoutingTable {
+  /**
+   * The entries; NULL when `len` is 0.
+   */
+  struct PastryRoutingEntry *items;
+  /**
+   * How many.
+   */
+  size_t len;
+} PastryRoutingTable;
 
 /**
  * One object a node holds.
@@ -204,7 +478,7 @@ typedef struct PastryObjectInfo {
   /**
    * The object's name (not NUL-terminated; may hold any bytes).
    */
-  uint8_t *name;
+  const uint8_t *name;
   /**
    * The name's length.
    */
@@ -285,23 +559,53 @@ const char *pastry_version(void);
 enum PastryStatus pastry_key_of(const uint8_t *name, size_t name_len, uint16_t *key_out);
 
 /**
- * Fills `options` with the defaults: no entry set, default retry time.
+ * The id among `ids` (`len` of them) responsible for `key`: the numerically closest on
+ * the ring, the larger id on a tie, as a lookup finds it among live nodes. Returns
+ * `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, or `_INVALID_ARGUMENT` when `len` is 0.
  *
  * # Safety
- * `options` points to writable storage.
+ * `ids` points to `len` ids (or is NULL with `len` 0); `id_out` points to a `uint16_t`.
  */
-enum PastryStatus pastry_client_options_default(struct PastryClientOptions *options);
+enum PastryStatus pastry_responsible(uint16_t key,
+                                     const uint16_t *ids,
+                                     size_t len,
+                                     uint16_t *id_out);
+
+/**
+ * Fills `options` with the defaults each field states, no entry set. `size` is `sizeof
+ * *options`. Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, or `_INVALID_ARGUMENT` for a
+ * size smaller than the first release's struct.
+ *
+ * # Safety
+ * `options` is NULL or points to `size` writable bytes.
+ */
+enum PastryStatus pastry_client_options_init(struct PastryClientOptions *options, size_t size);
 
 /**
  * A client made from `options`. It contacts no one until its first operation. On success
  * `*client_out` is a new handle, owned by the caller: free it with `pastry_client_free`.
+ * Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` (no options, no entry, no security, no
+ * `client_out`) or `_INVALID_ARGUMENT` (both entries set, an address or size that is
+ * wrong, `max_hops` 0).
  *
  * # Safety
- * `options` points to options whose strings are NULL or NUL-terminated; `client_out`
- * points to writable storage.
+ * `options` is NULL or points to options whose `size` is right and whose strings are NULL
+ * or NUL-terminated; `client_out` is NULL or points to writable storage.
  */
 enum PastryStatus pastry_client_start(const struct PastryClientOptions *options,
                                       struct PastryClient **client_out);
+
+/**
+ * Writes the client's traffic counters into `*stats_out`, whose `size` the caller set
+ * (`PastryNetStats stats = { sizeof stats };`). Returns `PASTRY_STATUS_OK`,
+ * `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a wrong size).
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `stats_out` is NULL or points to a struct whose size
+ * field is right.
+ */
+enum PastryStatus pastry_client_stats(const struct PastryClient *client,
+                                      struct PastryNetStats *stats_out);
 
 /**
  * A client that enters the overlay through the discovery node at `discovery` (such as
@@ -401,6 +705,47 @@ enum PastryStatus pastry_client_retrieve_file(const struct PastryClient *client,
                                               struct PastryNodeList **route_out);
 
 /**
+ * Stores `size` bytes under the name `name` (`name_len` bytes), asking `read` for them a
+ * chunk at a time, so that the program never holds the whole object (`user` is passed back
+ * untouched). A retry after a failure part way (a holder lost) reads again from offset 0.
+ * `route_out` as in `pastry_client_put`. Returns the statuses of `pastry_client_put`, and
+ * `PASTRY_STATUS_IO` when `read` fails or ends early.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `name` points to `name_len` bytes; `read` is NULL or
+ * a function that may be called on this thread until this returns; `route_out` is NULL or
+ * writable.
+ */
+enum PastryStatus pastry_client_put_stream(const struct PastryClient *client,
+                                           const uint8_t *name,
+                                           size_t name_len,
+                                           uint64_t size,
+                                           PastryReadCallback read,
+                                           void *user,
+                                           struct PastryNodeList **route_out);
+
+/**
+ * Fetches the object `name` (`name_len` bytes), handing its bytes to `write` in order,
+ * no more than a chunk (1 MiB) at a time (`user` is passed back untouched). If a holder
+ * fails part way, the object is sent again from offset 0 by another: the program writes
+ * at the offsets given. On success `*size_out` (if not NULL) is the object's size.
+ * `route_out` as in `pastry_client_put`. Returns the statuses of `pastry_client_get`, and
+ * `PASTRY_STATUS_IO` when `write` returns nonzero.
+ *
+ * # Safety
+ * `client` is NULL or a live handle; `name` points to `name_len` bytes; `write` is NULL or
+ * a function that may be called on this thread until this returns; `size_out` and
+ * `route_out` are NULL or writable.
+ */
+enum PastryStatus pastry_client_get_stream(const struct PastryClient *client,
+                                           const uint8_t *name,
+                                           size_t name_len,
+                                           PastryWriteCallback write,
+                                           void *user,
+                                           uint64_t *size_out,
+                                           struct PastryNodeList **route_out);
+
+/**
  * Frees a client and closes its connections. NULL does nothing.
  *
  * # Safety
@@ -451,24 +796,67 @@ enum PastryStatus pastry_discovery_peers(const struct PastryDiscovery *discovery
 void pastry_discovery_free(struct PastryDiscovery *discovery);
 
 /**
- * Fills `options` with the defaults: loopback, random id, temporary data directory,
- * default leaf set and number of copies.
+ * Sends the library's log records at `level` and above (a `PastryLogLevel` value) to
+ * `callback`, with `user` passed back untouched; replaces any callback set before. A NULL
+ * `callback` or `PASTRY_LOG_LEVEL_OFF` turns logging off: once this returns, the old
+ * callback is not called again (calls under way have ended). Returns `PASTRY_STATUS_OK`,
+ * `_INVALID_ARGUMENT` (an unknown level, or a call from inside the callback), or `_OTHER`
+ * when the process already has another logger (a Rust program that installed its own).
  *
  * # Safety
- * `options` points to writable storage.
+ * `callback` is NULL or a function that is thread-safe and callable until logging is
+ * turned off or replaced.
  */
-enum PastryStatus pastry_node_options_default(struct PastryNodeOptions *options);
+enum PastryStatus pastry_set_log_callback(uint32_t level, PastryLogCallback callback, void *user);
+
+/**
+ * Fills `options` with the defaults (`size` is `sizeof *options`). Returns
+ * `PASTRY_STATUS_OK`, `PASTRY_STATUS_NULL_PARAMETER`, or `PASTRY_STATUS_INVALID_ARGUMENT`
+ * for a size smaller than the first release's struct.
+ *
+ * # Safety
+ * `options` is NULL or points to `size` writable bytes.
+ */
+enum PastryStatus pastry_net_options_init(struct PastryNetOptions *options, size_t size);
+
+/**
+ * Fills `options` with the defaults: loopback, random id, temporary data directory, and
+ * the defaults each field states. `size` is `sizeof *options` (the struct as the program
+ * knows it). Returns `PASTRY_STATUS_OK`, `PASTRY_STATUS_NULL_PARAMETER`, or
+ * `PASTRY_STATUS_INVALID_ARGUMENT` for a size smaller than the first release's struct.
+ *
+ * # Safety
+ * `options` is NULL or points to `size` writable bytes.
+ */
+enum PastryStatus pastry_node_options_init(struct PastryNodeOptions *options, size_t size);
 
 /**
  * Starts a node's server. It is not part of an overlay until it joins. On success
  * `*node_out` is a new handle, owned by the caller: free it with `pastry_node_free`.
+ * Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (an address, id,
+ * size or setting out of range), or `_IO` (the address cannot be listened on, or the data
+ * directory cannot be made or opened).
  *
  * # Safety
- * `options` points to options whose strings are NULL or NUL-terminated; `node_out` points
- * to writable storage.
+ * `options` is NULL or points to options whose `size` is right and whose strings are NULL
+ * or NUL-terminated; `node_out` is NULL or points to writable storage.
  */
 enum PastryStatus pastry_node_start(const struct PastryNodeOptions *options,
                                     struct PastryNode **node_out);
+
+/**
+ * Writes the options the node runs with into `*options_out` (whose `size` the caller set,
+ * as `pastry_node_options_init` does): its address as `listen` and `advertise`, its data
+ * directory (the temporary one too), its id, and every setting; `security` is NULL. The
+ * strings and `net` belong to the node and stay valid until it is freed. Returns
+ * `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a wrong size).
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `options_out` is NULL or points to a struct whose size
+ * field is right.
+ */
+enum PastryStatus pastry_node_options_of(const struct PastryNode *node,
+                                         struct PastryNodeOptions *options_out);
 
 /**
  * Writes the node's id and address into `*info_out`.
@@ -516,44 +904,26 @@ enum PastryStatus pastry_node_lookup(const struct PastryNode *node,
                                      struct PastryNodeList **route_out);
 
 /**
- * The leaf set: the clockwise side nearest first, then the counter-clockwise side nearest
- * first (a node on both sides, in a small network, is listed once). Free the list with
- * `pastry_node_list_free`.
+ * Makes `discovery` (such as `"127.0.0.1:4000"`) the discovery node this node reports
+ * to from now on (a node that joined through a peer, or whose discovery node moved).
+ * Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT`.
  *
  * # Safety
- * `node` is a live handle; `leaf_set_out` points to writable storage.
+ * `node` is NULL or a live handle; `discovery` is NULL or a NUL-terminated string.
  */
-enum PastryStatus pastry_node_leaf_set(const struct PastryNode *node,
-                                       struct PastryNodeList **leaf_set_out);
+enum PastryStatus pastry_node_use_discovery(const struct PastryNode *node, const char *discovery);
 
 /**
- * The routing table's entries, row by row. An entry's row is the number of leading hex
- * digits it shares with this node, its column its next digit. Free the list with
- * `pastry_node_list_free`.
+ * Writes the node's traffic counters into `*stats_out`, whose `size` the caller set
+ * (`PastryNetStats stats = { sizeof stats };`). Returns `PASTRY_STATUS_OK`,
+ * `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a wrong size).
  *
  * # Safety
- * `node` is a live handle; `table_out` points to writable storage.
+ * `node` is NULL or a live handle; `stats_out` is NULL or points to a struct whose size
+ * field is right.
  */
-enum PastryStatus pastry_node_routing_table(const struct PastryNode *node,
-                                            struct PastryNodeList **table_out);
-
-/**
- * The objects this node holds. On success `*objects_out` is a new list, owned by the
- * caller: free it with `pastry_object_list_free`.
- *
- * # Safety
- * `node` is a live handle; `objects_out` points to writable storage.
- */
-enum PastryStatus pastry_node_objects(const struct PastryNode *node,
-                                      struct PastryObjectList **objects_out);
-
-/**
- * Frees an object list. NULL does nothing.
- *
- * # Safety
- * `list` is NULL or a list from this library, not yet freed.
- */
-void pastry_object_list_free(struct PastryObjectList *list);
+enum PastryStatus pastry_node_stats(const struct PastryNode *node,
+                                    struct PastryNetStats *stats_out);
 
 /**
  * Leaves the overlay gracefully: hands every object over, then tells discovery and the
@@ -628,6 +998,60 @@ enum PastryStatus pastry_security_insecure(struct PastrySecurity **security_out)
  * `security` is NULL or a live handle; no other call may use it during or after this one.
  */
 void pastry_security_free(struct PastrySecurity *security);
+
+/**
+ * The node's leaf set. On success `*leaf_set_out` is the caller's: free it with
+ * `pastry_leaf_set_free`. Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `leaf_set_out` is NULL or writable.
+ */
+enum PastryStatus pastry_node_leaf_set(const struct PastryNode *node,
+                                       struct PastryLeafSet **leaf_set_out);
+
+/**
+ * Frees a leaf set. NULL does nothing.
+ *
+ * # Safety
+ * `leaf_set` is NULL or a leaf set from this library, not yet freed.
+ */
+void pastry_leaf_set_free(struct PastryLeafSet *leaf_set);
+
+/**
+ * The node's routing table. On success `*table_out` is the caller's: free it with
+ * `pastry_routing_table_free`. Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `table_out` is NULL or writable.
+ */
+enum PastryStatus pastry_node_routing_table(const struct PastryNode *node,
+                                            struct PastryRoutingTable **table_out);
+
+/**
+ * Frees a routing table. NULL does nothing.
+ *
+ * # Safety
+ * `table` is NULL or a table from this library, not yet freed.
+ */
+void pastry_routing_table_free(struct PastryRoutingTable *table);
+
+/**
+ * The objects this node holds. On success `*objects_out` is a new list, owned by the
+ * caller: free it with `pastry_object_list_free`.
+ *
+ * # Safety
+ * `node` is a live handle; `objects_out` points to writable storage.
+ */
+enum PastryStatus pastry_node_objects(const struct PastryNode *node,
+                                      struct PastryObjectList **objects_out);
+
+/**
+ * Frees an object list. NULL does nothing.
+ *
+ * # Safety
+ * `list` is NULL or a list from this library, not yet freed.
+ */
+void pastry_object_list_free(struct PastryObjectList *list);
 
 #ifdef __cplusplus
 }  // extern "C"

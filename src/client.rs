@@ -18,7 +18,8 @@ use crate::net::{Counters, NetConfig, NetStats, Pool, Security};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::rng::Rng;
 use crate::transfer::{
-    get_record, send_whole_record, FileSink, FileSource, Refill, Sink, SliceSource, Source,
+    get_record, send_whole_record, FileSink, FileSource, ReadAt, Refill, Sink, SliceSource, Source,
+    WriteAt,
 };
 use crate::wire::{Message, RecordHead, RemoteCode};
 
@@ -203,6 +204,41 @@ impl Client {
         let (_, size) = FileSource::open(path)?;
         let source = &mut || FileSource::open(path).map(|(source, _)| source);
         self.store(name.as_encoded_bytes(), size, source)
+    }
+
+    /// Stores `size` bytes under `name`, asking `read(offset, buf)` for them a chunk at a
+    /// time (a positional read, as `pread`: it fills some of `buf` with the bytes from
+    /// `offset` and says how many). A retry after a failure part way reads again from
+    /// offset 0. Reading fewer than `size` bytes in all is an error, and so is an error of
+    /// `read`, which ends the put without retrying.
+    pub fn put_with<F>(&self, name: impl AsRef<[u8]>, size: u64, read: F) -> Result<Stored>
+    where
+        F: FnMut(u64, &mut [u8]) -> std::io::Result<usize> + Send,
+    {
+        let read = Mutex::new(read);
+        self.store(name.as_ref(), size, &mut || Ok(ReadAt::new(&read, size)))
+    }
+
+    /// Fetches the object `name`, handing its bytes to `write(offset, chunk)` in order, no
+    /// more than a chunk held at once. If a holder fails part way, the object is sent again
+    /// from offset 0 by another. An error of `write` ends the get.
+    pub fn get_with<F>(&self, name: impl AsRef<[u8]>, write: F) -> Result<Retrieved>
+    where
+        F: FnMut(u64, &[u8]) -> std::io::Result<()>,
+    {
+        let name = name.as_ref();
+        let mut sink = WriteAt::new(write);
+        self.retrying(|| {
+            let (route, replicas) = self.lookup_once(key_of(name))?;
+            sink.reset()?;
+            let head = self.fetch(&route, &replicas, name, &mut sink)?;
+            Ok(Retrieved {
+                key: route.key,
+                size: head.size,
+                version: head.version,
+                route,
+            })
+        })
     }
 
     /// Fetches the object `name` into memory.

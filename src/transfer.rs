@@ -399,3 +399,92 @@ impl Drop for FileSink {
         }
     }
 }
+
+/// What a program's reader or writer failed with, as an error that ends the operation.
+fn program_io(what: &str, source: std::io::Error) -> Error {
+    Error::Io {
+        path: PathBuf::from(what),
+        source,
+    }
+}
+
+/// A record's bytes from a positional reader of the program's (`Client::put_with`).
+pub(crate) struct ReadAt<'a, F> {
+    read: &'a parking_lot::Mutex<F>,
+    size: u64,
+    offset: u64,
+    buf: Vec<u8>,
+}
+
+impl<'a, F> ReadAt<'a, F> {
+    /// Reads `size` bytes from offset 0.
+    pub fn new(read: &'a parking_lot::Mutex<F>, size: u64) -> Self {
+        ReadAt {
+            read,
+            size,
+            offset: 0,
+            buf: Vec::new(),
+        }
+    }
+}
+
+impl<F> Source for ReadAt<'_, F>
+where
+    F: FnMut(u64, &mut [u8]) -> std::io::Result<usize>,
+{
+    fn next_chunk(&mut self) -> Result<Option<&[u8]>> {
+        let left = self.size - self.offset;
+        if left == 0 {
+            return Ok(None);
+        }
+        let want = usize::try_from(left).map_or(CHUNK_SIZE, |l| l.min(CHUNK_SIZE));
+        self.buf.resize(want, 0);
+        let mut read = self.read.lock();
+        let mut filled = 0;
+        while filled < want {
+            match read(self.offset + filled as u64, &mut self.buf[filled..]) {
+                Ok(0) => {
+                    let end = self.offset + filled as u64;
+                    let why = format!("the reader ended at byte {end} of {}", self.size);
+                    return Err(program_io(
+                        "(the program's reader)",
+                        std::io::Error::other(why),
+                    ));
+                }
+                Ok(n) => filled += n.min(want - filled),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(program_io("(the program's reader)", e)),
+            }
+        }
+        self.offset += want as u64;
+        Ok(Some(&self.buf[..want]))
+    }
+}
+
+/// A record's bytes to a positional writer of the program's (`Client::get_with`).
+pub(crate) struct WriteAt<F> {
+    write: F,
+    offset: u64,
+}
+
+impl<F> WriteAt<F> {
+    /// Writes from offset 0.
+    pub fn new(write: F) -> Self {
+        WriteAt { write, offset: 0 }
+    }
+}
+
+impl<F: FnMut(u64, &[u8]) -> std::io::Result<()>> Sink for WriteAt<F> {
+    fn write_chunk(&mut self, chunk: &[u8]) -> Result<()> {
+        (self.write)(self.offset, chunk).map_err(|e| program_io("(the program's writer)", e))?;
+        self.offset += chunk.len() as u64;
+        Ok(())
+    }
+}
+
+impl<F: FnMut(u64, &[u8]) -> std::io::Result<()>> Refill for WriteAt<F> {
+    fn reset(&mut self) -> Result<()> {
+        self.offset = 0;
+        Ok(())
+    }
+}

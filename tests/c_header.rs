@@ -22,6 +22,22 @@ fn the_committed_header_matches_the_sources() {
     for define in [
         format!("#define PASTRY_ADDR_LEN {}", pastry::ffi::PASTRY_ADDR_LEN),
         format!("#define PASTRY_KEY_LEN {}", pastry::ffi::PASTRY_KEY_LEN),
+        format!(
+            "#define PASTRY_VERSION_MAJOR {}",
+            env!("CARGO_PKG_VERSION_MAJOR")
+        ),
+        format!(
+            "#define PASTRY_VERSION_MINOR {}",
+            env!("CARGO_PKG_VERSION_MINOR")
+        ),
+        format!(
+            "#define PASTRY_VERSION_PATCH {}",
+            env!("CARGO_PKG_VERSION_PATCH")
+        ),
+        format!(
+            "#define PASTRY_VERSION_STRING \"{}\"",
+            env!("CARGO_PKG_VERSION")
+        ),
     ] {
         assert!(text.contains(&define), "cbindgen.toml must say {define}");
     }

@@ -153,6 +153,51 @@ fn names_sharing_a_key_are_kept_side_by_side() {
 }
 
 #[test]
+fn objects_stream_through_positional_readers_and_writers() {
+    let mut rng = Rng::seeded(4);
+    let net = Network::new(&random_ids(&mut rng, 4));
+    let client = Client::new(net.discovery.local_addr(), key());
+    // Chunks of the reader's choosing (at most 1,000 bytes), across several record chunks.
+    let data = bytes(&mut rng, 2 * CHUNK_SIZE + 12_345);
+    let stored = client
+        .put_with("streamed", data.len() as u64, |offset, buf| {
+            let from = offset as usize;
+            let n = buf.len().min(1000).min(data.len() - from);
+            buf[..n].copy_from_slice(&data[from..from + n]);
+            Ok(n)
+        })
+        .unwrap();
+    let mut got = Vec::new();
+    let retrieved = client
+        .get_with("streamed", |offset, chunk| {
+            got.truncate(offset as usize);
+            got.extend_from_slice(chunk);
+            Ok(())
+        })
+        .unwrap();
+    assert_eq!(
+        (retrieved.size, retrieved.version),
+        (data.len() as u64, stored.version)
+    );
+    assert!(got == data, "the bytes handed over differ from those put");
+
+    // A reader that ends early, or fails, ends the put; nothing is stored.
+    let short = client.put_with("short", 100, |offset, buf| {
+        let n = buf.len().min(50usize.saturating_sub(offset as usize));
+        buf[..n].fill(7);
+        Ok(n)
+    });
+    assert!(matches!(short, Err(Error::Io { .. })), "{short:?}");
+    let failing = client.put_with("short", 100, |_, _| Err(std::io::Error::other("disk gone")));
+    assert!(matches!(failing, Err(Error::Io { .. })), "{failing:?}");
+    assert!(matches!(client.get("short"), Err(Error::NotFound { .. })));
+
+    // A writer's failure ends the get.
+    let refused = client.get_with("streamed", |_, _| Err(std::io::Error::other("full")));
+    assert!(matches!(refused, Err(Error::Io { .. })), "{refused:?}");
+}
+
+#[test]
 fn hostile_names_stay_inside_the_data_directory() {
     let mut rng = Rng::seeded(3);
     let root = std::env::temp_dir().join(format!("pastry-hostile-{}", std::process::id()));

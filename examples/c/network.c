@@ -196,7 +196,7 @@ static void start_network(struct network *net) {
         } while (taken);
 
         PastryNodeOptions options;
-        ok(pastry_node_options_default(&options), "pastry_node_options_default");
+        ok(pastry_node_options_init(&options, sizeof options), "pastry_node_options_init");
         options.id = id;
         options.security = net->security;
         ok(pastry_node_start(&options, &net->nodes[i]), "pastry_node_start");
@@ -410,43 +410,57 @@ static void check_lookups(const struct network *net) {
     }
 }
 
-/* Each node's leaf set holds every other node (8 nodes, 8 on each side), clockwise nearest
- * first; its routing table holds live nodes, row by row. */
+/* Checks one side of a leaf set: every other node, in ring order (clockwise nearest first,
+ * or counter-clockwise farthest first). */
+static void check_side(const struct network *net, uint16_t own, const PastryNodeInfo *side,
+                       size_t len, const char *what) {
+    if (len != NODES - 1) {
+        fail("%s side of %04x has %zu members, want %d", what, (unsigned)own, len, NODES - 1);
+    }
+    for (size_t i = 0; i < len; i++) {
+        uint16_t id = side[i].id;
+        if (id == own || !is_live_id(net, id)) {
+            fail("leaf set of %04x holds %04x", (unsigned)own, (unsigned)id);
+        }
+        /* Both sides are listed in ring order: each member clockwise of the one before. */
+        if (i > 0 && (uint16_t)(id - own) <= (uint16_t)(side[i - 1].id - own)) {
+            fail("%s side of %04x is not in ring order", what, (unsigned)own);
+        }
+    }
+}
+
+/* Each node's leaf set holds every other node on each side (8 nodes, 8 on each side); its
+ * routing table holds live nodes, each in its cell, row by row. */
 static void check_tables(const struct network *net) {
     for (size_t n = 0; n < NODES; n++) {
         uint16_t own = net->info[n].id;
-        PastryNodeList *leaves = NULL;
+        PastryLeafSet *leaves = NULL;
         ok(pastry_node_leaf_set(net->nodes[n], &leaves), "pastry_node_leaf_set");
-        if (leaves->len != NODES - 1) {
-            fail("leaf set of %04x has %zu members, want %d", (unsigned)own, leaves->len,
-                 NODES - 1);
-        }
-        for (size_t i = 0; i < leaves->len; i++) {
-            uint16_t id = leaves->items[i].id;
-            if (id == own || !is_live_id(net, id)) {
-                fail("leaf set of %04x holds %04x", (unsigned)own, (unsigned)id);
-            }
-            /* With everyone on both sides, the list is the clockwise side, nearest first. */
-            if (i > 0 && (uint16_t)(id - own) <= (uint16_t)(leaves->items[i - 1].id - own)) {
-                fail("leaf set of %04x is not in clockwise order", (unsigned)own);
-            }
-        }
-        pastry_node_list_free(leaves);
+        check_side(net, own, leaves->counter_clockwise, leaves->counter_clockwise_len,
+                   "counter-clockwise");
+        check_side(net, own, leaves->clockwise, leaves->clockwise_len, "clockwise");
+        pastry_leaf_set_free(leaves);
 
-        PastryNodeList *table = NULL;
+        PastryRoutingTable *table = NULL;
         ok(pastry_node_routing_table(net->nodes[n], &table), "pastry_node_routing_table");
-        int row = 0;
+        int cell = -1;
         for (size_t i = 0; i < table->len; i++) {
-            uint16_t id = table->items[i].id;
+            const PastryRoutingEntry *entry = &table->items[i];
+            uint16_t id = entry->node.id;
             if (id == own || !is_live_id(net, id)) {
                 fail("routing table of %04x holds %04x", (unsigned)own, (unsigned)id);
             }
-            if (shared_digits(own, id) < row) {
-                fail("routing table of %04x is not row by row", (unsigned)own);
+            unsigned digit = (id >> (12 - 4 * entry->row)) & 0xf;
+            if (shared_digits(own, id) != entry->row || digit != entry->column) {
+                fail("routing table of %04x has %04x in row %u column %u", (unsigned)own,
+                     (unsigned)id, (unsigned)entry->row, (unsigned)entry->column);
             }
-            row = shared_digits(own, id);
+            if (entry->row * 16 + entry->column <= cell) {
+                fail("routing table of %04x is not cell by cell", (unsigned)own);
+            }
+            cell = entry->row * 16 + entry->column;
         }
-        pastry_node_list_free(table);
+        pastry_routing_table_free(table);
     }
 }
 
@@ -482,7 +496,7 @@ static void delete_one(struct network *net, const PastryClient *client) {
 static void check_error_paths(const struct network *net) {
     /* A node with an id already in use cannot join. */
     PastryNodeOptions options;
-    ok(pastry_node_options_default(&options), "pastry_node_options_default");
+    ok(pastry_node_options_init(&options, sizeof options), "pastry_node_options_init");
     options.id = net->info[0].id;
     options.security = net->security;
     PastryNode *twin = NULL;
@@ -502,7 +516,7 @@ static void check_error_paths(const struct network *net) {
     /* An unreachable discovery node: making the client succeeds, using it fails (after the
      * client's retries, cut short here to 200 ms). */
     PastryClientOptions client_options;
-    ok(pastry_client_options_default(&client_options), "pastry_client_options_default");
+    ok(pastry_client_options_init(&client_options, sizeof client_options), "pastry_client_options_init");
     client_options.discovery = "127.0.0.1:1";
     client_options.security = net->security;
     client_options.retry_ms = 200;
@@ -525,7 +539,7 @@ static void check_other_key(const struct network *net) {
     PastrySecurity *other = NULL;
     ok(pastry_security_generate(&other), "pastry_security_generate (other key)");
     PastryClientOptions options;
-    ok(pastry_client_options_default(&options), "pastry_client_options_default");
+    ok(pastry_client_options_init(&options, sizeof options), "pastry_client_options_init");
     options.discovery = net->address;
     options.security = other;
     options.retry_ms = 200; /* it will not get in: fail fast */

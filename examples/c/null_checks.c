@@ -95,6 +95,8 @@ static void free_functions(void) {
     pastry_node_list_free(NULL);
     pastry_buffer_free(NULL);
     pastry_object_list_free(NULL);
+    pastry_leaf_set_free(NULL);
+    pastry_routing_table_free(NULL);
     pastry_client_free(NULL);
     pastry_discovery_free(NULL);
     pastry_node_free(NULL);
@@ -120,6 +122,23 @@ static void plain_functions(void) {
     /* NULL with length 0 is the empty name, as documented. */
     EXPECT_OK(pastry_key_of(NULL, 0, &key));
     EXPECT(key == 0x0000);
+
+    const uint16_t ids[] = {0x1000, 0x2000};
+    uint16_t id = 0xbeef;
+    EXPECT_NULL(pastry_responsible(0x1800, NULL, 2, &id));
+    EXPECT_NULL(pastry_responsible(0x1800, ids, 2, NULL));
+    EXPECT(id == 0xbeef);
+    EXPECT_OK(pastry_responsible(0x1801, ids, 2, &id));
+    EXPECT(id == 0x2000);
+
+    PastryNetOptions net;
+    EXPECT_NULL(pastry_net_options_init(NULL, sizeof net));
+    EXPECT_OK(pastry_net_options_init(&net, sizeof net));
+    EXPECT(net.size == sizeof net && net.io_timeout_ms == 5000);
+
+    /* Turning logging off needs no callback; setting it needs one (NULL turns it off). */
+    EXPECT_OK(pastry_set_log_callback(PASTRY_LOG_LEVEL_OFF, NULL, NULL));
+    EXPECT_OK(pastry_set_log_callback(PASTRY_LOG_LEVEL_INFO, NULL, NULL));
 }
 
 /* Frees `security` unless a call that should have made it did not. */
@@ -221,8 +240,8 @@ static PastryDiscovery *discovery_functions(char *address, const PastrySecurity 
 
 static PastryNode *node_functions(const char *discovery, const PastrySecurity *security) {
     PastryNodeOptions options;
-    EXPECT_NULL(pastry_node_options_default(NULL));
-    EXPECT_OK(pastry_node_options_default(&options));
+    EXPECT_NULL(pastry_node_options_init(NULL, sizeof options));
+    EXPECT_OK(pastry_node_options_init(&options, sizeof options));
 
     PastryNode *node = UNTOUCHED(PastryNode);
     EXPECT_NULL(pastry_node_start(NULL, &node));
@@ -239,6 +258,20 @@ static PastryNode *node_functions(const char *discovery, const PastrySecurity *s
         exit(1);
     }
 
+    PastryNodeOptions running;
+    running.size = sizeof running;
+    running.id = -2;
+    EXPECT_NULL(pastry_node_options_of(NULL, &running));
+    EXPECT(running.id == -2);
+    EXPECT_NULL(pastry_node_options_of(node, NULL));
+    EXPECT_OK(pastry_node_options_of(node, &running));
+    EXPECT(running.id >= 0 && running.listen != NULL && running.data_dir != NULL);
+
+    PastryNetStats stats = {sizeof stats, 0, 0, 0, 0, 0, 0};
+    EXPECT_NULL(pastry_node_stats(NULL, &stats));
+    EXPECT_NULL(pastry_node_stats(node, NULL));
+    EXPECT_OK(pastry_node_stats(node, &stats));
+
     PastryNodeInfo info;
     info.id = 0xbeef;
     EXPECT_NULL(pastry_node_info(NULL, &info));
@@ -252,16 +285,21 @@ static PastryNode *node_functions(const char *discovery, const PastrySecurity *s
     EXPECT_NULL(pastry_node_join_peer(node, NULL));
     EXPECT_NULL(pastry_node_create(NULL));
     EXPECT_OK(pastry_node_join_discovery(node, discovery));
+    EXPECT_NULL(pastry_node_use_discovery(NULL, discovery));
+    EXPECT_NULL(pastry_node_use_discovery(node, NULL));
+    EXPECT_OK(pastry_node_use_discovery(node, discovery));
 
     PastryNodeList *list = UNTOUCHED(PastryNodeList);
     EXPECT_NULL(pastry_node_lookup(NULL, 0x1234, &list));
     EXPECT(list == UNTOUCHED(PastryNodeList));
     EXPECT_NULL(pastry_node_lookup(node, 0x1234, NULL));
-    EXPECT_NULL(pastry_node_leaf_set(NULL, &list));
-    EXPECT(list == UNTOUCHED(PastryNodeList));
+    PastryLeafSet *leaf_set = UNTOUCHED(PastryLeafSet);
+    EXPECT_NULL(pastry_node_leaf_set(NULL, &leaf_set));
+    EXPECT(leaf_set == UNTOUCHED(PastryLeafSet));
     EXPECT_NULL(pastry_node_leaf_set(node, NULL));
-    EXPECT_NULL(pastry_node_routing_table(NULL, &list));
-    EXPECT(list == UNTOUCHED(PastryNodeList));
+    PastryRoutingTable *table = UNTOUCHED(PastryRoutingTable);
+    EXPECT_NULL(pastry_node_routing_table(NULL, &table));
+    EXPECT(table == UNTOUCHED(PastryRoutingTable));
     EXPECT_NULL(pastry_node_routing_table(node, NULL));
 
     PastryObjectList *objects = UNTOUCHED(PastryObjectList);
@@ -286,8 +324,8 @@ static PastryClient *client_handles(const char *discovery, const char *peer,
     }
 
     PastryClientOptions options;
-    EXPECT_NULL(pastry_client_options_default(NULL));
-    EXPECT_OK(pastry_client_options_default(&options));
+    EXPECT_NULL(pastry_client_options_init(NULL, sizeof options));
+    EXPECT_OK(pastry_client_options_init(&options, sizeof options));
     client = UNTOUCHED(PastryClient);
     EXPECT_NULL(pastry_client_start(NULL, &client));
     options.security = security;
@@ -303,6 +341,10 @@ static PastryClient *client_handles(const char *discovery, const char *peer,
     options.security = security;
     EXPECT_OK(pastry_client_start(&options, &client));
     if (client != UNTOUCHED(PastryClient)) {
+        PastryNetStats stats = {sizeof stats, 0, 0, 0, 0, 0, 0};
+        EXPECT_NULL(pastry_client_stats(NULL, &stats));
+        EXPECT_NULL(pastry_client_stats(client, NULL));
+        EXPECT_OK(pastry_client_stats(client, &stats));
         pastry_client_free(client);
     }
 
@@ -361,6 +403,56 @@ static void object_functions(const PastryClient *client) {
     pastry_node_list_free(route);
 }
 
+/* Reads from a string (`user`), as pastry_client_put_stream asks. */
+static int64_t read_text(void *user, uint64_t offset, uint8_t *buf, size_t len) {
+    const char *text = user;
+    size_t size = strlen(text);
+    size_t n = offset >= size ? 0 : size - (size_t)offset;
+    n = n < len ? n : len;
+    memcpy(buf, text + offset, n);
+    return (int64_t)n;
+}
+
+/* Collects what pastry_client_get_stream hands over into a buffer (`user`). */
+static int write_text(void *user, uint64_t offset, const uint8_t *data, size_t len) {
+    char *buf = user;
+    if (offset + len >= 64) {
+        return 1;
+    }
+    memcpy(buf + offset, data, len);
+    buf[offset + len] = '\0';
+    return 0;
+}
+
+static void stream_functions(const PastryClient *client) {
+    const uint8_t name[] = "null-checks-stream";
+    const size_t name_len = sizeof name - 1;
+    char text[] = "streamed through callbacks";
+    PastryNodeList *route = UNTOUCHED(PastryNodeList);
+    EXPECT_NULL(pastry_client_put_stream(NULL, name, name_len, strlen(text), read_text, text,
+                                         &route));
+    EXPECT_NULL(pastry_client_put_stream(client, NULL, name_len, strlen(text), read_text, text,
+                                         &route));
+    EXPECT_NULL(pastry_client_put_stream(client, name, name_len, strlen(text), NULL, text,
+                                         &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList));
+    /* Optional: no route wanted. */
+    EXPECT_OK(pastry_client_put_stream(client, name, name_len, strlen(text), read_text, text,
+                                       NULL));
+
+    char got[64] = {0};
+    uint64_t size = 0;
+    EXPECT_NULL(pastry_client_get_stream(NULL, name, name_len, write_text, got, &size, &route));
+    EXPECT_NULL(pastry_client_get_stream(client, NULL, name_len, write_text, got, &size, &route));
+    EXPECT_NULL(pastry_client_get_stream(client, name, name_len, NULL, got, &size, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList) && size == 0);
+    EXPECT_OK(pastry_client_get_stream(client, name, name_len, write_text, got, NULL, NULL));
+    EXPECT(strcmp(got, text) == 0);
+    EXPECT_OK(pastry_client_get_stream(client, name, name_len, write_text, got, &size, NULL));
+    EXPECT(size == strlen(text));
+    EXPECT_OK(pastry_client_delete(client, name, name_len, NULL, NULL));
+}
+
 static void file_functions(const PastryClient *client) {
     char dir[] = "/tmp/pastry-null-checks-XXXXXX";
     if (mkdtemp(dir) == NULL) {
@@ -408,6 +500,7 @@ int main(void) {
     /* The handles made with it keep their own copies: the rest runs without it. */
     pastry_security_free(security);
     object_functions(client);
+    stream_functions(client);
     file_functions(client);
 
     EXPECT_OK(pastry_node_leave(node));

@@ -126,12 +126,16 @@ std::uint16_t key_of(const std::string& name) {
     return key;
 }
 
-std::vector<std::uint16_t> ids_of(const PastryNodeList& list) {
+std::vector<std::uint16_t> ids_of(const PastryNodeInfo* items, std::size_t len) {
     std::vector<std::uint16_t> ids;
-    for (std::size_t i = 0; i < list.len; ++i) {
-        ids.push_back(list.items[i].id);
+    for (std::size_t i = 0; i < len; ++i) {
+        ids.push_back(items[i].id);
     }
     return ids;
+}
+
+std::vector<std::uint16_t> ids_of(const PastryNodeList& list) {
+    return ids_of(list.items, list.len);
 }
 
 struct Object {
@@ -164,7 +168,7 @@ public:
                 continue;  // distinct ids
             }
             PastryNodeOptions options;
-            pastry::check(pastry_node_options_default(&options));
+            pastry::check(pastry_node_options_init(&options, sizeof options));
             options.id = id;
             options.security = security_.get();
             pastry::Node node;
@@ -367,37 +371,38 @@ public:
         }
     }
 
-    // Each node's leaf set holds every other node (8 nodes, 8 on each side), clockwise
-    // nearest first; its routing table holds live nodes, row by row.
+    // Each node's leaf set holds every other node on each side (8 nodes, 8 on each side),
+    // both sides in ring order; its routing table holds live nodes, each in its cell.
     void check_tables() {
         for (std::size_t n = 0; n < nodes_.size(); ++n) {
             auto own = ids_[n];
-            pastry::NodeList leaves;
+            pastry::LeafSet leaves;
             pastry::check(pastry_node_leaf_set(nodes_[n].get(), pastry::out_ptr(leaves)),
                           "pastry_node_leaf_set");
-            auto leaf_ids = ids_of(*leaves);
-            if (leaf_ids.size() != kNodes - 1) {
-                fail("leaf set of ", hex(own), " has ", leaf_ids.size(), " members");
-            }
             auto clockwise = [own](std::uint16_t a, std::uint16_t b) {
                 return static_cast<std::uint16_t>(a - own) < static_cast<std::uint16_t>(b - own);
             };
             auto others = live_ids();
             others.erase(std::find(others.begin(), others.end(), own));
             std::sort(others.begin(), others.end(), clockwise);
-            if (leaf_ids != others) {
-                fail("leaf set of ", hex(own), " is not every other node, clockwise");
+            if (ids_of(leaves->clockwise, leaves->clockwise_len) != others ||
+                ids_of(leaves->counter_clockwise, leaves->counter_clockwise_len) != others) {
+                fail("leaf set of ", hex(own), " is not every other node on each side, in order");
             }
 
-            pastry::NodeList table;
+            pastry::RoutingTable table;
             pastry::check(pastry_node_routing_table(nodes_[n].get(), pastry::out_ptr(table)),
                           "pastry_node_routing_table");
-            int row = 0;
-            for (auto id : ids_of(*table)) {
-                if (id == own || !is_live(id) || shared_digits(own, id) < row) {
+            int cell = -1;
+            for (std::size_t i = 0; i < table->len; ++i) {
+                const auto& entry = table->items[i];
+                auto id = entry.node.id;
+                unsigned digit = (id >> (12 - 4 * entry.row)) & 0xfu;
+                if (id == own || !is_live(id) || shared_digits(own, id) != entry.row ||
+                    digit != entry.column || entry.row * 16 + entry.column <= cell) {
                     fail("routing table of ", hex(own), ": ", hex(id), " is out of place");
                 }
-                row = shared_digits(own, id);
+                cell = entry.row * 16 + entry.column;
             }
         }
     }
@@ -434,7 +439,7 @@ public:
     void check_error_paths() {
         // A node with an id already in use cannot join.
         PastryNodeOptions options;
-        pastry::check(pastry_node_options_default(&options));
+        pastry::check(pastry_node_options_init(&options, sizeof options));
         options.id = ids_[0];
         options.security = security_.get();
         pastry::Node twin;
@@ -459,7 +464,7 @@ public:
         // An unreachable discovery node: making the client succeeds, using it fails (after
         // the client's retries, cut short here to 200 ms).
         PastryClientOptions client_options;
-        pastry::check(pastry_client_options_default(&client_options));
+        pastry::check(pastry_client_options_init(&client_options, sizeof client_options));
         client_options.discovery = "127.0.0.1:1";
         client_options.security = security_.get();
         client_options.retry_ms = 200;
@@ -485,7 +490,7 @@ public:
             pastry::check(pastry_security_generate(pastry::out_ptr(other)),
                           "pastry_security_generate");
             PastryClientOptions options;
-            pastry::check(pastry_client_options_default(&options));
+            pastry::check(pastry_client_options_init(&options, sizeof options));
             options.discovery = address_.c_str();
             options.security = other.get();
             options.retry_ms = 200;  // it will not get in: fail fast

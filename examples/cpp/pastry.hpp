@@ -36,6 +36,8 @@ using Client = std::unique_ptr<PastryClient, Deleter<pastry_client_free>>;
 using NodeList = std::unique_ptr<PastryNodeList, Deleter<pastry_node_list_free>>;
 using Buffer = std::unique_ptr<PastryBuffer, Deleter<pastry_buffer_free>>;
 using ObjectList = std::unique_ptr<PastryObjectList, Deleter<pastry_object_list_free>>;
+using LeafSet = std::unique_ptr<PastryLeafSet, Deleter<pastry_leaf_set_free>>;
+using RoutingTable = std::unique_ptr<PastryRoutingTable, Deleter<pastry_routing_table_free>>;
 
 // A failed call: its status, and a message that ends with `pastry_last_error()`.
 class Error : public std::runtime_error {

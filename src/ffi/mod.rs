@@ -12,8 +12,12 @@
 
 mod client;
 mod discovery;
+mod logging;
+mod net;
 mod node;
 mod security;
+mod sized;
+mod snapshot;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -26,8 +30,11 @@ use crate::wire::RemoteCode;
 
 pub use client::*;
 pub use discovery::*;
+pub use logging::*;
+pub use net::*;
 pub use node::*;
 pub use security::*;
+pub use snapshot::*;
 
 /// The outcome of a `pastry_*` call. Values are fixed and never renumbered.
 #[repr(C)]
@@ -97,12 +104,17 @@ thread_local! {
 
 /// Remembers `message` as this thread's last error.
 fn set_last_error(message: String) {
-    // A message never holds NUL in practice; if it does, cut it there rather than lose it.
-    let message = CString::new(message).unwrap_or_else(|e| {
+    let message = c_string(message);
+    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+}
+
+/// A C string of `text`. Text never holds NUL in practice; if it does, it is cut there
+/// rather than lost.
+fn c_string(text: String) -> CString {
+    CString::new(text).unwrap_or_else(|e| {
         let end = e.nul_position();
         CString::new(&e.into_vec()[..end]).unwrap_or_default()
-    });
-    LAST_ERROR.with(|last| *last.borrow_mut() = message);
+    })
 }
 
 /// The failure of a call: a status and its message.
@@ -387,6 +399,33 @@ pub unsafe extern "C" fn pastry_key_of(
         let name = bytes_arg(name, name_len, "name")?;
         let key_out = out_arg(key_out, "key_out")?;
         *key_out = crate::id::key_of(name).0;
+        Ok(())
+    })
+}
+
+/// The id among `ids` (`len` of them) responsible for `key`: the numerically closest on
+/// the ring, the larger id on a tie, as a lookup finds it among live nodes. Returns
+/// `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, or `_INVALID_ARGUMENT` when `len` is 0.
+///
+/// # Safety
+/// `ids` points to `len` ids (or is NULL with `len` 0); `id_out` points to a `uint16_t`.
+#[no_mangle]
+pub unsafe extern "C" fn pastry_responsible(
+    key: u16,
+    ids: *const u16,
+    len: usize,
+    id_out: *mut u16,
+) -> PastryStatus {
+    guard(|| {
+        let ids = if len == 0 {
+            &[][..]
+        } else {
+            std::slice::from_raw_parts(arg(ids, "ids")?, len)
+        };
+        let id_out = out_arg(id_out, "id_out")?;
+        let id = crate::id::responsible(crate::id::Id(key), ids.iter().map(|i| crate::id::Id(*i)))
+            .ok_or_else(|| Failure::invalid("no ids to choose from (len is 0)"))?;
+        *id_out = id.0;
         Ok(())
     })
 }

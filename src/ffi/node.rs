@@ -1,101 +1,226 @@
 //! `PastryNode`: a node of the overlay.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, CString};
+use std::mem::{offset_of, size_of};
 use std::path::PathBuf;
+use std::time::Duration;
 
+use super::net::give_stats;
 use super::security::security_arg;
-use super::PastrySecurity;
+use super::sized::{self, Growable};
 use super::{
-    addr_arg, arg, guard, out_arg, str_arg, Failure, PastryNodeInfo, PastryNodeList, PastryStatus,
+    addr_arg, arg, c_string, guard, out_arg, str_arg, Failure, PastryNetOptions, PastryNetStats,
+    PastryNodeInfo, PastryNodeList, PastrySecurity, PastryStatus,
 };
 use crate::id::Id;
 use crate::{Node, NodeConfig};
 
 /// A running node. Thread-safe.
-pub struct PastryNode(Node);
+pub struct PastryNode {
+    pub(super) node: Node,
+    /// The options it started with, as `pastry_node_options_of` gives them (its strings and
+    /// net options point into the fields below, which are here only to own what they point
+    /// to).
+    options: PastryNodeOptions,
+    _listen: CString,
+    _data_dir: CString,
+    _net: Box<PastryNetOptions>,
+}
 
-/// How to start a node. Fill it with `pastry_node_options_default`, then change fields.
+// SAFETY: the raw pointers in `options` point into the handle's own fields, which are
+// never changed after the handle is made.
+unsafe impl Send for PastryNode {}
+unsafe impl Sync for PastryNode {}
+
+/// How to start a node. Fill it with `pastry_node_options_init(&options, sizeof options)`,
+/// then change fields. Fields are only ever added at the end: a program built against an
+/// older header passes a smaller struct, and the fields it does not know take their
+/// defaults.
 #[repr(C)]
+#[derive(Clone, Copy, Debug)]
 pub struct PastryNodeOptions {
+    /// `sizeof(PastryNodeOptions)` as the program knows it: set by `pastry_node_options_init`.
+    pub size: usize,
     /// Address to listen on, such as `"127.0.0.1:0"` (port 0: the system chooses). NULL:
     /// `127.0.0.1:0`.
     pub listen: *const c_char,
-    /// The node's id, `0..=65535`, or -1 for a random one.
-    pub id: i32,
-    /// Directory for the node's objects. NULL: a temporary directory removed when the node
-    /// is freed.
+    /// Address other nodes use to reach this one (port 0: the port listened on). NULL: the
+    /// address listened on, which must then not be a wildcard such as `0.0.0.0`.
+    pub advertise: *const c_char,
+    /// Directory for the node's objects, created if missing and kept when the node is freed.
+    /// NULL: a new temporary directory, removed when the node is freed.
     pub data_dir: *const c_char,
-    /// Leaf-set members on each side; 0 for the default (8).
-    pub leaf_half: u32,
-    /// Copies kept of each object, from 1 to `leaf_half + 1`; 0 for the default (3).
-    pub replicas: u32,
     /// The cluster key (or `pastry_security_insecure`); must be set. The node keeps its own
     /// copy.
     pub security: *const PastrySecurity,
+    /// The node's id, `0..=65535`, or -1 (the default) for a random one.
+    pub id: i32,
+    /// Leaf-set members on each side. Default 8.
+    pub leaf_half: u32,
+    /// Copies kept of each object, from 1 to `leaf_half + 1`. Default 3.
+    pub replicas: u32,
+    /// Most hops a route may take before a lookup fails. Default 32.
+    pub max_hops: u32,
+    /// How often the node checks its neighbours and retries work left undone, in ms. A
+    /// crashed neighbour is noticed within about this long. Default 1,000.
+    pub maintenance_interval_ms: u32,
+    /// Nonzero (the default): each write is synced to disk before it is acknowledged. Zero:
+    /// a write survives a crash of the process but not of the machine.
+    pub sync_writes: u32,
+    /// How long a deletion record is kept after its delete, in ms. Default a day.
+    pub tombstone_grace_ms: u64,
+    /// Socket timeouts and limits; NULL for the defaults.
+    pub net: *const PastryNetOptions,
 }
 
-/// Fills `options` with the defaults: loopback, random id, temporary data directory,
-/// default leaf set and number of copies.
+// SAFETY: repr(C), `size` first; 5 pointers, 6 four-byte fields, a u64, a pointer: no
+// padding.
+unsafe impl Growable for PastryNodeOptions {
+    const NAME: &'static str = "PastryNodeOptions";
+    // The first release: everything up to `security`, the one field that must be set.
+    const MIN_SIZE: usize = offset_of!(PastryNodeOptions, security) + size_of::<usize>();
+    fn defaults() -> Self {
+        let d = NodeConfig::default();
+        PastryNodeOptions {
+            size: size_of::<PastryNodeOptions>(),
+            listen: std::ptr::null(),
+            advertise: std::ptr::null(),
+            data_dir: std::ptr::null(),
+            security: std::ptr::null(),
+            id: -1,
+            leaf_half: d.leaf_half as u32,
+            replicas: d.replicas as u32,
+            max_hops: d.max_hops as u32,
+            maintenance_interval_ms: millis32(d.maintenance_interval),
+            sync_writes: d.sync_writes.into(),
+            tombstone_grace_ms: u64::try_from(d.tombstone_grace.as_millis()).unwrap_or(u64::MAX),
+            net: std::ptr::null(),
+        }
+    }
+}
+
+fn millis32(d: Duration) -> u32 {
+    u32::try_from(d.as_millis()).unwrap_or(u32::MAX)
+}
+
+/// Fills `options` with the defaults: loopback, random id, temporary data directory, and
+/// the defaults each field states. `size` is `sizeof *options` (the struct as the program
+/// knows it). Returns `PASTRY_STATUS_OK`, `PASTRY_STATUS_NULL_PARAMETER`, or
+/// `PASTRY_STATUS_INVALID_ARGUMENT` for a size smaller than the first release's struct.
 ///
 /// # Safety
-/// `options` points to writable storage.
+/// `options` is NULL or points to `size` writable bytes.
 #[no_mangle]
-pub unsafe extern "C" fn pastry_node_options_default(
+pub unsafe extern "C" fn pastry_node_options_init(
     options: *mut PastryNodeOptions,
+    size: usize,
 ) -> PastryStatus {
-    guard(|| {
-        let options = out_arg(options, "options")?;
-        *options = PastryNodeOptions {
-            listen: std::ptr::null(),
-            id: -1,
-            data_dir: std::ptr::null(),
-            leaf_half: 0,
-            replicas: 0,
-            security: std::ptr::null(),
-        };
-        Ok(())
-    })
+    guard(|| sized::init(options, size, "options"))
+}
+
+/// The Rust settings for C options.
+///
+/// # Safety
+/// As `pastry_node_start`.
+unsafe fn config_of(options: &PastryNodeOptions) -> Result<NodeConfig, Failure> {
+    let security = security_arg(options.security, "options->security")?;
+    let mut config = NodeConfig {
+        net: PastryNetOptions::config_from(options.net, security, "options->net")?,
+        leaf_half: options.leaf_half as usize,
+        replicas: options.replicas as usize,
+        max_hops: options.max_hops as usize,
+        maintenance_interval: Duration::from_millis(options.maintenance_interval_ms.into()),
+        sync_writes: options.sync_writes != 0,
+        tombstone_grace: Duration::from_millis(options.tombstone_grace_ms),
+        ..NodeConfig::default()
+    };
+    if !options.listen.is_null() {
+        config.listen = addr_arg(options.listen, "options->listen")?;
+    }
+    if !options.advertise.is_null() {
+        config.advertise = Some(addr_arg(options.advertise, "options->advertise")?);
+    }
+    config.id = match options.id {
+        -1 => None,
+        id => Some(Id(u16::try_from(id).map_err(|_| {
+            Failure::invalid(format!("options->id {id} is neither -1 nor 0..=65535"))
+        })?)),
+    };
+    if !options.data_dir.is_null() {
+        config.data_dir = Some(PathBuf::from(str_arg(
+            options.data_dir,
+            "options->data_dir",
+        )?));
+    }
+    if options.maintenance_interval_ms == 0 {
+        return Err(Failure::invalid("options->maintenance_interval_ms is 0"));
+    }
+    Ok(config)
 }
 
 /// Starts a node's server. It is not part of an overlay until it joins. On success
 /// `*node_out` is a new handle, owned by the caller: free it with `pastry_node_free`.
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (an address, id,
+/// size or setting out of range), or `_IO` (the address cannot be listened on, or the data
+/// directory cannot be made or opened).
 ///
 /// # Safety
-/// `options` points to options whose strings are NULL or NUL-terminated; `node_out` points
-/// to writable storage.
+/// `options` is NULL or points to options whose `size` is right and whose strings are NULL
+/// or NUL-terminated; `node_out` is NULL or points to writable storage.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_node_start(
     options: *const PastryNodeOptions,
     node_out: *mut *mut PastryNode,
 ) -> PastryStatus {
     guard(|| {
-        let options = arg(options, "options")?;
+        let options = sized::read(options, "options")?;
         let node_out = out_arg(node_out, "node_out")?;
-        let mut config = NodeConfig::new(security_arg(options.security, "options->security")?);
-        if !options.listen.is_null() {
-            config.listen = addr_arg(options.listen, "options->listen")?;
-        }
-        config.id = match options.id {
-            -1 => None,
-            id => Some(Id(u16::try_from(id).map_err(|_| {
-                Failure::invalid(format!("options->id {id} is neither -1 nor 0..=65535"))
-            })?)),
+        let config = config_of(&options)?;
+        let net = Box::new(PastryNetOptions::from(&config.net));
+        let node = Node::start(config.clone())?;
+        let listen = c_string(node.info().addr.to_string());
+        let data_dir = c_string(node.data_dir().display().to_string());
+        let options = PastryNodeOptions {
+            size: size_of::<PastryNodeOptions>(),
+            listen: listen.as_ptr(),
+            advertise: listen.as_ptr(),
+            data_dir: data_dir.as_ptr(),
+            security: std::ptr::null(),
+            id: node.id().0.into(),
+            ..options
         };
-        if !options.data_dir.is_null() {
-            config.data_dir = Some(PathBuf::from(str_arg(
-                options.data_dir,
-                "options->data_dir",
-            )?));
-        }
-        if options.leaf_half != 0 {
-            config.leaf_half = options.leaf_half as usize;
-        }
-        if options.replicas != 0 {
-            config.replicas = options.replicas as usize;
-        }
-        let node = Node::start(config)?;
-        *node_out = Box::into_raw(Box::new(PastryNode(node)));
+        let net_ptr: *const PastryNetOptions = &*net;
+        *node_out = Box::into_raw(Box::new(PastryNode {
+            node,
+            options: PastryNodeOptions {
+                net: net_ptr,
+                ..options
+            },
+            _listen: listen,
+            _data_dir: data_dir,
+            _net: net,
+        }));
         Ok(())
+    })
+}
+
+/// Writes the options the node runs with into `*options_out` (whose `size` the caller set,
+/// as `pastry_node_options_init` does): its address as `listen` and `advertise`, its data
+/// directory (the temporary one too), its id, and every setting; `security` is NULL. The
+/// strings and `net` belong to the node and stay valid until it is freed. Returns
+/// `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a wrong size).
+///
+/// # Safety
+/// `node` is NULL or a live handle; `options_out` is NULL or points to a struct whose size
+/// field is right.
+#[no_mangle]
+pub unsafe extern "C" fn pastry_node_options_of(
+    node: *const PastryNode,
+    options_out: *mut PastryNodeOptions,
+) -> PastryStatus {
+    guard(|| {
+        let node = arg(node, "node")?;
+        sized::write(options_out, node.options, "options_out")
     })
 }
 
@@ -111,7 +236,7 @@ pub unsafe extern "C" fn pastry_node_info(
     guard(|| {
         let node = arg(node, "node")?;
         let info_out = out_arg(info_out, "info_out")?;
-        *info_out = node.0.info().into();
+        *info_out = node.node.info().into();
         Ok(())
     })
 }
@@ -129,7 +254,7 @@ pub unsafe extern "C" fn pastry_node_join_discovery(
     guard(|| {
         let node = arg(node, "node")?;
         let discovery = addr_arg(discovery, "discovery")?;
-        Ok(node.0.join_discovery(discovery)?)
+        Ok(node.node.join_discovery(discovery)?)
     })
 }
 
@@ -145,7 +270,7 @@ pub unsafe extern "C" fn pastry_node_join_peer(
     guard(|| {
         let node = arg(node, "node")?;
         let peer = addr_arg(peer, "peer")?;
-        Ok(node.0.join_peer(peer)?)
+        Ok(node.node.join_peer(peer)?)
     })
 }
 
@@ -155,7 +280,7 @@ pub unsafe extern "C" fn pastry_node_join_peer(
 /// `node` is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_node_create(node: *const PastryNode) -> PastryStatus {
-    guard(|| Ok(arg(node, "node")?.0.create()?))
+    guard(|| Ok(arg(node, "node")?.node.create()?))
 }
 
 /// Looks `key` up from this node. On success `*route_out` lists every node visited, this
@@ -173,127 +298,44 @@ pub unsafe extern "C" fn pastry_node_lookup(
     guard(|| {
         let node = arg(node, "node")?;
         let route_out = out_arg(route_out, "route_out")?;
-        let route = node.0.lookup(Id(key))?;
+        let route = node.node.lookup(Id(key))?;
         *route_out = PastryNodeList::boxed(route.path);
         Ok(())
     })
 }
 
-/// The leaf set: the clockwise side nearest first, then the counter-clockwise side nearest
-/// first (a node on both sides, in a small network, is listed once). Free the list with
-/// `pastry_node_list_free`.
+/// Makes `discovery` (such as `"127.0.0.1:4000"`) the discovery node this node reports
+/// to from now on (a node that joined through a peer, or whose discovery node moved).
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT`.
 ///
 /// # Safety
-/// `node` is a live handle; `leaf_set_out` points to writable storage.
+/// `node` is NULL or a live handle; `discovery` is NULL or a NUL-terminated string.
 #[no_mangle]
-pub unsafe extern "C" fn pastry_node_leaf_set(
+pub unsafe extern "C" fn pastry_node_use_discovery(
     node: *const PastryNode,
-    leaf_set_out: *mut *mut PastryNodeList,
+    discovery: *const c_char,
 ) -> PastryStatus {
     guard(|| {
         let node = arg(node, "node")?;
-        let leaf_set_out = out_arg(leaf_set_out, "leaf_set_out")?;
-        *leaf_set_out = PastryNodeList::boxed(node.0.leaf_set().members());
+        let discovery = addr_arg(discovery, "discovery")?;
+        node.node.use_discovery(discovery);
         Ok(())
     })
 }
 
-/// The routing table's entries, row by row. An entry's row is the number of leading hex
-/// digits it shares with this node, its column its next digit. Free the list with
-/// `pastry_node_list_free`.
+/// Writes the node's traffic counters into `*stats_out`, whose `size` the caller set
+/// (`PastryNetStats stats = { sizeof stats };`). Returns `PASTRY_STATUS_OK`,
+/// `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a wrong size).
 ///
 /// # Safety
-/// `node` is a live handle; `table_out` points to writable storage.
+/// `node` is NULL or a live handle; `stats_out` is NULL or points to a struct whose size
+/// field is right.
 #[no_mangle]
-pub unsafe extern "C" fn pastry_node_routing_table(
+pub unsafe extern "C" fn pastry_node_stats(
     node: *const PastryNode,
-    table_out: *mut *mut PastryNodeList,
+    stats_out: *mut PastryNetStats,
 ) -> PastryStatus {
-    guard(|| {
-        let node = arg(node, "node")?;
-        let table_out = out_arg(table_out, "table_out")?;
-        *table_out = PastryNodeList::boxed(node.0.routing_table().entries());
-        Ok(())
-    })
-}
-
-/// One object a node holds.
-#[repr(C)]
-pub struct PastryObjectInfo {
-    /// The object's name (not NUL-terminated; may hold any bytes).
-    pub name: *mut u8,
-    /// The name's length.
-    pub name_len: usize,
-    /// The object's key.
-    pub key: u16,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its version.
-    pub version: u64,
-}
-
-/// The objects a node holds. Free with `pastry_object_list_free`.
-#[repr(C)]
-pub struct PastryObjectList {
-    /// The objects, by key and name; NULL when `len` is 0.
-    pub items: *mut PastryObjectInfo,
-    /// How many.
-    pub len: usize,
-}
-
-/// The objects this node holds. On success `*objects_out` is a new list, owned by the
-/// caller: free it with `pastry_object_list_free`.
-///
-/// # Safety
-/// `node` is a live handle; `objects_out` points to writable storage.
-#[no_mangle]
-pub unsafe extern "C" fn pastry_node_objects(
-    node: *const PastryNode,
-    objects_out: *mut *mut PastryObjectList,
-) -> PastryStatus {
-    guard(|| {
-        let node = arg(node, "node")?;
-        let objects_out = out_arg(objects_out, "objects_out")?;
-        let items: Box<[PastryObjectInfo]> = node
-            .0
-            .objects()?
-            .into_iter()
-            .map(|o| {
-                let (name, name_len) = super::slice_to_c(o.name.into_boxed_slice());
-                PastryObjectInfo {
-                    name,
-                    name_len,
-                    key: o.key.0,
-                    size: o.size,
-                    version: o.version,
-                }
-            })
-            .collect();
-        let (items, len) = super::slice_to_c(items);
-        *objects_out = Box::into_raw(Box::new(PastryObjectList { items, len }));
-        Ok(())
-    })
-}
-
-/// Frees an object list. NULL does nothing.
-///
-/// # Safety
-/// `list` is NULL or a list from this library, not yet freed.
-#[no_mangle]
-pub unsafe extern "C" fn pastry_object_list_free(list: *mut PastryObjectList) {
-    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        if list.is_null() {
-            return;
-        }
-        let list = Box::from_raw(list);
-        if !list.items.is_null() {
-            let items = std::slice::from_raw_parts(list.items, list.len);
-            for item in items {
-                super::free_c_slice(item.name, item.name_len);
-            }
-        }
-        super::free_c_slice(list.items, list.len);
-    }));
+    guard(|| give_stats(stats_out, arg(node, "node")?.node.stats()))
 }
 
 /// Leaves the overlay gracefully: hands every object over, then tells discovery and the
@@ -303,7 +345,7 @@ pub unsafe extern "C" fn pastry_object_list_free(list: *mut PastryObjectList) {
 /// `node` is a live handle.
 #[no_mangle]
 pub unsafe extern "C" fn pastry_node_leave(node: *const PastryNode) -> PastryStatus {
-    guard(|| Ok(arg(node, "node")?.0.leave()?))
+    guard(|| Ok(arg(node, "node")?.node.leave()?))
 }
 
 /// Stops the node (without leaving: call `pastry_node_leave` first for a graceful exit),
