@@ -56,6 +56,34 @@ fn abi_c() {
     run_both_ways("c/abi.c", "abi: all ");
 }
 
+/// The programs that need no network of this test's, built with the sanitizers and run
+/// at once: each must pass its own checks with no finding (the sanitizers end a program
+/// with a failure on the first).
+#[test]
+fn the_programs_run_clean_under_address_and_undefined_behaviour_sanitizers() {
+    let sources = [
+        ("c/network.c", "network: all checks passed"),
+        ("cpp/network.cpp", "network: all checks passed"),
+        ("c/null_checks.c", "null_checks: all "),
+        ("c/abi.c", "abi: all "),
+        ("cpp/hello.cpp", "hello: all checks passed"),
+    ];
+    let mut running: Vec<_> = sources
+        .iter()
+        .map(|(source, _)| start(&compile(source, Link::Sanitized), &[] as &[&str]))
+        .collect();
+    for (program, (_, last)) in running.iter_mut().zip(sources) {
+        let run = program.finish();
+        assert!(
+            !run.stderr.contains("ERROR: AddressSanitizer")
+                && !run.stderr.contains("runtime error:"),
+            "{}",
+            run.transcript()
+        );
+        run.assert_success(last);
+    }
+}
+
 #[test]
 fn store_data_c_linked_statically() {
     store_data(Link::Static);

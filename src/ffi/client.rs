@@ -165,6 +165,8 @@ unsafe fn give_route(route_out: *mut *mut PastryNodeList, route: crate::Route) {
 /// On success `*client_out` is a new handle, owned by the caller: free
 /// it with `pastry_client_free`.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (not an address).
+///
 /// # Safety
 /// `discovery` is a NUL-terminated string; `security` is a live handle; `client_out`
 /// points to writable storage.
@@ -185,6 +187,8 @@ pub unsafe extern "C" fn pastry_client_new(
 }
 
 /// A client that enters the overlay through the node at `peer`, with no discovery node.
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (not an address).
 ///
 /// # Safety
 /// As `pastry_client_new`.
@@ -208,6 +212,11 @@ pub unsafe extern "C" fn pastry_client_via_peer(
 /// the node responsible for its key. If `route_out` is not NULL, on success it receives the
 /// route taken (the holder last), owned by the caller: free it with
 /// `pastry_node_list_free`.
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_NAME` (empty, or longer than
+/// 4,096 bytes), `_NO_PEERS` (discovery knows no node), `_UNREACHABLE` or `_REFUSED` (no
+/// holder took it within the retry time), or `_IO` (a local failure, such as no descriptors
+/// left).
 ///
 /// # Safety
 /// `client` is a live handle; `name` and `data` point to as many bytes as their lengths say
@@ -235,6 +244,10 @@ pub unsafe extern "C" fn pastry_client_put(
 /// free them with `pastry_buffer_free`. `route_out` as in `pastry_client_put`.
 /// `PASTRY_STATUS_NOT_FOUND` if there is no such object.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_NOT_FOUND`, `_CORRUPT` (every copy
+/// failed its checksum), `_INVALID_NAME`, `_NO_PEERS`, `_UNREACHABLE` or `_REFUSED` (no
+/// holder answered within the retry time), or `_IO`.
+///
 /// # Safety
 /// `client` is a live handle; `name` points to `name_len` bytes; `data_out` is writable;
 /// `route_out` is NULL or writable.
@@ -259,6 +272,9 @@ pub unsafe extern "C" fn pastry_client_get(
 
 /// Deletes the object `name`. If `existed_out` is not NULL it receives whether there was
 /// one. `route_out` as in `pastry_client_put`.
+///
+/// Returns the statuses of `pastry_client_put`; deleting a name that has no object is not
+/// an error (`*existed_out` is false).
 ///
 /// # Safety
 /// `client` is a live handle; `name` points to `name_len` bytes; `existed_out` and
@@ -286,6 +302,9 @@ pub unsafe extern "C" fn pastry_client_delete(
 /// Stores the file at `path` (NUL-terminated, UTF-8) under its base name, streamed in
 /// chunks. `route_out` as in `pastry_client_put`.
 ///
+/// Returns the statuses of `pastry_client_put`, and `_INVALID_ARGUMENT` (`path` not UTF-8)
+/// or `_IO` (the file cannot be read; `path` has no file name).
+///
 /// # Safety
 /// `client` is a live handle; `path` is a NUL-terminated string; `route_out` is NULL or
 /// writable.
@@ -307,6 +326,11 @@ pub unsafe extern "C" fn pastry_client_store_file(
 /// Fetches the object `name` (`name_len` bytes) into the file at `path` (NUL-terminated,
 /// UTF-8), streamed in chunks; the file appears only once the whole object has arrived and
 /// passed its checksum. `route_out` as in `pastry_client_put`.
+///
+/// An existing file at `path` is replaced whole, at once (renamed over); a directory at
+/// `path` is left alone and the call fails with `_IO`; nothing is left behind on failure.
+/// Returns the statuses of `pastry_client_get`, and `_INVALID_ARGUMENT` (`path` not UTF-8)
+/// or `_IO` (the file cannot be written).
 ///
 /// # Safety
 /// `client` is a live handle; `name` points to `name_len` bytes; `path` is a NUL-terminated

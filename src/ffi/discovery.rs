@@ -13,6 +13,9 @@ pub struct PastryDiscovery(Discovery);
 /// system choose), admitting what `security` admits (not NULL). On success `*discovery_out` is a new handle, owned by the caller: stop it
 /// and free it with `pastry_discovery_free`.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (not an address) or
+/// `_IO` (the address cannot be listened on).
+///
 /// # Safety
 /// `listen` is a NUL-terminated string; `security` is a live handle; `discovery_out` points
 /// to writable storage.
@@ -34,6 +37,9 @@ pub unsafe extern "C" fn pastry_discovery_start(
 
 /// Writes the address the discovery node listens on (such as `"127.0.0.1:40123"`) into
 /// `buf` of `buf_len` bytes, NUL-terminated. `PASTRY_ADDR_LEN` bytes always suffice.
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (`buf_len` too
+/// small).
 ///
 /// # Safety
 /// `discovery` is a live handle; `buf` points to `buf_len` writable bytes.
@@ -60,6 +66,8 @@ pub unsafe extern "C" fn pastry_discovery_address(
 
 /// The peers that have finished joining, sorted by id. On success `*peers_out` is a new
 /// list, owned by the caller: free it with `pastry_node_list_free`.
+///
+/// Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
 ///
 /// # Safety
 /// `discovery` is a live handle; `peers_out` points to writable storage.

@@ -9,6 +9,8 @@
 //! - No panic crosses the boundary: it becomes `PASTRY_STATUS_PANIC`.
 //! - Handles are thread-safe: any function may be called on a handle from any thread at
 //!   once, except its `_free`, which must be the last call on it.
+//! - No call raises SIGPIPE: a peer that closes its connection gives an error, whether or
+//!   not the program ignores the signal.
 
 mod client;
 mod discovery;
@@ -385,6 +387,8 @@ pub extern "C" fn pastry_version() -> *const c_char {
 }
 
 /// The key of a name: CRC-16/XMODEM of its bytes (`"123456789"` gives `0x31c3`).
+///
+/// Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
 ///
 /// # Safety
 /// `name` points to `name_len` bytes (or is NULL with `name_len` 0); `key_out` points to a

@@ -226,6 +226,8 @@ pub unsafe extern "C" fn pastry_node_options_of(
 
 /// Writes the node's id and address into `*info_out`.
 ///
+/// Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
+///
 /// # Safety
 /// `node` is a live handle; `info_out` points to writable storage.
 #[no_mangle]
@@ -244,6 +246,12 @@ pub unsafe extern "C" fn pastry_node_info(
 /// Joins the overlay tracked by the discovery node at `discovery` (such as
 /// `"127.0.0.1:4000"`). `PASTRY_STATUS_ID_IN_USE` if the id is taken.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (not an address),
+/// `_ID_IN_USE`, `_UNREACHABLE` (discovery or the peer it named did not answer),
+/// `_REFUSED`, or `_NOT_JOINED` when the node has joined already or has left (a node that
+/// left cannot join again: free it and start a new one, with the same id and data directory
+/// if wanted).
+///
 /// # Safety
 /// `node` is a live handle; `discovery` is a NUL-terminated string.
 #[no_mangle]
@@ -259,6 +267,8 @@ pub unsafe extern "C" fn pastry_node_join_discovery(
 }
 
 /// Joins the overlay of the node at `peer`, with no discovery node.
+///
+/// Returns the statuses of `pastry_node_join_discovery`.
 ///
 /// # Safety
 /// `node` is a live handle; `peer` is a NUL-terminated string.
@@ -276,6 +286,9 @@ pub unsafe extern "C" fn pastry_node_join_peer(
 
 /// Starts a new overlay with this node as its only member, with no discovery node.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, or `_NOT_JOINED` when the node has joined
+/// already or has left.
+///
 /// # Safety
 /// `node` is a live handle.
 #[no_mangle]
@@ -286,6 +299,9 @@ pub unsafe extern "C" fn pastry_node_create(node: *const PastryNode) -> PastrySt
 /// Looks `key` up from this node. On success `*route_out` lists every node visited, this
 /// one first and the responsible node last; owned by the caller: free it with
 /// `pastry_node_list_free`.
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_NOT_JOINED` (not joined yet, or left),
+/// or `_UNREACHABLE` (the route failed or grew longer than `max_hops`).
 ///
 /// # Safety
 /// `node` is a live handle; `route_out` points to writable storage.
@@ -339,7 +355,15 @@ pub unsafe extern "C" fn pastry_node_stats(
 }
 
 /// Leaves the overlay gracefully: hands every object over, then tells discovery and the
-/// neighbours. The handle stays valid (answering only pings) until freed.
+/// neighbours. The handle stays valid until freed: the node then answers peers' pings and
+/// nothing else (a peer's request is refused as from a node not joined), its own lookups and
+/// joins give `PASTRY_STATUS_NOT_JOINED`, and its snapshots and stats still work. It cannot
+/// join again: free it and start a new node (with the same id and data directory if
+/// wanted).
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_NOT_JOINED` (not joined, or left
+/// already), or `_UNREACHABLE`, `_REFUSED` or `_IO` when an object could not be handed over
+/// (the node then stays joined and may try again).
 ///
 /// # Safety
 /// `node` is a live handle.

@@ -16,6 +16,9 @@ pub struct PastrySecurity(pub(super) Security);
 /// and returns it in `*security_out`, owned by the caller: free it with
 /// `pastry_security_free`.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (`path` not UTF-8) or
+/// `_IO` (the file exists or cannot be written).
+///
 /// # Safety
 /// `path` is a NUL-terminated string; `security_out` points to writable storage.
 #[no_mangle]
@@ -35,6 +38,9 @@ pub unsafe extern "C" fn pastry_security_new_key_file(
 /// Reads the cluster key in the file `path` (as `pastry_security_new_key_file` or
 /// `discovery --new-key` writes it) into `*security_out`, owned by the caller.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`, `_INVALID_ARGUMENT` (`path` not UTF-8) or
+/// `_IO` (the file cannot be read, or holds no key).
+///
 /// # Safety
 /// As `pastry_security_new_key_file`.
 #[no_mangle]
@@ -52,6 +58,9 @@ pub unsafe extern "C" fn pastry_security_from_key_file(
 
 /// A new random cluster key kept only in memory: for a network within one process.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_IO` (the system gave no random
+/// numbers).
+///
 /// # Safety
 /// `security_out` points to writable storage.
 #[no_mangle]
@@ -66,6 +75,9 @@ pub unsafe extern "C" fn pastry_security_generate(
 }
 
 /// The cluster key made of the `len` bytes at `bytes` (`len` must be `PASTRY_KEY_LEN`).
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (`len` is not
+/// `PASTRY_KEY_LEN`).
 ///
 /// # Safety
 /// `bytes` points to `len` readable bytes; `security_out` points to writable storage.
@@ -92,6 +104,8 @@ pub unsafe extern "C" fn pastry_security_from_bytes(
 
 /// No key: no handshake and no encryption, and anyone who can reach a port is a full member
 /// who can read, change or delete anything. Only for a network that strangers cannot reach.
+///
+/// Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
 ///
 /// # Safety
 /// `security_out` points to writable storage.

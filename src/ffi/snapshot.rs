@@ -166,6 +166,8 @@ pub struct PastryObjectList {
 /// The objects this node holds. On success `*objects_out` is a new list, owned by the
 /// caller: free it with `pastry_object_list_free`.
 ///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_IO` (the store cannot be read).
+///
 /// # Safety
 /// `node` is a live handle; `objects_out` points to writable storage.
 #[no_mangle]

@@ -22,12 +22,22 @@ pub const RUN_LIMIT: Duration = Duration::from_secs(60);
 
 pub const C_FLAGS: &[&str] = &["-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic"];
 pub const CXX_FLAGS: &[&str] = &["-std=c++17", "-Wall", "-Wextra", "-Werror", "-pedantic"];
+/// The sanitizers' flags: every finding is fatal, and frames are kept for its report.
+pub const SANITIZE: &[&str] = &[
+    "-fsanitize=address,undefined",
+    "-fno-sanitize-recover=all",
+    "-fno-omit-frame-pointer",
+    "-g",
+];
 
 /// How a program is linked to the library.
 #[derive(Clone, Copy, Debug)]
 pub enum Link {
     /// `libpastry.a`, and the system libraries Rust's standard library needs.
     Static,
+    /// As `Static`, the program built with AddressSanitizer and UndefinedBehaviorSanitizer
+    /// (any finding ends it with a failure).
+    Sanitized,
     /// `libpastry.so`, found at run time through an rpath.
     Dynamic,
 }
@@ -36,6 +46,7 @@ impl fmt::Display for Link {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Link::Static => "static",
+            Link::Sanitized => "sanitized",
             Link::Dynamic => "dynamic",
         })
     }
@@ -149,6 +160,12 @@ pub fn compile(source: &str, link: Link) -> PathBuf {
         Link::Static => command
             .arg(lib.join("libpastry.a"))
             .args(["-lpthread", "-ldl", "-lm"]),
+        Link::Sanitized => {
+            command
+                .args(SANITIZE)
+                .arg(lib.join("libpastry.a"))
+                .args(["-lpthread", "-ldl", "-lm"])
+        }
         Link::Dynamic => command
             .arg(format!("-L{}", lib.display()))
             .arg("-lpastry")

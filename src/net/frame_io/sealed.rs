@@ -18,11 +18,14 @@ pub(super) struct Sealed {
     pub(super) sealed: Vec<u8>,
 }
 
-/// Writes `parts` in order, with vectored writes.
-pub(super) fn write_all_parts(mut stream: &TcpStream, mut parts: [&[u8]; 4]) -> io::Result<()> {
+/// Writes `parts` in order, with vectored writes. Sent with `MSG_NOSIGNAL` (as std's own
+/// socket writes are, but not its `writev`): a peer that closed gives an error, never a
+/// SIGPIPE that would end a C program that did not ignore it.
+pub(super) fn write_all_parts(stream: &TcpStream, mut parts: [&[u8]; 4]) -> io::Result<()> {
+    let socket = socket2::SockRef::from(stream);
     // Bounded: every pass writes at least one byte or ends the loop.
     while parts.iter().any(|p| !p.is_empty()) {
-        match stream.write_vectored(&parts.map(IoSlice::new)) {
+        match socket.send_vectored_with_flags(&parts.map(IoSlice::new), libc::MSG_NOSIGNAL) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(mut n) => {
                 for part in &mut parts {
