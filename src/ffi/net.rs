@@ -108,7 +108,7 @@ impl PastryNetOptions {
     }
 }
 
-// SAFETY: repr(C), `size` first, 5 u64 then 8 u32: no padding.
+// SAFETY: repr(C), `size` first, 4 u64 then 8 u32: no padding (a test checks).
 unsafe impl Growable for PastryNetOptions {
     const NAME: &'static str = "PastryNetOptions";
     const MIN_SIZE: usize = size_of::<PastryNetOptions>();

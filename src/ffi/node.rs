@@ -73,7 +73,7 @@ pub struct PastryNodeOptions {
     pub net: *const PastryNetOptions,
 }
 
-// SAFETY: repr(C), `size` first; 5 pointers, 6 four-byte fields, a u64, a pointer: no
+// SAFETY: repr(C), `size` first; 4 pointers, 6 four-byte fields, a u64, a pointer: no
 // padding.
 unsafe impl Growable for PastryNodeOptions {
     const NAME: &'static str = "PastryNodeOptions";

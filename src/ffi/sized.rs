@@ -111,3 +111,28 @@ fn check_size<T: Growable>(size: usize, what: &str) -> Result<(), Failure> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::mem::size_of;
+
+    use super::super::{PastryClientOptions, PastryNetOptions, PastryNetStats, PastryNodeOptions};
+
+    /// `Growable` copies whole structs byte for byte: padding would be uninitialised bytes,
+    /// and a field added after it would take whatever an older program left there.
+    #[test]
+    fn the_growable_structs_have_no_padding() {
+        let word = size_of::<usize>();
+        // size, 5 pointers, 6 four-byte fields, a u64.
+        assert_eq!(size_of::<PastryNodeOptions>(), word + 5 * word + 6 * 4 + 8);
+        // size, 4 pointers, a u64, 2 four-byte fields.
+        assert_eq!(
+            size_of::<PastryClientOptions>(),
+            word + 4 * word + 8 + 2 * 4
+        );
+        // size, 4 u64, 8 four-byte fields.
+        assert_eq!(size_of::<PastryNetOptions>(), word + 4 * 8 + 8 * 4);
+        // size, 6 u64.
+        assert_eq!(size_of::<PastryNetStats>(), word + 6 * 8);
+    }
+}
