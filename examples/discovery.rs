@@ -5,8 +5,9 @@
 //! cargo run --example discovery -- --port 4000 --new-key cluster.key
 //! ```
 //!
-//! It prints `discovery listening on ADDR`, then reads commands from stdin: `list-nodes`,
-//! `help`, `exit` (end of input also exits).
+//! It prints `discovery listening on ADDR` (and `tracker listening on ADDR` with
+//! `--tracker-port`), then reads commands from stdin: `list-nodes`, `help`, `exit` (end of
+//! input also exits).
 
 #[macro_use]
 mod common;
@@ -27,6 +28,9 @@ Options:
   --port N         port to listen on (default 0: the OS chooses)
   --new-key FILE   make the cluster key, write it to FILE (which must not exist; mode
                    0600), and use it: give FILE to the peers and clients with --key-file
+  --tracker-port N serve the tracker seed's tracker on port N (0: the OS chooses):
+                   PLAINTEXT AND UNAUTHENTICATED, anyone who reaches it may use it
+  --tracker-host ADDR  address the tracker listens on (default 127.0.0.1)
 ",
     security_usage!(),
     "
@@ -45,6 +49,8 @@ fn main() -> ExitCode {
     let mut host = "127.0.0.1".to_string();
     let mut port = 0u16;
     let mut security = SecurityFlags::default();
+    let mut tracker_host = "127.0.0.1".to_string();
+    let mut tracker_port: Option<u16> = None;
     while let Some(flag) = args.next_flag() {
         if security.take(&flag, &mut args, true) {
             continue;
@@ -52,9 +58,15 @@ fn main() -> ExitCode {
         match flag.as_str() {
             "--host" => host = args.value(&flag),
             "--port" => port = args.value(&flag),
+            "--tracker-host" => tracker_host = args.value(&flag),
+            "--tracker-port" => tracker_port = Some(args.value(&flag)),
             _ => args.unknown(&flag),
         }
     }
+    let tracker = tracker_port.map(|port| {
+        listen_addr(&tracker_host, port)
+            .unwrap_or_else(|e| args.fail(&format!("--tracker-host {tracker_host}: {e}")))
+    });
     let addr =
         listen_addr(&host, port).unwrap_or_else(|e| args.fail(&format!("--host {host}: {e}")));
     init_logging();
@@ -71,6 +83,16 @@ fn main() -> ExitCode {
         "discovery listening on {}",
         discovery.local_addr()
     ));
+    if let Some(addr) = tracker {
+        match discovery.start_tracker(addr) {
+            Ok(addr) => say(format_args!("tracker listening on {addr}")),
+            Err(e) => {
+                eprintln!("error: cannot start the tracker on {addr}: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+        eprintln!("warning: the tracker is plaintext and unauthenticated");
+    }
 
     command_loop(|command, _args| match command {
         "list-nodes" => {

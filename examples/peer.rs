@@ -5,7 +5,8 @@
 //! cargo run --example peer -- --discovery 127.0.0.1:4000 --key-file cluster.key
 //! ```
 //!
-//! Once joined it prints `peer ID listening on ADDR`, then reads commands: `id`, `leaf-set`,
+//! Once joined it prints `peer ID listening on ADDR` (and `compact protocol on ADDR` with
+//! `--compact-port`), then reads commands: `id`, `leaf-set`,
 //! `routing-table`, `lookup KEY`, `list-files`, `help`, `exit` (end of input also leaves and
 //! exits).
 //!
@@ -42,6 +43,10 @@ Options:
   --data-dir DIR         keep this peer's objects in DIR (created if missing; kept
                          at exit). Default: a temporary directory, removed at exit
   --leaf-half N          leaf-set members kept on each side (default 8)
+  --compact-port N       serve the tracker seed's compact protocol on port N (0: the
+                         OS chooses): PLAINTEXT AND UNAUTHENTICATED, anyone who reaches
+                         it may insert, read and delete 32-bit values
+  --compact-host ADDR    address the compact protocol listens on (default 127.0.0.1)
 ",
     security_usage!(),
     "
@@ -77,6 +82,8 @@ fn main() -> ExitCode {
     let mut config = NodeConfig::default();
     let mut entry = Entry::Alone;
     let mut security = SecurityFlags::default();
+    let mut compact_host = "127.0.0.1".to_string();
+    let mut compact_port: Option<u16> = None;
     while let Some(flag) = args.next_flag() {
         if security.take(&flag, &mut args, false) {
             continue;
@@ -93,9 +100,15 @@ fn main() -> ExitCode {
             "--bootstrap" => entry = Entry::Bootstrap(args.value_with(&flag, resolve)),
             "--data-dir" => config.data_dir = Some(args.value::<PathBuf>(&flag)),
             "--leaf-half" => config.leaf_half = args.value(&flag),
+            "--compact-host" => compact_host = args.value(&flag),
+            "--compact-port" => compact_port = Some(args.value(&flag)),
             _ => args.unknown(&flag),
         }
     }
+    config.compact_listen = compact_port.map(|port| {
+        listen_addr(&compact_host, port)
+            .unwrap_or_else(|e| args.fail(&format!("--compact-host {compact_host}: {e}")))
+    });
     config.listen =
         listen_addr(&host, port).unwrap_or_else(|e| args.fail(&format!("--host {host}: {e}")));
     if let Some(dir) = &config.data_dir {
@@ -116,6 +129,10 @@ fn main() -> ExitCode {
     };
     let me = node.info();
     say(format_args!("peer {} listening on {}", me.id, me.addr));
+    if let Some(addr) = node.compact_addr() {
+        say(format_args!("compact protocol on {addr}"));
+        eprintln!("warning: the compact protocol is plaintext and unauthenticated");
+    }
 
     command_loop(|command, rest| {
         match (command, rest) {

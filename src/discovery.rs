@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::compact::Tracker;
 use crate::error::Result;
 use crate::id::{Id, NodeInfo};
 use crate::net::{Counters, Handler, NetConfig, Pool, Security, Server};
@@ -21,6 +22,9 @@ pub struct Discovery {
     registrar: Arc<Registrar>,
     server: Mutex<Option<Server>>,
     local_addr: SocketAddr,
+    net: NetConfig,
+    /// The tracker seed's tracker, when started.
+    tracker: Mutex<Option<Tracker>>,
 }
 
 /// The registry behind the server: the pure rules, and what carrying them out needs.
@@ -67,7 +71,7 @@ impl Discovery {
             let registrar = Arc::clone(&registrar);
             Arc::new(move |request, _peer| registrar.handle(request))
         };
-        let server = Server::start("pastry-discovery", listener, net, handler, counters)?;
+        let server = Server::start("pastry-discovery", listener, net.clone(), handler, counters)?;
         registrar.pool.read_through(server.reactor(), None);
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
@@ -75,7 +79,46 @@ impl Discovery {
             registrar,
             server: Mutex::new(Some(server)),
             local_addr,
+            net,
+            tracker: Mutex::new(None),
         })
+    }
+
+    /// Serves the tracker seed's tracker on `addr` ([`crate::compact`]): for a 32-bit key, the
+    /// port of the compact listener of the node responsible for it. Plaintext and
+    /// unauthenticated, for programs written to that protocol. Returns the address it
+    /// listens on; replaces a tracker started before.
+    pub fn start_tracker(&self, addr: SocketAddr) -> Result<SocketAddr> {
+        let live = {
+            let registrar = Arc::clone(&self.registrar);
+            Arc::new(move || registrar.registry.lock().joined_peers())
+        };
+        let ask = {
+            let registrar = Arc::clone(&self.registrar);
+            Arc::new(move |node: NodeInfo| {
+                match registrar.pool.call(node.addr, &Message::CompactPort) {
+                    Ok(Message::CompactPortIs { port }) => Some(u16::try_from(port).unwrap_or(0)),
+                    Ok(other) => {
+                        log::debug!("tracker: {node} answered {} to CompactPort", other.name());
+                        None
+                    }
+                    Err(e) => {
+                        log::debug!("tracker: {node} did not say its compact port: {e}");
+                        None
+                    }
+                }
+            })
+        };
+        let tracker = Tracker::start(addr, &self.net, live, ask)?;
+        let local = tracker.local_addr();
+        log::info!("discovery: tracker on {local}");
+        *self.tracker.lock() = Some(tracker);
+        Ok(local)
+    }
+
+    /// Where the tracker listens, if started.
+    pub fn tracker_addr(&self) -> Option<SocketAddr> {
+        self.tracker.lock().as_ref().map(Tracker::local_addr)
     }
 
     /// The address discovery listens on.
@@ -90,6 +133,7 @@ impl Discovery {
 
     /// Stops the server and joins its threads. Idempotent; also done on drop.
     pub fn shutdown(&self) {
+        drop(self.tracker.lock().take());
         let server = self.server.lock().take();
         if let Some(mut server) = server {
             server.shutdown();

@@ -35,6 +35,7 @@
 mod calls;
 mod checksum;
 mod client;
+pub mod compact;
 mod discovery;
 mod error;
 pub mod ffi;

@@ -58,6 +58,9 @@ pub struct NodeConfig {
     pub sync_writes: bool,
     /// Socket timeouts and limits.
     pub net: NetConfig,
+    /// Where to serve the tracker seed's compact protocol ([`crate::compact`]): plaintext
+    /// and unauthenticated, for programs written to that protocol. Default `None` (off).
+    pub compact_listen: Option<SocketAddr>,
 }
 
 impl Default for NodeConfig {
@@ -74,6 +77,7 @@ impl Default for NodeConfig {
             tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
             sync_writes: true,
             net: NetConfig::default(),
+            compact_listen: None,
         }
     }
 }

@@ -38,6 +38,9 @@ impl Inner {
         let routing = matches!(phase, Phase::Joined | Phase::Leaving);
         match request {
             Message::Get { name } if routing => self.serve_get(&name, session),
+            Message::CompactPort => Message::CompactPortIs {
+                port: self.compact_port.load(std::sync::atomic::Ordering::Relaxed),
+            },
             Message::Record(head) => self.receive_record(head, phase, session),
             Message::Delete {
                 name,

@@ -27,6 +27,7 @@ use parking_lot::{Mutex, RwLock};
 
 use crate::calls::discovery::DiscoveryLink;
 use crate::calls::route::Target;
+use crate::compact::CompactListener;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
 use crate::net::{Counters, Handler, NetStats, Pool, Server};
@@ -73,6 +74,8 @@ pub(crate) struct Inner {
     /// Wakes the maintenance thread; `None` once shut down.
     maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
     objects: Objects,
+    /// The port of the compact listener, 0 when there is none: a tracker asks for it.
+    compact_port: std::sync::atomic::AtomicU32,
 }
 
 /// The node's objects: its store, and the state of the writes it orders and the copies it
@@ -136,6 +139,8 @@ pub struct Node {
     inner: Arc<Inner>,
     server: Mutex<Option<Server>>,
     maintenance: Mutex<Option<JoinHandle<()>>>,
+    /// The compact protocol's listener, when configured.
+    compact: Mutex<Option<CompactListener>>,
 }
 
 impl Node {
@@ -185,6 +190,7 @@ impl Node {
                 repairs: Mutex::new(crate::protocol::repairs::Repairs::default()),
                 unconfirmed_before,
             },
+            compact_port: Default::default(),
             config,
         });
         let handler: Handler = {
@@ -200,12 +206,31 @@ impl Node {
         )?;
         inner.pool.read_through(server.reactor(), Some(me));
         let maintenance = migrate::start_maintenance(&inner, wakeups)?;
-        log::info!("node {me} started");
-        Ok(Node {
+        let node = Node {
             inner,
             server: Mutex::new(Some(server)),
             maintenance: Mutex::new(Some(maintenance)),
-        })
+            compact: Mutex::new(None),
+        };
+        if let Some(addr) = node.inner.config.compact_listen {
+            let listener = CompactListener::start(addr, me.addr, &node.inner.config.net)?;
+            let port = listener.local_addr().port();
+            node.inner
+                .compact_port
+                .store(port.into(), Ordering::Relaxed);
+            log::info!("node {me}: compact protocol on {}", listener.local_addr());
+            *node.compact.lock() = Some(listener);
+        }
+        log::info!("node {me} started");
+        Ok(node)
+    }
+
+    /// Where the compact protocol is served, if `NodeConfig::compact_listen` asked for it.
+    pub fn compact_addr(&self) -> Option<SocketAddr> {
+        self.compact
+            .lock()
+            .as_ref()
+            .map(CompactListener::local_addr)
     }
 
     /// This node's id and address.
@@ -362,6 +387,8 @@ impl Node {
     /// Stops the server, closes every connection and joins every thread. Idempotent; also
     /// done on drop. Does not leave: call [`Node::leave`] first for a graceful exit.
     pub fn shutdown(&self) {
+        // First: its requests are carried out through this node's server.
+        drop(self.compact.lock().take());
         let server = self.server.lock().take();
         if let Some(mut server) = server {
             server.shutdown();

@@ -350,6 +350,15 @@ pub enum Message {
         /// The node found dead.
         node: NodeInfo,
     },
+    /// Asks a node for the port of its compact listener (the tracker seed's protocol),
+    /// which the tracker hands out. Answered by [`Message::CompactPortIs`].
+    CompactPort,
+    /// Answer to [`Message::CompactPort`]: the TCP port, 0 when the node has no compact
+    /// listener.
+    CompactPortIs {
+        /// The port (at most 65,535).
+        port: u32,
+    },
 }
 
 impl Message {

@@ -140,6 +140,8 @@ message_set! {
     ListPeers = 45 as LIST_PEERS {},
     Peers = 46 as PEERS { peers: List<Node> },
     Alive = 47 as ALIVE { node: Node },
-    Suspect = 48 as SUSPECT { node: Node };
+    Suspect = 48 as SUSPECT { node: Node },
+    CompactPort = 50 as COMPACT_PORT {},
+    CompactPortIs = 51 as COMPACT_PORT_IS { port: U32 };
     Record = 20 as RECORD (Head)
 }
