@@ -15,6 +15,7 @@
 mod c_build;
 
 use std::ffi::OsStr;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -84,6 +85,71 @@ fn the_programs_run_clean_under_address_and_undefined_behaviour_sanitizers() {
     }
 }
 
+/// `tracker_client.c`, written from the protocol's description with POSIX sockets alone,
+/// stores, reads and deletes 1,000 keys through the tracker and the compact listeners; the
+/// entries it kept read back through `store_data` as objects.
+#[test]
+fn tracker_client_c_works_against_the_network_and_store_data_sees_its_entries() {
+    let client = compile("c/tracker_client.c", Link::Static);
+    let store_data = compile("c/store_data.c", Link::Static);
+    let loopback: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    // Unsynced writes: this is about the protocol, and 2,500 synced writes take long.
+    let template = NodeConfig {
+        compact_listen: Some(loopback),
+        sync_writes: false,
+        ..NodeConfig::new(key())
+    };
+    let (discovery, _nodes) = network_with(&[0x1111, 0x4444, 0x7777, 0xaaaa, 0xdddd], template);
+    let tracker = discovery
+        .start_tracker(loopback)
+        .expect("tracker")
+        .to_string();
+
+    let ran = run(&client, &[tracker.as_str(), "run", "1000", "7"]);
+    ran.assert_success("tracker_client: 1000 keys checked");
+    let kept: Vec<(String, u32)> = ran
+        .lines()
+        .iter()
+        .filter_map(|l| l.strip_prefix("kept "))
+        .map(|l| {
+            let (name, value) = l.split_once(' ').unwrap();
+            (name.to_owned(), value.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(kept.len(), 500, "{}", ran.transcript());
+
+    let dir = scratch().join("tracker_client");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("create the test directory");
+    let key_file = write_key_file(&dir);
+    let address = discovery.local_addr().to_string();
+    for (name, value) in kept.iter().step_by(25) {
+        let out = dir.join(name);
+        let retrieved = run(
+            &store_data,
+            &[
+                OsStr::new(&address),
+                key_file.as_os_str(),
+                OsStr::new("retrieve"),
+                OsStr::new(name),
+                out.as_os_str(),
+            ],
+        );
+        assert!(retrieved.status.success(), "{}", retrieved.transcript());
+        assert_eq!(std::fs::read(&out).unwrap(), value.to_be_bytes(), "{name}");
+    }
+
+    // One request at a time: a kept key's value, and a key never stored (status 1).
+    let (name, value) = &kept[0];
+    let key = u32::from_be_bytes(name.as_bytes().try_into().unwrap()).to_string();
+    let looked = run(&client, &[tracker.as_str(), "lookup", key.as_str()]);
+    assert!(looked.status.success(), "{}", looked.transcript());
+    assert_eq!(looked.lines(), [format!("0 {key} {value}")]);
+    let missing = run(&client, &[tracker.as_str(), "lookup", "12345"]);
+    assert_eq!(missing.status.code(), Some(1), "{}", missing.transcript());
+    assert_eq!(missing.lines(), ["1 12345 0"]);
+}
+
 #[test]
 fn store_data_c_linked_statically() {
     store_data(Link::Static);
@@ -123,6 +189,11 @@ fn write_key_file(dir: &Path) -> PathBuf {
 
 /// A discovery node and nodes with `ids` joined through it, in this process.
 fn network(ids: &[u16]) -> (Discovery, Vec<Node>) {
+    network_with(ids, NodeConfig::new(key()))
+}
+
+/// As [`network`], the nodes started with `template` (its id aside).
+fn network_with(ids: &[u16], template: NodeConfig) -> (Discovery, Vec<Node>) {
     let discovery =
         Discovery::start("127.0.0.1:0".parse().unwrap(), key()).expect("discovery starts");
     let nodes = ids
@@ -130,7 +201,7 @@ fn network(ids: &[u16]) -> (Discovery, Vec<Node>) {
         .map(|&id| {
             let node = Node::start(NodeConfig {
                 id: Some(Id(id)),
-                ..NodeConfig::new(key())
+                ..template.clone()
             })
             .expect("node starts");
             node.join_discovery(discovery.local_addr())
