@@ -56,8 +56,8 @@ pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
 pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};
 pub use node::{
-    Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE,
-    LAST_ALIVE_FILE, MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,
+    AppRoute, Application, Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS,
+    DEFAULT_TOMBSTONE_GRACE, LAST_ALIVE_FILE, MAX_APP_MESSAGE, MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,
 };
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;

@@ -38,6 +38,13 @@ impl Inner {
         let routing = matches!(phase, Phase::Joined | Phase::Leaving);
         match request {
             Message::Get { name } if routing => self.serve_get(&name, session),
+            Message::AppRoute {
+                app,
+                key,
+                hops_left,
+                request,
+                message,
+            } => self.serve_app_route(app, key, hops_left, request, message),
             Message::CompactPort => Message::CompactPortIs {
                 port: self.compact_port.load(std::sync::atomic::Ordering::Relaxed),
             },

@@ -58,6 +58,7 @@ pub(super) fn start_maintenance(
                 }
                 if due {
                     inner.maintain_overlay();
+                    inner.update_apps();
                     if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
                         pending = true;
                     }

@@ -1,6 +1,7 @@
 //! A Pastry node: its server, join, lookup and leave.
 
 mod absence;
+mod apps;
 mod config;
 mod damage;
 mod driver;
@@ -11,6 +12,7 @@ mod versions;
 mod writes;
 
 pub use absence::LAST_ALIVE_FILE;
+pub use apps::{AppRoute, Application, MAX_APP_MESSAGE};
 pub use config::{
     NodeConfig, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE, MIN_MAX_PAYLOAD,
 };
@@ -76,6 +78,8 @@ pub(crate) struct Inner {
     objects: Objects,
     /// The port of the compact listener, 0 when there is none: a tracker asks for it.
     compact_port: std::sync::atomic::AtomicU32,
+    /// The applications registered on the node (the Common API).
+    apps: apps::Apps,
 }
 
 /// The node's objects: its store, and the state of the writes it orders and the copies it
@@ -191,6 +195,7 @@ impl Node {
                 unconfirmed_before,
             },
             compact_port: Default::default(),
+            apps: apps::Apps::default(),
             config,
         });
         let handler: Handler = {

@@ -359,6 +359,32 @@ pub enum Message {
         /// The port (at most 65,535).
         port: u32,
     },
+    /// An application's message routed to the node responsible for `key` (the Common API's
+    /// `route`), forwarded hop by hop like a lookup; each node on the way shows it to its
+    /// instance of the application (`forward`), which may change or stop it. Answered by
+    /// [`Message::AppRouted`].
+    AppRoute {
+        /// The application's name, as registered on the nodes.
+        app: String,
+        /// Where it goes.
+        key: Id,
+        /// Hops it may still take.
+        hops_left: u8,
+        /// Whether the sender waits for the application's reply at the responsible node.
+        request: bool,
+        /// The message.
+        message: Bytes,
+    },
+    /// Answer to [`Message::AppRoute`]: the nodes it passed, from the one asked; whether the
+    /// last delivered it (or an application on the way stopped it there); the reply.
+    AppRouted {
+        /// The nodes from the one asked to the last.
+        path: Vec<NodeInfo>,
+        /// True when the last node is the responsible one and delivered it.
+        delivered: bool,
+        /// The application's reply (empty for a one-way message).
+        reply: Bytes,
+    },
 }
 
 impl Message {

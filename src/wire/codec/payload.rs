@@ -142,6 +142,10 @@ message_set! {
     Alive = 47 as ALIVE { node: Node },
     Suspect = 48 as SUSPECT { node: Node },
     CompactPort = 50 as COMPACT_PORT {},
-    CompactPortIs = 51 as COMPACT_PORT_IS { port: U32 };
+    CompactPortIs = 51 as COMPACT_PORT_IS { port: U32 },
+    AppRoute = 52 as APP_ROUTE {
+        app: Text, key: Ident, hops_left: U8, request: Bool, message: Rest
+    },
+    AppRouted = 53 as APP_ROUTED { path: List<Node>, delivered: Bool, reply: Rest };
     Record = 20 as RECORD (Head)
 }
