@@ -39,6 +39,7 @@
 
 #define PASTRY_ADDR_LEN 64
 #define PASTRY_KEY_LEN 32
+#define PASTRY_MAX_APP_MESSAGE 1048576
 
 
 /**
@@ -136,6 +137,12 @@ typedef enum PastryLogLevel {
 } PastryLogLevel;
 
 /**
+ * Bytes lent to a callback: a message it may read and replace (`forward`), or the reply it
+ * may set (`deliver`). Valid only during the callback.
+ */
+typedef struct PastryBytes PastryBytes;
+
+/**
  * A client of the object store. Thread-safe.
  */
 typedef struct PastryClient PastryClient;
@@ -199,6 +206,49 @@ typedef struct PastryBuffer {
    */
   size_t len;
 } PastryBuffer;
+
+/**
+ * An application's callbacks. Fill it with `pastry_application_init(&app, sizeof app)`,
+ * then set `deliver` (required), `forward` and `update` (optional) and `user`. Fields are
+ * only ever added at the end.
+ *
+ * Threads: `deliver` and `forward` run on the node's server threads, several at once (the
+ * sender's own `forward` on the thread calling `pastry_node_route`); `update` on the
+ * node's maintenance thread. They must be thread-safe; they may block, even route a message
+ * themselves, but the message waits meanwhile. They must not free the node.
+ */
+typedef struct PastryApplication {
+  /**
+   * `sizeof(PastryApplication)` as the program knows it: set by `pastry_application_init`.
+   */
+  size_t size;
+  /**
+   * Passed back to every callback untouched.
+   */
+  void *user;
+  /**
+   * The message reached the node responsible for `key` (this one). For a
+   * `pastry_node_request`, `pastry_bytes_set(reply, ...)` sets the answer.
+   */
+  void (*deliver)(void *user,
+                  uint16_t key,
+                  const uint8_t *message,
+                  size_t len,
+                  struct PastryBytes *reply);
+  /**
+   * The message is here on its way to `key`, and goes to `next` unless this returns
+   * false (it then stops here). `pastry_bytes_get` reads it and `pastry_bytes_set`
+   * changes it. NULL: every message passes on unchanged.
+   */
+  bool (*forward)(void *user,
+                  uint16_t key,
+                  struct PastryBytes *message,
+                  const struct PastryNodeInfo *next);
+  /**
+   * `node` joined this node's leaf set (`joined`) or left it. NULL: not told.
+   */
+  void (*update)(void *user, const struct PastryNodeInfo *node, bool joined);
+} PastryApplication;
 
 /**
  * Socket timeouts and limits of a node, client or discovery node. Fill it with
@@ -593,6 +643,100 @@ enum PastryStatus pastry_responsible(uint16_t key,
                                      const uint16_t *ids,
                                      size_t len,
                                      uint16_t *id_out);
+
+/**
+ * Fills `app` with no callbacks and a NULL `user` (`size` is `sizeof *app`). Returns
+ * `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (a size smaller than the
+ * first release's struct).
+ *
+ * # Safety
+ * `app` is NULL or points to `size` writable bytes.
+ */
+enum PastryStatus pastry_application_init(struct PastryApplication *app, size_t size);
+
+/**
+ * Registers the application `app` under `name` (NUL-terminated UTF-8) on `node`,
+ * replacing one registered under that name before; the node keeps a copy of `*app`.
+ * Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` (also for a NULL `app->deliver`) or
+ * `_INVALID_ARGUMENT` (a wrong size, a name not UTF-8).
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `name` is NULL or NUL-terminated; `app` is NULL or
+ * points to a struct whose size field is right, whose callbacks stay callable until the
+ * application is unregistered or the node freed.
+ */
+enum PastryStatus pastry_node_register_app(const struct PastryNode *node,
+                                           const char *name,
+                                           const struct PastryApplication *app);
+
+/**
+ * Removes the application registered under `name` on `node`: once this returns, its
+ * callbacks are not called for new messages (a call under way may still end). Returns
+ * `PASTRY_STATUS_OK` or `_NULL_PARAMETER`, or `_INVALID_ARGUMENT` (a name not UTF-8).
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `name` is NULL or NUL-terminated.
+ */
+enum PastryStatus pastry_node_unregister_app(const struct PastryNode *node, const char *name);
+
+/**
+ * Reads the bytes lent to a callback. Returns `PASTRY_STATUS_OK` or `_NULL_PARAMETER`.
+ *
+ * # Safety
+ * `bytes` is NULL or the bytes a callback was given, during that callback; the out
+ * pointers are NULL or writable.
+ */
+enum PastryStatus pastry_bytes_get(const struct PastryBytes *bytes,
+                                   const uint8_t **data_out,
+                                   size_t *len_out);
+
+/**
+ * Replaces the bytes lent to a callback with a copy of `len` bytes at `data` (at most
+ * `PASTRY_MAX_APP_MESSAGE`). Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or
+ * `_INVALID_ARGUMENT` (too long).
+ *
+ * # Safety
+ * `bytes` is NULL or the bytes a callback was given, during that callback; `data` points
+ * to `len` bytes (or is NULL with `len` 0).
+ */
+enum PastryStatus pastry_bytes_set(struct PastryBytes *bytes, const uint8_t *data, size_t len);
+
+/**
+ * Routes `message` (`len` bytes, at most `PASTRY_MAX_APP_MESSAGE`) to application `app`
+ * on the node responsible for `key`, one way. On success `*delivered_out` (if not NULL)
+ * says whether it was delivered (false: a `forward` stopped it), and `route_out` (if not
+ * NULL) receives the nodes it passed, this one first; free it with
+ * `pastry_node_list_free`. Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER`,
+ * `_INVALID_ARGUMENT` (too long, a name not UTF-8), `_NOT_JOINED`, `_UNREACHABLE` (the
+ * route failed), or `_REFUSED` (the responsible node runs no such application).
+ *
+ * # Safety
+ * `node` is NULL or a live handle; `app` is NULL or NUL-terminated; `message` points to
+ * `len` bytes (or is NULL with `len` 0); the out pointers are NULL or writable.
+ */
+enum PastryStatus pastry_node_route(const struct PastryNode *node,
+                                    const char *app,
+                                    uint16_t key,
+                                    const uint8_t *message,
+                                    size_t len,
+                                    bool *delivered_out,
+                                    struct PastryNodeList **route_out);
+
+/**
+ * As `pastry_node_route`, and waits for the reply `deliver` set at the responsible node:
+ * on success `*reply_out` holds it (empty if stopped on the way); free it with
+ * `pastry_buffer_free`. Returns the statuses of `pastry_node_route`.
+ *
+ * # Safety
+ * As `pastry_node_route`; `reply_out` is NULL or writable.
+ */
+enum PastryStatus pastry_node_request(const struct PastryNode *node,
+                                      const char *app,
+                                      uint16_t key,
+                                      const uint8_t *message,
+                                      size_t len,
+                                      struct PastryBuffer **reply_out,
+                                      struct PastryNodeList **route_out);
 
 /**
  * Fills `options` with the defaults each field states, no entry set. `size` is `sizeof

@@ -23,6 +23,10 @@ fn the_committed_header_matches_the_sources() {
         format!("#define PASTRY_ADDR_LEN {}", pastry::ffi::PASTRY_ADDR_LEN),
         format!("#define PASTRY_KEY_LEN {}", pastry::ffi::PASTRY_KEY_LEN),
         format!(
+            "#define PASTRY_MAX_APP_MESSAGE {}",
+            pastry::ffi::PASTRY_MAX_APP_MESSAGE
+        ),
+        format!(
             "#define PASTRY_VERSION_MAJOR {}",
             env!("CARGO_PKG_VERSION_MAJOR")
         ),

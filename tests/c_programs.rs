@@ -57,6 +57,11 @@ fn abi_c() {
     run_both_ways("c/abi.c", "abi: all ");
 }
 
+#[test]
+fn apps_c() {
+    run_both_ways("c/apps.c", "apps: all ");
+}
+
 /// The programs that need no network of this test's, built with the sanitizers and run
 /// at once: each must pass its own checks with no finding (the sanitizers end a program
 /// with a failure on the first).
@@ -67,6 +72,7 @@ fn the_programs_run_clean_under_address_and_undefined_behaviour_sanitizers() {
         ("cpp/network.cpp", "network: all checks passed"),
         ("c/null_checks.c", "null_checks: all "),
         ("c/abi.c", "abi: all "),
+        ("c/apps.c", "apps: all "),
         ("cpp/hello.cpp", "hello: all checks passed"),
     ];
     let mut running: Vec<_> = sources

@@ -453,6 +453,62 @@ static void stream_functions(const PastryClient *client) {
     EXPECT_OK(pastry_client_delete(client, name, name_len, NULL, NULL));
 }
 
+/* Answers every message with nothing. */
+static void deliver_nothing(void *user, uint16_t key, const uint8_t *message, size_t len,
+                            PastryBytes *reply) {
+    (void)user;
+    (void)key;
+    (void)message;
+    (void)len;
+    (void)reply;
+}
+
+static void app_functions(const PastryNode *node) {
+    PastryApplication app;
+    EXPECT_NULL(pastry_application_init(NULL, sizeof app));
+    EXPECT_OK(pastry_application_init(&app, sizeof app));
+    EXPECT_NULL(pastry_node_register_app(node, "null-checks", &app)); /* no deliver */
+    EXPECT_NAMED("app->deliver");
+    app.deliver = deliver_nothing;
+    EXPECT_NULL(pastry_node_register_app(NULL, "null-checks", &app));
+    EXPECT_NULL(pastry_node_register_app(node, NULL, &app));
+    EXPECT_NULL(pastry_node_register_app(node, "null-checks", NULL));
+    EXPECT_OK(pastry_node_register_app(node, "null-checks", &app));
+
+    const uint8_t message[] = "hello";
+    PastryNodeList *route = UNTOUCHED(PastryNodeList);
+    bool delivered = false;
+    EXPECT_NULL(pastry_node_route(NULL, "null-checks", 1, message, 5, &delivered, &route));
+    EXPECT_NULL(pastry_node_route(node, NULL, 1, message, 5, &delivered, &route));
+    EXPECT_NULL(pastry_node_route(node, "null-checks", 1, NULL, 5, &delivered, &route));
+    EXPECT(route == UNTOUCHED(PastryNodeList) && !delivered);
+    /* Optional: whether it was delivered, the route; no message when it has 0 bytes. */
+    EXPECT_OK(pastry_node_route(node, "null-checks", 1, NULL, 0, NULL, NULL));
+    EXPECT_OK(pastry_node_route(node, "null-checks", 1, message, 5, &delivered, NULL));
+    EXPECT(delivered);
+
+    PastryBuffer *reply = UNTOUCHED(PastryBuffer);
+    EXPECT_NULL(pastry_node_request(NULL, "null-checks", 1, message, 5, &reply, NULL));
+    EXPECT_NULL(pastry_node_request(node, NULL, 1, message, 5, &reply, NULL));
+    EXPECT_NULL(pastry_node_request(node, "null-checks", 1, NULL, 5, &reply, NULL));
+    EXPECT_NULL(pastry_node_request(node, "null-checks", 1, message, 5, NULL, NULL));
+    EXPECT(reply == UNTOUCHED(PastryBuffer));
+    EXPECT_OK(pastry_node_request(node, "null-checks", 1, message, 5, &reply, NULL));
+    if (reply != UNTOUCHED(PastryBuffer)) {
+        EXPECT(reply->len == 0);
+        pastry_buffer_free(reply);
+    }
+
+    const uint8_t *data = NULL;
+    size_t len = 0;
+    EXPECT_NULL(pastry_bytes_get(NULL, &data, &len));
+    EXPECT_NULL(pastry_bytes_set(NULL, message, 5));
+
+    EXPECT_NULL(pastry_node_unregister_app(NULL, "null-checks"));
+    EXPECT_NULL(pastry_node_unregister_app(node, NULL));
+    EXPECT_OK(pastry_node_unregister_app(node, "null-checks"));
+}
+
 static void file_functions(const PastryClient *client) {
     char dir[] = "/tmp/pastry-null-checks-XXXXXX";
     if (mkdtemp(dir) == NULL) {
@@ -501,6 +557,7 @@ int main(void) {
     pastry_security_free(security);
     object_functions(client);
     stream_functions(client);
+    app_functions(node);
     file_functions(client);
 
     EXPECT_OK(pastry_node_leave(node));

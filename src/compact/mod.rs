@@ -4,7 +4,7 @@
 //! unauthenticated, as in the seed: off unless asked for, and bound to loopback unless told
 //! otherwise (see the README's "The tracker seed's protocol").
 //!
-//! The formats ([`format`]):
+//! The formats ([`mod@format`]):
 //! - **Tracker**: a request is 4 bytes, the key as a big-endian `u32`; the reply is 4 bytes, a
 //!   big-endian `u32` whose low 16 bits are the TCP port of the compact listener of the node
 //!   responsible for the key, on the tracker's host (0 when no node with a compact listener
@@ -19,7 +19,7 @@
 //!   [`Client::get`](crate::Client::get), `store_data` and the C API, with the object
 //!   store's copies, migration and crash tolerance underneath.
 //!
-//! Both listeners are small servers of their own ([`server`]): a thread accepts, a thread
+//! Both listeners are small servers of their own (`server.rs`): a thread accepts, a thread
 //! serves each connection (at most [`MAX_CONNECTIONS`] at once), and a request must arrive
 //! whole within the I/O timeout once it has started.
 

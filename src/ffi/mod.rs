@@ -12,6 +12,7 @@
 //! - No call raises SIGPIPE: a peer that closes its connection gives an error, whether or
 //!   not the program ignores the signal.
 
+mod apps;
 mod client;
 mod discovery;
 mod logging;
@@ -30,6 +31,7 @@ use crate::error::Error;
 use crate::id::NodeInfo;
 use crate::wire::RemoteCode;
 
+pub use apps::*;
 pub use client::*;
 pub use discovery::*;
 pub use logging::*;

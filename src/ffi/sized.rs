@@ -116,7 +116,9 @@ fn check_size<T: Growable>(size: usize, what: &str) -> Result<(), Failure> {
 mod tests {
     use std::mem::size_of;
 
-    use super::super::{PastryClientOptions, PastryNetOptions, PastryNetStats, PastryNodeOptions};
+    use super::super::{
+        PastryApplication, PastryClientOptions, PastryNetOptions, PastryNetStats, PastryNodeOptions,
+    };
 
     /// `Growable` copies whole structs byte for byte: padding would be uninitialised bytes,
     /// and a field added after it would take whatever an older program left there.
@@ -134,5 +136,7 @@ mod tests {
         assert_eq!(size_of::<PastryNetOptions>(), word + 4 * 8 + 8 * 4);
         // size, 6 u64.
         assert_eq!(size_of::<PastryNetStats>(), word + 6 * 8);
+        // size, a pointer, 3 function pointers.
+        assert_eq!(size_of::<PastryApplication>(), word + 4 * word);
     }
 }
