@@ -8,7 +8,13 @@
 //! - `store_data.c` stores, retrieves and deletes files on a network this test starts, with
 //!   the network's cluster key read from a file this test writes.
 //! - `abi.c` checks the version macros, options structs of other sizes and the log
-//!   callback.
+//!   callback;
+//! - `apps.c` runs an application of the Common API on every node of a network;
+//! - `tracker_client.c`, written from the tracker seed's protocol alone, stores, reads and
+//!   deletes 1,000 keys through the tracker and compact listeners of a network this test
+//!   starts; `store_data.c` then reads the same entries;
+//! - all but `store_data.c` and `tracker_client.c` are also built with AddressSanitizer and
+//!   UndefinedBehaviorSanitizer and run clean.
 //!
 //! `c_build` builds the library for them.
 
