@@ -25,14 +25,10 @@ impl CompactListener {
                 ..ClientConfig::default()
             },
         );
-        let timeouts = Timeouts {
-            idle: net.idle_timeout,
-            io: net.io_timeout,
-        };
         let server = PlainServer::start(
             "pastry-compact",
             addr,
-            timeouts,
+            Timeouts::of(net),
             Arc::new(move |bytes: &[u8; MESSAGE_LEN]| answer(&client, Request::decode(bytes))),
         )?;
         Ok(CompactListener { server })

@@ -47,6 +47,16 @@ pub(super) struct Timeouts {
     pub io: Duration,
 }
 
+impl Timeouts {
+    /// The node's (or discovery's) own idle and I/O timeouts.
+    pub fn of(net: &crate::NetConfig) -> Timeouts {
+        Timeouts {
+            idle: net.idle_timeout,
+            io: net.io_timeout,
+        }
+    }
+}
+
 impl PlainServer {
     /// Listens on `addr` and serves requests of `N` bytes with `serve`.
     pub fn start<const N: usize>(

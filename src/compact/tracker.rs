@@ -34,14 +34,10 @@ impl Tracker {
         ask: AskPort,
     ) -> Result<Tracker> {
         let ports: Mutex<HashMap<NodeInfo, u16>> = Mutex::default();
-        let timeouts = Timeouts {
-            idle: net.idle_timeout,
-            io: net.io_timeout,
-        };
         let server = PlainServer::start(
             "pastry-tracker",
             addr,
-            timeouts,
+            Timeouts::of(net),
             Arc::new(move |bytes: &[u8; TRACKER_LEN]| {
                 let key = u32::from_be_bytes(*bytes);
                 let port = port_for(key, &live(), &*ask, &ports);
