@@ -243,17 +243,18 @@ impl Client {
 
     /// Fetches the object `name` into memory.
     pub fn get(&self, name: impl AsRef<[u8]>) -> Result<Fetched> {
-        let name = name.as_ref();
-        self.retrying(|| {
-            let (route, replicas) = self.lookup_once(key_of(name))?;
-            let mut data = Vec::new();
-            let head = self.fetch(&route, &replicas, name, &mut data)?;
-            Ok(Fetched {
-                key: route.key,
-                data,
-                version: head.version,
-                route,
-            })
+        let mut data = Vec::new();
+        let got = self.get_with(name, |offset, chunk| {
+            // A holder that failed part way is followed by another from offset 0.
+            data.truncate(usize::try_from(offset).unwrap_or(usize::MAX));
+            data.extend_from_slice(chunk);
+            Ok(())
+        })?;
+        Ok(Fetched {
+            key: got.key,
+            data,
+            version: got.version,
+            route: got.route,
         })
     }
 

@@ -249,13 +249,6 @@ impl Sink for Vec<u8> {
     }
 }
 
-impl Refill for Vec<u8> {
-    fn reset(&mut self) -> Result<()> {
-        self.clear();
-        Ok(())
-    }
-}
-
 /// Passes a record's chunks on to another connection as they arrive (a relayed put).
 pub(crate) struct Forward<'a>(pub &'a mut dyn Frames);
 
