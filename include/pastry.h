@@ -481,6 +481,12 @@ typedef struct PastryNodeOptions {
    * Socket timeouts and limits; NULL for the defaults.
    */
   const struct PastryNetOptions *net;
+  /**
+   * Objects of at most this many bytes live in the node's store log (one append, its
+   * sync shared by the writes of the same moment); larger ones are files of their own.
+   * Default 65,536; above 1 MiB is taken as 1 MiB.
+   */
+  uint64_t small_object_max;
 } PastryNodeOptions;
 
 /**

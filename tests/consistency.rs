@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
+use pastry::store::ObjectStore;
 use pastry::wire::{Message, RecordHead, RemoteCode};
 use pastry::{key_of, Client, Connection, Error, Id, NetConfig, Node, NodeConfig, Rng};
 
@@ -30,21 +31,16 @@ impl Drop for Scratch {
     }
 }
 
-/// Whether `node`'s data directory holds a record (object or deletion record) of `name`,
-/// which must be made of characters the store keeps as they are in file names.
-fn has_record(dir: &Path, name: &str) -> bool {
-    let mut found = false;
-    let objects = dir.join("objects");
-    for key_dir in std::fs::read_dir(&objects).into_iter().flatten().flatten() {
-        for file in std::fs::read_dir(key_dir.path())
-            .into_iter()
-            .flatten()
-            .flatten()
-        {
-            found |= file.file_name().to_string_lossy() == name;
-        }
-    }
-    found
+/// Whether `node` keeps a record of `name`, a deletion record included.
+fn holds_record(node: &Node, name: &str) -> bool {
+    let records = node.records().expect("records");
+    records.iter().any(|r| r.name == name.as_bytes())
+}
+
+/// The same for the data directory of a node that is not running.
+fn dir_has_record(dir: &Path, name: &str) -> bool {
+    let store = ObjectStore::open(dir).expect("open the stopped node's store");
+    store.meta(name.as_bytes()).expect("meta").is_some()
 }
 
 /// The names of `objects`, for the placement checks.
@@ -462,9 +458,7 @@ fn deletion_records_are_collected_and_a_holder_back_after_the_grace_brings_nothi
 
     // Every live holder collects the deletion record once the grace has passed.
     let collected = wait_until(Duration::from_secs(20), || {
-        net.nodes
-            .iter()
-            .all(|n| !has_record(n.data_dir(), "doomed.txt"))
+        net.nodes.iter().all(|n| !holds_record(n, "doomed.txt"))
     });
     assert!(collected, "deletion records still kept");
     let took = deleted_at.elapsed();
@@ -472,12 +466,10 @@ fn deletion_records_are_collected_and_a_holder_back_after_the_grace_brings_nothi
     eprintln!("deletion record collected everywhere {took:?} after the delete");
 
     // The holder comes back after an absence longer than the grace, with its old copy.
-    assert!(has_record(&victim_dir, "doomed.txt"));
+    assert!(dir_has_record(&victim_dir, "doomed.txt"));
     net.join_node(start(victim_id));
     let gone = wait_until(Duration::from_secs(10), || {
-        net.nodes
-            .iter()
-            .all(|n| !has_record(n.data_dir(), "doomed.txt"))
+        net.nodes.iter().all(|n| !holds_record(n, "doomed.txt"))
     });
     assert!(gone, "the old copy was kept or spread");
     for _ in 0..5 {

@@ -95,6 +95,7 @@ static void older_options(const PastrySecurity *key) {
     CHECK(running.maintenance_interval_ms == 1000);
     CHECK(running.sync_writes == 1);
     CHECK(running.tombstone_grace_ms == 24u * 3600u * 1000u);
+    CHECK(running.small_object_max == 65536);
     CHECK(running.net != NULL && running.net->io_timeout_ms == 5000 &&
           running.net->max_connections == 2048);
     pastry_node_free(node);

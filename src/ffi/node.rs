@@ -71,10 +71,14 @@ pub struct PastryNodeOptions {
     pub tombstone_grace_ms: u64,
     /// Socket timeouts and limits; NULL for the defaults.
     pub net: *const PastryNetOptions,
+    /// Objects of at most this many bytes live in the node's store log (one append, its
+    /// sync shared by the writes of the same moment); larger ones are files of their own.
+    /// Default 65,536; above 1 MiB is taken as 1 MiB.
+    pub small_object_max: u64,
 }
 
-// SAFETY: repr(C), `size` first; 4 pointers, 6 four-byte fields, a u64, a pointer: no
-// padding.
+// SAFETY: repr(C), `size` first; 4 pointers, 6 four-byte fields, a u64, a pointer, a u64:
+// no padding.
 unsafe impl Growable for PastryNodeOptions {
     const NAME: &'static str = "PastryNodeOptions";
     // The first release: everything up to `security`, the one field that must be set.
@@ -95,6 +99,7 @@ unsafe impl Growable for PastryNodeOptions {
             sync_writes: d.sync_writes.into(),
             tombstone_grace_ms: u64::try_from(d.tombstone_grace.as_millis()).unwrap_or(u64::MAX),
             net: std::ptr::null(),
+            small_object_max: d.small_object_max as u64,
         }
     }
 }
@@ -132,6 +137,7 @@ unsafe fn config_of(options: &PastryNodeOptions) -> Result<NodeConfig, Failure> 
         maintenance_interval: Duration::from_millis(options.maintenance_interval_ms.into()),
         sync_writes: options.sync_writes != 0,
         tombstone_grace: Duration::from_millis(options.tombstone_grace_ms),
+        small_object_max: usize::try_from(options.small_object_max).unwrap_or(usize::MAX),
         ..NodeConfig::default()
     };
     if !options.listen.is_null() {

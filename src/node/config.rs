@@ -8,7 +8,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::net::{NetConfig, Security};
 use crate::overlay::DEFAULT_LEAF_HALF;
-use crate::store::CHUNK_SIZE;
+use crate::store::{CHUNK_SIZE, DEFAULT_SMALL_OBJECT_MAX};
 
 /// Default limit on the hops of one route: far above `log16(2^16) = 4`, so only a network
 /// that has not settled reaches it.
@@ -56,6 +56,12 @@ pub struct NodeConfig {
     /// operating-system crash, in exchange for much faster writes; the copies on other nodes
     /// may make that trade acceptable.
     pub sync_writes: bool,
+    /// Objects of at most this many bytes live in the store's log (one append, its sync
+    /// shared by the writes of the same moment); larger ones are files of their own,
+    /// streamed in chunks. Default [`DEFAULT_SMALL_OBJECT_MAX`] (64 KiB); above
+    /// [`MAX_SMALL_OBJECT`](crate::store::MAX_SMALL_OBJECT) (1 MiB) is taken as that. See
+    /// [`crate::store`].
+    pub small_object_max: usize,
     /// Socket timeouts and limits.
     pub net: NetConfig,
     /// Where to serve the tracker seed's compact protocol ([`crate::compact`]): plaintext
@@ -76,6 +82,7 @@ impl Default for NodeConfig {
             maintenance_interval: Duration::from_secs(1),
             tombstone_grace: DEFAULT_TOMBSTONE_GRACE,
             sync_writes: true,
+            small_object_max: DEFAULT_SMALL_OBJECT_MAX,
             net: NetConfig::default(),
             compact_listen: None,
         }

@@ -36,7 +36,7 @@ use crate::net::{Counters, Handler, NetStats, Pool, Server};
 use crate::overlay::{LeafSet, RoutingTable};
 use crate::protocol::membership::{self, Membership, Phase};
 use crate::rng::Rng;
-use crate::store::{ObjectStore, RecordMeta};
+use crate::store::{ObjectStore, RecordMeta, StoreOptions};
 
 /// The route a lookup took.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -170,7 +170,11 @@ impl Node {
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
-        let store = ObjectStore::open_with(&data_dir.path, config.sync_writes)
+        let store_options = StoreOptions {
+            sync: config.sync_writes,
+            small_object_max: config.small_object_max,
+        };
+        let store = ObjectStore::open_options(&data_dir.path, store_options)
             .map_err(|e| Error::from_store(b"", e))?;
         let now = versions::wall_clock_ns();
         let unconfirmed_before =
@@ -360,13 +364,17 @@ impl Node {
 
     /// The objects this node holds (not deletion records), by key and name.
     pub fn objects(&self) -> Result<Vec<RecordMeta>> {
-        let records = self
-            .inner
+        let records = self.records()?;
+        Ok(records.into_iter().filter(|r| !r.deleted).collect())
+    }
+
+    /// Every record this node holds, deletion records included, by key and name.
+    pub fn records(&self) -> Result<Vec<RecordMeta>> {
+        self.inner
             .objects
             .store
             .records()
-            .map_err(|e| Error::from_store(b"", e))?;
-        Ok(records.into_iter().filter(|r| !r.deleted).collect())
+            .map_err(|e| Error::from_store(b"", e))
     }
 
     /// The directory this node keeps its objects in.

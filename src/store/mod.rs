@@ -3,22 +3,36 @@
 //! # Layout
 //!
 //! ```text
-//! <dir>/objects/<key as 4 hex digits>/<encoded name>   one record per file
-//! <dir>/tmp/<pid>-<n>.tmp                               writes in progress
+//! <dir>/small.log                                       small records, appended
+//! <dir>/objects/<key as 4 hex digits>/<encoded name>   one large record per file
+//! <dir>/tmp/<pid>-<n>.tmp                               large writes in progress
 //! ```
 //!
+//! Two tiers, one store: a record of at most [`StoreOptions::small_object_max`] bytes of data
+//! (64 KiB by default; tombstones too) is an entry of the **log**, a larger one a **file**.
+//! Every operation looks at both and the newest version of a name wins, so an object can move
+//! between tiers as it grows or shrinks, and a directory written before the log existed (files
+//! only) is served as it is; [`ObjectStore::open`] moves its small files into the log once.
+//!
 //! Why this shape:
-//! - **One file per name.** Objects are identified by name, not key; names that share a key (a
-//!   16-bit digest collides often) sit side by side in the key's directory, and handing off the
-//!   objects of a key range is a walk over a few directories, not the whole store.
+//! - **A log for small records.** A put of a few bytes is one `write` at the end of one file,
+//!   and its sync is shared with every other write of that moment (grouped commits): no file,
+//!   directory or inode per object, and about one sync per synced put, not three. An index in
+//!   memory says where each live entry is; the log is rewritten without its garbage once that
+//!   is most of it.
+//! - **Files for large records**, streamed in and out in chunks and never held in memory.
+//!   Objects are identified by name, not key; names that share a key (a 16-bit digest
+//!   collides often) sit side by side in the key's directory.
 //! - **Encoded file names.** Names are untrusted bytes, so the file name is an escaping of the
 //!   name that is always one harmless path component (see below); overly long names are
 //!   shortened, and since a shortened name could collide, the full name is kept in the file.
-//! - **A header in every file.** It holds the full name, the version, the data size and CRC, so
-//!   the store can be listed and checked without an index that could disagree with the files.
-//! - **`tmp` beside `objects`.** A write streams into `tmp` (on the same file system), is synced,
-//!   then renamed over its target: after a crash an object is wholly old, wholly new, or absent,
-//!   and the only debris is in `tmp`, which [`ObjectStore::open`] empties.
+//! - **A header in every file and every entry.** It holds the full name, the version, the data
+//!   size and CRC, each under a CRC of its own, so the store can be listed and checked
+//!   without anything that could disagree with the data.
+//! - **`tmp` beside `objects`.** A large write streams into `tmp` (on the same file system), is
+//!   synced, then renamed over its target: after a crash an object is wholly old, wholly new,
+//!   or absent, and the only debris is in `tmp`, which [`ObjectStore::open`] empties. A log
+//!   entry cut short by a crash is the log's last bytes, which opening cuts off.
 //!
 //! # File names
 //!
@@ -44,19 +58,44 @@
 //! | 4     | CRC-32/ISO-HDLC of all the header bytes above           |
 //! | size  | the data                                                |
 //!
+//! # Log format (integers big-endian)
+//!
+//! The file starts with `PSTRLOG1`; then entries, each:
+//!
+//! | bytes | field                                                            |
+//! |-------|------------------------------------------------------------------|
+//! | 4     | CRC-32/ISO-HDLC of the rest of the header (kind through name)    |
+//! | 1     | kind: 0 object, 1 tombstone, 2 erasure of the name's record      |
+//! | 2     | name length `n` (1..=[`MAX_NAME_LEN`])                           |
+//! | 8     | version (an erasure: of the record it erases, or older)          |
+//! | 4     | data size (at most [`MAX_SMALL_OBJECT`]; 0 unless an object)     |
+//! | 4     | CRC-32/ISO-HDLC of the data                                      |
+//! | `n`   | the name                                                         |
+//! | size  | the data                                                         |
+//!
+//! A 4-byte value under a 10-byte name takes 37 bytes. Replaying the log in order rebuilds
+//! the index: a record replaces an older version of its name, an erasure removes it.
+//!
 //! # Versions
 //!
 //! Newest wins: a write is kept only if its version is greater than that of the record it
-//! would replace (object or tombstone); the compare and the rename happen under one store-wide
-//! lock, held only for that moment. Only one `ObjectStore` may use a directory at a time
-//! (opening one empties `tmp`, which would break another's writes in progress).
+//! would replace (object or tombstone, in either tier); the compare and the publishing happen
+//! under one store-wide lock, held only for that moment. Only one `ObjectStore` may use a
+//! directory at a time (opening one empties `tmp` and replays the log).
 
 mod error;
 mod format;
+mod group_sync;
+mod index;
+mod log_format;
 mod name;
 mod reader;
+mod small_log;
+mod tiers;
 mod writer;
 
+#[cfg(test)]
+mod log_tests;
 #[cfg(test)]
 mod tests;
 
@@ -64,14 +103,12 @@ use std::fs::{self, File};
 use std::io;
 use std::path::{Path, PathBuf};
 
-use parking_lot::Mutex;
-
 pub use error::StoreError;
 pub use reader::RecordReader;
 pub use writer::RecordWriter;
 
 use crate::id::{key_of, Id, Key};
-use writer::TempFile;
+use small_log::Log;
 
 /// The longest name the store accepts, in bytes; longer ones are refused with
 /// [`StoreError::InvalidName`].
@@ -79,6 +116,13 @@ pub const MAX_NAME_LEN: usize = 4096;
 
 /// The unit of streaming: a [`RecordReader`] never hands out more in one chunk.
 pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// Default [`StoreOptions::small_object_max`]: objects up to 64 KiB live in the log.
+pub const DEFAULT_SMALL_OBJECT_MAX: usize = 64 * 1024;
+
+/// The largest [`StoreOptions::small_object_max`]: a small object is held in memory while it
+/// is written and read, and copied whenever the log is rewritten.
+pub const MAX_SMALL_OBJECT: usize = 1 << 20;
 
 const OBJECTS_DIR: &str = "objects";
 const TMP_DIR: &str = "tmp";
@@ -110,19 +154,42 @@ pub enum Commit {
     Superseded(RecordMeta),
 }
 
-/// The object store of one node: records kept as files under one directory.
+/// How to open a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StoreOptions {
+    /// Whether writes reach the disk before they count as done (default true). Unsynced
+    /// writes survive a process crash but not a power loss or an operating-system crash;
+    /// they are many times faster on most disks.
+    pub sync: bool,
+    /// Objects with at most this many bytes of data live in the store's log; larger ones are
+    /// files of their own, streamed in chunks. Default [`DEFAULT_SMALL_OBJECT_MAX`]; larger
+    /// than [`MAX_SMALL_OBJECT`] is taken as that. 0 keeps only empty objects and tombstones
+    /// in the log.
+    pub small_object_max: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            sync: true,
+            small_object_max: DEFAULT_SMALL_OBJECT_MAX,
+        }
+    }
+}
+
+/// The object store of one node: small records in a log, large ones as files, under one
+/// directory.
 ///
 /// All methods take `&self`; it can be shared between threads.
 #[derive(Debug)]
 pub struct ObjectStore {
-    /// Whether writes reach the disk before they count as done.
-    sync: bool,
+    options: StoreOptions,
     dir: PathBuf,
     objects: PathBuf,
     tmp: PathBuf,
-    /// Held for each compare-and-rename (and compare-and-remove): reading one header, never
-    /// while data is written.
-    commit_lock: Mutex<()>,
+    /// The small records; its lock is also the store's commit lock, held for each
+    /// compare-and-publish in either tier (never while data is written).
+    log: Log,
 }
 
 const _: () = {
@@ -134,33 +201,52 @@ const _: () = {
 };
 
 impl ObjectStore {
-    /// Opens (creating if need be) the store in `dir`, and removes the temporary files a crash
-    /// may have left behind.
+    /// Opens (creating if need be) the store in `dir` with the default [`StoreOptions`].
+    /// See [`ObjectStore::open_options`].
     pub fn open(dir: &Path) -> Result<ObjectStore, StoreError> {
-        ObjectStore::open_with(dir, true)
+        ObjectStore::open_options(dir, StoreOptions::default())
     }
 
-    /// [`ObjectStore::open`], choosing whether writes are synced to the disk before they
-    /// count as done. Unsynced writes survive a process crash but not a power loss or an
-    /// operating-system crash; they are many times faster on most disks.
+    /// [`ObjectStore::open`], choosing whether writes are synced ([`StoreOptions::sync`]).
     pub fn open_with(dir: &Path, sync: bool) -> Result<ObjectStore, StoreError> {
-        let store = ObjectStore {
+        let options = StoreOptions {
             sync,
-            dir: dir.to_path_buf(),
-            objects: dir.join(OBJECTS_DIR),
-            tmp: dir.join(TMP_DIR),
-            commit_lock: Mutex::new(()),
+            ..StoreOptions::default()
         };
-        for d in [&store.objects, &store.tmp] {
+        ObjectStore::open_options(dir, options)
+    }
+
+    /// Opens (creating if need be) the store in `dir`: removes the temporary files a crash may
+    /// have left behind, replays the log (cutting off an entry a crash cut short), and moves
+    /// small records still kept as files (as a store written before the log existed keeps
+    /// them) into the log, saying so in the log of the program.
+    pub fn open_options(dir: &Path, mut options: StoreOptions) -> Result<ObjectStore, StoreError> {
+        options.small_object_max = options.small_object_max.min(MAX_SMALL_OBJECT);
+        let objects = dir.join(OBJECTS_DIR);
+        let tmp = dir.join(TMP_DIR);
+        for d in [&objects, &tmp] {
             fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
         }
+        let store = ObjectStore {
+            options,
+            dir: dir.to_path_buf(),
+            objects,
+            tmp,
+            log: Log::open(dir, options.sync)?,
+        };
         store.clear_tmp()?;
+        store.move_small_files_into_log()?;
         Ok(store)
+    }
+
+    /// The options the store was opened with.
+    pub fn options(&self) -> StoreOptions {
+        self.options
     }
 
     /// Makes a change to `dir`'s entries durable, if this store syncs.
     fn sync_dir(&self, dir: &Path) {
-        if self.sync {
+        if self.options.sync {
             sync_dir_now(dir);
         }
     }
@@ -188,7 +274,7 @@ impl ObjectStore {
             crc: 0,
             deleted,
         };
-        RecordWriter::create(self, &self.tmp, meta)
+        Ok(RecordWriter::new(self, meta))
     }
 
     /// Opens the live record of `name` for streaming.
@@ -196,27 +282,33 @@ impl ObjectStore {
     /// [`StoreError::NotFound`] if there is none or it is a tombstone; [`StoreError::Corrupt`]
     /// if its header is damaged or its length does not match the header.
     pub fn reader(&self, name: &[u8]) -> Result<RecordReader, StoreError> {
-        let path = self.path_of(name)?;
-        let Some((file, meta)) = open_record(&path)? else {
-            return Err(StoreError::NotFound);
-        };
-        if meta.name != name || meta.deleted {
-            return Err(StoreError::NotFound);
-        }
-        RecordReader::new(file, path, meta)
+        self.open_newest(name)?.ok_or(StoreError::NotFound)
     }
 
     /// The record of `name`, tombstones included; `None` if there is none.
     pub fn meta(&self, name: &[u8]) -> Result<Option<RecordMeta>, StoreError> {
         let path = self.path_of(name)?;
-        Ok(read_meta(&path)?.filter(|m| m.name == name))
+        let in_file = read_meta(&path)?.filter(|m| m.name == name);
+        let in_log = self.log.lock().index.get(name).map(|s| s.meta(name));
+        Ok(tiers::newest(in_log, in_file))
     }
 
     /// Every record, tombstones included, ordered by key then name.
     ///
-    /// Reads only headers. A file that is not a valid record in its right place is skipped
-    /// with a warning, so one damaged file does not hide the others.
+    /// Reads only the index and the files' headers. A file that is not a valid record in its
+    /// right place is skipped with a warning, so one damaged file does not hide the others.
     pub fn records(&self) -> Result<Vec<RecordMeta>, StoreError> {
+        let files = self.file_records()?;
+        let state = self.log.lock();
+        let in_log = state.index.iter().map(|(name, slot)| slot.meta(name));
+        if files.is_empty() {
+            return Ok(in_log.collect());
+        }
+        Ok(tiers::merge(in_log.collect(), files))
+    }
+
+    /// Every record kept as a file, ordered by key then name.
+    fn file_records(&self) -> Result<Vec<RecordMeta>, StoreError> {
         let mut out = Vec::new();
         for entry in read_dir(&self.objects)? {
             let path = entry.path();
@@ -227,27 +319,6 @@ impl ObjectStore {
         }
         out.sort_by(|a, b| (a.key, &a.name).cmp(&(b.key, &b.name)));
         Ok(out)
-    }
-
-    /// Deletes the record (object or tombstone) of `name` if its version is still
-    /// `if_version`, so that a newer write that came in between is not lost.
-    ///
-    /// Returns whether a file was removed. A record with a damaged header is
-    /// [`StoreError::Corrupt`] (its version cannot be compared); a new write replaces it.
-    pub fn remove(&self, name: &[u8], if_version: u64) -> Result<bool, StoreError> {
-        let path = self.path_of(name)?;
-        {
-            let _guard = self.commit_lock.lock();
-            match read_meta(&path)? {
-                Some(m) if m.name == name && m.version == if_version => {}
-                _ => return Ok(false),
-            }
-            fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
-        }
-        // The key directory is left in place even if empty: removing it could race with a
-        // writer that has just created it, and there are at most 65536 of them.
-        self.sync_dir(path.parent().unwrap_or(&self.objects));
-        Ok(true)
     }
 
     /// Writes `data` as the record of `name` at `version`.
@@ -264,7 +335,7 @@ impl ObjectStore {
 
     /// Reads the live record of `name` whole, checking its CRC.
     ///
-    /// [`StoreError::Corrupt`] rather than wrong bytes if the file is damaged.
+    /// [`StoreError::Corrupt`] rather than wrong bytes if the record is damaged.
     pub fn get(&self, name: &[u8]) -> Result<(RecordMeta, Vec<u8>), StoreError> {
         let mut reader = self.reader(name)?;
         // Grown chunk by chunk rather than sized from the header, which is not trusted to
@@ -274,36 +345,6 @@ impl ObjectStore {
             data.extend_from_slice(chunk);
         }
         Ok((reader.meta().clone(), data))
-    }
-
-    /// Publishes a finished temporary file as the record `meta`, unless newest-wins says no.
-    /// Also returns the record it replaced (read under the same lock as the compare, so that
-    /// the commits of one name form one sequence).
-    fn commit(
-        &self,
-        temp: TempFile,
-        meta: RecordMeta,
-    ) -> Result<(Commit, Option<RecordMeta>), StoreError> {
-        let key_dir = self.ensure_key_dir(meta.key)?;
-        let target = key_dir.join(name::file_name(&meta.name));
-        let replaced = {
-            let _guard = self.commit_lock.lock();
-            let existing = existing_for_commit(&target)?;
-            match existing {
-                Some(old) if old.name != meta.name => {
-                    return Err(StoreError::NameClash { path: target });
-                }
-                Some(old) if old.version >= meta.version => {
-                    return Ok((Commit::Superseded(old.clone()), Some(old)))
-                }
-                _ => {}
-            }
-            temp.rename_to(&target)?;
-            existing
-        };
-        // Make the rename itself durable; outside the lock, as it may be slow.
-        self.sync_dir(&key_dir);
-        Ok((Commit::Stored(meta), replaced))
     }
 
     /// The file of `name`'s record, after validating the name.
@@ -358,18 +399,6 @@ fn open_record(path: &Path) -> Result<Option<(File, RecordMeta)>, StoreError> {
 /// The header of the record file at `path`; `None` if there is no file.
 fn read_meta(path: &Path) -> Result<Option<RecordMeta>, StoreError> {
     Ok(open_record(path)?.map(|(_, meta)| meta))
-}
-
-/// The record a commit would replace. A damaged one counts as absent, so that a new write
-/// repairs it rather than failing forever.
-fn existing_for_commit(target: &Path) -> Result<Option<RecordMeta>, StoreError> {
-    match read_meta(target) {
-        Err(StoreError::Corrupt { what, .. }) => {
-            log::warn!("replacing corrupt record {}: {what}", target.display());
-            Ok(None)
-        }
-        other => other,
-    }
 }
 
 /// The key a directory under `objects` stands for: exactly 4 lowercase hex digits.

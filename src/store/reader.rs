@@ -11,18 +11,28 @@ use crate::checksum::Crc32Digest;
 
 /// A live record opened for reading; made by [`ObjectStore::reader`](super::ObjectStore::reader).
 ///
-/// It holds the file open, so a concurrent overwrite or removal does not disturb it: it keeps
-/// reading the version it opened.
+/// A large record's file is held open, so a concurrent overwrite or removal does not disturb
+/// it: it keeps reading the version it opened. A small record is read whole, and checked,
+/// when it is opened.
 pub struct RecordReader {
     meta: RecordMeta,
     path: PathBuf,
-    file: File,
     /// Data bytes not yet handed out.
     remaining: u64,
-    digest: Crc32Digest,
-    /// Reused for every chunk; never larger than [`CHUNK_SIZE`].
-    buf: Vec<u8>,
+    source: Source,
     state: State,
+}
+
+/// Where the data comes from.
+enum Source {
+    File {
+        file: File,
+        digest: Crc32Digest,
+        /// Reused for every chunk; never larger than [`CHUNK_SIZE`].
+        buf: Vec<u8>,
+    },
+    /// A small record's data, its CRC already checked.
+    Memory(Vec<u8>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,11 +75,24 @@ impl RecordReader {
             remaining: meta.size,
             meta,
             path,
-            file,
-            digest: Crc32Digest::new(),
-            buf: Vec::new(),
+            source: Source::File {
+                file,
+                digest: Crc32Digest::new(),
+                buf: Vec::new(),
+            },
             state: State::Streaming,
         })
+    }
+
+    /// A small record's `data`, read from the log with its CRC checked.
+    pub(super) fn in_memory(meta: RecordMeta, data: Vec<u8>) -> RecordReader {
+        RecordReader {
+            remaining: data.len() as u64,
+            meta,
+            path: PathBuf::from("the store's log"),
+            source: Source::Memory(data),
+            state: State::Streaming,
+        }
     }
 
     /// The record's name, key, version, size and CRC.
@@ -102,7 +125,13 @@ impl RecordReader {
                 self.state = State::Done;
                 Ok(None)
             }
-            Ok(n) => Ok(Some(&self.buf[..n])),
+            Ok(n) => Ok(Some(match &self.source {
+                Source::File { buf, .. } => &buf[..n],
+                Source::Memory(data) => {
+                    let start = data.len() - self.remaining as usize - n;
+                    &data[start..start + n]
+                }
+            })),
             Err(e) => {
                 self.state = State::Failed(e.to_string());
                 Err(e)
@@ -110,30 +139,35 @@ impl RecordReader {
         }
     }
 
-    /// Reads the next chunk into `buf`; returns its length.
+    /// Reads the next chunk (into `buf` for a file); returns its length.
     fn fill(&mut self) -> Result<usize, StoreError> {
         // `remaining` was checked against the real file length, and this is at most CHUNK_SIZE
         // anyway, so the buffer stays small whatever the header claims.
         let n = usize::try_from(self.remaining).map_or(CHUNK_SIZE, |r| r.min(CHUNK_SIZE));
-        self.buf.resize(n, 0);
-        self.file
-            .read_exact(&mut self.buf)
-            .map_err(|e| match e.kind() {
-                io::ErrorKind::UnexpectedEof => {
-                    StoreError::corrupt(&self.path, "file is shorter than its header says")
-                }
-                _ => StoreError::io(&self.path, e),
-            })?;
-        self.digest.update(&self.buf);
+        let Source::File { file, digest, buf } = &mut self.source else {
+            self.remaining -= n as u64;
+            return Ok(n);
+        };
+        buf.resize(n, 0);
+        file.read_exact(buf).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => {
+                StoreError::corrupt(&self.path, "file is shorter than its header says")
+            }
+            _ => StoreError::io(&self.path, e),
+        })?;
+        digest.update(buf);
         self.remaining -= n as u64;
         Ok(n)
     }
 
     /// After the last data byte: the file must end here and the data CRC must match.
     fn check_end(&mut self) -> Result<(), StoreError> {
+        let Source::File { file, digest, .. } = &mut self.source else {
+            return Ok(());
+        };
         let mut extra = [0u8; 1];
         let n = loop {
-            match self.file.read(&mut extra) {
+            match file.read(&mut extra) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 other => break other.map_err(|e| StoreError::io(&self.path, e))?,
             }
@@ -145,7 +179,7 @@ impl RecordReader {
             ));
         }
         // `finalize` consumes the digest; a fresh one is left behind, never used again.
-        let crc = std::mem::replace(&mut self.digest, Crc32Digest::new()).finalize();
+        let crc = std::mem::replace(digest, Crc32Digest::new()).finalize();
         if crc != self.meta.crc {
             return Err(StoreError::corrupt(
                 &self.path,

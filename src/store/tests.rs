@@ -12,12 +12,12 @@ use crate::checksum::crc32;
 static DIR_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A directory unique to one test, removed when dropped (also when the test fails).
-struct TestDir {
-    root: PathBuf,
+pub(super) struct TestDir {
+    pub(super) root: PathBuf,
 }
 
 impl TestDir {
-    fn new(tag: &str) -> TestDir {
+    pub(super) fn new(tag: &str) -> TestDir {
         let n = DIR_COUNTER.fetch_add(1, Ordering::Relaxed);
         let root =
             std::env::temp_dir().join(format!("pastry-store-{tag}-{}-{n}", std::process::id()));
@@ -27,12 +27,18 @@ impl TestDir {
     }
 
     /// Where the store lives: one level down, so the test can check nothing lands beside it.
-    fn store_dir(&self) -> PathBuf {
+    pub(super) fn store_dir(&self) -> PathBuf {
         self.root.join("store")
     }
 
+    /// The store with every non-empty object kept as a file: these tests look at the files.
+    /// (`log_tests.rs` runs the store with its log.)
     fn open(&self) -> ObjectStore {
-        ObjectStore::open(&self.store_dir()).expect("open store")
+        let options = StoreOptions {
+            small_object_max: 0,
+            ..StoreOptions::default()
+        };
+        ObjectStore::open_options(&self.store_dir(), options).expect("open store")
     }
 }
 
@@ -50,7 +56,7 @@ fn splitmix64(state: &mut u64) -> u64 {
     z ^ (z >> 31)
 }
 
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+pub(super) fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
     let mut state = seed;
     let mut out = Vec::with_capacity(len + 8);
     while out.len() < len {
@@ -61,7 +67,7 @@ fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
 }
 
 /// Streams the record of `name`, checking every chunk's size; returns the data and chunk count.
-fn stream(store: &ObjectStore, name: &[u8]) -> Result<(Vec<u8>, usize), StoreError> {
+pub(super) fn stream(store: &ObjectStore, name: &[u8]) -> Result<(Vec<u8>, usize), StoreError> {
     let mut reader = store.reader(name)?;
     let (mut data, mut chunks) = (Vec::new(), 0);
     while let Some(chunk) = reader.read_chunk()? {
@@ -77,14 +83,14 @@ fn stream(store: &ObjectStore, name: &[u8]) -> Result<(Vec<u8>, usize), StoreErr
     Ok((data, chunks))
 }
 
-fn stored(commit: Commit) -> RecordMeta {
+pub(super) fn stored(commit: Commit) -> RecordMeta {
     match commit {
         Commit::Stored(meta) => meta,
         other => panic!("expected Stored, got {other:?}"),
     }
 }
 
-fn is_corrupt<T>(r: &Result<T, StoreError>) -> bool {
+pub(super) fn is_corrupt<T>(r: &Result<T, StoreError>) -> bool {
     matches!(r, Err(StoreError::Corrupt { .. }))
 }
 
@@ -190,7 +196,7 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
 }
 
 /// Asserts that everything under `root` is the store's own layout and nothing else.
-fn assert_contained(root: &Path) {
+pub(super) fn assert_contained(root: &Path) {
     let top: Vec<_> = fs::read_dir(root)
         .expect("root")
         .map(|e| e.expect("entry").file_name())
@@ -204,6 +210,7 @@ fn assert_contained(root: &Path) {
         let meta = fs::symlink_metadata(&path).expect("metadata");
         let ok = match parts.as_slice() {
             ["objects"] | ["tmp"] => meta.is_dir(),
+            ["small.log"] => meta.is_file(),
             ["objects", key] => {
                 meta.is_dir() && key.len() == 4 && u16::from_str_radix(key, 16).is_ok()
             }

@@ -16,48 +16,48 @@ static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
 
 /// A record being written; made by [`ObjectStore::writer`].
 ///
-/// Data goes to a temporary file in the store's `tmp` directory; [`finish`](Self::finish)
-/// makes it visible atomically. Dropping the writer without finishing removes the temporary
-/// file and leaves the store as it was.
+/// Data up to the store's [`small_object_max`](super::StoreOptions::small_object_max) is
+/// kept in memory and committed as one entry of the log; beyond that it goes to a temporary
+/// file in the store's `tmp` directory. [`finish`](Self::finish) makes it visible
+/// atomically. Dropping the writer without finishing leaves the store as it was (and removes
+/// the temporary file).
 pub struct RecordWriter<'a> {
     store: &'a ObjectStore,
     /// The record's header; `size` and `crc` are filled in by `finish`.
     meta: RecordMeta,
-    // Declared before `temp` so that the file is closed before the guard removes it.
-    file: BufWriter<File>,
+    body: Body,
     digest: Crc32Digest,
-    temp: TempFile,
+}
+
+/// Where a record's data goes while it is written.
+enum Body {
+    Memory(Vec<u8>),
+    File {
+        // Declared before `temp` so that the file is closed before the guard removes it.
+        file: BufWriter<File>,
+        temp: TempFile,
+    },
 }
 
 impl fmt::Debug for RecordWriter<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RecordWriter")
-            .field("meta", &self.meta)
-            .field("temp", &self.temp.path)
-            .finish_non_exhaustive()
+        let mut d = f.debug_struct("RecordWriter");
+        d.field("meta", &self.meta);
+        if let Body::File { temp, .. } = &self.body {
+            d.field("temp", &temp.path);
+        }
+        d.finish_non_exhaustive()
     }
 }
 
 impl<'a> RecordWriter<'a> {
-    /// Creates the temporary file in `tmp_dir` and writes a placeholder header to it.
-    pub(super) fn create(
-        store: &'a ObjectStore,
-        tmp_dir: &Path,
-        meta: RecordMeta,
-    ) -> Result<RecordWriter<'a>, StoreError> {
-        let (file, temp) = TempFile::create(tmp_dir)?;
-        let mut file = BufWriter::new(file);
-        // The size and CRC are unknown until the end; `finish` overwrites this header in place
-        // (it has the same length, since the name is fixed).
-        file.write_all(&format::encode(&meta))
-            .map_err(|e| StoreError::io(&temp.path, e))?;
-        Ok(RecordWriter {
+    pub(super) fn new(store: &'a ObjectStore, meta: RecordMeta) -> RecordWriter<'a> {
+        RecordWriter {
             store,
             meta,
-            file,
+            body: Body::Memory(Vec::new()),
             digest: Crc32Digest::new(),
-            temp,
-        })
+        }
     }
 
     /// Sets the version the record is committed at: a writer may learn it only once the data
@@ -81,9 +81,17 @@ impl<'a> RecordWriter<'a> {
         if self.meta.deleted {
             return Err(StoreError::TombstoneData);
         }
-        self.file
-            .write_all(chunk)
-            .map_err(|e| StoreError::io(&self.temp.path, e))?;
+        let small_max = self.store.options.small_object_max as u64;
+        if matches!(self.body, Body::Memory(_)) && self.meta.size + chunk.len() as u64 > small_max {
+            let memory = std::mem::take(&mut self.body);
+            self.body = spill(&self.store.tmp, &self.meta, memory)?;
+        }
+        match &mut self.body {
+            Body::Memory(data) => data.extend_from_slice(chunk),
+            Body::File { file, temp } => file
+                .write_all(chunk)
+                .map_err(|e| StoreError::io(&temp.path, e))?,
+        }
         self.digest.update(chunk);
         self.meta.size += chunk.len() as u64;
         Ok(())
@@ -93,7 +101,7 @@ impl<'a> RecordWriter<'a> {
     /// name at least as new (then the new data is discarded and the existing record returned
     /// as [`Commit::Superseded`]).
     ///
-    /// Fails with [`StoreError::NameClash`] if the target file holds a different name.
+    /// Fails with [`StoreError::NameClash`] if a large record's file holds a different name.
     pub fn finish(self) -> Result<Commit, StoreError> {
         self.finish_replacing().map(|(commit, _)| commit)
     }
@@ -105,14 +113,40 @@ impl<'a> RecordWriter<'a> {
         let RecordWriter {
             store,
             mut meta,
-            file,
+            body,
             digest,
-            temp,
         } = self;
         meta.crc = digest.finalize();
-        seal(file, &meta, store.sync).map_err(|e| StoreError::io(&temp.path, e))?;
-        store.commit(temp, meta)
+        match body {
+            Body::Memory(data) => store.commit_small(meta, &data),
+            Body::File { file, temp } => {
+                seal(file, &meta, store.options.sync).map_err(|e| StoreError::io(&temp.path, e))?;
+                store.commit_file(temp, meta)
+            }
+        }
     }
+}
+
+impl Default for Body {
+    fn default() -> Self {
+        Body::Memory(Vec::new())
+    }
+}
+
+/// Moves a record's data so far from memory to a new temporary file in `tmp_dir`, after a
+/// placeholder header.
+fn spill(tmp_dir: &Path, meta: &RecordMeta, body: Body) -> Result<Body, StoreError> {
+    let Body::Memory(data) = body else {
+        return Ok(body);
+    };
+    let (file, temp) = TempFile::create(tmp_dir)?;
+    let mut file = BufWriter::new(file);
+    // The size and CRC are unknown until the end; `finish` overwrites this header in place
+    // (it has the same length, since the name is fixed).
+    file.write_all(&format::encode(meta))
+        .and_then(|()| file.write_all(&data))
+        .map_err(|e| StoreError::io(&temp.path, e))?;
+    Ok(Body::File { file, temp })
 }
 
 /// Flushes the data, fills in the real header and (if `sync`) syncs, so the rename that
