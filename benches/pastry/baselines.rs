@@ -157,41 +157,34 @@ pub(crate) fn write_pattern_file(path: &Path, size: u64) -> std::io::Result<()> 
     f.flush()
 }
 
-/// The file work of storing and reading one small copy, done raw in `dir`: p50 of (mkdir, create
-/// a temporary file, write 38 bytes, rename into the new directory; with `sync`, fsync of the
-/// file before the rename and of the directory after) and of (open, read, close).
-pub(crate) fn raw_file_ops(dir: &Path, count: usize, sync: bool) -> (Duration, Duration) {
-    let tmp = dir.join("tmp");
-    fs::create_dir_all(&tmp).expect("create the file baseline's directory");
-    let record = [0x5au8; 38];
+/// The raw disk work of a small put and get on `dir`'s file system, as the store's log does
+/// it: p50 of appending a 37-byte record to one file (and `fdatasync` when `sync`), and of
+/// reading one back at its offset (`pread`).
+pub(crate) fn raw_log_ops(dir: &Path, count: usize, sync: bool) -> (Duration, Duration) {
+    use std::os::unix::fs::FileExt;
+    fs::create_dir_all(dir).expect("create the log baseline's directory");
+    let mut log = fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(dir.join("log"))
+        .expect("create the log");
+    let record = [0x5au8; 37];
     let mut writes = Vec::with_capacity(count);
-    for i in 0..count {
+    for _ in 0..count {
         let t = Instant::now();
-        let key_dir = dir.join(format!("k{i:04}"));
-        let temp = tmp.join(format!("{i}.tmp"));
-        fs::create_dir(&key_dir).expect("mkdir");
-        let mut f = fs::File::create(&temp).expect("create");
-        f.write_all(&record).expect("write");
+        log.write_all(&record).expect("append");
         if sync {
-            f.sync_all().expect("fsync");
-        }
-        drop(f);
-        fs::rename(&temp, key_dir.join("object")).expect("rename");
-        if sync {
-            fs::File::open(&key_dir)
-                .and_then(|d| d.sync_all())
-                .expect("fsync dir");
+            log.sync_data().expect("fdatasync");
         }
         writes.push(t.elapsed());
     }
     let mut reads = Vec::with_capacity(count);
-    let mut buf = Vec::with_capacity(64);
+    let mut buf = [0u8; 37];
     for i in 0..count {
         let t = Instant::now();
-        buf.clear();
-        let mut f = fs::File::open(dir.join(format!("k{i:04}")).join("object")).expect("open");
-        f.read_to_end(&mut buf).expect("read");
-        drop(f);
+        log.read_exact_at(&mut buf, (i * record.len()) as u64)
+            .expect("pread");
         reads.push(t.elapsed());
     }
     sort(&mut writes);

@@ -14,7 +14,8 @@
 //! Sections: `lookup-latency`, `lookup-throughput`, `hops`, `store`, `small-values`, `join`,
 //! `idle`, `simulator`, `opendht` (libpastry beside OpenDHT, through the shared harness in
 //! `../shared/peers/opendht/`), `processes` (1,000 nodes as several processes; the program
-//! runs copies of itself with `--child-nodes`). A full run writes `BENCHMARKS.md` at the crate root; a
+//! runs copies of itself with `--child-nodes`), `million` (a million small values on one node).
+//! A full run writes `BENCHMARKS.md` at the crate root; a
 //! filtered or quick run writes `target/BENCHMARKS.partial.md` so that a smoke run never
 //! replaces the real results. Text after the notes marker in `BENCHMARKS.md` is written by
 //! hand and kept.
@@ -54,6 +55,7 @@ mod hops;
 mod idle;
 mod join;
 mod lookups;
+mod million;
 mod networks;
 mod opendht;
 mod processes;
@@ -68,6 +70,7 @@ use hops::*;
 use idle::*;
 use join::*;
 use lookups::*;
+use million::*;
 use networks::*;
 use opendht::*;
 use processes::*;
@@ -85,7 +88,7 @@ pub(crate) fn main() {
     }
     let opts = Opts::parse();
     let mut ctx = Ctx::new(opts);
-    let sections: [(&str, &str, SectionFn); 10] = [
+    let sections: [(&str, &str, SectionFn); 11] = [
         ("lookup-latency", "1. Lookup latency", lookup_latency),
         (
             "lookup-throughput",
@@ -104,6 +107,7 @@ pub(crate) fn main() {
             "10. 1,000 nodes as several processes",
             processes,
         ),
+        ("million", "11. A million small values on one node", million),
     ];
     let started = Instant::now();
     for (name, title, run) in sections {

@@ -26,8 +26,17 @@ struct Figures {
     kb_formed: f64,
     kb_after: f64,
     threads: f64,
+    /// Puts completed per second with 32 in flight, where measured.
+    puts_per_s: Option<f64>,
     /// Operations that failed or did not find their value, if any; how long OpenDHT formed.
     remarks: String,
+}
+
+/// Our puts without syncing, and the disk's raw sync, beside the synced ones (64 nodes).
+struct Unsynced {
+    put_p50_ms: f64,
+    puts_per_s: f64,
+    raw_sync_ms: f64,
 }
 
 pub(crate) fn opendht(ctx: &mut Ctx) {
@@ -35,6 +44,8 @@ pub(crate) fn opendht(ctx: &mut Ctx) {
     let ops = ctx.opts.pick(1000, 200);
     let script =
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/peers/opendht/opendht_bench.py");
+    // Puts in flight: the one phase the shared harness lacks, on its helpers.
+    let puts_script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/peers/opendht_puts.py");
     let missing = peer_missing(&script);
     ctx.report.note(format!(
         "OpenDHT 2.4 (C++, through Debian's python3-opendht) runs in its own process \
@@ -68,6 +79,7 @@ pub(crate) fn opendht(ctx: &mut Ctx) {
         "Get p50",
         "Get p99",
         "Gets/s, 32 in flight",
+        "Puts/s, 32 in flight",
         "Memory per formed node",
         "Memory per node after",
         "Threads per node",
@@ -78,14 +90,183 @@ pub(crate) fn opendht(ctx: &mut Ctx) {
     ]);
     for n in sizes {
         ctx.nets.current = None; // no other network may run beside either implementation
-        let theirs = missing
+        let mut theirs = missing
             .clone()
             .map_or_else(|| run_peer(&script, n, ops), Err);
+        if let Ok(t) = theirs.as_mut() {
+            t.puts_per_s = (n == 64)
+                .then(|| run_puts_peer(&puts_script, n, ops))
+                .transpose()
+                .unwrap_or_else(|e| {
+                    t.remarks += &format!("; puts in flight not measured: {e}");
+                    None
+                });
+        }
         row(ctx, "OpenDHT", n, &theirs, None);
         let ours = measure_ours(ctx, n, ops);
         ctx.nets.current = None;
         row(ctx, "libpastry", n, &ours, theirs.as_ref().ok());
         check(ctx, n, &ours, &theirs);
+        if n == 64 {
+            let unsynced = measure_unsynced(ctx, n, ops);
+            ctx.nets.current = None;
+            check_puts(ctx, n, &ours, &theirs, &unsynced);
+        }
+    }
+}
+
+/// Runs the put phase for `n` OpenDHT nodes: puts completed per second with 32 in flight.
+fn run_puts_peer(script: &Path, n: usize, ops: usize) -> Result<f64, String> {
+    eprintln!("  OpenDHT: {n} nodes, {ops} puts in flight");
+    let out = Command::new(PYTHON)
+        .arg(script)
+        .args(["--nodes", &n.to_string(), "--ops", &ops.to_string()])
+        .args(["--conc", &IN_FLIGHT.to_string()])
+        .stderr(Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start {PYTHON}: {e}"))?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let json = text
+        .lines()
+        .find_map(|l| l.strip_prefix("RESULT "))
+        .ok_or(format!("no result line ({})", out.status))?;
+    let ok = json_number(json, "put_tput_ok").unwrap_or(0.0) as usize;
+    if ok < ops {
+        return Err(format!("{ok} of {ops} puts ok"));
+    }
+    json_number(json, "put_tput_ops_s").ok_or("no put_tput_ops_s in its result".into())
+}
+
+/// Puts through node 1 of a fresh network that does not sync: sequential p50, and completed
+/// per second with 32 in flight; and this disk's raw sync, measured just after.
+fn measure_unsynced(ctx: &mut Ctx, n: usize, ops: usize) -> Result<Unsynced, String> {
+    let root = ctx.root.join("raw-sync");
+    let net = ctx.nets.get(n, Profile::NoSync)?;
+    let client = Client::with_config(
+        Entry::Peer(net.nodes[1].info().addr),
+        ClientConfig::new(key()),
+    );
+    for w in 0..2 * n {
+        let _ = client.get(format!("warm-1-{w}"));
+    }
+    let mut times = Vec::with_capacity(ops);
+    for i in 0..ops {
+        let t = Instant::now();
+        if client
+            .put(format!("u{i:04}"), &(i as u32).to_be_bytes())
+            .is_ok()
+        {
+            times.push(t.elapsed());
+        }
+    }
+    sort(&mut times);
+    let puts_per_s = puts_in_flight(&client, "uf", ops);
+    let (raw_sync, _) = raw_log_ops(&root, 300, true);
+    let _ = fs::remove_dir_all(&root);
+    if times.len() < ops {
+        return Err(format!("{} of {ops} unsynced puts ok", times.len()));
+    }
+    Ok(Unsynced {
+        put_p50_ms: secs(pct(&times, 50.0)) * 1e3,
+        puts_per_s,
+        raw_sync_ms: secs(raw_sync) * 1e3,
+    })
+}
+
+/// Puts of `ops` 4-byte values under fresh names, 32 in flight through `client`: completed
+/// (and acknowledged) per second.
+fn puts_in_flight(client: &Client, prefix: &str, ops: usize) -> f64 {
+    let (next, stored) = (AtomicUsize::new(0), AtomicUsize::new(0));
+    let t = Instant::now();
+    thread::scope(|s| {
+        for _ in 0..IN_FLIGHT {
+            s.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= ops {
+                    break;
+                }
+                if client
+                    .put(format!("{prefix}{i:04}"), &(i as u32).to_be_bytes())
+                    .is_ok()
+                {
+                    stored.fetch_add(1, Ordering::Relaxed);
+                }
+            });
+        }
+    });
+    stored.into_inner() as f64 / t.elapsed().as_secs_f64()
+}
+
+fn check_puts(
+    ctx: &mut Ctx,
+    n: usize,
+    ours: &Measured,
+    theirs: &Measured,
+    unsynced: &Result<Unsynced, String>,
+) {
+    let ms = |x: f64| fmt_dur(Duration::from_secs_f64(x / 1e3));
+    let (o, t, u) = match (ours, theirs, unsynced) {
+        (Ok(o), Ok(t), Ok(u)) => (o, t, u),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            ctx.report.check(
+                format!("Puts beside OpenDHT, {n} nodes"),
+                format!("not measured: {e}"),
+                false,
+            );
+            return;
+        }
+    };
+    ctx.report.note(format!(
+        "Puts at {n} nodes: ours synced {} p50 and {:.0}/s with {IN_FLIGHT} in flight; ours \
+         unsynced (`sync_writes: false`, a network of its own) {} p50 and {:.0}/s; \
+         this disk's raw sync (append 37 bytes and `fdatasync`, p50) {}; OpenDHT {} p50 and \
+         {}/s.",
+        ms(o.put.0),
+        o.puts_per_s.unwrap_or(f64::NAN),
+        ms(u.put_p50_ms),
+        u.puts_per_s,
+        ms(u.raw_sync_ms),
+        ms(t.put.0),
+        t.puts_per_s
+            .map_or("not measured".into(), |r| format!("{r:.0}")),
+    ));
+    let rate = o.puts_per_s.unwrap_or(0.0) / t.puts_per_s.unwrap_or(f64::INFINITY);
+    let checks = [
+        (
+            format!("Unsynced put p50 ≥ 10× faster than OpenDHT's put p50, {n} nodes"),
+            format!(
+                "{} vs {} → {:.1}×",
+                ms(u.put_p50_ms),
+                ms(t.put.0),
+                t.put.0 / u.put_p50_ms
+            ),
+            t.put.0 / u.put_p50_ms >= 10.0,
+        ),
+        (
+            format!(
+                "Synced put p50 ≤ one raw sync + the network's share (unsynced p50), {n} nodes"
+            ),
+            format!(
+                "{} vs {} + {} = {}",
+                ms(o.put.0),
+                ms(u.raw_sync_ms),
+                ms(u.put_p50_ms),
+                ms(u.raw_sync_ms + u.put_p50_ms)
+            ),
+            o.put.0 <= u.raw_sync_ms + u.put_p50_ms,
+        ),
+        (
+            format!("Puts/s with {IN_FLIGHT} in flight (synced) ≥ 25× OpenDHT's, {n} nodes"),
+            format!(
+                "{:.0} vs {} → {rate:.1}×",
+                o.puts_per_s.unwrap_or(f64::NAN),
+                t.puts_per_s.map_or("—".into(), |r| format!("{r:.0}"))
+            ),
+            rate >= 25.0,
+        ),
+    ];
+    for (target, measured, met) in checks {
+        ctx.report.check(target, measured, met);
     }
 }
 
@@ -145,6 +326,7 @@ fn run_peer(script: &Path, n: usize, ops: usize) -> Measured {
         kb_formed: num("rss_node_kb_formed")?,
         kb_after: num("rss_node_kb")?,
         threads: num("threads")? / n as f64,
+        puts_per_s: None,
         remarks: format!(
             "{}formed in {:.1} s",
             shortfalls(ops, ok),
@@ -216,6 +398,7 @@ fn measure_ours(ctx: &mut Ctx, n: usize, ops: usize) -> Measured {
         }
     });
     let (took, found) = (t.elapsed(), found.into_inner());
+    let puts_per_s = puts_in_flight(&putter, "p", ops);
     let after = Resources::now();
     let ms = |v: &[Duration], p| secs(pct(v, p)) * 1e3;
     Ok(Figures {
@@ -225,6 +408,7 @@ fn measure_ours(ctx: &mut Ctx, n: usize, ops: usize) -> Measured {
         kb_formed: per_node(settled.rss_kb),
         kb_after: per_node(after.rss_kb),
         threads: (settled.threads as f64 - before.threads as f64) / n as f64,
+        puts_per_s: Some(puts_per_s),
         remarks: shortfalls(ops, [puts.len(), gets.len(), found]),
     })
 }
@@ -256,6 +440,7 @@ fn row(ctx: &mut Ctx, name: &str, n: usize, f: &Measured, base: Option<&Figures>
         ms(f.get.0),
         ms(f.get.1),
         format!("{:.0}", f.gets_per_s),
+        f.puts_per_s.map_or("—".into(), |r| format!("{r:.0}")),
         format!("{:.0} KiB", f.kb_formed),
         format!("{:.0} KiB", f.kb_after),
         format!("{:.1}", f.threads),

@@ -13,11 +13,11 @@ pub(crate) fn small_values(ctx: &mut Ctx) {
          entry peer and those after it forwarded the lookup, plus for a put the holder's \
          round of copies to the other holders (sent side by side: one round trip). \
          The raw round trip (one established connection) is measured before, between and after \
-         the puts and gets. Each copy is one file on the holder, so a second baseline, measured \
-         in the same run on the same disk, is the raw file work a copy costs: for a put, mkdir \
-         of a key directory, create a temporary file, write 38 bytes, rename it into place \
-         (with fsync of the file and the directory when writes are synced); for a get, open, \
-         read and close. Expected = requests × raw RTT + file ops in sequence × raw file op \
+         the puts and gets. Each copy is one entry appended to the holder's store log, so a \
+         second baseline, measured in the same run on the same disk, is the raw disk work a \
+         copy costs: for a put, append a 37-byte record to a file (and `fdatasync` it when \
+         writes are synced: one raw sync of this disk); for a get, read it back at its offset \
+         (`pread`). Expected = requests × raw RTT + disk ops in sequence × raw disk op \
          (1: a put's copies are written side by side, the holder's among them; 1 for a get)."
     ));
     ctx.report.table(&[
@@ -27,7 +27,7 @@ pub(crate) fn small_values(ctx: &mut Ctx) {
         "p99",
         "Requests/op",
         "Raw RTT p50",
-        "Raw file op p50",
+        "Raw disk op p50",
         "p50 ÷ raw RTT",
         "p50 ÷ (requests × raw RTT)",
         "p50 ÷ expected",
@@ -70,7 +70,7 @@ pub(crate) fn small_values(ctx: &mut Ctx) {
         };
         let sync = profile == Profile::Default;
         let fs_dir = ctx.root.join(format!("file-baseline-{}", profile.name()));
-        let (file_write, file_read) = raw_file_ops(&fs_dir, samples.min(300), sync);
+        let (file_write, file_read) = raw_log_ops(&fs_dir, samples.min(300), sync);
         let _ = fs::remove_dir_all(&fs_dir);
         // Raw round trips before, between and after, so that they share the machine's state.
         let mut raw = raw_rtts(&ctx.raw[0], 2000);
