@@ -87,9 +87,13 @@ impl ObjectStore {
         self.log.durable(appended)?;
         if file_left {
             // Only once the entry is durable: until then the file is what a crash keeps.
-            self.remove_stale_file(&path, &meta.name)?;
+            // The write is done either way: a file left behind is older, and the next open
+            // removes it.
+            if let Err(e) = self.remove_stale_file(&path, &meta.name) {
+                log::warn!("cannot remove a replaced record file: {e}");
+            }
         }
-        self.log.compact_if_worth_it()?;
+        self.compact_log();
         Ok((Commit::Stored(meta), existing))
     }
 
@@ -149,6 +153,14 @@ impl ObjectStore {
         Ok(())
     }
 
+    /// Rewrites the log if it is mostly garbage. A failure leaves the log as it was (only
+    /// larger than it need be), so it is logged rather than failing the write that found it.
+    fn compact_log(&self) {
+        if let Err(e) = self.log.compact_if_worth_it() {
+            log::warn!("cannot rewrite the store's log: {e}");
+        }
+    }
+
     /// Deletes the record (object or tombstone) of `name` if its version is still
     /// `if_version`, so that a newer write that came in between is not lost.
     ///
@@ -172,7 +184,7 @@ impl ObjectStore {
         drop(state);
         if let Some(erased) = erased {
             self.log.durable(erased)?;
-            self.log.compact_if_worth_it()?;
+            self.compact_log();
         }
         // The key directory is left in place even if empty: removing it could race with a
         // writer that has just created it, and there are at most 65536 of them.
