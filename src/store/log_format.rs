@@ -71,6 +71,9 @@ pub(super) enum Next {
     Damaged { len: u64, what: String },
     /// The log ends here, cleanly.
     End,
+    /// A header of zeros: the space written ahead of the entries (or damage, if anything but
+    /// zeros follows).
+    Zeros,
     /// The bytes here are not a whole valid entry: a write cut short by a crash, or damage.
     /// Nothing from here on can be trusted (lengths cannot be believed past a bad header).
     Bad(String),
@@ -81,6 +84,7 @@ pub(super) fn read_entry(r: &mut impl Read, data: &mut Vec<u8>) -> io::Result<Ne
     let mut fixed = [0u8; ENTRY_FIXED_LEN];
     match read_full(r, &mut fixed)? {
         0 => return Ok(Next::End),
+        n if fixed[..n].iter().all(|&b| b == 0) => return Ok(Next::Zeros),
         n if n < ENTRY_FIXED_LEN => return Ok(Next::Bad(format!("entry cut at {n} bytes"))),
         _ => {}
     }

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 use std::fs::{self, OpenOptions};
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use super::log_format;
@@ -138,6 +138,16 @@ fn the_newest_version_wins_across_tiers_and_removals_stay_removed() {
     assert!(matches!(store.get(b"doc"), Err(StoreError::NotFound)));
 }
 
+/// Where the log's entries end: after its last byte that is not zero (the space written
+/// ahead of the entries is zeros; the entries here end in letters).
+fn entries_end(dir: &TestDir) -> u64 {
+    let bytes = fs::read(dir.store_dir().join(LOG)).expect("log");
+    bytes
+        .iter()
+        .rposition(|&b| b != 0)
+        .map_or(0, |i| i as u64 + 1)
+}
+
 #[test]
 fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
     let dir = TestDir::new("log-torn");
@@ -145,7 +155,7 @@ fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
     stored(store.put(b"a", b"first", 1).expect("put"));
     stored(store.put(b"b", b"second", 1).expect("put"));
     drop(store);
-    let whole = log_len(&dir);
+    let end = entries_end(&dir);
     let meta = RecordMeta {
         name: b"c".to_vec(),
         key: key_of(b"c"),
@@ -156,14 +166,18 @@ fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
     };
     let entry = log_format::encode_record(&meta, b"third");
     for cut in 1..entry.len() {
-        let mut log = OpenOptions::new()
-            .append(true)
+        let log = OpenOptions::new()
+            .write(true)
             .open(dir.store_dir().join(LOG))
             .expect("log");
-        log.write_all(&entry[..cut]).expect("append");
+        log.write_all_at(&entry[..cut], end).expect("write");
         drop(log);
         let store = open(&dir);
-        assert_eq!(log_len(&dir), whole, "cut at {cut}");
+        assert_eq!(
+            entries_end(&dir),
+            end,
+            "cut at {cut}: the torn bytes are gone"
+        );
         let listed: BTreeSet<_> = names(&store).into_iter().collect();
         assert_eq!(
             listed,
@@ -175,6 +189,29 @@ fn a_write_cut_short_is_cut_off_and_the_log_goes_on() {
     stored(store.put(b"c", b"third", 1).expect("put after the cut"));
     drop(store);
     assert_eq!(open(&dir).get(b"c").expect("get").1, b"third");
+}
+
+#[test]
+fn bytes_after_the_space_written_ahead_are_kept_aside() {
+    let dir = TestDir::new("log-aside");
+    let store = open(&dir);
+    stored(store.put(b"a", b"first", 1).expect("put"));
+    drop(store);
+    let path = dir.store_dir().join(LOG);
+    let far = fs::metadata(&path).expect("log").len() + 2 * MAX_SMALL_OBJECT as u64;
+    let log = OpenOptions::new().write(true).open(&path).expect("log");
+    log.write_all_at(b"stray bytes", far).expect("write");
+    drop(log);
+    let store = open(&dir);
+    assert_eq!(store.get(b"a").expect("get").1, b"first");
+    let aside: Vec<_> = fs::read_dir(dir.store_dir())
+        .expect("dir")
+        .map(|e| e.expect("entry").file_name().into_string().expect("utf-8"))
+        .filter(|n| n.starts_with("small.damaged-"))
+        .collect();
+    assert_eq!(aside.len(), 1, "{aside:?}");
+    let kept = fs::read(dir.store_dir().join(&aside[0])).expect("aside");
+    assert!(kept.ends_with(b"stray bytes"));
 }
 
 #[test]

@@ -22,6 +22,11 @@ const COMPACT_FILE: &str = "small.log.compact";
 const COMPACT_MIN_GARBAGE: u64 = 8 << 20;
 /// Bytes copied per read while rewriting.
 const COPY_BUF: usize = 1 << 20;
+/// Space written ahead of the entries, as zeros: an append into blocks already written
+/// changes no metadata (size, extents), so its `fdatasync` needs no journal commit, only the
+/// data and a flush; on ext4 that is about a third cheaper, and concurrent syncs of several
+/// logs on one disk do not queue behind each other's commits.
+const WRITE_AHEAD: u64 = 1 << 20;
 
 /// The state a commit changes, under one lock.
 #[derive(Debug)]
@@ -30,6 +35,8 @@ pub(super) struct LogState {
     file: Arc<File>,
     /// Where the next entry goes.
     end: u64,
+    /// The file's length: zeros from `end` on.
+    allocated: u64,
     /// Number of the last entry appended.
     seq: u64,
     pub index: Index,
@@ -39,14 +46,30 @@ impl LogState {
     /// Appends one entry's bytes; returns its offset.
     fn append(&mut self, bytes: &[u8]) -> Result<(u64, Appended), StoreError> {
         let offset = self.end;
+        if let Err(e) = self.write_ahead(bytes.len() as u64) {
+            return Err(StoreError::io(&*self.path, e));
+        }
         if let Err(e) = self.file.write_all_at(bytes, offset) {
             // Whatever part was written is cut, so the next entry starts cleanly here.
             let _ = self.file.set_len(offset);
+            self.allocated = offset;
             return Err(StoreError::io(&*self.path, e));
         }
         self.end += bytes.len() as u64;
         self.seq += 1;
         Ok((offset, Appended(self.seq)))
+    }
+
+    /// Makes sure `len` more bytes fit in the space written ahead.
+    fn write_ahead(&mut self, len: u64) -> io::Result<()> {
+        if self.end + len <= self.allocated {
+            return Ok(());
+        }
+        let new = (self.end + len).max(self.allocated + WRITE_AHEAD);
+        let zeros = vec![0u8; (new - self.allocated) as usize];
+        self.file.write_all_at(&zeros, self.allocated)?;
+        self.allocated = new;
+        Ok(())
     }
 
     /// Appends `meta`'s record holding `data` and makes it the record of its name.
@@ -112,6 +135,7 @@ impl Log {
             .open(&path)
             .map_err(|e| StoreError::io(&path, e))?;
         let (index, end) = replay(&file, &path, sync).map_err(|e| StoreError::io(&path, e))?;
+        let allocated = file.metadata().map_err(|e| StoreError::io(&path, e))?.len();
         if sync {
             sync_dir_now(dir);
         }
@@ -123,6 +147,7 @@ impl Log {
                 path: Arc::from(path.as_path()),
                 file: Arc::new(file),
                 end,
+                allocated,
                 seq: 0,
                 index,
             }),
@@ -274,6 +299,7 @@ impl Log {
         }
         let before = state.end;
         state.end = at + tail;
+        state.allocated = state.end;
         state.file = new;
         let seq = state.seq;
         drop(state);
@@ -335,6 +361,12 @@ fn replay(file: &File, path: &Path, sync: bool) -> io::Result<(Index, u64)> {
     loop {
         match log_format::read_entry(&mut reader, &mut data)? {
             Next::End => break,
+            // The space written ahead, unless something follows it.
+            Next::Zeros if !nonzero_after(file, at)? => break,
+            Next::Zeros => {
+                cut_tail(file, path, at, len, "zeros where an entry should be")?;
+                break;
+            }
             Next::Entry { entry, len } => {
                 apply(&mut index, entry, at, len);
                 at += len;
@@ -387,11 +419,29 @@ fn apply(index: &mut Index, entry: Entry, offset: u64, len: u64) {
     }
 }
 
-/// Cuts the log at `at`, where `what` is wrong. A crash mid-write leaves only a short tail;
-/// anything longer is kept in a side file, since entries after damage cannot be found.
+/// Whether any byte of `file` from `from` on is not zero.
+fn nonzero_after(file: &File, from: u64) -> io::Result<bool> {
+    let mut buf = vec![0u8; COPY_BUF];
+    let mut at = from;
+    loop {
+        let n = file.read_at(&mut buf, at)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if buf[..n].iter().any(|&b| b != 0) {
+            return Ok(true);
+        }
+        at += n as u64;
+    }
+}
+
+/// Cuts the log at `at`, where `what` is wrong. A crash mid-write leaves only a short tail
+/// (then zeros, the space written ahead); if anything follows beyond the longest entry, it
+/// is kept in a side file, since entries after damage cannot be found.
 fn cut_tail(file: &File, path: &Path, at: u64, len: u64, what: &str) -> io::Result<()> {
     let rest = len - at;
-    if rest > (ENTRY_FIXED_LEN + super::MAX_NAME_LEN + super::MAX_SMALL_OBJECT) as u64 {
+    let longest = (ENTRY_FIXED_LEN + super::MAX_NAME_LEN + super::MAX_SMALL_OBJECT) as u64;
+    if rest > longest && nonzero_after(file, at + longest)? {
         let aside = path.with_extension(format!("damaged-{at}"));
         let mut out = File::create(&aside)?;
         let mut src = file.try_clone()?;
