@@ -192,6 +192,45 @@ pub(crate) fn raw_log_ops(dir: &Path, count: usize, sync: bool) -> (Duration, Du
     (pct(&writes, 50.0), pct(&reads, 50.0))
 }
 
+/// The raw disk work of a synced put's copies when every holder shares this disk, as in a
+/// network in one process: p50 of `copies` threads each appending a 37-byte record to a file
+/// of its own and syncing it, at the same moment, until the last is done.
+pub(crate) fn raw_concurrent_syncs(dir: &Path, count: usize, copies: usize) -> Duration {
+    fs::create_dir_all(dir).expect("create the sync baseline's directory");
+    let logs: Vec<fs::File> = (0..copies)
+        .map(|i| {
+            fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join(format!("log-{i}")))
+                .expect("create a log")
+        })
+        .collect();
+    let barrier = std::sync::Barrier::new(copies + 1);
+    let mut rounds = Vec::with_capacity(count);
+    thread::scope(|s| {
+        for mut log in &logs {
+            let barrier = &barrier;
+            s.spawn(move || {
+                for _ in 0..count {
+                    barrier.wait();
+                    log.write_all(&[0x5au8; 37]).expect("append");
+                    log.sync_data().expect("fdatasync");
+                    barrier.wait();
+                }
+            });
+        }
+        for _ in 0..count {
+            barrier.wait();
+            let t = Instant::now();
+            barrier.wait();
+            rounds.push(t.elapsed());
+        }
+    });
+    sort(&mut rounds);
+    pct(&rounds, 50.0)
+}
+
 /// Time to copy the file at `src` to `dst` through a fresh loopback TCP connection: one thread
 /// reads the file and sends it, another receives it into a new file (not synced).
 pub(crate) fn raw_file_stream(src: &Path, dst: &Path) -> Duration {
