@@ -18,6 +18,44 @@ use crate::error::{Error, Result};
 use crate::id::NodeInfo;
 use crate::wire::{Message, RemoteCode};
 
+/// A request of its own on the connection to a peer; see [`Pool::stream`]. Ended by
+/// [`PeerStream::end`]; dropped without it, the request is given up (the peer is told).
+pub(crate) struct PeerStream {
+    /// `None` once ended.
+    handle: Option<StreamHandle>,
+    conn: Arc<Conn>,
+    /// The pool keeps no connection: this one served this request only.
+    close_after: bool,
+}
+
+impl PeerStream {
+    /// The request's frames.
+    pub(crate) fn frames(&mut self) -> &mut dyn Frames {
+        // Only `end`, which takes the stream, empties `handle`.
+        self.handle
+            .as_mut()
+            .expect("a stream is not used after it ends")
+    }
+
+    /// Ends the request: done if `ok` (its last frames flushed), else given up.
+    pub(crate) fn end(mut self, ok: bool) {
+        if let Some(handle) = self.handle.take() {
+            if ok {
+                let _ = handle.finish();
+            }
+        }
+    }
+}
+
+impl Drop for PeerStream {
+    fn drop(&mut self) {
+        drop(self.handle.take()); // unfinished: given up, the peer is told
+        if self.close_after {
+            self.conn.close("done");
+        }
+    }
+}
+
 /// The connections to peers, one per address, each carrying every request to its peer at
 /// once. Cheap to share: callers never wait for each other's replies.
 pub struct Pool {
@@ -93,6 +131,12 @@ impl Pool {
         self.exchange(addr, self.config.io_timeout, f)
     }
 
+    /// A request of its own to `addr`, driven by the caller: for sending to several peers
+    /// before reading any of their replies, with no thread for each.
+    pub(crate) fn stream(&self, addr: SocketAddr) -> Result<PeerStream> {
+        self.stream_within(addr, self.config.io_timeout)
+    }
+
     /// Runs `f` on a new stream to `addr`, waiting at most `timeout` for each frame.
     fn exchange<T>(
         &self,
@@ -100,20 +144,21 @@ impl Pool {
         timeout: Duration,
         f: impl FnOnce(&mut dyn Frames) -> Result<T>,
     ) -> Result<T> {
+        let mut stream = self.stream_within(addr, timeout)?;
+        let result = f(stream.frames());
+        stream.end(result.is_ok());
+        result
+    }
+
+    /// A new stream to `addr`, each of its frames waited for at most `timeout`.
+    fn stream_within(&self, addr: SocketAddr, timeout: Duration) -> Result<PeerStream> {
         Counters::bump(&self.counters.sent);
         let (conn, stream) = self.stream_to(addr, timeout)?;
-        let mut handle = StreamHandle::new(Arc::clone(&conn), stream, timeout);
-        let result = f(&mut handle);
-        if result.is_ok() {
-            let _ = handle.finish();
-        } else {
-            drop(handle); // given up: the peer is told
-        }
-        if self.config.pool_per_peer == 0 {
-            // Nothing kept: the connection served this request only.
-            conn.close("done");
-        }
-        result
+        Ok(PeerStream {
+            handle: Some(StreamHandle::new(Arc::clone(&conn), stream, timeout)),
+            conn,
+            close_after: self.config.pool_per_peer == 0,
+        })
     }
 
     /// A new stream on the connection to `addr`, opened if there is none (or it closed).

@@ -236,8 +236,8 @@ impl Inner {
         })
     }
 
-    /// Writes a small record here and to `holders` at once: `data` on this thread, each copy
-    /// on a thread of its own.
+    /// Writes a small record here and to `holders` at once: the copies sent, `data` written
+    /// here, then the copies' answers read.
     fn write_side_by_side(
         &self,
         copy: &RecordHead,
@@ -261,10 +261,13 @@ impl Inner {
         local.map(|local| (local, answers))
     }
 
-    /// Writes the record `head` with `data` to each of `holders`, each on a thread of its own,
-    /// while `local` runs on this one; returns what `local` returned, and the answers. A holder that cannot take its
-    /// copy (busy, unreachable, leaving) does not fail the write: this node's maintenance
-    /// brings it up to date later.
+    /// Writes the record `head` with `data` to each of `holders` while `local` runs on this
+    /// thread; returns what `local` returned, and the answers. Every copy is sent before
+    /// `local` runs and the answers are read after, so the copies are written side by side
+    /// with no thread of their own (a thread started and ended for each copy was most of a
+    /// small put's cost in the kernel). A holder that cannot take its copy (busy,
+    /// unreachable, leaving) does not fail the write: this node's maintenance brings it up to
+    /// date later.
     fn copy_to<T>(
         &self,
         holders: &[NodeInfo],
@@ -272,15 +275,31 @@ impl Inner {
         data: &[u8],
         local: impl FnOnce() -> T,
     ) -> (T, Vec<CopyAnswer>) {
-        std::thread::scope(|scope| {
-            let copies: Vec<_> = holders
-                .iter()
-                .map(|&holder| scope.spawn(move || (holder, self.write_copy(holder, head, data))))
-                .collect();
-            let local = local();
-            let answers = self.collect(copies.into_iter().map(|c| c.join()).collect());
-            (local, answers)
-        })
+        let mut results = Vec::with_capacity(holders.len());
+        let mut sent = Vec::with_capacity(holders.len());
+        for &holder in holders {
+            let sending = self.pool.stream(holder.addr).and_then(|mut stream| {
+                match send_whole_record(stream.frames(), head, &mut SliceSource(data)) {
+                    Ok(()) => Ok(stream),
+                    Err(e) => {
+                        stream.end(false);
+                        Err(e)
+                    }
+                }
+            });
+            match sending {
+                Ok(stream) => sent.push((holder, stream)),
+                Err(e) => results.push(Ok((holder, Err(e)))),
+            }
+        }
+        let local = local();
+        for (holder, mut stream) in sent {
+            let reply = stream.frames().recv_or_fail();
+            let answer = reply.and_then(|reply| copy_answer(holder, reply));
+            stream.end(answer.is_ok());
+            results.push(Ok((holder, answer)));
+        }
+        (local, self.collect(results))
     }
 
     /// The answers of the copies that were written; the others are left to maintenance.
@@ -302,14 +321,6 @@ impl Inner {
             self.wake_maintenance();
         }
         answers
-    }
-
-    /// Writes one copy, `head` and `data`, to `holder`.
-    fn write_copy(&self, holder: NodeInfo, head: &RecordHead, data: &[u8]) -> Result<CopyAnswer> {
-        self.pool.session(holder.addr, |conn| {
-            send_whole_record(conn, head, &mut SliceSource(data))?;
-            copy_answer(holder, conn.recv_or_fail()?)
-        })
     }
 
     /// A copy from another node: kept if newer than what is held, whoever is responsible.
