@@ -297,6 +297,8 @@ impl ObjectStore {
     ///
     /// Reads only the index and the files' headers. A file that is not a valid record in its
     /// right place is skipped with a warning, so one damaged file does not hide the others.
+    /// The files are listed before the log, outside its lock: a record that grows into a
+    /// file while the files are listed is missed by this call (and listed by the next).
     pub fn records(&self) -> Result<Vec<RecordMeta>, StoreError> {
         let files = self.file_records()?;
         let state = self.log.lock();
