@@ -82,9 +82,11 @@ impl<'a> RecordWriter<'a> {
             return Err(StoreError::TombstoneData);
         }
         let small_max = self.store.options.small_object_max as u64;
-        if matches!(self.body, Body::Memory(_)) && self.meta.size + chunk.len() as u64 > small_max {
-            let memory = std::mem::take(&mut self.body);
-            self.body = spill(&self.store.tmp, &self.meta, memory)?;
+        if let Body::Memory(data) = &self.body {
+            if self.meta.size + chunk.len() as u64 > small_max {
+                // On failure the data stays in memory, as before the call.
+                self.body = spill(&self.store.tmp, &self.meta, data)?;
+            }
         }
         match &mut self.body {
             Body::Memory(data) => data.extend_from_slice(chunk),
@@ -127,24 +129,15 @@ impl<'a> RecordWriter<'a> {
     }
 }
 
-impl Default for Body {
-    fn default() -> Self {
-        Body::Memory(Vec::new())
-    }
-}
-
-/// Moves a record's data so far from memory to a new temporary file in `tmp_dir`, after a
-/// placeholder header.
-fn spill(tmp_dir: &Path, meta: &RecordMeta, body: Body) -> Result<Body, StoreError> {
-    let Body::Memory(data) = body else {
-        return Ok(body);
-    };
+/// A new temporary file in `tmp_dir` holding a placeholder header and `data`, a record's data
+/// so far.
+fn spill(tmp_dir: &Path, meta: &RecordMeta, data: &[u8]) -> Result<Body, StoreError> {
     let (file, temp) = TempFile::create(tmp_dir)?;
     let mut file = BufWriter::new(file);
     // The size and CRC are unknown until the end; `finish` overwrites this header in place
     // (it has the same length, since the name is fixed).
     file.write_all(&format::encode(meta))
-        .and_then(|()| file.write_all(&data))
+        .and_then(|()| file.write_all(data))
         .map_err(|e| StoreError::io(&temp.path, e))?;
     Ok(Body::File { file, temp })
 }
