@@ -232,15 +232,6 @@ fn regression_a_restart_without_store_counts_as_a_holder_lost() {
     assert_at_most_one_loss_beyond_faults(255_644, 65);
 }
 
-/// Once a neighbour that called was no longer called back in the same round, a node kept a
-/// restarted neighbour's old address: gossip brought the old address back after the
-/// neighbour's own call had corrected it, and no call to the old address found it out. Fixed
-/// by calling a neighbour all the same when it called from another address than the one held.
-#[test]
-fn regression_a_stale_address_is_called_and_corrected() {
-    assert_holds(507_253, 115, Duration::from_secs(10));
-}
-
 /// A node cut off from all of its leaf set by a partition took a write as the only holder,
 /// then left: with no neighbour to hand it to, it left with the record as if it were the
 /// last node, and the acknowledged write was lost. Fixed by staying until the record can be

@@ -7,17 +7,8 @@
 //! lost on the way is made good then). Otherwise the exchange carries no leaf set, only
 //! "alive": in a settled overlay a round costs one small message each way per neighbour
 //! instead of `2l` members each way, which is what lets the simulator run the whole id space.
-//!
-//! One exchange serves both ends: a neighbour that exchanged with this node since its last
-//! round, from the address this node holds for it, is not called this round (it was heard
-//! from, and the answer carried what it lacked). Leaf sets are nearly symmetric, so a
-//! settled pair exchanges once a round, not twice; a neighbour that stops calling is called,
-//! and its silence counted, the round after. One whose address here differs from the one it
-//! called from is called all the same: that call is what finds a stale address out (one a
-//! restarted node left behind, which gossip may bring back after its own call corrected it).
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::Instant;
 
 use super::upkeep::another_node_answers;
@@ -36,9 +27,6 @@ pub(super) struct Told {
     changes: u64,
     /// For each neighbour, `changes` when it was last sent the leaf set.
     sent: HashMap<Id, u64>,
-    /// Neighbours whose exchange this node answered since its last round, and the address
-    /// each called from.
-    heard: HashMap<Id, SocketAddr>,
 }
 
 impl Told {
@@ -59,18 +47,14 @@ impl Membership {
         self.state.leaf_set().members()
     }
 
-    /// Exchanges with every leaf-set member that did not exchange with this node, from the
-    /// address held for it, since its last round; forgets what was told to former ones.
+    /// Exchanges with every leaf-set member, and forgets what was told to former ones.
     pub(super) fn probe_neighbours(&mut self) {
         let members = self.state.leaf_set().members();
         self.told
             .sent
             .retain(|id, _| members.iter().any(|m| m.id == *id));
-        let heard = std::mem::take(&mut self.told.heard);
         for node in members {
-            if heard.get(&node.id) != Some(&node.addr) {
-                self.exchange_with(node, false);
-            }
+            self.exchange_with(node, false);
         }
     }
 
@@ -93,7 +77,6 @@ impl Membership {
     ) -> Message {
         if node.id != self.me.id {
             self.learn_leaf_set_of(now, Some(node), leaf_set);
-            self.told.heard.insert(node.id, node.addr);
         }
         let leaf_set = self.leaf_set_for(node.id, !leaf_set.is_empty());
         Message::LeafSet {
