@@ -202,34 +202,27 @@ fn the_object_invariants_catch_copies_lost_with_every_holder() {
     assert!(beyond[0].what.contains("\"lost\""), "{beyond:?}");
 }
 
-/// Asserts `seed` keeps every invariant, with at most one acknowledged write lost beyond the
+/// Asserts `seed` keeps every invariant and loses exactly one acknowledged write beyond the
 /// fault model.
-fn assert_at_most_one_loss_beyond_faults(seed: u64, nodes: usize) {
+fn assert_one_loss_beyond_faults(seed: u64, nodes: usize) {
     let churn = Duration::from_secs(10);
     let report = scenario::churn(seed, nodes, churn);
     assert!(report.violations.is_empty(), "{}", describe(&report, churn));
-    assert!(
-        report.beyond_faults.len() <= 1,
-        "{:?}",
-        report.beyond_faults
-    );
+    assert_eq!(report.beyond_faults.len(), 1, "{:?}", report.beyond_faults);
 }
 
 /// All three holders of an acknowledged write crashed within 1.25 s (10.46, 11.46 and
-/// 11.71 s), before any repair: the write was lost, as the fault model allows. Flagged as a
+/// 11.71 s), before any repair: the write is lost, as the fault model allows. Flagged as a
 /// violation until the checker told this apart from a loss the protocol should prevent.
-/// (Since leaf-set exchanges stopped going both ways each round, the seed's run differs and
-/// the three crashes no longer meet one write; `the_object_invariants_catch_copies_lost_with_every_holder`
-/// checks the excuse itself.)
 #[test]
 fn regression_three_holders_crashing_at_once_is_beyond_the_fault_model() {
-    assert_at_most_one_loss_beyond_faults(248_041, 73);
+    assert_one_loss_beyond_faults(248_041, 73);
 }
 
 /// The same within 0.5 s, by a restart on a new disk and two crashes.
 #[test]
 fn regression_a_restart_without_store_counts_as_a_holder_lost() {
-    assert_at_most_one_loss_beyond_faults(255_644, 65);
+    assert_one_loss_beyond_faults(255_644, 65);
 }
 
 /// A node cut off from all of its leaf set by a partition took a write as the only holder,
