@@ -1224,6 +1224,22 @@ enum PastryStatus pastry_security_from_bytes(const uint8_t *bytes,
                                              struct PastrySecurity **security_out);
 
 /**
+ * The client key of the cluster key in `security`, in `*client_out`, owned by the caller:
+ * what a program that only looks up, reads, writes and deletes objects is given. Its holder
+ * is served as a client by every node and by discovery, and can be nothing more (it cannot
+ * register an id, move objects or change any node's tables), while nodes and discovery,
+ * holding the cluster key, admit it with nothing more to configure.
+ *
+ * Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (`security` is the
+ * insecure choice, which has no key).
+ *
+ * # Safety
+ * `security` is a live handle; `client_out` points to writable storage.
+ */
+enum PastryStatus pastry_security_client_key(const struct PastrySecurity *security,
+                                             struct PastrySecurity **client_out);
+
+/**
  * No key: no handshake and no encryption, and anyone who can reach a port is a full member
  * who can read, change or delete anything. Only for a network that strangers cannot reach.
  *

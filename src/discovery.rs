@@ -10,8 +10,11 @@ use parking_lot::Mutex;
 use crate::compact::Tracker;
 use crate::error::Result;
 use crate::id::{Id, NodeInfo};
-use crate::net::{Counters, Handler, NetConfig, Pool, Security, Server};
-use crate::protocol::registry::{Heartbeat, Registration, Registry};
+use crate::identity::{
+    Certificate, Credentials, Identity, PeerIdentity, PublicKey, CERTIFICATE_VALIDITY,
+};
+use crate::net::{unix_ms, Counters, Handler, NetConfig, Pool, Security, Server, Session};
+use crate::protocol::registry::{Claim, Heartbeat, Registration, Registry};
 use crate::rng::Rng;
 use crate::wire::{Message, RemoteCode};
 
@@ -29,6 +32,8 @@ pub struct Discovery {
 
 /// The registry behind the server: the pure rules, and what carrying them out needs.
 struct Registrar {
+    /// The authority key that signs certificates, and how introductions are judged.
+    credentials: Arc<Credentials>,
     registry: Mutex<Registry>,
     rng: Mutex<Rng>,
     /// To ask a registered node whether it is still alive when its id is claimed again.
@@ -58,10 +63,26 @@ impl Discovery {
         Discovery::start_with(addr, net)
     }
 
-    /// Starts a discovery node on `addr` with the given socket settings.
+    /// Starts a discovery node on `addr` with the given socket settings, and a new
+    /// authority key of its own, kept in memory: the certificates it issues are believed
+    /// only while it runs. [`Discovery::start_with_authority`] keeps one across restarts.
     pub fn start_with(addr: SocketAddr, net: NetConfig) -> Result<Discovery> {
+        Discovery::start_with_authority(addr, net, Identity::generate()?)
+    }
+
+    /// Starts a discovery node on `addr` with the given socket settings, signing node
+    /// certificates with `authority` (see [`Identity::from_file`]). The nodes it certifies
+    /// trust this key from then on: a discovery restarted with the same key goes on
+    /// certifying them, one with another key is refused by them.
+    pub fn start_with_authority(
+        addr: SocketAddr,
+        net: NetConfig,
+        authority: Identity,
+    ) -> Result<Discovery> {
         let counters = Arc::new(Counters::default());
+        let credentials = Arc::new(Credentials::authority(authority));
         let registrar = Arc::new(Registrar {
+            credentials: Arc::clone(&credentials),
             registry: Mutex::new(Registry::new()),
             rng: Mutex::new(Rng::from_entropy()),
             pool: Pool::new(net.clone(), Arc::clone(&counters)),
@@ -69,9 +90,18 @@ impl Discovery {
         let listener = Server::bind(addr)?;
         let handler: Handler = {
             let registrar = Arc::clone(&registrar);
-            Arc::new(move |request, _peer| registrar.handle(request))
+            Arc::new(move |request, session: &mut Session<'_>| {
+                registrar.handle(request, session.peer())
+            })
         };
-        let server = Server::start("pastry-discovery", listener, net.clone(), handler, counters)?;
+        let server = Server::start(
+            "pastry-discovery",
+            listener,
+            net.clone(),
+            handler,
+            counters,
+            Some(credentials),
+        )?;
         registrar.pool.read_through(server.reactor(), None);
         let local_addr = server.local_addr();
         log::info!("discovery listening on {local_addr}");
@@ -91,7 +121,7 @@ impl Discovery {
     pub fn start_tracker(&self, addr: SocketAddr) -> Result<SocketAddr> {
         let live = {
             let registrar = Arc::clone(&self.registrar);
-            Arc::new(move || registrar.registry.lock().joined_peers())
+            Arc::new(move || registrar.registry.lock().joined_peers(Instant::now()))
         };
         let ask = {
             let registrar = Arc::clone(&self.registrar);
@@ -121,6 +151,11 @@ impl Discovery {
         self.tracker.lock().as_ref().map(Tracker::local_addr)
     }
 
+    /// The authority key with which it signs node certificates.
+    pub fn authority(&self) -> PublicKey {
+        self.registrar.credentials.public()
+    }
+
     /// The address discovery listens on.
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
@@ -128,7 +163,7 @@ impl Discovery {
 
     /// The peers that have finished joining, sorted by id.
     pub fn peers(&self) -> Vec<NodeInfo> {
-        self.registrar.registry.lock().joined_peers()
+        self.registrar.registry.lock().joined_peers(Instant::now())
     }
 
     /// Stops the server and joins its threads. Idempotent; also done on drop.
@@ -148,20 +183,61 @@ impl Drop for Discovery {
 }
 
 impl Registrar {
-    /// Answers one request: the registry decides, this carries out what it asks.
-    fn handle(&self, request: Message) -> Message {
+    /// Answers one request from `peer` (who its connection proved to be, if anyone): the
+    /// registry decides, this carries out what it asks.
+    fn handle(&self, request: Message, peer: Option<PeerIdentity>) -> Message {
         let now = Instant::now();
         match request {
-            Message::Register { node } => self.register(node, now),
-            Message::Joined { id } => match self.registry.lock().joined(id) {
-                Some(node) => {
+            Message::RandomPeer => Message::Peer {
+                peer: self.random_joined(now),
+            },
+            Message::ListPeers => Message::Peers {
+                peers: self.registry.lock().joined_peers(now),
+            },
+            request => match peer {
+                Some(peer) => self.handle_node(request, peer, now),
+                None => error(
+                    RemoteCode::BadRequest,
+                    format!(
+                        "{} needs a node that proved its key on the connection",
+                        request.name()
+                    ),
+                ),
+            },
+        }
+    }
+
+    /// Answers a request only a node may send, from `peer`, and about itself only.
+    fn handle_node(&self, request: Message, peer: PeerIdentity, now: Instant) -> Message {
+        let about = match &request {
+            Message::Register { node } | Message::Deregister { node } | Message::Alive { node } => {
+                Some(*node)
+            }
+            Message::Joined { id } => Some(NodeInfo {
+                id: *id,
+                addr: peer.node.addr,
+            }),
+            _ => None,
+        };
+        if let Some(node) = about {
+            if node != peer.node {
+                return self.refuse(peer, &request, "a node speaks for itself only");
+            }
+        }
+        match request {
+            Message::Register { node } => self.register(node, peer, now),
+            Message::Joined { id } => match self.registry.lock().joined(id, peer.key, now) {
+                Ok(node) => {
                     log::info!("discovery: {node} joined");
                     Message::Ack
                 }
-                None => error(RemoteCode::NotFound, format!("{id} is not registered")),
+                Err(Claim::Unknown) => {
+                    error(RemoteCode::NotFound, format!("{id} is not registered"))
+                }
+                Err(Claim::OtherKey) => self.refuse(peer, &request, "the id is another key's"),
             },
             Message::Deregister { node } => {
-                if self.registry.lock().deregister(node) {
+                if self.registry.lock().deregister(node, peer.key).is_ok() {
                     log::info!("discovery: {node} left");
                 }
                 Message::Ack
@@ -169,21 +245,12 @@ impl Registrar {
             // Checked with the node itself: the reporter may only be cut off from it.
             Message::Suspect { node } => {
                 let held = self.registry.lock().holds(node);
-                if held && !self.is_alive(node) && self.registry.lock().deregister(node) {
+                if held && !self.answers(node, None) && self.registry.lock().deregister_dead(node) {
                     log::info!("discovery: {node} is dead");
                 }
                 Message::Ack
             }
-            Message::Alive { node } => match self.registry.lock().heartbeat(node, now) {
-                Heartbeat::Noted => Message::Ack,
-                Heartbeat::HeldBy(held) => in_use(node.id, held),
-            },
-            Message::RandomPeer => Message::Peer {
-                peer: self.random_joined(),
-            },
-            Message::ListPeers => Message::Peers {
-                peers: self.registry.lock().joined_peers(),
-            },
+            Message::Alive { node } => self.heartbeat(node, peer, now),
             other => error(
                 RemoteCode::BadRequest,
                 format!("discovery does not answer {}", other.name()),
@@ -191,8 +258,15 @@ impl Registrar {
         }
     }
 
-    fn register(&self, node: NodeInfo, now: Instant) -> Message {
-        let decided = self.registry.lock().register(node, now);
+    fn register(&self, node: NodeInfo, peer: PeerIdentity, now: Instant) -> Message {
+        if !self.answers(node, Some(peer.key)) {
+            return self.refuse(
+                peer,
+                &Message::Register { node },
+                "nothing at the address it claims answers with its key",
+            );
+        }
+        let decided = self.registry.lock().register(node, peer.key, now);
         let accepted = match decided {
             Registration::Accepted => true,
             Registration::FirstStillJoining => {
@@ -201,13 +275,15 @@ impl Registrar {
                     "the first node is still joining: try again shortly".into(),
                 )
             }
-            // A holder that crashed is replaced at once, so that a restarted node (on a new
-            // port) rejoins without waiting for the others to notice the crash. The lock is
+            // A holder that crashed is replaced at once, so that a node restarted without
+            // its identity rejoins without waiting for its old entry to expire. The lock is
             // not held while asking.
-            Registration::AskHolder(held) if self.is_alive(held) => return in_use(node.id, held),
-            Registration::AskHolder(held) => {
+            Registration::AskHolder(held, key) if self.answers(held, Some(key)) => {
+                return in_use(node.id, held)
+            }
+            Registration::AskHolder(held, _) => {
                 log::info!("discovery: {held} is gone; its id goes to {node}");
-                self.registry.lock().holder_gone(node, held, now)
+                self.registry.lock().holder_gone(node, peer.key, held, now)
             }
         };
         if !accepted {
@@ -217,22 +293,63 @@ impl Registrar {
             );
         }
         log::info!("discovery: {node} is joining");
-        Message::Peer {
-            peer: self.random_joined(),
+        Message::Admitted {
+            peer: self.random_joined(now),
+            cert: self.certify(node, peer.key),
         }
     }
 
-    /// Whether `node` answers a ping as itself.
-    fn is_alive(&self, node: NodeInfo) -> bool {
+    fn heartbeat(&self, node: NodeInfo, peer: PeerIdentity, now: Instant) -> Message {
+        // An id relearnt (after discovery restarted, or its entry expired) is bound to the
+        // key that answers at its address, as at a registration.
+        let known = self.registry.lock().key_of(node.id) == Some(peer.key);
+        if !known && !self.answers(node, Some(peer.key)) {
+            return self.refuse(
+                peer,
+                &Message::Alive { node },
+                "nothing at the address it claims answers with its key",
+            );
+        }
+        match self.registry.lock().heartbeat(node, peer.key, now) {
+            Heartbeat::Noted => Message::Certified {
+                cert: self.certify(node, peer.key),
+            },
+            Heartbeat::HeldBy(held) => in_use(node.id, held),
+        }
+    }
+
+    /// A certificate of `node` holding `key`, valid for [`CERTIFICATE_VALIDITY`].
+    fn certify(&self, node: NodeInfo, key: PublicKey) -> Box<Certificate> {
+        let expires = unix_ms().saturating_add(CERTIFICATE_VALIDITY.as_millis() as u64);
+        Box::new(Certificate::issue(
+            self.credentials.identity(),
+            node,
+            key,
+            expires,
+        ))
+    }
+
+    /// Refuses `request` from `peer` for `why`, logged once per key and kind of request.
+    fn refuse(&self, peer: PeerIdentity, request: &Message, why: &str) -> Message {
+        self.credentials.note_refusal(peer.key, request.name(), why);
+        error(
+            RemoteCode::BadRequest,
+            format!("{} refused: {why}", request.name()),
+        )
+    }
+
+    /// Whether `node` answers a ping at its address as itself (with `key`, when given).
+    fn answers(&self, node: NodeInfo, key: Option<PublicKey>) -> bool {
         let reply = self
             .pool
             .call_within(node.addr, &Message::Ping, PING_TIMEOUT);
-        matches!(reply, Ok(Message::Pong { node: n }) if n.id == node.id)
+        matches!(reply, Ok(Message::Pong { node: n, key: k })
+            if n.id == node.id && key.is_none_or(|key| key == k))
     }
 
-    fn random_joined(&self) -> Option<NodeInfo> {
+    fn random_joined(&self, now: Instant) -> Option<NodeInfo> {
         let pick = self.rng.lock().next_u64();
-        self.registry.lock().joined_peer(pick)
+        self.registry.lock().joined_peer(pick, now)
     }
 }
 

@@ -40,11 +40,13 @@ mod discovery;
 mod error;
 pub mod ffi;
 pub mod id;
+pub mod identity;
 mod net;
 mod node;
 pub mod overlay;
 pub mod protocol;
 mod rng;
+mod secret_file;
 pub mod sim;
 pub mod store;
 mod transfer;
@@ -54,6 +56,7 @@ pub use client::{Client, ClientConfig, Deleted, Entry, Fetched, Retrieved, Store
 pub use discovery::{Discovery, DISCOVERY_MAX_CONNECTIONS};
 pub use error::{Error, Result};
 pub use id::{key_of, responsible, Id, Key, NodeId, NodeInfo};
+pub use identity::{Certificate, Identity, PublicKey};
 pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};
 pub use node::{
     AppRoute, Application, Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS,

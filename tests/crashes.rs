@@ -162,29 +162,35 @@ fn the_overlay_works_while_discovery_is_down_and_discovery_relearns_it() {
     let addr = net.discovery.local_addr();
     net.discovery.shutdown();
 
-    // Lookups and new members do without it.
+    // Lookups do without it; a newcomer, which only discovery can certify, is refused by
+    // the certified members until discovery is back.
     check_lookups(&net.nodes, &mut rng, 500);
     let newcomer = start_node_with(NodeConfig {
         id: Some(Id(rng.next_u64() as u16)),
         ..config.clone()
     });
-    newcomer
-        .join_peer(net.nodes[0].info().addr)
-        .expect("joins through a known peer");
-    newcomer.use_discovery(addr);
-    net.nodes.push(newcomer);
-    assert_leaf_sets_settle(HALF, &net.nodes, "a join without discovery");
-    check_lookups(&net.nodes, &mut rng, 500);
+    assert!(matches!(
+        newcomer.join_peer(net.nodes[0].info().addr),
+        Err(pastry::Error::Refused { .. })
+    ));
 
-    // A new discovery node on the same address relearns every live node.
-    net.discovery = Discovery::start(addr, key()).unwrap();
-    let (discovery, nodes) = (&net.discovery, &net.nodes);
-    assert!(
-        wait_until(Duration::from_secs(20), || discovery_lists(
-            discovery, nodes
-        )),
-        "discovery did not relearn the live nodes"
-    );
+    // Discovery restarted on the same address with its authority key relearns every live
+    // node, then certifies the newcomer.
+    net.discovery = net.restart_discovery(addr);
+    let relearnt = |net: &Network| {
+        let (discovery, nodes) = (&net.discovery, &net.nodes);
+        wait_until(Duration::from_secs(20), || {
+            discovery_lists(discovery, nodes)
+        })
+    };
+    assert!(relearnt(&net), "discovery did not relearn the live nodes");
+    newcomer
+        .join_discovery(addr)
+        .expect("joins through discovery");
+    net.nodes.push(newcomer);
+    assert_leaf_sets_settle(HALF, &net.nodes, "a join after discovery came back");
+    check_lookups(&net.nodes, &mut rng, 500);
+    assert!(relearnt(&net), "discovery did not list the newcomer");
 }
 
 #[test]
@@ -327,24 +333,20 @@ fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
         ..NodeConfig::new(key())
     };
     let net = Network::with_config(&ids, &config);
-    // A node that accepts connections (the kernel does, from the backlog) and never answers,
-    // placed where it is responsible for `key`.
-    let silent = std::net::TcpListener::bind(loopback()).unwrap();
+    // A certified node placed where it is responsible for `key`, which then stops answering:
+    // its address accepts connections (the kernel does, from the backlog) and never answers.
     let mut key = Id(rng.next_u64() as u16);
     while ids.contains(&key) {
         key = Id(key.0.wrapping_add(1));
     }
-    let ghost = pastry::NodeInfo {
-        id: key,
-        addr: silent.local_addr().unwrap(),
-    };
-    for node in &net.nodes {
-        let reply = tell(
-            node.info().addr,
-            &pastry::wire::Message::Announce { node: ghost },
-        );
-        assert_eq!(reply, pastry::wire::Message::Ack);
-    }
+    let ghost = start_node_with(NodeConfig {
+        id: Some(key),
+        ..config.clone()
+    });
+    ghost.join_discovery(net.discovery.local_addr()).unwrap();
+    let at = ghost.info().addr;
+    ghost.shutdown();
+    let silent = std::net::TcpListener::bind(at).expect("its port again");
     let holds =
         |n: &Node| n.leaf_set().contains(key) || n.routing_table().entries().any(|e| e.id == key);
     assert!(net.nodes.iter().any(|n| n.leaf_set().contains(key)));

@@ -6,7 +6,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use std::time::Instant;
@@ -224,128 +224,6 @@ fn a_route_out_of_hops_is_unroutable_and_the_largest_budget_is_served() {
             );
         }
         other => panic!("expected a route, got {other:?}"),
-    }
-}
-
-/// A peer at a local address that answers every request with `reply` (counting them in
-/// `answered`) until `stop`; the thread ends once `stop` is set and its connections close.
-fn liar(
-    reply: Message,
-    stop: Arc<AtomicBool>,
-    answered: Arc<AtomicUsize>,
-) -> (std::net::SocketAddr, std::thread::JoinHandle<()>) {
-    let listener = std::net::TcpListener::bind(loopback()).unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let thread = std::thread::spawn(move || {
-        let mut conns: Vec<std::thread::JoinHandle<()>> = Vec::new();
-        while !stop.load(Ordering::SeqCst) {
-            match listener.accept() {
-                Ok((s, _)) => {
-                    let reply = reply.clone();
-                    let stop = Arc::clone(&stop);
-                    let answered = Arc::clone(&answered);
-                    conns.push(std::thread::spawn(move || {
-                        s.set_nonblocking(false).unwrap();
-                        // A member: it holds the key, and lies.
-                        let net = NetConfig {
-                            io_timeout: Duration::from_millis(200),
-                            ..NetConfig::with(key())
-                        };
-                        let Ok(mut conn) = Connection::accept(s, &net) else {
-                            return;
-                        };
-                        // One reply per request, until the caller closes or we are stopped.
-                        while !stop.load(Ordering::SeqCst) {
-                            match conn.recv() {
-                                Ok(_) => {}
-                                Err(pastry::Error::Timeout { .. }) => continue,
-                                Err(_) => return,
-                            }
-                            if conn.send(&reply).is_err() {
-                                return;
-                            }
-                            answered.fetch_add(1, Ordering::SeqCst);
-                        }
-                    }));
-                }
-                Err(_) => std::thread::sleep(Duration::from_millis(5)),
-            }
-        }
-        for c in conns {
-            c.join().unwrap();
-        }
-    });
-    (addr, thread)
-}
-
-#[test]
-fn a_node_that_answers_routes_with_nonsense_is_routed_around_then_dropped() {
-    let mut rng = Rng::seeded(31);
-    let ids = random_ids(&mut rng, 12);
-    let net = Network::new(&ids);
-    let mut key = pastry::Id(rng.next_u64() as u16);
-    while ids.contains(&key) {
-        key = pastry::Id(key.0.wrapping_add(1));
-    }
-    let someone = net.nodes[0].info();
-    let stop = Arc::new(AtomicBool::new(false));
-    // A route longer than any allowed, and an empty one.
-    let too_long = Message::Routed {
-        path: vec![someone; 300],
-        replicas: vec![],
-    };
-    let empty = Message::Routed {
-        path: vec![],
-        replicas: vec![],
-    };
-    for reply in [too_long, empty] {
-        let answered = Arc::new(AtomicUsize::new(0));
-        let (addr, thread) = liar(reply, Arc::clone(&stop), Arc::clone(&answered));
-        let ghost = pastry::NodeInfo { id: key, addr };
-        // Known to every node, where it would be responsible for `key`.
-        for node in &net.nodes {
-            let ack = tell(node.info().addr, &Message::Announce { node: ghost });
-            assert_eq!(ack, Message::Ack);
-        }
-        let expected = oracle_responsible(key, &ids);
-        for _ in 0..2 {
-            for node in &net.nodes {
-                let route = node
-                    .lookup(key)
-                    .unwrap_or_else(|e| panic!("from {}: {e}", node.id()));
-                assert_eq!(route.responsible().id, expected, "from {}", node.id());
-                assert!(route.path.iter().all(|n| n.id != key), "{route:?}");
-            }
-        }
-        assert!(
-            answered.load(Ordering::SeqCst) > 0,
-            "the liar was never asked"
-        );
-        // Twice found out by every node that holds it next to the key: dropped, as a node
-        // that does not answer would be.
-        for node in &net.nodes {
-            assert!(
-                !node.leaf_set().contains(key),
-                "{} kept the liar",
-                node.id()
-            );
-        }
-        // The nodes still serve: a lookup of another key is answered as before.
-        let other = pastry::Id(key.0.wrapping_add(0x8000));
-        let route = net.nodes[1].lookup(other).unwrap();
-        assert_eq!(route.responsible().id, oracle_responsible(other, &ids));
-        stop.store(true, Ordering::SeqCst);
-        thread.join().unwrap();
-        stop.store(false, Ordering::SeqCst);
-        // Forget the liar before the next one takes its id.
-        let depart = Message::Depart {
-            node: ghost,
-            leaf_set: vec![],
-        };
-        for node in &net.nodes {
-            assert_eq!(tell(node.info().addr, &depart), Message::Ack);
-        }
     }
 }
 

@@ -69,10 +69,10 @@ fn an_id_in_use_is_refused_and_changes_nothing() {
         other => panic!("expected IdInUse, got {other:?}"),
     }
     assert!(!twin.is_joined());
-    // Without discovery, the overlay itself notices the id in use.
+    // Nor through a peer: the certified members refuse a node discovery did not certify.
     match twin.join_peer(net.nodes[0].info().addr) {
-        Err(Error::IdInUse(id)) => assert_eq!(id, taken),
-        other => panic!("expected IdInUse, got {other:?}"),
+        Err(Error::Refused { .. }) => {}
+        other => panic!("expected a refusal, got {other:?}"),
     }
     assert!(!twin.is_joined());
 
@@ -102,6 +102,13 @@ fn nodes_join_through_a_known_peer_without_discovery() {
     }
     check_tables(&nodes, HALF);
     check_lookups(&nodes, &mut rng, 300);
+    // Without discovery, the overlay itself notices an id in use.
+    let twin = start_node(ids[5]);
+    match twin.join_peer(nodes[0].info().addr) {
+        Err(Error::IdInUse(id)) => assert_eq!(id, ids[5]),
+        other => panic!("expected IdInUse, got {other:?}"),
+    }
+    assert!(!twin.is_joined());
 }
 
 #[test]

@@ -568,6 +568,32 @@ static void check_other_key(const struct network *net) {
     pastry_client_free(member);
 }
 
+/* A client given only the client key derived from the network's key reads what was stored
+ * and writes and deletes its own objects. */
+static void check_client_key(const struct network *net) {
+    const struct object *o = &net->objects[4];
+    PastrySecurity *client_key = NULL;
+    ok(pastry_security_client_key(net->security, &client_key), "pastry_security_client_key");
+    PastryClient *client = NULL;
+    ok(pastry_client_new(net->address, client_key, &client), "pastry_client_new (client key)");
+    pastry_security_free(client_key);
+    PastryBuffer *data = NULL;
+    ok(pastry_client_get(client, (const uint8_t *)o->name, o->name_len, &data, NULL),
+       "get with the client key");
+    if (data->len != o->len || (o->len > 0 && memcmp(data->data, o->data, o->len) != 0)) {
+        fail("%s: got %zu bytes that differ from the %zu put", o->name, data->len, o->len);
+    }
+    pastry_buffer_free(data);
+    const char *name = "written-with-the-client-key";
+    ok(pastry_client_put(client, (const uint8_t *)name, strlen(name), (const uint8_t *)"v", 1,
+                         NULL),
+       "put with the client key");
+    ok(pastry_client_delete(client, (const uint8_t *)name, strlen(name), NULL, NULL),
+       "delete with the client key");
+    printf("network: a client with the client key reads, writes and deletes\n");
+    pastry_client_free(client);
+}
+
 static void leave_two(struct network *net) {
     const size_t leaving[] = {2, 5};
     for (size_t i = 0; i < 2; i++) {
@@ -598,6 +624,7 @@ int main(int argc, char **argv) {
            OBJECTS, copies);
 
     check_other_key(&net);
+    check_client_key(&net);
     check_lookups(&net);
     check_tables(&net);
     delete_one(&net, client);

@@ -197,11 +197,13 @@ static PastrySecurity *security_functions(void) {
 
     security = UNTOUCHED(PastrySecurity);
     EXPECT_NULL(pastry_security_generate(NULL));
+    EXPECT_NULL(pastry_security_client_key(NULL, &security));
     EXPECT_OK(pastry_security_generate(&security));
     if (security == UNTOUCHED(PastrySecurity)) {
         printf("null_checks: no key, cannot go on\n");
         exit(1);
     }
+    EXPECT_NULL(pastry_security_client_key(security, NULL));
     return security;
 }
 

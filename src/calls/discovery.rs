@@ -5,9 +5,14 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::id::{Id, NodeInfo};
+use crate::identity::Certificate;
 use crate::net::Pool;
 use crate::protocol::registry::JOIN_TIMEOUT;
 use crate::wire::{Message, RemoteCode};
+
+/// What a registration gives: a joined peer to join through (none for the first node), and
+/// the node's certificate.
+pub(crate) type Admission = (Option<NodeInfo>, Box<Certificate>);
 
 /// Talks to a discovery node from a node or a client.
 pub(crate) struct DiscoveryLink<'a> {
@@ -16,11 +21,12 @@ pub(crate) struct DiscoveryLink<'a> {
 }
 
 impl DiscoveryLink<'_> {
-    /// Registers `node` as joining; returns a joined peer to join through, if any.
-    pub fn register(&self, node: NodeInfo) -> Result<Option<NodeInfo>> {
+    /// Registers `node` as joining; returns a joined peer to join through, if any, and the
+    /// node's certificate.
+    pub fn register(&self, node: NodeInfo) -> Result<Admission> {
         match self.pool.call(self.addr, &Message::Register { node }) {
-            Ok(Message::Peer { peer }) => Ok(peer),
-            Ok(other) => Err(self.unexpected("Peer", &other)),
+            Ok(Message::Admitted { peer, cert }) => Ok((peer, cert)),
+            Ok(other) => Err(self.unexpected("Admitted", &other)),
             Err(Error::Refused {
                 code: RemoteCode::IdInUse,
                 ..
@@ -31,7 +37,7 @@ impl DiscoveryLink<'_> {
 
     /// Registers `node`, waiting (up to [`JOIN_TIMEOUT`]) while the overlay's first node is
     /// still joining.
-    pub fn register_patiently(&self, node: NodeInfo) -> Result<Option<NodeInfo>> {
+    pub fn register_patiently(&self, node: NodeInfo) -> Result<Admission> {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         let mut pause = Duration::from_millis(10);
         loop {
@@ -53,9 +59,12 @@ impl DiscoveryLink<'_> {
         self.ack(&Message::Joined { id })
     }
 
-    /// Tells discovery that `node` is alive and joined.
-    pub fn alive(&self, node: NodeInfo) -> Result<()> {
-        self.ack(&Message::Alive { node })
+    /// Tells discovery that `node` is alive and joined; returns its renewed certificate.
+    pub fn alive(&self, node: NodeInfo) -> Result<Box<Certificate>> {
+        match self.pool.call(self.addr, &Message::Alive { node })? {
+            Message::Certified { cert } => Ok(cert),
+            other => Err(self.unexpected("Certified", &other)),
+        }
     }
 
     /// Tells discovery that `node` has left.

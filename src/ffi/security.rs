@@ -102,6 +102,35 @@ pub unsafe extern "C" fn pastry_security_from_bytes(
     })
 }
 
+/// The client key of the cluster key in `security`, in `*client_out`, owned by the caller:
+/// what a program that only looks up, reads, writes and deletes objects is given. Its holder
+/// is served as a client by every node and by discovery, and can be nothing more (it cannot
+/// register an id, move objects or change any node's tables), while nodes and discovery,
+/// holding the cluster key, admit it with nothing more to configure.
+///
+/// Returns `PASTRY_STATUS_OK`, `_NULL_PARAMETER` or `_INVALID_ARGUMENT` (`security` is the
+/// insecure choice, which has no key).
+///
+/// # Safety
+/// `security` is a live handle; `client_out` points to writable storage.
+#[no_mangle]
+pub unsafe extern "C" fn pastry_security_client_key(
+    security: *const PastrySecurity,
+    client_out: *mut *mut PastrySecurity,
+) -> PastryStatus {
+    guard(|| {
+        let security = arg(security, "security")?;
+        let out = out_arg(client_out, "client_out")?;
+        let Security::Key(key) = &security.0 else {
+            return Err(Failure::invalid(
+                "an insecure network has no key to derive a client key from",
+            ));
+        };
+        *out = boxed(Security::Key(key.client_key()));
+        Ok(())
+    })
+}
+
 /// No key: no handshake and no encryption, and anyone who can reach a port is a full member
 /// who can read, change or delete anything. Only for a network that strangers cannot reach.
 ///

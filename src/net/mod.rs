@@ -4,6 +4,7 @@
 mod connection;
 mod frame_io;
 mod frames;
+mod introductions;
 mod mux;
 mod pool;
 mod reactor;
@@ -16,6 +17,7 @@ pub(crate) use frame_io::{refusal_to_error, ReadError};
 pub(crate) use frames::Frames;
 pub use pool::Pool;
 pub(crate) use reactor::may_block;
+pub(crate) use secure::unix_ms;
 pub use secure::{ClusterKey, Security, KEY_LEN};
 pub use server::{Handler, Server, Session};
 

@@ -13,9 +13,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 use super::frame_io::{Framed, ReadError, Side};
 use super::frames::Frames;
 use super::reactor::{Conn, Reactor, ReactorHandle, StreamHandle};
-use super::{Counters, NetConfig};
+use super::{introductions, Counters, NetConfig};
 use crate::error::{Error, Result};
-use crate::id::NodeInfo;
+use crate::identity::Credentials;
 use crate::wire::{Message, RemoteCode};
 
 /// A request of its own on the connection to a peer; see [`Pool::stream`]. Ended by
@@ -75,9 +75,10 @@ enum Reading {
     Unset,
     /// The pool's own reactor.
     Own(Reactor),
-    /// A server's (the node's own listener's), and the node it serves: introduced to each
-    /// peer connected to, so that the peer sends its requests back over the connection.
-    Server(ReactorHandle, Option<NodeInfo>),
+    /// A server's (the node's own listener's), and the credentials of the node it serves:
+    /// introduced to each peer connected to, so that the peer believes what it says for
+    /// itself and sends its requests back over the connection.
+    Server(ReactorHandle, Option<Arc<Credentials>>),
 }
 
 /// A connection and when it was last lent.
@@ -153,22 +154,23 @@ impl Pool {
     /// A new stream to `addr`, each of its frames waited for at most `timeout`.
     fn stream_within(&self, addr: SocketAddr, timeout: Duration) -> Result<PeerStream> {
         Counters::bump(&self.counters.sent);
-        let (conn, stream) = self.stream_to(addr, timeout)?;
+        let (conn, stream, kept) = self.stream_to(addr, timeout)?;
         Ok(PeerStream {
             handle: Some(StreamHandle::new(Arc::clone(&conn), stream, timeout)),
             conn,
-            close_after: self.config.pool_per_peer == 0,
+            close_after: !kept,
         })
     }
 
-    /// A new stream on the connection to `addr`, opened if there is none (or it closed).
-    fn stream_to(&self, addr: SocketAddr, timeout: Duration) -> Result<(Arc<Conn>, u32)> {
-        if let Some(stream) = self.stream_on_kept(addr) {
-            return Ok(stream);
+    /// A new stream on the connection to `addr`, opened if there is none (or it closed),
+    /// and whether that connection is kept (else it is closed after this request).
+    fn stream_to(&self, addr: SocketAddr, timeout: Duration) -> Result<(Arc<Conn>, u32, bool)> {
+        if let Some((conn, stream)) = self.stream_on_kept(addr) {
+            return Ok((conn, stream, true));
         }
         if let Some(conn) = self.introduced(addr) {
             if let Ok(stream) = conn.open_stream() {
-                return Ok((conn, stream));
+                return Ok((conn, stream, true));
             }
         }
         // Connecting waits on the peer (or on another caller connecting).
@@ -177,17 +179,18 @@ impl Pool {
         let conn = {
             let _turn = turn.lock();
             // Opened by the caller whose turn came first.
-            if let Some(stream) = self.stream_on_kept(addr) {
-                return Ok(stream);
+            if let Some((conn, stream)) = self.stream_on_kept(addr) {
+                return Ok((conn, stream, true));
             }
             let conn = self.connect(addr, timeout);
             self.connecting.lock().remove(&addr);
             conn?
         };
+        let (conn, kept) = conn;
         let stream = conn
             .open_stream()
             .map_err(|source| Error::Unreachable { addr, source })?;
-        Ok((conn, stream))
+        Ok((conn, stream, kept))
     }
 
     /// A new stream on the kept connection to `addr`, if there is one still open.
@@ -215,7 +218,10 @@ impl Pool {
 
     /// Opens a connection to `addr` and hands it to the reactor; keeps it unless the pool
     /// keeps none.
-    fn connect(&self, addr: SocketAddr, handshake_within: Duration) -> Result<Arc<Conn>> {
+    /// `Ok((conn, kept))`: a connection whose introduction the peer did not believe is not
+    /// kept, and serves only the request it was opened for (introduced later, it would
+    /// still be believed as nobody's).
+    fn connect(&self, addr: SocketAddr, handshake_within: Duration) -> Result<(Arc<Conn>, bool)> {
         let framed = open(addr, &self.config, &self.counters, handshake_within)?;
         let local = |source| Error::Local {
             what: format!("handing the connection to {addr} to the reactor"),
@@ -234,18 +240,22 @@ impl Pool {
             }
             match &*reading {
                 Reading::Own(reactor) => (reactor.adopt(stream, channel), None),
-                Reading::Server(handle, me) => (handle.adopt(stream, channel), *me),
+                Reading::Server(handle, me) => (handle.adopt(stream, channel), me.clone()),
                 Reading::Unset => (Err(io::ErrorKind::NotConnected.into()), None),
             }
         };
         let conn = conn.map_err(local)?;
-        if self.config.pool_per_peer > 0 {
+        // Introduced even when not kept: the peer believes what this node says for
+        // itself only on a connection it proved its identity on.
+        let believed = match me {
+            Some(me) => introductions::introduce(&me, &conn, handshake_within),
+            None => true,
+        };
+        let kept = believed && self.config.pool_per_peer > 0;
+        if kept {
             self.keep(addr, &conn);
-            if let Some(me) = me {
-                self.introduce(&conn, me, handshake_within);
-            }
         }
-        Ok(conn)
+        Ok((conn, kept))
     }
 
     /// Keeps `conn` as the connection to `addr`.
@@ -272,11 +282,11 @@ impl Pool {
     }
 
     /// Has the server behind `handle` read the pool's connections, rather than a reactor of
-    /// the pool's own; with `me`, the node that server serves, each connection the pool
-    /// opens is introduced to its peer (one connection per pair of nodes, carrying both
-    /// ways), and connections peers opened and introduced are used. Only before the first
-    /// connection: later, nothing changes.
-    pub(crate) fn read_through(&self, handle: ReactorHandle, me: Option<NodeInfo>) {
+    /// the pool's own; with `me`, the credentials of the node that server serves, each
+    /// connection the pool opens is introduced to its peer (one connection per pair of
+    /// nodes, carrying both ways), and connections peers opened and introduced are used.
+    /// Only before the first connection: later, nothing changes.
+    pub(crate) fn read_through(&self, handle: ReactorHandle, me: Option<Arc<Credentials>>) {
         let mut reading = self.reactor.lock();
         if let Reading::Unset = *reading {
             *reading = Reading::Server(handle, me);
@@ -298,20 +308,6 @@ impl Pool {
 
     /// Tells the peer of `conn`, just opened, which node opened it; waits for its answer
     /// within `within`. A peer that does not take it still serves requests on it.
-    fn introduce(&self, conn: &Arc<Conn>, me: NodeInfo, within: Duration) {
-        let Ok(stream) = conn.open_stream() else {
-            return;
-        };
-        let mut handle = StreamHandle::new(Arc::clone(conn), stream, within);
-        let hello = Message::Hello { node: me };
-        match handle.send(&hello).map(|()| handle.recv()) {
-            Ok(Ok(Message::Ack)) => {
-                let _ = handle.finish();
-            }
-            other => log::debug!("{}: introduction not taken: {other:?}", conn.peer()),
-        }
-    }
-
     /// Closes the connection to `addr` (after it failed or left).
     pub fn forget(&self, addr: SocketAddr) {
         if let Some(kept) = self.conns.lock().remove(&addr) {

@@ -16,7 +16,7 @@ fn servers(n: usize, counters: &Arc<Counters>) -> Vec<Server> {
             let config = NetConfig::with(test_key());
             let name = format!("test-{i}");
             let handler = Arc::clone(&handler);
-            Server::start(&name, listener, config, handler, Arc::clone(counters)).unwrap()
+            Server::start(&name, listener, config, handler, Arc::clone(counters), None).unwrap()
         })
         .collect()
 }
@@ -85,6 +85,7 @@ fn a_stalled_transfer_does_not_hold_up_other_requests_on_its_connection() {
                         id: crate::id::Id(1),
                         addr: "127.0.0.1:1".parse().unwrap(),
                     },
+                    key: crate::identity::PublicKey([1; 32]),
                 };
             }
             // Bounded: the sender sends CHUNKS chunks and an end.
@@ -103,7 +104,7 @@ fn a_stalled_transfer_does_not_hold_up_other_requests_on_its_connection() {
     let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let counters = Arc::new(Counters::default());
     let config = NetConfig::with(test_key());
-    let server = Server::start("stall", listener, config, handler, counters).unwrap();
+    let server = Server::start("stall", listener, config, handler, counters, None).unwrap();
     let addr = server.local_addr();
     let client_counters = Arc::new(Counters::default());
     let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&client_counters));
@@ -183,14 +184,17 @@ fn two_nodes_calling_each_other_share_one_connection() {
                 config.clone(),
                 handler,
                 Arc::clone(&counters),
+                None,
             )
             .unwrap();
             let pool = Pool::new(config, Arc::clone(&counters));
-            let me = NodeInfo {
+            let me = crate::id::NodeInfo {
                 id: crate::Id(i),
                 addr: server.local_addr(),
             };
-            pool.read_through(server.reactor(), Some(me));
+            let identity = crate::identity::Identity::generate().unwrap();
+            let credentials = crate::identity::Credentials::node(identity, me);
+            pool.read_through(server.reactor(), Some(Arc::new(credentials)));
             (server, pool, counters)
         })
         .collect();
@@ -228,6 +232,6 @@ fn a_connection_the_peer_closed_is_replaced() {
     let listener = Server::bind(addr).unwrap();
     let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
     let config = NetConfig::with(test_key());
-    let _again = Server::start("again", listener, config, handler, counters).unwrap();
+    let _again = Server::start("again", listener, config, handler, counters, None).unwrap();
     assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
 }

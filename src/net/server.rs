@@ -9,8 +9,9 @@ use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frames::Frames;
 use super::reactor::{Reactor, ReactorHandle, Serve, StreamHandle};
-use super::{Counters, NetConfig};
+use super::{introductions, Counters, NetConfig};
 use crate::error::{Error, Result};
+use crate::identity::{Credentials, PeerIdentity};
 use crate::wire::Message;
 
 /// Answers one request with one reply, on the request's [`Session`] (which streaming
@@ -26,9 +27,17 @@ pub struct Session<'a> {
     /// Set when the request's frames are out of step (an error mid-stream): the request
     /// is given up after the reply.
     broken: bool,
+    /// Who the request's connection proved to be: a node, or none for a client.
+    peer: Option<PeerIdentity>,
 }
 
 impl Session<'_> {
+    /// Who sent the request, as its connection proved: the node (a member when certified),
+    /// or none for a client. What a request says for a node is believed only of this one.
+    pub(crate) fn peer(&self) -> Option<PeerIdentity> {
+        self.peer
+    }
+
     /// The request's frames, to read or write the further frames of a streamed request.
     pub(crate) fn framed(&mut self) -> &mut dyn Frames {
         self.frames
@@ -60,6 +69,7 @@ impl Server {
         config: NetConfig,
         handler: Handler,
         counters: Arc<Counters>,
+        credentials: Option<Arc<Credentials>>,
     ) -> Result<Server> {
         config.security.chosen()?;
         let local_addr = listener.local_addr().map_err(|source| Error::Listen {
@@ -67,7 +77,8 @@ impl Server {
             source,
         })?;
         let served = Arc::clone(&counters);
-        let serve: Serve = Arc::new(move |handle| answer(&handler, &served, handle));
+        let serve: Serve =
+            Arc::new(move |handle| answer(&handler, &served, credentials.as_deref(), handle));
         let reactor =
             Reactor::serve(name, listener, config, counters, serve).map_err(|source| {
                 Error::Listen {
@@ -99,7 +110,12 @@ impl Server {
 }
 
 /// Answers the request on `handle`: its first frame, the handler, the reply.
-fn answer(handler: &Handler, counters: &Counters, mut handle: StreamHandle) {
+fn answer(
+    handler: &Handler,
+    counters: &Counters,
+    credentials: Option<&Credentials>,
+    mut handle: StreamHandle,
+) {
     let peer = handle.peer();
     let request = match handle.recv() {
         Ok(request) => request,
@@ -108,24 +124,22 @@ fn answer(handler: &Handler, counters: &Counters, mut handle: StreamHandle) {
             return;
         }
     };
-    if let Message::Hello { node } = &request {
-        // The connection's own business, not the handler's.
-        let reply = if handle.introduce(node.addr) {
-            Message::Ack
-        } else {
-            Message::Error {
-                code: crate::wire::RemoteCode::BadRequest,
-                message: "an introduction is believed only on a connection from its host".into(),
+    let request = match introductions::proof_of(request) {
+        Ok(proof) => {
+            // The connection's own business, not the handler's.
+            let reply = introductions::answer(credentials, &handle, proof);
+            if handle.send(&reply).is_ok() {
+                let _ = handle.finish();
             }
-        };
-        if handle.send(&reply).is_ok() {
-            let _ = handle.finish();
+            return;
         }
-        return;
-    }
+        Err(request) => request,
+    };
+    let identity = handle.conn().introduction().get(handle.timeout());
     let mut session = Session {
         frames: &mut handle,
         broken: false,
+        peer: identity,
     };
     let reply = handler(request, &mut session);
     let broken = session.broken;

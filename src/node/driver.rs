@@ -12,6 +12,8 @@ use crate::calls::discovery::DiscoveryLink;
 use crate::calls::route::RouteEnd;
 use crate::error::{Error, Result};
 use crate::id::NodeInfo;
+use crate::identity::Certificate;
+use crate::net::unix_ms;
 use crate::protocol::membership::{Effect, Token};
 use crate::wire::Message;
 
@@ -69,7 +71,8 @@ impl Inner {
                     }
                     let result = self
                         .pool
-                        .call_within(call.to.addr, &call.request, call.wait);
+                        .call_within(call.to.addr, &self.vouch(call.request), call.wait)
+                        .map(|answer| self.unvouch(answer, None));
                     let more = self.core.write().answer(Instant::now(), call.id, result);
                     for e in more.into_iter().rev() {
                         queue.push_front(e);
@@ -128,9 +131,25 @@ impl Inner {
         self.drive(effects);
     }
 
-    /// Reminds discovery that this node is alive, so that a restarted discovery relearns it.
+    /// Reminds discovery that this node is alive, so that a restarted discovery relearns it,
+    /// and takes the renewed certificate.
     pub(super) fn heartbeat_discovery(&self) {
         let discovery = *self.discovery.lock();
-        self.tell_discovery(discovery, log::Level::Debug, |link| link.alive(self.me));
+        self.tell_discovery(discovery, log::Level::Debug, |link| {
+            let cert = link.alive(self.me)?;
+            // A node that joined without discovery stays uncertified, as its peers are: it
+            // would refuse them all.
+            match self.credentials.trusted_authority() {
+                Some(_) => self.take_certificate(*cert),
+                None => Ok(()),
+            }
+        });
+    }
+
+    /// Takes `cert`, from discovery, as this node's certificate.
+    pub(super) fn take_certificate(&self, cert: Certificate) -> Result<()> {
+        self.credentials
+            .certify(cert, self.me, unix_ms())
+            .map_err(|e| Error::Config(format!("discovery's certificate refused: {e}")))
     }
 }

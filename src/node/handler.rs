@@ -15,10 +15,22 @@ impl Inner {
     /// handler thread of its own at the callee, or a Busy refusal, never a queue, and the
     /// hops left bound every chain of calls).
     pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
+        if let Err(refusal) = self.admit(&request, session.peer()) {
+            return match &request {
+                // Its frames are read (at most what it announced) and dropped.
+                Message::Record(head) => super::objects::drain(head, session, refusal),
+                _ => refusal,
+            };
+        }
+        let request = match self.unvouch(request, session.peer().map(|p| p.node)) {
+            // It named a node no certificate vouches for.
+            refusal @ Message::Error { .. } => return refusal,
+            request => request,
+        };
         if Membership::serves(&request) {
             let served = self.core.write().serve(Instant::now(), 0, request);
             return match served {
-                Ok(effects) => self.drive(effects).reply(0),
+                Ok(effects) => self.vouch(self.drive(effects).reply(0)),
                 Err(other) => bad_request(&other),
             };
         }
@@ -54,7 +66,13 @@ impl Inner {
                 request,
                 relayed,
             } if phase == Phase::Joined => self.delete(&name, request, relayed),
-            Message::Pull { joiner } if phase == Phase::Joined => self.serve_pull(joiner, session),
+            Message::Pull { joiner } if phase == Phase::Joined => {
+                if self.is_neighbour(session.peer(), "Pull") {
+                    self.serve_pull(joiner, session)
+                } else {
+                    refuse_not_neighbour()
+                }
+            }
             // A leaving node is about to drop what it holds: its copies count for nothing.
             Message::Holds { records } if phase == Phase::Joined => self.lacking(records),
             Message::Get { .. }
@@ -70,5 +88,12 @@ fn bad_request(request: &Message) -> Message {
     Message::Error {
         code: RemoteCode::BadRequest,
         message: format!("a node does not answer {}", request.name()),
+    }
+}
+
+fn refuse_not_neighbour() -> Message {
+    Message::Error {
+        code: RemoteCode::NotResponsible,
+        message: "records are pulled by neighbours only".into(),
     }
 }

@@ -119,6 +119,7 @@ impl Inner {
                     .call(responsible.addr, &Message::Replicas { key })
                     .inspect_err(|e| log::debug!("node {}: holders of {key} unknown: {e}", self.me))
                     .ok()
+                    .map(|answer| self.unvouch(answer, None))
             };
             pass.found(key, responsible, reply);
         }

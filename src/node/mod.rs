@@ -8,7 +8,11 @@ mod driver;
 mod handler;
 mod migrate;
 mod objects;
+mod senders;
+#[cfg(test)]
+mod trust_tests;
 mod versions;
+mod vouching;
 mod writes;
 
 pub use absence::LAST_ALIVE_FILE;
@@ -32,6 +36,7 @@ use crate::calls::route::Target;
 use crate::compact::CompactListener;
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
+use crate::identity::{Credentials, Identity, PublicKey};
 use crate::net::{Counters, Handler, NetStats, Pool, Server};
 use crate::overlay::{LeafSet, RoutingTable};
 use crate::protocol::membership::{self, Membership, Phase};
@@ -80,6 +85,8 @@ pub(crate) struct Inner {
     compact_port: std::sync::atomic::AtomicU32,
     /// The applications registered on the node (the Common API).
     apps: apps::Apps,
+    /// Its identity, certificate and the discovery it trusts.
+    credentials: Arc<Credentials>,
 }
 
 /// The node's objects: its store, and the state of the writes it orders and the copies it
@@ -170,6 +177,13 @@ impl Node {
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
+        // Kept with the data: a node restarted on its directory is the same node to
+        // discovery, which gives its id back to its key at once.
+        let identity = match &config.data_dir {
+            Some(dir) => Identity::in_dir(dir)?,
+            None => Identity::generate()?,
+        };
+        let credentials = Arc::new(Credentials::node(identity, me));
         let store_options = StoreOptions {
             sync: config.sync_writes,
             small_object_max: config.small_object_max,
@@ -184,7 +198,10 @@ impl Node {
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             me,
-            core: RwLock::new(Membership::new(me, membership_config(&config))),
+            core: RwLock::new(Membership::new(
+                me,
+                membership_config(&config, credentials.public()),
+            )),
             pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
@@ -200,6 +217,7 @@ impl Node {
             },
             compact_port: Default::default(),
             apps: apps::Apps::default(),
+            credentials: Arc::clone(&credentials),
             config,
         });
         let handler: Handler = {
@@ -212,8 +230,9 @@ impl Node {
             inner.config.net.clone(),
             handler,
             counters,
+            Some(Arc::clone(&credentials)),
         )?;
-        inner.pool.read_through(server.reactor(), Some(me));
+        inner.pool.read_through(server.reactor(), Some(credentials));
         let maintenance = migrate::start_maintenance(&inner, wakeups)?;
         let node = Node {
             inner,
@@ -247,6 +266,12 @@ impl Node {
         self.inner.me
     }
 
+    /// This node's public key: its identity, kept in its data directory, which discovery's
+    /// certificate binds to its id and address.
+    pub fn public_key(&self) -> PublicKey {
+        self.inner.credentials.public()
+    }
+
     /// This node's id.
     pub fn id(&self) -> Id {
         self.inner.me.id
@@ -269,6 +294,7 @@ impl Node {
         };
         let joined = link
             .register_patiently(inner.me)
+            .and_then(|(peer, cert)| inner.take_certificate(*cert).map(|()| peer))
             .and_then(|peer| match peer {
                 Some(peer) => inner.join_through(peer.into()),
                 None => {
@@ -423,12 +449,13 @@ impl Drop for Node {
 }
 
 /// The membership protocols' parameters in `config`.
-fn membership_config(config: &NodeConfig) -> membership::Config {
+fn membership_config(config: &NodeConfig, key: PublicKey) -> membership::Config {
     membership::Config {
         leaf_half: config.leaf_half,
         replicas: config.replicas,
         max_hops: config.max_hops,
         call_timeout: config.net.io_timeout,
+        key,
     }
 }
 

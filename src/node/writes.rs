@@ -85,6 +85,13 @@ impl Inner {
             return drain(&head, session, reply);
         }
         if head.handoff {
+            if !self.is_neighbour(session.peer(), "Record") {
+                let reply = refuse(
+                    RemoteCode::NotResponsible,
+                    "hand-offs come from neighbours only",
+                );
+                return drain(&head, session, reply);
+            }
             self.receive_copy(head, session)
         } else {
             self.receive_put(head, session)

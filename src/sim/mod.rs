@@ -276,6 +276,7 @@ impl Sim {
             replicas: self.config.replicas,
             max_hops: self.config.max_hops,
             call_timeout: self.config.call_timeout,
+            key: network::key_of(me),
         };
         self.nodes.push(SimNode {
             core: Membership::new(me, config),
@@ -336,7 +337,7 @@ impl Sim {
         let effects = self.nodes[slot].core.depart(now);
         self.carry_out(slot, effects);
         let me = self.nodes[slot].core.me();
-        self.registry.deregister(me);
+        let _ = self.registry.deregister(me, network::key_of(me));
         self.live.remove(&me.id);
         self.stop_slot(slot);
     }

@@ -248,11 +248,11 @@ impl Sim {
         let me = self.nodes[slot].core.me();
         let now = self.instant();
         self.nodes[slot].attempts += 1;
-        let mut decision = self.registry.register(me, now);
-        if let Registration::AskHolder(held) = decision {
+        let mut decision = self.registry.register(me, key_of(me), now);
+        if let Registration::AskHolder(held, _) = decision {
             // Discovery asks the holder whether it is alive.
             let alive = self.live_at(held.addr).is_some();
-            if alive || !self.registry.holder_gone(me, held, now) {
+            if alive || !self.registry.holder_gone(me, key_of(me), held, now) {
                 return self.join_later(slot);
             }
             decision = Registration::Accepted;
@@ -261,7 +261,10 @@ impl Sim {
             return self.join_later(slot);
         }
         let pick = self.rng.next_u64();
-        let peer = self.registry.joined_peer(pick).filter(|p| p.id != me.id);
+        let peer = self
+            .registry
+            .joined_peer(pick, now)
+            .filter(|p| p.id != me.id);
         if self.nodes[slot].core.begin_join().is_err() {
             return;
         }
@@ -304,19 +307,19 @@ impl Sim {
                     log::debug!("sim: join of {me} failed: {e}");
                     self.stats.failed_joins += 1;
                     self.nodes[slot].core.abort_join();
-                    self.registry.deregister(me);
+                    let _ = self.registry.deregister(me, key_of(me));
                     self.join_later(slot);
                 }
                 // Discovery asks the node itself (it is never cut off in this model).
                 Effect::Dead(node) => {
                     if self.live_at(node.addr).is_none() {
-                        self.registry.deregister(node);
+                        self.registry.deregister_dead(node);
                     }
                 }
                 Effect::Heartbeat => {
                     let me = self.nodes[slot].core.me();
                     let now = self.instant();
-                    self.registry.heartbeat(me, now);
+                    self.registry.heartbeat(me, key_of(me), now);
                 }
                 Effect::Departed(_) | Effect::LeafSetChanged => {}
             }
@@ -327,7 +330,8 @@ impl Sim {
     pub(super) fn joined(&mut self, slot: usize) {
         let me = self.nodes[slot].core.me();
         self.stats.joins += 1;
-        self.registry.joined(me.id);
+        let now = self.instant();
+        let _ = self.registry.joined(me.id, key_of(me), now);
         // Rounds start at a random phase, as nodes started at random times would.
         let micros = u64::try_from(self.config.maintenance_interval.as_micros()).unwrap_or(1);
         let phase = Duration::from_micros(self.rng.next_u64() % micros.max(1));
@@ -429,4 +433,16 @@ impl Sim {
         let after = p.deadline.saturating_sub(self.now);
         self.schedule(after, answer);
     }
+}
+
+/// The key a simulated node holds: one per address, so that a node restarted at its address
+/// claims its id back at once, as a real one restarted on its data directory does. The
+/// simulator checks no proofs: its messages are believed as they come.
+pub(super) fn key_of(node: crate::id::NodeInfo) -> crate::identity::PublicKey {
+    let mut key = [0; 32];
+    let text = node.addr.to_string();
+    for (k, b) in key.iter_mut().zip(text.bytes()) {
+        *k = b;
+    }
+    crate::identity::PublicKey(key)
 }

@@ -5,6 +5,7 @@
 use bytes::Bytes;
 
 use crate::id::{Id, NodeInfo};
+use crate::identity::{Certificate, PublicKey, SIGNATURE_LEN};
 
 /// Why a peer refused a request, carried by [`Message::Error`].
 ///
@@ -118,11 +119,36 @@ pub enum Message {
     /// it holds of it and stops working on it.
     Cancel,
     /// The end that opened a connection tells the other which node it is (its id and the
-    /// address it listens on), so that the other sends its own requests to that node over
-    /// this connection rather than open another. Answered by [`Message::Ack`].
+    /// address it listens on) and proves it, so that the other believes what it says for
+    /// that node on this connection and sends its own requests to it over this connection
+    /// rather than open another. Answered by the other end's own [`Message::Hello`] (or
+    /// [`Message::Ack`] from one with no identity to prove).
     Hello {
-        /// The opener.
+        /// The node it is.
         node: NodeInfo,
+        /// The key it proves.
+        key: PublicKey,
+        /// Discovery's certificate binding `node` to `key` (none before its first
+        /// registration).
+        cert: Option<Box<Certificate>>,
+        /// Its signature, with `key`, over the connection's handshake hash, which end it is,
+        /// `node` and `key`: valid on this connection only.
+        proof: Box<[u8; SIGNATURE_LEN]>,
+    },
+    /// `message`, with the certificates of the nodes it names: a node enters nodes it
+    /// learns of into its tables only with a certificate from its discovery. Never inside
+    /// another.
+    Vouched {
+        /// Certificates of nodes `message` names (the sender's own among them).
+        certs: Vec<Certificate>,
+        /// The message.
+        message: Box<Message>,
+    },
+    /// A certificate discovery issued: the answer to [`Message::Alive`], renewing the
+    /// node's.
+    Certified {
+        /// The certificate.
+        cert: Box<Certificate>,
     },
 
     // ---- node protocol ----
@@ -132,6 +158,9 @@ pub enum Message {
     Pong {
         /// The answering node.
         node: NodeInfo,
+        /// Its public key: discovery checks that a node claiming an address answers there
+        /// with its key, and that the holder of an id claimed again is gone.
+        key: PublicKey,
     },
     /// A lookup, routed recursively: the receiver forwards it to its next hop (or answers when
     /// responsible) and relays the answer. Answered by [`Message::Routed`].
@@ -302,12 +331,20 @@ pub enum Message {
     },
 
     // ---- discovery protocol ----
-    /// A node asks to join with this id. Answered by [`Message::Peer`] (a random joined peer to
-    /// join through, or none for the first node) or [`Message::Error`] with
+    /// A node asks to join with this id, on a connection where it proved its key
+    /// ([`Message::Hello`]). Answered by [`Message::Admitted`] or [`Message::Error`] with
     /// [`RemoteCode::IdInUse`].
     Register {
         /// The node asking.
         node: NodeInfo,
+    },
+    /// Answer to [`Message::Register`]: a random joined peer to join through (none for the
+    /// first node), and the node's certificate.
+    Admitted {
+        /// The peer.
+        peer: Option<NodeInfo>,
+        /// Discovery's certificate of the node's id, address and key.
+        cert: Box<Certificate>,
     },
     /// A registered node has finished joining: discovery may now hand it out.
     Joined {

@@ -78,6 +78,16 @@ pub fn start_node_with(config: NodeConfig) -> Node {
     Node::start(config).expect("node starts")
 }
 
+/// A discovery node on `addr` signing with the authority key of `seed`.
+fn start_discovery(addr: SocketAddr, seed: [u8; 32]) -> Discovery {
+    let net = NetConfig {
+        max_connections: pastry::DISCOVERY_MAX_CONNECTIONS,
+        ..NetConfig::with(key())
+    };
+    let authority = pastry::Identity::from_seed(seed).expect("a key");
+    Discovery::start_with_authority(addr, net, authority).expect("discovery starts")
+}
+
 /// The `k` live ids best placed for `key` (the nodes that keep its copies), best first.
 pub fn oracle_replicas(key: Id, live: &[Id], k: usize) -> Vec<Id> {
     let dist = |a: Id| {
@@ -94,15 +104,22 @@ pub fn oracle_replicas(key: Id, live: &[Id], k: usize) -> Vec<Id> {
 pub struct Network {
     pub discovery: Discovery,
     pub nodes: Vec<Node>,
+    /// Discovery's authority key, to restart it with.
+    authority: [u8; 32],
 }
 
 impl Network {
     pub fn new(ids: &[Id]) -> Network {
         init_logging();
-        let discovery = Discovery::start(loopback(), key()).expect("discovery starts");
+        let mut authority = [0u8; 32];
+        for b in authority.iter_mut() {
+            *b = Rng::from_entropy().next_u64() as u8;
+        }
+        let discovery = start_discovery(loopback(), authority);
         let mut net = Network {
             discovery,
             nodes: Vec::new(),
+            authority,
         };
         for &id in ids {
             net.join(id);
@@ -129,6 +146,11 @@ impl Network {
             net.join_node(start_node_in(id, Some(dir)));
         }
         net
+    }
+
+    /// A discovery node on `addr` with this network's authority key, as after a restart.
+    pub fn restart_discovery(&self, addr: SocketAddr) -> Discovery {
+        start_discovery(addr, self.authority)
     }
 
     pub fn join(&mut self, id: Id) {

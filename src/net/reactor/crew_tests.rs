@@ -33,7 +33,7 @@ fn gated_server(max_workers: usize) -> (Server, mpsc::Sender<()>, mpsc::Receiver
     };
     let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let counters = Arc::new(Counters::default());
-    let server = Server::start("crew", listener, config.clone(), handler, counters).unwrap();
+    let server = Server::start("crew", listener, config.clone(), handler, counters, None).unwrap();
     (server, release, started, config)
 }
 

@@ -42,10 +42,9 @@ impl StreamHandle {
         }
     }
 
-    /// The peer, which opened this stream's connection, listens at `addr` (see
-    /// [`Conn::introduce`]). `true` when believed.
-    pub fn introduce(&self, addr: SocketAddr) -> bool {
-        self.conn.introduce(addr)
+    /// The stream's connection.
+    pub(crate) fn conn(&self) -> &Arc<Conn> {
+        &self.conn
     }
 
     /// Ends the stream as done: what is queued is sent, what arrives later is dropped.
@@ -53,6 +52,11 @@ impl StreamHandle {
         let flushed = self.flush();
         self.finished = flushed.is_ok();
         flushed
+    }
+
+    /// How long a frame is waited for.
+    pub(crate) fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     fn deadline(&self) -> Instant {

@@ -7,6 +7,7 @@ use std::io;
 use ring::aead;
 
 use super::ClusterKey;
+use crate::identity::BINDING_LEN;
 
 /// The handshake and cipher suite. `NN`: no long-term keys, both sides ephemeral; `psk0`:
 /// the cluster key mixed in before the first message, so each side proves it holds the key
@@ -41,6 +42,12 @@ pub(crate) const MAX_PLAIN: usize = MAX_RECORD - TAG_LEN;
 /// the responder the other way round.
 pub(crate) struct Handshake {
     state: snow::HandshakeState,
+    /// A responder's second key, tried when the first does not open the hello: the
+    /// cluster's client key ([`ClusterKey::client_key`]).
+    fallback: Option<ClusterKey>,
+    /// Whether the peer proved the cluster key itself, a member's credential, rather than
+    /// the client key. An initiator's peer proved the key it was given.
+    member: bool,
 }
 
 /// What a responder learns from a hello that proved the key: enough to refuse a replay.
@@ -63,27 +70,35 @@ fn refused(e: snow::Error) -> io::Error {
 impl Handshake {
     /// The side that opened the connection.
     pub fn initiator(key: &ClusterKey) -> io::Result<Handshake> {
-        Self::build(key, true)
+        Ok(Handshake {
+            state: Self::build(key, true)?,
+            fallback: None,
+            member: true,
+        })
     }
 
-    /// The side that accepted it.
+    /// The side that accepted it: a node or discovery, holding the cluster key, which
+    /// admits holders of the key (members) and of the client key derived from it (clients).
     pub fn responder(key: &ClusterKey) -> io::Result<Handshake> {
-        Self::build(key, false)
+        Ok(Handshake {
+            state: Self::build(key, false)?,
+            fallback: Some(key.client_key()),
+            member: true,
+        })
     }
 
-    fn build(key: &ClusterKey, initiator: bool) -> io::Result<Handshake> {
+    fn build(key: &ClusterKey, initiator: bool) -> io::Result<snow::HandshakeState> {
         let params: snow::params::NoiseParams = PATTERN.parse().map_err(refused)?;
         let builder = snow::Builder::new(params)
             .psk(0, key.as_bytes())
             .and_then(|b| b.prologue(PROLOGUE))
             .map_err(refused)?;
-        let state = if initiator {
+        if initiator {
             builder.build_initiator()
         } else {
             builder.build_responder()
         }
-        .map_err(refused)?;
-        Ok(Handshake { state })
+        .map_err(refused)
     }
 
     /// The initiator's first message, carrying its clock `now_ms`.
@@ -100,10 +115,21 @@ impl Handshake {
     /// The responder reads the first message; fails unless the initiator holds the key.
     pub fn read_hello(&mut self, msg: &[u8; HELLO_LEN]) -> io::Result<Hello> {
         let mut payload = [0u8; HELLO_LEN];
-        let n = self
-            .state
-            .read_message(msg, &mut payload)
-            .map_err(refused)?;
+        let n = match self.state.read_message(msg, &mut payload) {
+            Ok(n) => n,
+            // Not the cluster key: perhaps a client's. A state that failed a message is
+            // spent, so the second try starts afresh.
+            Err(first) => {
+                let Some(client) = self.fallback.take() else {
+                    return Err(refused(first));
+                };
+                self.state = Self::build(&client, false)?;
+                self.member = false;
+                self.state
+                    .read_message(msg, &mut payload)
+                    .map_err(refused)?
+            }
+        };
         let clock: [u8; 8] = payload[..n]
             .try_into()
             .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "a hello without its clock"))?;
@@ -138,6 +164,12 @@ impl Handshake {
         if !self.state.is_handshake_finished() {
             return Err(io::Error::other("the handshake has not finished"));
         }
+        let mut binding = [0u8; BINDING_LEN];
+        let hash = self.state.get_handshake_hash();
+        if hash.len() != BINDING_LEN {
+            return Err(io::Error::other("an unexpected handshake hash"));
+        }
+        binding.copy_from_slice(hash);
         let (to_responder, to_initiator) = self.state.dangerously_get_raw_split();
         let (send, recv) = if self.state.is_initiator() {
             (to_responder, to_initiator)
@@ -147,6 +179,8 @@ impl Handshake {
         Ok(Channel {
             send: Direction::new(&send)?,
             recv: Direction::new(&recv)?,
+            binding,
+            member: self.member,
         })
     }
 }
@@ -158,6 +192,11 @@ impl Handshake {
 pub(crate) struct Channel {
     send: Direction,
     recv: Direction,
+    /// The handshake's hash, the same at both ends and unique to this connection: what a
+    /// participant signs to prove its identity on it (`identity::Proof`).
+    binding: [u8; BINDING_LEN],
+    /// Whether the peer proved the cluster key itself (a member), not the client key.
+    member: bool,
 }
 
 /// One direction's key and the nonce of its next message.
@@ -190,6 +229,17 @@ impl Direction {
 }
 
 impl Channel {
+    /// The connection's binding: its handshake hash.
+    pub fn binding(&self) -> &[u8; BINDING_LEN] {
+        &self.binding
+    }
+
+    /// Whether the peer proved the cluster key itself (a member's credential) rather than
+    /// the client key.
+    pub fn member(&self) -> bool {
+        self.member
+    }
+
     /// Appends to `out` the record carrying `plain` (at most [`MAX_PLAIN`] bytes): its
     /// length as a big-endian u16, then the sealed bytes and their tag.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {

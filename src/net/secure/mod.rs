@@ -41,12 +41,7 @@ pub struct ClusterKey([u8; KEY_LEN]);
 impl ClusterKey {
     /// A new random key, from the operating system's random numbers.
     pub fn generate() -> Result<ClusterKey> {
-        let mut bytes = [0u8; KEY_LEN];
-        getrandom::fill(&mut bytes).map_err(|e| Error::Local {
-            what: "drawing a random cluster key".into(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        Ok(ClusterKey(bytes))
+        crate::secret_file::random("a random cluster key").map(ClusterKey)
     }
 
     /// The key made of `bytes`.
@@ -57,6 +52,20 @@ impl ClusterKey {
     /// The key's bytes, to be kept as secret as the key.
     pub fn as_bytes(&self) -> &[u8; KEY_LEN] {
         &self.0
+    }
+
+    /// The client key of this cluster: what to give a program that only looks up, reads
+    /// and writes objects. A holder of it is served as a client by every node and by
+    /// discovery, and cannot be anything more: it cannot register an id, introduce itself
+    /// as a node, move objects or change anyone's tables. Derived from this key (an
+    /// HMAC-SHA256), so nodes and discovery need nothing more to admit clients; the client
+    /// key of a client key is another key, admitted by nobody.
+    pub fn client_key(&self) -> ClusterKey {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.0);
+        let tag = ring::hmac::sign(&key, b"libpastry client key 1");
+        let mut bytes = [0u8; KEY_LEN];
+        bytes.copy_from_slice(tag.as_ref());
+        ClusterKey(bytes)
     }
 }
 

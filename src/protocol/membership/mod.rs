@@ -25,6 +25,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 use crate::id::{Id, Key, NodeInfo};
+use crate::identity::PublicKey;
 use crate::overlay::OverlayState;
 use crate::wire::{Message, RemoteCode};
 
@@ -85,6 +86,8 @@ pub struct Config {
     pub max_hops: usize,
     /// How long a call waits for its answer, unless it says otherwise.
     pub call_timeout: Duration,
+    /// The node's public key, which it names when asked who it is ([`Message::Pong`]).
+    pub key: PublicKey,
 }
 
 impl Config {
@@ -359,7 +362,10 @@ impl Membership {
         // A leaving node still routes until it has handed everything over.
         let routing = matches!(self.phase, Phase::Joined | Phase::Leaving);
         let reply = match request {
-            Message::Ping => Message::Pong { node: self.me },
+            Message::Ping => Message::Pong {
+                node: self.me,
+                key: self.config.key,
+            },
             Message::Route {
                 key,
                 hops_left,

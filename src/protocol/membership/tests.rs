@@ -21,6 +21,7 @@ fn config() -> Config {
         replicas: 2,
         max_hops: 8,
         call_timeout: Duration::from_secs(1),
+        key: crate::identity::PublicKey([1; 32]),
     }
 }
 

@@ -145,7 +145,7 @@ impl Membership {
         result: Result<Message>,
     ) {
         match result {
-            Ok(Message::Pong { node }) if Some(node.id) == to.id && node.addr == to.addr => {
+            Ok(Message::Pong { node, .. }) if Some(node.id) == to.id && node.addr == to.addr => {
                 self.health.heard_from(node.id);
                 if self.change(|s| s.learn_for_table(node)) {
                     log::debug!("node {}: {node} takes a routing-table cell", self.me);

@@ -147,7 +147,12 @@ impl Sim {
             return;
         }
         let holders = node.core.other_replicas(key);
-        let last = holders.is_empty() && self.registry.joined_peers().iter().all(|p| p.id == me.id);
+        let last = holders.is_empty()
+            && self
+                .registry
+                .joined_peers(self.instant())
+                .iter()
+                .all(|p| p.id == me.id);
         if !may_order(holders.len(), self.config.replicas, last) {
             let reply = refusal(
                 RemoteCode::NotResponsible,

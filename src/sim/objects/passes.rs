@@ -156,7 +156,11 @@ impl Sim {
         let node = &mut self.nodes[slot];
         let records = node.objects.store.records();
         let me = node.core.me();
-        let last = self.registry.joined_peers().iter().all(|p| p.id == me.id);
+        let last = self
+            .registry
+            .joined_peers(self.instant())
+            .iter()
+            .all(|p| p.id == me.id);
         let node = &mut self.nodes[slot];
         let handoff = HandOff::new(node.core.state(), self.config.replicas, records, last);
         node.objects.leaving = Some(Leave {

@@ -7,10 +7,11 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, SocketAddrV4, SocketAddrV6};
 
 use bytes::{BufMut, BytesMut};
 
-use super::super::message::{RecordHead, RemoteCode};
+use super::super::message::{Message, RecordHead, RemoteCode};
 use super::super::WireError;
 use super::malformed;
 use crate::id::{Id, NodeInfo};
+use crate::identity::{Certificate, PublicKey, PUBLIC_KEY_LEN, SIGNATURE_LEN};
 
 /// One encoding of one kind of value.
 pub(super) trait Field {
@@ -59,6 +60,20 @@ pub(super) struct NameVersion;
 pub(super) struct Head;
 /// A chunk's data: the rest of the payload, with no length.
 pub(super) struct Rest;
+/// A message inside another ([`Message::Vouched`]): its type byte, then its payload, to
+/// the end of the outer one. Never a `Vouched` itself, a record or a chunk.
+///
+/// [`Message::Vouched`]: super::super::Message::Vouched
+pub(super) struct Inner;
+/// A certificate in a list: as [`Cert`], unboxed (the list is on the heap already).
+pub(super) struct CertItem;
+/// A public key: its 32 bytes.
+pub(super) struct Key;
+/// A signature: its 64 bytes.
+pub(super) struct Sig;
+/// A certificate: the node, its key, the expiry (`u64` milliseconds since the Unix epoch),
+/// the authority's key and its signature.
+pub(super) struct Cert;
 
 /// Mixes `seed` into a pseudo-random `u64` (test examples).
 #[cfg(test)]
@@ -177,6 +192,109 @@ impl Field for Node {
             id: Ident::example(seed),
             addr,
         }
+    }
+}
+
+impl Field for Key {
+    type Value = PublicKey;
+    const MIN_LEN: usize = PUBLIC_KEY_LEN;
+    fn put(value: &PublicKey, buf: &mut BytesMut) {
+        buf.put_slice(&value.0);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<PublicKey, WireError> {
+        r.array().map(PublicKey)
+    }
+    #[cfg(test)]
+    fn example(seed: u64) -> PublicKey {
+        PublicKey(std::array::from_fn(|i| mix(seed + i as u64) as u8))
+    }
+}
+
+impl Field for Sig {
+    // Boxed: messages are moved about, and most carry no signature.
+    type Value = Box<[u8; SIGNATURE_LEN]>;
+    const MIN_LEN: usize = SIGNATURE_LEN;
+    fn put(value: &Box<[u8; SIGNATURE_LEN]>, buf: &mut BytesMut) {
+        buf.put_slice(&value[..]);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Box<[u8; SIGNATURE_LEN]>, WireError> {
+        r.array().map(Box::new)
+    }
+    #[cfg(test)]
+    fn example(seed: u64) -> Box<[u8; SIGNATURE_LEN]> {
+        Box::new(std::array::from_fn(|i| mix(seed + 64 + i as u64) as u8))
+    }
+}
+
+impl Field for Cert {
+    // Boxed: a certificate is larger than any other field, and messages are moved about.
+    type Value = Box<Certificate>;
+    const MIN_LEN: usize = Node::MIN_LEN + 2 * Key::MIN_LEN + U64::MIN_LEN + Sig::MIN_LEN;
+    fn put(cert: &Box<Certificate>, buf: &mut BytesMut) {
+        CertItem::put(cert, buf);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Box<Certificate>, WireError> {
+        CertItem::take(r).map(Box::new)
+    }
+    #[cfg(test)]
+    fn example(seed: u64) -> Box<Certificate> {
+        Box::new(Certificate {
+            node: Node::example(seed),
+            key: Key::example(seed),
+            expires_ms: U64::example(seed),
+            authority: Key::example(seed + 1),
+            signature: *Sig::example(seed),
+        })
+    }
+}
+
+impl Field for Inner {
+    type Value = Box<Message>;
+    const MIN_LEN: usize = 1;
+    fn put(msg: &Box<Message>, buf: &mut BytesMut) {
+        buf.put_u8(super::type_of(msg));
+        super::payload::put_payload(msg, buf);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Box<Message>, WireError> {
+        let ty = U8::take(r)?;
+        if !super::payload::may_be_inner(ty) {
+            return Err(r.err("a message that cannot be carried inside another"));
+        }
+        let kind = super::name_of(ty).ok_or(WireError::UnknownType(ty))?;
+        let payload = r.slice(r.buf.len(), "")?;
+        super::payload::decode_body(ty, kind, payload).map(Box::new)
+    }
+    #[cfg(test)]
+    fn example(seed: u64) -> Box<Message> {
+        Box::new(Message::LeafSet {
+            node: Node::example(seed),
+            leaf_set: List::<Node>::example(seed),
+        })
+    }
+}
+
+impl Field for CertItem {
+    type Value = Certificate;
+    const MIN_LEN: usize = Cert::MIN_LEN;
+    fn put(cert: &Certificate, buf: &mut BytesMut) {
+        Node::put(&cert.node, buf);
+        Key::put(&cert.key, buf);
+        U64::put(&cert.expires_ms, buf);
+        Key::put(&cert.authority, buf);
+        buf.put_slice(&cert.signature);
+    }
+    fn take(r: &mut Reader<'_>) -> Result<Certificate, WireError> {
+        Ok(Certificate {
+            node: Node::take(r)?,
+            key: Key::take(r)?,
+            expires_ms: U64::take(r)?,
+            authority: Key::take(r)?,
+            signature: r.array()?,
+        })
+    }
+    #[cfg(test)]
+    fn example(seed: u64) -> Certificate {
+        *Cert::example(seed)
     }
 }
 

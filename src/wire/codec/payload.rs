@@ -8,7 +8,8 @@ use bytes::BytesMut;
 use super::super::message::Message;
 use super::super::WireError;
 use super::fields::{
-    Bool, Code, Field, Head, Ident, List, Maybe, Name, NameVersion, Node, Rest, Text, U32, U64, U8,
+    Bool, Cert, CertItem, Code, Field, Head, Ident, Inner, Key, List, Maybe, Name, NameVersion,
+    Node, Rest, Sig, Text, U32, U64, U8,
 };
 use super::malformed;
 
@@ -22,8 +23,8 @@ macro_rules! message_set {
     ) => {
         /// Type byte of each message. Fixed on the wire: never renumber, only add.
         ///
-        /// Free for later use: 5..=9 (generic), 34..=39 (object store and repair),
-        /// 49.. (discovery and beyond).
+        /// Free for later use: 8..=9 (generic), 34..=39 (object store and repair),
+        /// 54.. (discovery and beyond).
         pub(super) mod ty {
             $(pub const $konst: u8 = $byte;)*
             pub const $tkonst: u8 = $tbyte;
@@ -103,9 +104,11 @@ message_set! {
     Error = 2 as ERROR { code: Code, message: Text },
     Credit = 3 as CREDIT { bytes: U32 },
     Cancel = 4 as CANCEL {},
-    Hello = 5 as HELLO { node: Node },
+    Hello = 5 as HELLO { node: Node, key: Key, cert: Maybe<Cert>, proof: Sig },
+    Certified = 6 as CERTIFIED { cert: Cert },
+    Vouched = 7 as VOUCHED { certs: List<CertItem>, message: Inner },
     Ping = 10 as PING {},
-    Pong = 11 as PONG { node: Node },
+    Pong = 11 as PONG { node: Node, key: Key },
     Route = 12 as ROUTE { key: Ident, hops_left: U8, budget_ms: U32 },
     Routed = 13 as ROUTED { path: List<Node>, replicas: List<Node> },
     JoinHop = 14 as JOIN_HOP { joiner: Node, exclude: List<Ident> },
@@ -133,6 +136,7 @@ message_set! {
     Replicas = 32 as REPLICAS { key: Ident },
     ReplicaSet = 33 as REPLICA_SET { nodes: List<Node> },
     Register = 40 as REGISTER { node: Node },
+    Admitted = 49 as ADMITTED { peer: Maybe<Node>, cert: Cert },
     Joined = 41 as JOINED { id: Ident },
     Deregister = 42 as DEREGISTER { node: Node },
     RandomPeer = 43 as RANDOM_PEER {},
@@ -148,4 +152,13 @@ message_set! {
     },
     AppRouted = 53 as APP_ROUTED { path: List<Node>, delivered: Bool, reply: Rest };
     Record = 20 as RECORD (Head)
+}
+
+/// Whether a message of type `ty` may travel inside a [`Message::Vouched`]: one frame's
+/// worth, not itself an envelope, and not part of a stream of records.
+pub(super) fn may_be_inner(ty: u8) -> bool {
+    !matches!(
+        ty,
+        ty::VOUCHED | ty::RECORD | ty::CHUNK | ty::RECORD_END | ty::CREDIT | ty::CANCEL
+    )
 }

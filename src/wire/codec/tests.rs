@@ -67,7 +67,7 @@ fn the_message_set_is_declared_once_and_every_type_has_a_sample() {
         sampled, declared,
         "every type, and only those, has a sample"
     );
-    assert_eq!(name_of(6), None);
+    assert_eq!(name_of(8), None);
     assert_eq!(
         Message::LeafSet {
             node: node(1, "1.2.3.4:5"),
@@ -206,10 +206,10 @@ fn chunk_frame_parts_frame_the_data_as_encode_chunk_does() {
 
 #[test]
 fn bad_header_fields_have_typed_errors() {
-    let f = raw_frame(6, &[]);
+    let f = raw_frame(8, &[]);
     let h: &[u8; HEADER_LEN] = f.first_chunk().unwrap();
-    assert_eq!(decode_header(h, MAX), Err(WireError::UnknownType(6)));
-    assert_eq!(decode(&f, MAX), Err(WireError::UnknownType(6)));
+    assert_eq!(decode_header(h, MAX), Err(WireError::UnknownType(8)));
+    assert_eq!(decode(&f, MAX), Err(WireError::UnknownType(8)));
     let mut f = frame(&Message::Ping);
     f[1] = VERSION + 1;
     assert_eq!(decode(&f, MAX), Err(WireError::BadVersion(VERSION + 1)));

@@ -15,6 +15,7 @@ use mio::{Interest, Registry, Token};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::os::fd::AsRawFd;
 
+use crate::identity::BINDING_LEN;
 use crate::net::mux::{Event, Inbound, Link, LinkConfig};
 use crate::net::secure::{Channel, Handshake, ReplayGuard};
 use crate::net::Counters;
@@ -22,8 +23,11 @@ use crate::wire::{self, Message, RemoteCode};
 
 use super::Shared;
 
+mod introduction;
 mod readable;
 mod state;
+
+pub(crate) use introduction::Introduction;
 
 /// Bytes a thread reading for itself takes from the socket per turn.
 const OWN_READ: usize = 16 * 1024;
@@ -76,6 +80,8 @@ pub(crate) struct Conn {
     /// peer opened, and what is left to read.
     reactor: Weak<Shared>,
     state: Mutex<State>,
+    /// What the other end proved of itself.
+    introduction: Introduction,
 }
 
 impl Conn {
@@ -125,7 +131,33 @@ impl Conn {
                 stalled_since: None,
                 started: now,
             }),
+            introduction: Introduction::default(),
         }
+    }
+
+    /// Who the other end proved to be, and its proof's bookkeeping.
+    pub(crate) fn introduction(&self) -> &Introduction {
+        &self.introduction
+    }
+
+    /// Whether the other end proved the cluster key itself, a member's credential, rather
+    /// than the client key (always, on an insecure connection: anyone is anything there).
+    pub(crate) fn member_credential(&self) -> bool {
+        self.state
+            .lock()
+            .channel
+            .as_ref()
+            .is_none_or(|c| c.member())
+    }
+
+    /// The connection's binding (its handshake hash), which a proof of identity signs;
+    /// zeros on an insecure connection, where a proof binds nothing.
+    pub(crate) fn binding(&self) -> [u8; BINDING_LEN] {
+        let state = self.state.lock();
+        state
+            .channel
+            .as_ref()
+            .map_or([0; BINDING_LEN], |c| *c.binding())
     }
 
     /// The address at the other end.

@@ -1,0 +1,120 @@
+//! The certificates a node holds of the nodes it knows of, each checked when it arrived.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::{Certificate, CERTIFICATE_VALIDITY};
+use crate::id::{Id, NodeInfo};
+
+/// Most certificates kept: past it, expired ones go first, and then a new one is not kept
+/// (its node is not learnt) until room is made. Far above a node's leaf set and routing
+/// table, which are all it needs.
+const MAX_KEPT: usize = 2048;
+
+/// The certificates of the nodes this node knows of, each checked when it arrived.
+#[derive(Default, Debug)]
+pub(crate) struct Vouchers {
+    by_id: Mutex<HashMap<Id, Arc<Certificate>>>,
+}
+
+impl Vouchers {
+    /// Whether a certificate held vouches for `node` at `now_ms`.
+    pub fn vouches(&self, node: &NodeInfo, now_ms: u64) -> bool {
+        self.by_id
+            .lock()
+            .get(&node.id)
+            .is_some_and(|c| c.node == *node && c.expires_ms > now_ms)
+    }
+
+    /// The certificate held of `id`, if any.
+    pub fn get(&self, id: Id) -> Option<Arc<Certificate>> {
+        self.by_id.lock().get(&id).cloned()
+    }
+
+    /// Keeps `cert`, already checked, unless one of the same node that lasts as long is
+    /// held already or there is no room.
+    pub fn keep(&self, cert: Certificate, now_ms: u64) {
+        let mut by_id = self.by_id.lock();
+        if by_id.len() >= MAX_KEPT && !by_id.contains_key(&cert.node.id) {
+            by_id.retain(|_, c| c.expires_ms > now_ms);
+            if by_id.len() >= MAX_KEPT {
+                return;
+            }
+        }
+        by_id.insert(cert.node.id, Arc::new(cert));
+    }
+
+    /// Whether `cert` needs no check at `now_ms`: one held vouches for the same node and
+    /// key as long, or for more than half a certificate's life yet. Nodes renew their
+    /// certificates every few seconds: each renewal is checked once in half a life, not at
+    /// every exchange that carries it.
+    pub fn known(&self, cert: &Certificate, now_ms: u64) -> bool {
+        let half_life = (CERTIFICATE_VALIDITY / 2).as_millis() as u64;
+        self.by_id.lock().get(&cert.node.id).is_some_and(|held| {
+            held.node == cert.node
+                && held.key == cert.key
+                && (held.expires_ms >= cert.expires_ms
+                    || held.expires_ms > now_ms.saturating_add(half_life))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::Identity;
+    use super::*;
+
+    #[test]
+    fn a_certificate_held_vouches_for_its_node_until_it_expires() {
+        let authority = Identity::generate().unwrap();
+        let key = Identity::generate().unwrap().public();
+        let node = NodeInfo {
+            id: Id(7),
+            addr: ([127, 0, 0, 1], 7).into(),
+        };
+        let now = 1_000_000;
+        let life = CERTIFICATE_VALIDITY.as_millis() as u64;
+        let cert = Certificate::issue(&authority, node, key, now + life);
+        let vouchers = Vouchers::default();
+        assert!(!vouchers.vouches(&node, now) && !vouchers.known(&cert, now));
+        vouchers.keep(cert.clone(), now);
+        assert!(vouchers.vouches(&node, now));
+        assert!(!vouchers.vouches(&node, now + life), "expired");
+        let moved = NodeInfo {
+            addr: ([127, 0, 0, 1], 8).into(),
+            ..node
+        };
+        assert!(!vouchers.vouches(&moved, now), "another address");
+        // A renewal is checked again only once the one held is half through its life.
+        let renewed = Certificate::issue(&authority, node, key, now + life + 5_000);
+        assert!(vouchers.known(&renewed, now + 5_000));
+        assert!(!vouchers.known(&renewed, now + life / 2 + 1));
+        let restarted = Certificate::issue(&authority, moved, key, now + life);
+        assert!(!vouchers.known(&restarted, now));
+    }
+
+    #[test]
+    fn at_most_max_kept_certificates_are_held() {
+        let authority = Identity::generate().unwrap();
+        let key = Identity::generate().unwrap().public();
+        let vouchers = Vouchers::default();
+        for id in 0..(MAX_KEPT as u16 + 10) {
+            let node = NodeInfo {
+                id: Id(id),
+                addr: ([127, 0, 0, 1], id).into(),
+            };
+            vouchers.keep(Certificate::issue(&authority, node, key, 10), 1);
+        }
+        assert_eq!(vouchers.by_id.lock().len(), MAX_KEPT);
+        // Expired ones make room.
+        let node = NodeInfo {
+            id: Id(60_000),
+            addr: ([127, 0, 0, 1], 1).into(),
+        };
+        vouchers.keep(Certificate::issue(&authority, node, key, 100), 50);
+        assert!(vouchers.vouches(&node, 50));
+        assert_eq!(vouchers.by_id.lock().len(), 1);
+    }
+}
