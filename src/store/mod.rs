@@ -429,6 +429,13 @@ fn records_in(dir: &Path, key: Key) -> Result<Vec<RecordMeta>, StoreError> {
         }
         match read_meta(&path) {
             Ok(Some(meta)) if is_placed_right(&entry, &meta, key) => out.push(meta),
+            Ok(Some(meta)) if has_legacy_name(&entry, &meta, key) => {
+                // Written before long names were shortened with SHA-256: renamed once.
+                let to = dir.join(name::file_name(&meta.name));
+                fs::rename(&path, &to).map_err(|e| StoreError::io(&path, e))?;
+                log::info!("renamed {} to {}", path.display(), to.display());
+                out.push(meta);
+            }
             Ok(Some(_)) => log::warn!("ignoring misplaced record {}", path.display()),
             Ok(None) => {} // removed since the listing
             Err(e @ StoreError::Corrupt { .. }) => log::warn!("skipping {e}"),
@@ -442,6 +449,12 @@ fn records_in(dir: &Path, key: Key) -> Result<Vec<RecordMeta>, StoreError> {
 /// by hand would otherwise shadow or duplicate the real one).
 fn is_placed_right(entry: &fs::DirEntry, meta: &RecordMeta, key: Key) -> bool {
     meta.key == key && entry.file_name().to_str() == Some(name::file_name(&meta.name).as_str())
+}
+
+/// Whether the file holding `meta` has the name an older layout gave it.
+fn has_legacy_name(entry: &fs::DirEntry, meta: &RecordMeta, key: Key) -> bool {
+    let legacy = name::legacy_file_name(&meta.name);
+    meta.key == key && legacy.is_some() && entry.file_name().to_str() == legacy.as_deref()
 }
 
 /// The entries of `dir`, failing on the first one that cannot be read.

@@ -7,9 +7,13 @@
 //! path component.
 //!
 //! File systems limit a component to about 255 bytes, so an encoding longer than
-//! [`MAX_PLAIN_LEN`] is shortened to `~<first 100 bytes>~<CRC-64 of the name>`. `~` is never in a
-//! plain encoding, so a shortened form can only clash with another shortened form; the full name
-//! kept in every file's header detects that (see [`StoreError::NameClash`]).
+//! [`MAX_PLAIN_LEN`] is shortened to `~<first 100 bytes>~<SHA-256 of the name, first 16
+//! bytes in hex>`. `~` is never in a plain encoding, so a shortened form can only clash with
+//! another shortened form, and finding two names of one form would take about 2^64 tries: no
+//! one can compute a name that blocks another's (the full name kept in every file's header
+//! would still detect it, see [`StoreError::NameClash`]). Directories written before used a
+//! CRC-64 there, which anyone could collide on purpose; such files are renamed when the store
+//! finds them ([`legacy_file_name`]).
 
 use super::{StoreError, MAX_NAME_LEN};
 
@@ -18,8 +22,11 @@ pub(super) const MAX_PLAIN_LEN: usize = 200;
 /// Bytes of the encoding kept at the start of a shortened form (never splitting a `%XX`).
 const SHORT_PREFIX_LEN: usize = 100;
 
-/// CRC-64/XZ that tells shortened names apart.
-const NAME_DIGEST: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+/// CRC-64/XZ that told shortened names apart in directories written before.
+const LEGACY_DIGEST: crc::Crc<u64> = crc::Crc::<u64>::new(&crc::CRC_64_XZ);
+
+/// Bytes of the SHA-256 of a name kept in its shortened form.
+const DIGEST_BYTES: usize = 16;
 
 const HEX: &[u8; 16] = b"0123456789ABCDEF";
 
@@ -48,7 +55,20 @@ pub(super) fn file_name(name: &[u8]) -> String {
         return plain;
     }
     let prefix = encode(name, SHORT_PREFIX_LEN);
-    format!("~{prefix}~{:016x}", NAME_DIGEST.checksum(name))
+    let digest = ring::digest::digest(&ring::digest::SHA256, name);
+    let hex = crate::secret_file::hex(&digest.as_ref()[..DIGEST_BYTES]);
+    format!("~{prefix}~{hex}")
+}
+
+/// The file name that held `name`'s record in directories written before: as
+/// [`file_name`], but shortened with a CRC-64. `None` when it is the same as today's.
+pub(super) fn legacy_file_name(name: &[u8]) -> Option<String> {
+    let plain = encode(name, usize::MAX);
+    if plain.len() <= MAX_PLAIN_LEN {
+        return None;
+    }
+    let prefix = encode(name, SHORT_PREFIX_LEN);
+    Some(format!("~{prefix}~{:016x}", LEGACY_DIGEST.checksum(name)))
 }
 
 /// The encoding of the longest start of `name` whose encoding fits in `limit` bytes.
@@ -106,8 +126,12 @@ mod tests {
         assert!(f.starts_with('~'), "{f}");
         let (prefix, digest) = f[1..].split_once('~').expect("two tildes");
         assert_eq!(prefix, "a".repeat(99), "the split escape is dropped");
-        assert_eq!(digest.len(), 16);
+        assert_eq!(digest.len(), 2 * DIGEST_BYTES);
         assert!(f.len() <= MAX_PLAIN_LEN);
+        let legacy = legacy_file_name(&name).expect("shortened before too");
+        assert_ne!(legacy, f);
+        assert_eq!(legacy.len(), f.len() - 2 * DIGEST_BYTES + 16);
+        assert_eq!(legacy_file_name(b"short"), None);
 
         let mut other = name.clone();
         *other.last_mut().expect("non-empty") = b'b';
