@@ -14,7 +14,8 @@
 //! Sections: `lookup-latency`, `lookup-throughput`, `hops`, `store`, `small-values`, `join`,
 //! `idle`, `simulator`, `opendht` (libpastry beside OpenDHT, through the shared harness in
 //! `../shared/peers/opendht/`), `processes` (1,000 nodes as several processes; the program
-//! runs copies of itself with `--child-nodes`), `million` (a million small values on one node).
+//! runs copies of itself with `--child-nodes`), `million` (a million small values on one node),
+//! `certificates` (joins and lookups with certified node ids against without).
 //! A full run writes `BENCHMARKS.md` at the crate root; a
 //! filtered or quick run writes `target/BENCHMARKS.partial.md` so that a smoke run never
 //! replaces the real results. Text after the notes marker in `BENCHMARKS.md` is written by
@@ -51,6 +52,7 @@ pub(crate) const MIB: u64 = 1024 * 1024;
 pub(crate) type SectionFn = fn(&mut Ctx);
 
 mod baselines;
+mod certificates;
 mod hops;
 mod idle;
 mod join;
@@ -66,6 +68,7 @@ mod store;
 mod system;
 
 use baselines::*;
+use certificates::*;
 use hops::*;
 use idle::*;
 use join::*;
@@ -88,7 +91,7 @@ pub(crate) fn main() {
     }
     let opts = Opts::parse();
     let mut ctx = Ctx::new(opts);
-    let sections: [(&str, &str, SectionFn); 11] = [
+    let sections: [(&str, &str, SectionFn); 12] = [
         ("lookup-latency", "1. Lookup latency", lookup_latency),
         (
             "lookup-throughput",
@@ -108,6 +111,7 @@ pub(crate) fn main() {
             processes,
         ),
         ("million", "11. A million small values on one node", million),
+        ("certificates", "12. Certified node ids", certificates),
     ];
     let started = Instant::now();
     for (name, title, run) in sections {
