@@ -254,6 +254,21 @@ fn a_node_speaks_for_itself_only() {
             assert!(refused(&reply), "{msg:?} to {target}: {reply:?}");
         }
     }
+    // Each refusal is counted, and logged once per sender and kind of request: the same
+    // forgeries again are refused as before and logged no more.
+    let once = nodes[4].inner.credentials.refusals();
+    let kinds: std::collections::HashSet<&str> = forged.iter().map(Message::name).collect();
+    assert!(
+        once.0 >= refusals_before.0 + forged.len() as u64,
+        "{once:?}"
+    );
+    assert!(once.1 > refusals_before.1 && once.1 <= refusals_before.1 + kinds.len());
+    for msg in &forged {
+        assert!(refused(&as_node(liar, victim.addr, msg)));
+    }
+    let twice = nodes[4].inner.credentials.refusals();
+    assert!(twice.0 >= once.0 + forged.len() as u64, "{twice:?}");
+    assert_eq!(twice.1, once.1, "logged once");
     // Its own pull is refused too where it is no neighbour: it would copy others' objects.
     let pull = as_node(
         liar,
@@ -311,10 +326,6 @@ fn a_node_speaks_for_itself_only() {
         (got.data.as_slice(), got.version),
         (&b"honest"[..], stored.version)
     );
-    // Each refusal is counted, and logged once per sender and kind.
-    let (count, logged) = nodes[4].inner.credentials.refusals();
-    assert!(count >= refusals_before.0 + 4, "{count}");
-    assert!(logged <= refusals_before.1 + forged.len() + 1, "{logged}");
     for node in &nodes {
         assert!(node.is_joined());
     }
