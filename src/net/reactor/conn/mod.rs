@@ -23,10 +23,12 @@ use crate::wire::{self, Message, RemoteCode};
 
 use super::Shared;
 
+mod certs_sent;
 mod introduction;
 mod readable;
 mod state;
 
+use certs_sent::CertsSent;
 pub(crate) use introduction::Introduction;
 
 /// Bytes a thread reading for itself takes from the socket per turn.
@@ -82,6 +84,8 @@ pub(crate) struct Conn {
     state: Mutex<State>,
     /// What the other end proved of itself.
     introduction: Introduction,
+    /// The certificates this end sent on it.
+    certs_sent: CertsSent,
 }
 
 impl Conn {
@@ -132,7 +136,14 @@ impl Conn {
                 started: now,
             }),
             introduction: Introduction::default(),
+            certs_sent: CertsSent::default(),
         }
+    }
+
+    /// `msg` as it goes on this connection: without the certificates it carried before
+    /// (`None`: as it is).
+    pub(crate) fn strip_certs(&self, msg: &Message) -> Option<Message> {
+        self.certs_sent.strip(msg, crate::net::unix_ms())
     }
 
     /// Who the other end proved to be, and its proof's bookkeeping.
