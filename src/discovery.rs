@@ -302,7 +302,7 @@ impl Registrar {
     fn heartbeat(&self, node: NodeInfo, peer: PeerIdentity, now: Instant) -> Message {
         // An id relearnt (after discovery restarted, or its entry expired) is bound to the
         // key that answers at its address, as at a registration.
-        let known = self.registry.lock().key_of(node.id) == Some(peer.key);
+        let known = self.registry.lock().is_held_by(node, peer.key);
         if !known && !self.answers(node, Some(peer.key)) {
             return self.refuse(
                 peer,

@@ -1,7 +1,7 @@
 //! What a participant proves on its connections, and what it believes of the other end's.
 
 use std::collections::HashSet;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, RwLock};
 
@@ -69,6 +69,9 @@ pub(crate) struct Credentials {
     logged: Mutex<HashSet<(PublicKey, &'static str)>>,
     /// Refusals noted in all.
     refused: AtomicU64,
+    /// Set for a node of an overlay without discovery: it takes proven keys as members
+    /// without certificates, having none to check them against.
+    open: AtomicBool,
     /// The certificates of other nodes, checked: those proven on connections, and those
     /// that came with node entries.
     vouchers: Vouchers,
@@ -89,6 +92,7 @@ impl Credentials {
             me: Some(me),
             logged: Mutex::default(),
             refused: AtomicU64::new(0),
+            open: AtomicBool::new(false),
             vouchers: Vouchers::default(),
         }
     }
@@ -136,6 +140,7 @@ impl Credentials {
             me: None,
             logged: Mutex::default(),
             refused: AtomicU64::new(0),
+            open: AtomicBool::new(false),
             vouchers: Vouchers::default(),
         }
     }
@@ -158,6 +163,13 @@ impl Credentials {
     /// The certificate held, if any.
     pub fn certificate(&self) -> Option<Certificate> {
         self.certificate.read().clone()
+    }
+
+    /// Makes this node one of an overlay without discovery (it joins through a peer or
+    /// starts one): unless a discovery certified it before, it takes proven keys as members
+    /// from now on, with no certificate to check.
+    pub fn open_without_discovery(&self) {
+        self.open.store(true, Ordering::Relaxed);
     }
 
     /// Takes `cert`, given by discovery for this participant as `node`, at `now_ms`. The
@@ -208,8 +220,11 @@ impl Credentials {
                     .is_ok(),
                 _ => false,
             },
-            // Nothing to check a certificate against: a node joined without discovery.
-            (Judge::Member, None) => true,
+            // Nothing to check a certificate against: a node of an overlay without
+            // discovery takes proven keys as they come; one not yet certified (it may be
+            // about to be) takes nobody as a member.
+            (Judge::Member, None) if self.open.load(Ordering::Relaxed) => true,
+            (Judge::Member, None) => return Err(Refused::NotCertified),
             (Judge::Member, Some(authority)) => {
                 let cert = proof.cert.as_ref().ok_or(Refused::Uncertified)?;
                 cert.check(&authority, proof.node, &proof.key, now_ms)
@@ -242,6 +257,9 @@ pub(crate) enum Refused {
     /// A certificate that is not believed.
     #[error("{0}")]
     Certificate(CertError),
+    /// This node is not certified yet, and so believes no one's certificate.
+    #[error("this node is not certified yet")]
+    NotCertified,
 }
 
 /// The bytes a proof signs.

@@ -33,10 +33,18 @@ impl Vouchers {
         self.by_id.lock().get(&id).cloned()
     }
 
-    /// Keeps `cert`, already checked, unless one of the same node that lasts as long is
-    /// held already or there is no room.
+    /// Keeps `cert`, already checked, unless one of the same id that lasts as long is held
+    /// already or there is no room.
     pub fn keep(&self, cert: Certificate, now_ms: u64) {
         let mut by_id = self.by_id.lock();
+        // A certificate issued before the one held (an old address or key of the id,
+        // replayed) never replaces it.
+        if by_id
+            .get(&cert.node.id)
+            .is_some_and(|held| held.expires_ms >= cert.expires_ms)
+        {
+            return;
+        }
         if by_id.len() >= MAX_KEPT && !by_id.contains_key(&cert.node.id) {
             by_id.retain(|_, c| c.expires_ms > now_ms);
             if by_id.len() >= MAX_KEPT {

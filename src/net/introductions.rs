@@ -77,10 +77,11 @@ pub(crate) fn answer(
             return refuse(&format!("introduction not believed: {why}"));
         }
     };
-    conn.introduction().settle(Some(identity));
     if identity.member && !conn.introduce(identity.node.addr) {
+        conn.introduction().settle(None);
         return refuse("an introduction is believed only on a connection from its host");
     }
+    conn.introduction().settle(Some(identity));
     match credentials.and_then(|c| Some((c, c.me()?))) {
         Some((credentials, me)) => hello(credentials.prove(me, &conn.binding(), false)),
         None => Message::Ack,
@@ -108,9 +109,10 @@ pub(crate) fn introduce(credentials: &Credentials, conn: &Arc<Conn>, within: Dur
         Ok(Ok(answer)) => match proof_of(answer) {
             Ok(proof) => match credentials.judge(&proof, &binding, false, unix_ms()) {
                 Ok(identity) => (true, Some(identity)),
+                // Not kept: the peer may be about to be certified (a node restarting).
                 Err(why) => {
                     credentials.note_refusal(proof.key, "introduction", &why.to_string());
-                    (true, None)
+                    (false, None)
                 }
             },
             // A peer with no identity of its own (discovery).

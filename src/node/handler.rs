@@ -15,6 +15,8 @@ impl Inner {
     /// handler thread of its own at the callee, or a Busy refusal, never a queue, and the
     /// hops left bound every chain of calls).
     pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
+        // The sender is checked for what the envelope carries, not for the envelope.
+        let (request, certs) = super::vouching::open_envelope(request);
         if let Err(refusal) = self.admit(&request, session.peer()) {
             return match &request {
                 // Its frames are read (at most what it announced) and dropped.
@@ -22,7 +24,8 @@ impl Inner {
                 _ => refusal,
             };
         }
-        let request = match self.unvouch(request, session.peer().map(|p| p.node)) {
+        let sender = session.peer().map(|p| p.node);
+        let request = match self.check_entries(request, certs, sender) {
             // It named a node no certificate vouches for.
             refusal @ Message::Error { .. } => return refusal,
             request => request,

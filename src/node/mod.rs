@@ -321,6 +321,7 @@ impl Node {
     /// Joins the overlay that the node at `peer` belongs to, with no discovery node.
     pub fn join_peer(&self, peer: SocketAddr) -> Result<()> {
         self.inner.begin_join()?;
+        self.inner.credentials.open_without_discovery();
         let target = Target {
             id: None,
             addr: peer,
@@ -341,6 +342,7 @@ impl Node {
     /// Starts a new overlay with this node as its only member, with no discovery node.
     pub fn create(&self) -> Result<()> {
         self.inner.begin_join()?;
+        self.inner.credentials.open_without_discovery();
         let effects = self.inner.core.write().join(Instant::now(), None);
         self.inner.drive(effects);
         Ok(())

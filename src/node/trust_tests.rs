@@ -169,6 +169,18 @@ fn a_client_reads_and_writes_but_cannot_act_as_a_node() {
             cert: None,
             proof: Box::new([0; 64]),
         },
+        // A request in an envelope is judged as if it came bare.
+        Message::Vouched {
+            certs: vec![],
+            message: Box::new(Message::Depart {
+                node: victim,
+                leaf_set: vec![],
+            }),
+        },
+        Message::Vouched {
+            certs: vec![],
+            message: Box::new(Message::Cell { row: 0, col: 1 }),
+        },
     ];
     for target in [holder.addr, victim.addr] {
         for (msg, reply) in forged.iter().zip(as_client(&client_key, target, &forged)) {
@@ -247,6 +259,13 @@ fn a_node_speaks_for_itself_only() {
             exclude: vec![],
         },
         Message::Pull { joiner: ghost },
+        Message::Vouched {
+            certs: vec![],
+            message: Box::new(Message::Depart {
+                node: victim,
+                leaf_set: vec![],
+            }),
+        },
     ];
     for target in [victim.addr, holder.addr] {
         for msg in &forged {

@@ -53,13 +53,19 @@ impl Inner {
     /// that none vouches for left out; when such a node cannot be left out (the sender
     /// speaking of itself, a join's next hop), an error in its place.
     pub(super) fn unvouch(&self, msg: Message, sender: Option<NodeInfo>) -> Message {
-        let msg = match msg {
-            Message::Vouched { certs, message } => {
-                self.take_certificates(certs);
-                *message
-            }
-            other => other,
-        };
+        let (msg, certs) = open_envelope(msg);
+        self.check_entries(msg, certs, sender)
+    }
+
+    /// [`Inner::unvouch`] of `msg` taken out of its envelope with `certs`: the request
+    /// handler checks its sender in between.
+    pub(super) fn check_entries(
+        &self,
+        msg: Message,
+        certs: Vec<Certificate>,
+        sender: Option<NodeInfo>,
+    ) -> Message {
+        self.take_certificates(certs);
         if self.credentials.trusted_authority().is_none() {
             return msg;
         }
@@ -99,6 +105,14 @@ impl Inner {
                 }
             }
         }
+    }
+}
+
+/// `msg` taken out of its envelope, if it came in one, and the certificates with it.
+pub(super) fn open_envelope(msg: Message) -> (Message, Vec<Certificate>) {
+    match msg {
+        Message::Vouched { certs, message } => (*message, certs),
+        other => (other, Vec::new()),
     }
 }
 

@@ -217,6 +217,13 @@ impl Registry {
         held
     }
 
+    /// Whether `node` (its id at its address) is registered to `key`.
+    pub fn is_held_by(&self, node: NodeInfo, key: PublicKey) -> bool {
+        self.entries
+            .get(&node.id)
+            .is_some_and(|e| e.key == key && e.node.addr == node.addr)
+    }
+
     /// The key `id` is bound to, if registered.
     pub fn key_of(&self, id: Id) -> Option<PublicKey> {
         self.entries.get(&id).map(|e| e.key)
