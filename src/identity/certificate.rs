@@ -99,11 +99,7 @@ impl Certificate {
     fn signed(&self) -> Vec<u8> {
         let mut bytes = Vec::with_capacity(CONTEXT.len() + 120);
         bytes.extend_from_slice(CONTEXT);
-        bytes.extend_from_slice(&self.node.id.0.to_be_bytes());
-        // The address's text form is canonical (no flow information or scope on the wire)
-        // and ends at the NUL.
-        bytes.extend_from_slice(self.node.addr.to_string().as_bytes());
-        bytes.push(0);
+        super::put_node(&mut bytes, self.node);
         bytes.extend_from_slice(&self.key.0);
         bytes.extend_from_slice(&self.expires_ms.to_be_bytes());
         bytes.extend_from_slice(&self.authority.0);

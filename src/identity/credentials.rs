@@ -268,9 +268,7 @@ fn signed(node: NodeInfo, key: &PublicKey, binding: &[u8; BINDING_LEN], opened: 
     bytes.extend_from_slice(CONTEXT);
     bytes.push(u8::from(opened));
     bytes.extend_from_slice(binding);
-    bytes.extend_from_slice(&node.id.0.to_be_bytes());
-    bytes.extend_from_slice(node.addr.to_string().as_bytes());
-    bytes.push(0);
+    super::put_node(&mut bytes, node);
     bytes.extend_from_slice(&key.0);
     bytes
 }

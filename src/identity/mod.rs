@@ -21,7 +21,16 @@ use std::path::Path;
 use ring::signature::{self, Ed25519KeyPair, KeyPair};
 
 use crate::error::{Error, Result};
+use crate::id::NodeInfo;
 use crate::secret_file::{self, SECRET_LEN};
+
+/// Appends `node` to bytes to be signed: its id, then its address's text form (canonical:
+/// no flow information or scope travels on the wire) ended by a NUL.
+fn put_node(bytes: &mut Vec<u8>, node: NodeInfo) {
+    bytes.extend_from_slice(&node.id.0.to_be_bytes());
+    bytes.extend_from_slice(node.addr.to_string().as_bytes());
+    bytes.push(0);
+}
 
 /// Bytes of a public key.
 pub const PUBLIC_KEY_LEN: usize = 32;

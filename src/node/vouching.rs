@@ -29,7 +29,7 @@ impl Inner {
         let mut certs: Vec<Certificate> = Vec::new();
         for node in named {
             let cert = if node.id == self.me.id {
-                mine.clone().filter(|c| c.node == node)
+                mine.clone()
             } else {
                 self.credentials
                     .vouchers()

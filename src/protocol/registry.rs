@@ -224,11 +224,6 @@ impl Registry {
             .is_some_and(|e| e.key == key && e.node.addr == node.addr)
     }
 
-    /// The key `id` is bound to, if registered.
-    pub fn key_of(&self, id: Id) -> Option<PublicKey> {
-        self.entries.get(&id).map(|e| e.key)
-    }
-
     /// Whether `node` is registered, at its address: a report that it is dead is worth
     /// checking.
     pub fn holds(&self, node: NodeInfo) -> bool {
@@ -318,7 +313,8 @@ mod tests {
         assert_eq!(r.register(node(1, 7), key(1), t0), Registration::Accepted);
         assert!(r.holder_gone(node(1, 9), key(9), node(1, 7), t0));
         assert!(!r.holder_gone(node(1, 8), key(8), node(1, 7), t0)); // taken meanwhile
-        assert_eq!(r.key_of(Id(1)), Some(key(9)));
+        assert!(r.is_held_by(node(1, 9), key(9)));
+        assert!(!r.is_held_by(node(1, 7), key(9)), "another address");
         assert_eq!(r.joined_peers(t0), vec![]);
     }
 
@@ -368,7 +364,7 @@ mod tests {
         for pick in 0..4 {
             assert_eq!(r.joined_peer(pick, later), Some(node(5, 5)));
         }
-        assert_eq!(r.key_of(Id(9)), None, "forgotten");
+        assert!(!r.is_held_by(node(9, 9), key(9)), "forgotten");
         assert_eq!(
             r.register(node(9, 10), key(10), later),
             Registration::Accepted,
