@@ -173,14 +173,17 @@ pub(crate) fn recv_record(
 }
 
 /// Asks the peer of `conn` for the object `name` and receives it into the sink `open` makes
-/// from the record's head; returns the head and the sink.
+/// from the record's head; returns the head and the sink. A `direct` get is served only by a
+/// node responsible for the name ([`Message::Get`]).
 pub(crate) fn get_record<K: Sink>(
     conn: &mut dyn Frames,
     name: &[u8],
+    direct: bool,
     open: impl FnOnce(&RecordHead) -> Result<K>,
 ) -> Result<(RecordHead, K)> {
     conn.send(&Message::Get {
         name: name.to_vec(),
+        direct,
     })
     .map_err(|e| conn.error(ReadError::Io(e)))?;
     match conn.recv_or_fail()? {

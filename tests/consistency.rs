@@ -457,6 +457,7 @@ fn a_retried_delete_hears_its_first_outcome_wherever_it_lands() {
                 name: b"once".to_vec(),
                 request,
                 relayed: false,
+                direct: false,
             },
         )
     };

@@ -169,6 +169,7 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
         request: 0,
         existed: false,
         relayed: false,
+        direct: false,
     };
     let mut frames = bytes::BytesMut::new();
     wire::encode(&Message::Record(head), 1, &mut frames);

@@ -356,25 +356,114 @@ fn large_transfers_stream_in_bounded_chunks() {
 }
 
 #[test]
-fn small_values_cost_a_lookup_and_one_round_trip_on_a_reused_connection() {
+fn small_values_cost_one_round_trip_once_the_client_has_met_their_holders() {
     let mut rng = Rng::seeded(6);
     let net = Network::new(&random_ids(&mut rng, 16));
+    let writer = Client::new(net.discovery.local_addr(), key());
+    for i in 0..50u32 {
+        writer.put(format!("k{i}"), &i.to_be_bytes()).unwrap();
+    }
     let client = Client::new(net.discovery.local_addr(), key());
     for i in 0..50u32 {
-        client.put(format!("k{i}"), &i.to_be_bytes()).unwrap();
+        let before = client.stats().sent;
+        let got = client.get(format!("k{i}")).unwrap();
+        assert_eq!(got.data, i.to_be_bytes());
+        // At most: discovery's peer (the first time), a guess refused by a node met that
+        // is not responsible, the lookup through the entry peer, the get.
+        assert!(client.stats().sent - before <= 4, "{:?}", got.route);
     }
     let warm = client.stats();
     for i in 0..50u32 {
         let before = client.stats().sent;
         let got = client.get(format!("k{i}")).unwrap();
         assert_eq!(got.data, i.to_be_bytes());
-        // The lookup (one request to the entry peer, which forwards it), then the get itself.
-        assert_eq!(client.stats().sent - before, 2, "{:?}", got.route);
+        // The get itself, at the responsible node, met on the first round.
+        assert_eq!(client.stats().sent - before, 1, "{:?}", got.route);
+        assert_eq!(got.route.path.len(), 1);
+        assert_eq!(
+            got.route.responsible().id,
+            oracle_responsible(got.key, &net.ids())
+        );
+        let put = client.put(format!("k{i}"), &(i + 1).to_be_bytes()).unwrap();
+        assert_eq!(
+            put.route.path, got.route.path,
+            "the put went straight there too"
+        );
+        let deleted = client.delete(format!("k{i}")).unwrap();
+        assert!(deleted.existed);
+        assert_eq!(deleted.route.path, got.route.path);
     }
     assert_eq!(
         client.stats().opened,
         warm.opened,
         "connections were reused"
+    );
+    for i in 0..50u32 {
+        assert!(matches!(
+            writer.get(format!("k{i}")),
+            Err(Error::NotFound { .. })
+        ));
+    }
+}
+
+#[test]
+fn a_client_that_met_a_key_holder_follows_the_key_to_a_newcomer_and_past_departures() {
+    let mut rng = Rng::seeded(61);
+    let ids = random_ids(&mut rng, 16);
+    let mut net = Network::new(&ids);
+    let writer = Client::new(net.discovery.local_addr(), key());
+    let reader = Client::new(net.discovery.local_addr(), key());
+    let name = "moving";
+    let first = writer.put(name, b"one").unwrap();
+    let holder = first.route.responsible().id;
+    assert_eq!(reader.get(name).unwrap().route.responsible().id, holder);
+    // An id closer to the key than its holder: the key itself, or next to it.
+    let newcomer = [first.key, Id(first.key.0.wrapping_add(1))]
+        .into_iter()
+        .find(|id| !ids.contains(id))
+        .unwrap();
+    assert!(newcomer.closer_to(first.key, holder));
+    net.join(newcomer);
+    assert!(
+        wait_until(Duration::from_secs(20), || holders(&net.nodes, name)
+            .contains(&newcomer)),
+        "the newcomer took the object over"
+    );
+    assert!(
+        holders(&net.nodes, name).contains(&holder),
+        "still a copy there"
+    );
+    // The clients' guess, the old holder, keeps a copy but refuses to serve or take the
+    // write: the lookup finds the newcomer. Three requests: the guess, the lookup, the op.
+    let sent = |client: &Client| client.stats().sent;
+    let before = sent(&writer);
+    let stored = writer.put(name, b"two").unwrap();
+    assert_eq!(stored.route.responsible().id, newcomer);
+    assert_eq!(sent(&writer) - before, 3, "{:?}", stored.route);
+    let before = sent(&reader);
+    let got = reader.get(name).unwrap();
+    assert_eq!(
+        (got.data.as_slice(), got.route.responsible().id),
+        (&b"two"[..], newcomer)
+    );
+    assert_eq!(sent(&reader) - before, 3, "{:?}", got.route);
+    let again = reader.get(name).unwrap();
+    assert_eq!(
+        again.route.path.len(),
+        1,
+        "met on the way: {:?}",
+        again.route
+    );
+    // The node the clients know leaves; the next get finds the one that took over.
+    let at = net.nodes.iter().position(|n| n.id() == newcomer).unwrap();
+    let gone = net.nodes.remove(at);
+    gone.leave().unwrap();
+    gone.shutdown();
+    let got = reader.get(name).unwrap();
+    assert_eq!(got.data, b"two");
+    assert_eq!(
+        got.route.responsible().id,
+        oracle_responsible(got.key, &net.ids())
     );
 }
 

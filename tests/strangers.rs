@@ -46,6 +46,7 @@ fn forgeries(victim: NodeInfo, name: &[u8]) -> Vec<Message> {
         request: 7,
         existed: false,
         relayed: false,
+        direct: false,
     };
     vec![
         Message::Announce { node: fake },
@@ -69,11 +70,13 @@ fn forgeries(victim: NodeInfo, name: &[u8]) -> Vec<Message> {
         },
         Message::Get {
             name: name.to_vec(),
+            direct: false,
         },
         Message::Delete {
             name: name.to_vec(),
             request: 9,
             relayed: false,
+            direct: true,
         },
         Message::ListPeers,
         Message::Ping,

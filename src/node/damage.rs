@@ -36,7 +36,7 @@ impl Inner {
     fn repair_copy(&self, name: &[u8]) -> bool {
         for holder in self.other_replicas(key_of(name)) {
             let fetched = self.pool.session(holder.addr, |conn| {
-                let (head, writer) = get_record(conn, name, |head| {
+                let (head, writer) = get_record(conn, name, false, |head| {
                     if !check_incoming(head.version, wall_clock_ns()) {
                         return Err(Error::Protocol {
                             addr: holder.addr,

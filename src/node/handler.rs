@@ -52,7 +52,7 @@ impl Inner {
         // A leaving node still serves reads until it has handed everything over.
         let routing = matches!(phase, Phase::Joined | Phase::Leaving);
         match request {
-            Message::Get { name } if routing => self.serve_get(&name, session),
+            Message::Get { name, direct } if routing => self.serve_get(&name, direct, session),
             Message::AppRoute {
                 app,
                 key,
@@ -68,7 +68,8 @@ impl Inner {
                 name,
                 request,
                 relayed,
-            } if phase == Phase::Joined => self.delete(&name, request, relayed),
+                direct,
+            } if phase == Phase::Joined => self.delete(&name, request, relayed || direct),
             Message::Pull { joiner } if phase == Phase::Joined => {
                 if self.is_neighbour(session.peer(), "Pull") {
                     self.serve_pull(joiner, session)

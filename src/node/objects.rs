@@ -21,7 +21,17 @@ impl Inner {
 
     /// A get: streams the object if this node holds it. A copy found corrupt is reported
     /// (the asker turns to another holder) and replaced from a sound one soon after.
-    pub(super) fn serve_get(&self, name: &[u8], session: &mut Session<'_>) -> Message {
+    /// A `direct` get, sent on the client's guess rather than a route, is served only by the
+    /// responsible node: another holder's copy may be behind.
+    pub(super) fn serve_get(
+        &self,
+        name: &[u8],
+        direct: bool,
+        session: &mut Session<'_>,
+    ) -> Message {
+        if direct && !self.is_responsible(key_of(name)) {
+            return refuse(RemoteCode::NotResponsible, "not responsible for this key");
+        }
         let mut reader = self.objects.store.reader(name);
         if let Err(StoreError::NotFound) = reader {
             reader = Err(match self.objects.store.meta(name) {

@@ -105,18 +105,21 @@ mod tests {
                 request: 0,
                 existed: false,
                 relayed,
+                direct: false,
             })
         };
         for open in [
             Message::Ping,
             Message::Get {
                 name: b"x".to_vec(),
+                direct: true,
             },
             head(false, false),
             Message::Delete {
                 name: b"x".to_vec(),
                 request: 1,
                 relayed: false,
+                direct: true,
             },
             Message::CompactPort,
         ] {

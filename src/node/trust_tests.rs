@@ -84,6 +84,7 @@ fn head(name: &[u8], version: u64, handoff: bool) -> RecordHead {
         request: 0,
         existed: false,
         relayed: false,
+        direct: false,
     }
 }
 
@@ -162,6 +163,7 @@ fn a_client_reads_and_writes_but_cannot_act_as_a_node() {
             name: b"kept".to_vec(),
             request: 0,
             relayed: true,
+            direct: false,
         },
         Message::Hello {
             node: fake,

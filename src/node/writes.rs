@@ -102,7 +102,8 @@ impl Inner {
     fn receive_put(&self, head: RecordHead, session: &mut Session<'_>) -> Message {
         let key = key_of(&head.name);
         if !self.is_responsible(key) {
-            return match self.relay_target(key, head.relayed) {
+            // A direct put is the client's guess: refused, never passed on.
+            return match self.relay_target(key, head.relayed || head.direct) {
                 Some(to) => self.relay_put(to, head, session),
                 None => drain(&head, session, not_responsible()),
             };
@@ -372,7 +373,8 @@ impl Inner {
     }
 
     /// A client's delete: this node, if responsible, writes a deletion record here, then to
-    /// the other holders.
+    /// the other holders. Not passed on if `relayed` (passed on already, or sent direct on the
+    /// client's guess).
     pub(super) fn delete(&self, name: &[u8], request: u64, relayed: bool) -> Message {
         let key = key_of(name);
         if !self.is_responsible(key) {
@@ -383,6 +385,7 @@ impl Inner {
                 name: name.to_vec(),
                 request,
                 relayed: true,
+                direct: false,
             };
             return match self.pool.call(to.addr, &relay) {
                 Ok(reply @ Message::Deleted { .. }) => reply,
@@ -431,6 +434,7 @@ impl Inner {
             request,
             existed: here.is_some_and(|(_, live)| live),
             relayed: false,
+            direct: false,
         };
         let answers = self.copy_to(&holders, &copy, &[], || ()).1;
         let (outcome, behind) = delete_outcome(self.me.id, ticket.version, here, &answers);

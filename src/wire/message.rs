@@ -92,6 +92,10 @@ pub struct RecordHead {
     /// A client's put passed on by a node that is not responsible to the one it thinks is; not
     /// passed on again.
     pub relayed: bool,
+    /// A client's put sent to the node it believes responsible from the nodes it has met,
+    /// not found by a route: written only if the receiver is responsible, never passed on
+    /// (refused `NotResponsible` otherwise, and the client routes it).
+    pub direct: bool,
 }
 
 /// A message of the node or discovery protocol.
@@ -290,6 +294,9 @@ pub enum Message {
     Get {
         /// The object's name.
         name: Vec<u8>,
+        /// Sent to the node the client believes responsible, not found by a route or named
+        /// as a holder: served only by a responsible node, as [`RecordHead::direct`].
+        direct: bool,
     },
     /// Deletes an object. Answered by [`Message::Deleted`] once the responsible node has
     /// written the deletion record on its own disk and to the other holders.
@@ -300,6 +307,8 @@ pub enum Message {
         request: u64,
         /// Passed on by a node that is not responsible, as [`RecordHead::relayed`].
         relayed: bool,
+        /// Sent to the node the client believes responsible, as [`RecordHead::direct`].
+        direct: bool,
     },
     /// Answer to [`Message::Delete`].
     Deleted {

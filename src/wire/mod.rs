@@ -21,7 +21,7 @@ pub use message::{Message, RecordHead, RemoteCode};
 /// First byte of every frame: tells a libpastry peer from anything else.
 pub const MAGIC: u8 = 0x50;
 /// Version of the frame format and message set.
-pub const VERSION: u8 = 7;
+pub const VERSION: u8 = 8;
 /// Bytes before the payload: magic, version, type, stream, length.
 pub const HEADER_LEN: usize = 11;
 /// Bytes after the payload: the CRC-32.

@@ -140,5 +140,6 @@ pub fn record_head(meta: &RecordMeta, handoff: bool) -> RecordHead {
         request: 0,
         existed: false,
         relayed: false,
+        direct: false,
     }
 }

@@ -90,6 +90,7 @@ impl Sim {
                             request: write.request,
                             existed: false,
                             relayed: false,
+                            direct: false,
                         };
                         (Message::Record(head), data.clone())
                     }
@@ -98,6 +99,7 @@ impl Sim {
                             name: write.name.clone(),
                             request: write.request,
                             relayed: false,
+                            direct: false,
                         };
                         (delete, Bytes::new())
                     }

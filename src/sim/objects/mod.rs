@@ -223,6 +223,7 @@ impl Sim {
                     request,
                     existed: false,
                     relayed: false,
+                    direct: false,
                 };
                 self.order(slot, token, head, Bytes::new());
                 return None;

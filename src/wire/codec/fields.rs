@@ -458,6 +458,7 @@ const DELETED: u8 = 1;
 const HANDOFF: u8 = 2;
 const EXISTED: u8 = 4;
 const RELAYED: u8 = 8;
+const DIRECT: u8 = 16;
 
 impl Field for Head {
     type Value = RecordHead;
@@ -472,14 +473,15 @@ impl Field for Head {
             flag(head.deleted, DELETED)
                 | flag(head.handoff, HANDOFF)
                 | flag(head.existed, EXISTED)
-                | flag(head.relayed, RELAYED),
+                | flag(head.relayed, RELAYED)
+                | flag(head.direct, DIRECT),
         );
     }
     fn take(r: &mut Reader<'_>) -> Result<RecordHead, WireError> {
         let (name, size, version, request) =
             (Name::take(r)?, U64::take(r)?, U64::take(r)?, U64::take(r)?);
         let flags = U8::take(r)?;
-        if flags & !(DELETED | HANDOFF | EXISTED | RELAYED) != 0 {
+        if flags & !(DELETED | HANDOFF | EXISTED | RELAYED | DIRECT) != 0 {
             return Err(r.err("unknown flag bits"));
         }
         Ok(RecordHead {
@@ -491,6 +493,7 @@ impl Field for Head {
             request,
             existed: flags & EXISTED != 0,
             relayed: flags & RELAYED != 0,
+            direct: flags & DIRECT != 0,
         })
     }
     #[cfg(test)]
@@ -505,6 +508,7 @@ impl Field for Head {
             request: U64::example(seed),
             existed: bit(3),
             relayed: bit(4),
+            direct: bit(5),
         }
     }
 }

@@ -125,8 +125,8 @@ message_set! {
     Stored = 23 as STORED {
         version: U64, kept: Bool, before: U64, before_live: Bool
     },
-    Get = 24 as GET { name: Name },
-    Delete = 25 as DELETE { name: Name, request: U64, relayed: Bool },
+    Get = 24 as GET { name: Name, direct: Bool },
+    Delete = 25 as DELETE { name: Name, request: U64, relayed: Bool, direct: Bool },
     Deleted = 26 as DELETED { existed: Bool, version: U64 },
     Pull = 27 as PULL { joiner: Node },
     Holds = 28 as HOLDS { records: List<NameVersion> },

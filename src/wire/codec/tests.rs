@@ -235,9 +235,9 @@ fn malformed_payloads_with_valid_crc() {
         (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
         (ty::ERROR, "Error", "unknown error code", vec![13, 0, 0]),
         (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
-        (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 24], &[16]].concat()),
+        (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 24], &[32]].concat()),
         (ty::STORED, "Stored", "boolean is neither 0 nor 1", [&[0; 8][..], &[2]].concat()),
-        (ty::GET, "Get", "byte string longer than the payload", vec![0, 0, 0, 9, b'x']),
+        (ty::GET, "Get", "byte string longer than the payload", vec![0, 0, 0, 9, b'x', 0]),
     ];
     for (t, kind, what, payload) in cases {
         let got = decode(&raw_frame(*t, payload), MAX);

@@ -2,6 +2,8 @@
 //! through discovery (or a known peer), looks keys up, and puts, gets and deletes objects and
 //! files on the node responsible for them.
 
+mod known;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -17,6 +19,7 @@ use crate::id::{key_of, Key, NodeInfo};
 use crate::net::{Counters, NetConfig, NetStats, Pool, Security};
 use crate::node::{Route, DEFAULT_MAX_HOPS};
 use crate::rng::Rng;
+use crate::store::CHUNK_SIZE;
 use crate::transfer::{
     get_record, send_whole_record, FileSink, FileSource, ReadAt, Refill, Sink, SliceSource, Source,
     WriteAt,
@@ -130,8 +133,11 @@ pub struct Deleted {
 
 /// A client of the overlay's object store.
 ///
-/// `Send + Sync`: share one across threads; connections to nodes are pooled and reused, so a
-/// small get or put costs the lookup plus one round trip.
+/// `Send + Sync`: share one across threads; connections to nodes are pooled and reused. The
+/// client keeps the nodes its lookups met and sends a request for a key straight to the one
+/// it believes responsible, which serves it only if it is; so once the client has met a
+/// key's holders, a small get, put or delete costs one round trip, and otherwise a lookup
+/// plus one.
 pub struct Client {
     entry: Entry,
     config: ClientConfig,
@@ -139,6 +145,8 @@ pub struct Client {
     counters: Arc<Counters>,
     /// The peer lookups start from, kept while it answers.
     start: Mutex<Option<NodeInfo>>,
+    /// The nodes lookups met: where a request goes first.
+    known: known::Known,
     /// Makes the ids of writes, the same on every retry of one write.
     requests: Mutex<Rng>,
 }
@@ -164,6 +172,7 @@ impl Client {
             counters,
             config,
             start: Mutex::new(None),
+            known: known::Known::default(),
             requests: Mutex::new(Rng::from_entropy()),
         }
     }
@@ -228,17 +237,7 @@ impl Client {
     {
         let name = name.as_ref();
         let mut sink = WriteAt::new(write);
-        self.retrying(|| {
-            let (route, replicas) = self.lookup_once(key_of(name))?;
-            sink.reset()?;
-            let head = self.fetch(&route, &replicas, name, &mut sink)?;
-            Ok(Retrieved {
-                key: route.key,
-                size: head.size,
-                version: head.version,
-                route,
-            })
-        })
+        self.retrying(|| self.fetch(name, &mut sink))
     }
 
     /// Fetches the object `name` into memory.
@@ -263,37 +262,32 @@ impl Client {
     pub fn retrieve_file(&self, name: impl AsRef<[u8]>, out: &Path) -> Result<Retrieved> {
         let name = name.as_ref();
         self.retrying(|| {
-            let (route, replicas) = self.lookup_once(key_of(name))?;
             let mut sink = FileSink::create(out, self.config.sync_writes)?;
-            let head = self.fetch(&route, &replicas, name, &mut sink)?;
+            let retrieved = self.fetch(name, &mut sink)?;
             sink.finish()?;
-            Ok(Retrieved {
-                key: route.key,
-                size: head.size,
-                version: head.version,
-                route,
-            })
+            Ok(retrieved)
         })
     }
 
     /// Deletes the object `name`.
     pub fn delete(&self, name: impl AsRef<[u8]>) -> Result<Deleted> {
         let name = name.as_ref();
-        let request = Message::Delete {
-            name: name.to_vec(),
-            request: self.new_request_id(),
-            relayed: false,
+        let request = self.new_request_id();
+        let delete = |holder: NodeInfo, direct| {
+            let request = Message::Delete {
+                name: name.to_vec(),
+                request,
+                relayed: false,
+                direct,
+            };
+            match self.pool.call(holder.addr, &request) {
+                Ok(Message::Deleted { existed, version }) => Ok((existed, version)),
+                Ok(other) => Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
+                Err(e) => Err(typed(name, e)),
+            }
         };
         self.retrying(|| {
-            let (route, replicas) = self.lookup_once(key_of(name))?;
-            let (existed, version) =
-                self.at_holders(&route, &replicas, is_busy_or_gone, |holder| {
-                    match self.pool.call(holder.addr, &request) {
-                        Ok(Message::Deleted { existed, version }) => Ok((existed, version)),
-                        Ok(other) => Err(Error::unexpected_reply(holder.addr, "Deleted", &other)),
-                        Err(e) => Err(typed(name, e)),
-                    }
-                })?;
+            let ((existed, version), route) = self.write(key_of(name), true, delete)?;
             Ok(Deleted {
                 key: route.key,
                 existed,
@@ -319,24 +313,28 @@ impl Client {
             request: self.new_request_id(),
             existed: false,
             relayed: false,
+            direct: false,
         };
+        let mut put = |holder: NodeInfo, direct| {
+            let head = RecordHead {
+                direct,
+                ..head.clone()
+            };
+            let mut source = open()?;
+            self.pool
+                .session(holder.addr, |conn| {
+                    send_whole_record(conn, &head, &mut source)?;
+                    match conn.recv_or_fail()? {
+                        Message::Stored { version, kept, .. } => Ok((version, kept)),
+                        other => Err(Error::unexpected_reply(holder.addr, "Stored", &other)),
+                    }
+                })
+                .map_err(|e| typed(name, e))
+        };
+        // A guess that is wrong costs the bytes sent before the refusal: only one chunk's.
+        let guess = size <= CHUNK_SIZE as u64;
         self.retrying(|| {
-            let (route, replicas) = self.lookup_once(key_of(name))?;
-            let (version, kept) =
-                self.at_holders(&route, &replicas, is_busy_or_gone, |holder| {
-                    let mut source = open()?;
-                    self.pool
-                        .session(holder.addr, |conn| {
-                            send_whole_record(conn, &head, &mut source)?;
-                            match conn.recv_or_fail()? {
-                                Message::Stored { version, kept, .. } => Ok((version, kept)),
-                                other => {
-                                    Err(Error::unexpected_reply(holder.addr, "Stored", &other))
-                                }
-                            }
-                        })
-                        .map_err(|e| typed(name, e))
-                })?;
+            let ((version, kept), route) = self.write(key_of(name), guess, &mut put)?;
             Ok(Stored {
                 key: route.key,
                 size,
@@ -372,25 +370,91 @@ impl Client {
         Err(first)
     }
 
-    /// Gets `name` from the end of `route` into `sink`; returns the record's head. If the
-    /// responsible node cannot serve it (busy, unreachable, its copy corrupt, or not yet
-    /// moved to it), the other holders are asked, `sink` starting over for each.
-    fn fetch(
+    /// A write (put or delete) of `key`: at the node this client believes responsible, if
+    /// it may `guess` and knows one, else (or if that node is not responsible, busy or gone)
+    /// routed; `op(holder, direct)` makes the request. The outcome and the route taken.
+    fn write<T>(
         &self,
-        route: &Route,
-        replicas: &[NodeInfo],
-        name: &[u8],
-        sink: &mut dyn Refill,
-    ) -> Result<RecordHead> {
-        let mut tries = 0;
-        self.at_holders(route, replicas, can_serve_elsewhere, |holder| {
-            tries += 1;
-            if tries > 1 {
-                sink.reset()?;
+        key: Key,
+        guess: bool,
+        mut op: impl FnMut(NodeInfo, bool) -> Result<T>,
+    ) -> Result<(T, Route)> {
+        if guess {
+            if let Some(done) = self.at_guess(key, misdirected, |node| op(node, true)) {
+                return done;
             }
-            self.fetch_from(holder, name, sink)
+        }
+        let (route, replicas) = self.lookup_once(key)?;
+        let done = self.at_holders(&route, &replicas, is_busy_or_gone, |h| op(h, false))?;
+        Ok((done, route))
+    }
+
+    /// Gets `name` into `sink`: from the node this client believes responsible, if it knows
+    /// one; else (or if that node cannot serve it) from the end of a route, and if the
+    /// responsible node cannot serve it (busy, unreachable, its copy corrupt, or not yet
+    /// moved to it), from the other holders, `sink` starting over for each.
+    fn fetch(&self, name: &[u8], sink: &mut dyn Refill) -> Result<Retrieved> {
+        let key = key_of(name);
+        let reroute = |e: &Error| misdirected(e) || can_serve_elsewhere(e);
+        let guessed = self.at_guess(key, reroute, |node| {
+            sink.reset()?;
+            self.fetch_from(node, name, true, sink)
+        });
+        let (head, route) = match guessed {
+            Some(done) => done.map_err(|e| typed(name, e))?,
+            None => {
+                let (route, replicas) = self.lookup_once(key)?;
+                sink.reset()?;
+                let mut tries = 0;
+                let head = self
+                    .at_holders(&route, &replicas, can_serve_elsewhere, |holder| {
+                        tries += 1;
+                        if tries > 1 {
+                            sink.reset()?;
+                        }
+                        self.fetch_from(holder, name, false, sink)
+                    })
+                    .map_err(|e| typed(name, e))?;
+                (head, route)
+            }
+        };
+        Ok(Retrieved {
+            key,
+            size: head.size,
+            version: head.version,
+            route,
         })
-        .map_err(|e| typed(name, e))
+    }
+
+    /// Runs `op` at the node met that is closest to `key`, as a direct request: `None` if
+    /// no node is known or `reroute` says the failure is for a route to get around (the
+    /// node is not responsible, busy, or no longer a node there: then it is forgotten); else
+    /// the outcome, with the one-node route.
+    fn at_guess<T>(
+        &self,
+        key: Key,
+        reroute: impl Fn(&Error) -> bool,
+        op: impl FnOnce(NodeInfo) -> Result<T>,
+    ) -> Option<Result<(T, Route)>> {
+        let node = self.known.responsible(key)?;
+        match op(node) {
+            Ok(done) => Some(Ok((
+                done,
+                Route {
+                    key,
+                    path: vec![node],
+                },
+            ))),
+            Err(e) if reroute(&e) => {
+                log::debug!("{key} at {node}, as guessed: {e}; routing it");
+                let there = |code| matches!(code, RemoteCode::NotResponsible | RemoteCode::Busy);
+                if !matches!(&e, Error::Refused { code, .. } if there(*code)) {
+                    self.known.forget(node);
+                }
+                None
+            }
+            Err(e) => Some(Err(e)),
+        }
     }
 
     /// Gets `name` from `holder` into `sink`; a refusal stays [`Error::Refused`].
@@ -398,10 +462,13 @@ impl Client {
         &self,
         holder: NodeInfo,
         name: &[u8],
+        direct: bool,
         sink: &mut K,
     ) -> Result<RecordHead> {
         self.pool
-            .session(holder.addr, |conn| get_record(conn, name, |_| Ok(sink)))
+            .session(holder.addr, |conn| {
+                get_record(conn, name, direct, |_| Ok(sink))
+            })
             .map(|(head, _)| head)
     }
 
@@ -417,6 +484,7 @@ impl Client {
                     self.pool.forget(start.addr);
                 }
             })?;
+        self.known.learn(path.iter().chain(&replicas));
         Ok((Route { key, path }, replicas))
     }
 
@@ -477,6 +545,22 @@ fn is_busy_or_gone(e: &Error) -> bool {
         Error::Refused { code, .. } => *code == RemoteCode::Busy,
         _ => false,
     }
+}
+
+/// Whether a direct request failed for going to the wrong node rather than for anything
+/// about the object: the node is not responsible, busy, out of reach, or no node of the
+/// overlay is there any more (it left, or something else took its address).
+fn misdirected(e: &Error) -> bool {
+    e.is_retryable()
+        || matches!(
+            e,
+            Error::Wire { .. }
+                | Error::Protocol { .. }
+                | Error::Refused {
+                    code: RemoteCode::BadRequest,
+                    ..
+                }
+        )
 }
 
 /// Whether a read the responsible node could not serve may be served by another holder: as
