@@ -9,8 +9,9 @@
 //!
 //! It asks the discovery node for a random peer (or enters through `--peer`), computes the
 //! 16-bit key of each name, looks it up from that peer and talks to the node at the end of the
-//! route, which holds the object. For each command it prints the name and key, every hop of
-//! the route and the holder.
+//! route, which holds the object (or, for a name whose holders it met on an earlier command,
+//! straight to the holder). For each command it prints the name and key, every hop of the
+//! route and the holder.
 
 #[macro_use]
 mod common;

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use common::*;
+use pastry::wire::{Message, RemoteCode};
 use pastry::{key_of, Client, Error, Id, NodeConfig, Rng, CHUNK_SIZE};
 
 /// Stores `count` objects in a 16-node network keeping `k` copies; checks placement and
@@ -407,21 +408,117 @@ fn small_values_cost_one_round_trip_once_the_client_has_met_their_holders() {
 }
 
 #[test]
+fn direct_requests_are_taken_only_by_the_responsible_node_and_large_puts_are_routed() {
+    let mut rng = Rng::seeded(62);
+    let net = Network::new(&random_ids(&mut rng, 8));
+    let client = Client::new(net.discovery.local_addr(), key());
+    let name = "guessed";
+    let stored = client.put(name, b"value").unwrap();
+    let responsible = stored.route.responsible();
+    let holders = holders(&net.nodes, name);
+    let other = net
+        .nodes
+        .iter()
+        .find(|n| n.id() != responsible.id && holders.contains(&n.id()));
+    let other = other.expect("another holder").info();
+    let not_responsible = |reply: Message| {
+        assert!(
+            matches!(
+                reply,
+                Message::Error {
+                    code: RemoteCode::NotResponsible,
+                    ..
+                }
+            ),
+            "{reply:?}"
+        )
+    };
+    let get = |direct| Message::Get {
+        name: name.into(),
+        direct,
+    };
+    // Another holder refuses a direct get and a direct delete, and passes neither on.
+    not_responsible(tell(other.addr, &get(true)));
+    let delete = Message::Delete {
+        name: name.into(),
+        request: 77,
+        relayed: false,
+        direct: true,
+    };
+    not_responsible(tell(other.addr, &delete));
+    assert_eq!(
+        client.get(name).unwrap().data,
+        b"value",
+        "the delete was not relayed"
+    );
+    // Asked as a holder (not direct), it serves its copy; the responsible node serves both.
+    for (to, direct) in [(other, false), (responsible, true), (responsible, false)] {
+        assert!(
+            matches!(tell(to.addr, &get(direct)), Message::Record(_)),
+            "{to} {direct}"
+        );
+    }
+    // A put larger than a chunk is never a guess: the lookup, then the put.
+    let large = vec![7u8; pastry::CHUNK_SIZE + 1];
+    let before = client.stats().sent;
+    let put = client.put(name, &large).unwrap();
+    assert_eq!(client.stats().sent - before, 2);
+    assert_eq!(put.route.responsible(), responsible);
+    let before = client.stats().sent;
+    assert_eq!(client.get(name).unwrap().data, large);
+    assert_eq!(
+        client.stats().sent - before,
+        1,
+        "a get of any size is sent direct"
+    );
+}
+
+#[test]
+fn a_node_that_sees_no_other_holder_refuses_direct_gets_and_routed_ones_are_served() {
+    let net = Network::new(&[Id(0x4000)]);
+    let client = Client::new(net.discovery.local_addr(), key());
+    client.put("alone", b"here").unwrap();
+    let node = net.nodes[0].info();
+    let reply = tell(
+        node.addr,
+        &Message::Get {
+            name: b"alone".to_vec(),
+            direct: true,
+        },
+    );
+    assert!(
+        matches!(
+            reply,
+            Message::Error {
+                code: RemoteCode::NotResponsible,
+                ..
+            }
+        ),
+        "{reply:?}"
+    );
+    let got = client.get("alone").unwrap();
+    assert_eq!(
+        (got.data.as_slice(), got.route.responsible()),
+        (&b"here"[..], node)
+    );
+}
+
+#[test]
 fn a_client_that_met_a_key_holder_follows_the_key_to_a_newcomer_and_past_departures() {
     let mut rng = Rng::seeded(61);
     let ids = random_ids(&mut rng, 16);
     let mut net = Network::new(&ids);
     let writer = Client::new(net.discovery.local_addr(), key());
     let reader = Client::new(net.discovery.local_addr(), key());
-    let name = "moving";
+    // A name whose key is no node's id: a newcomer with that id takes the key over.
+    let name = &(0..100)
+        .map(|i| format!("moving-{i}"))
+        .find(|name| !ids.contains(&key_of(name.as_bytes())))
+        .unwrap();
+    let newcomer = key_of(name.as_bytes());
     let first = writer.put(name, b"one").unwrap();
     let holder = first.route.responsible().id;
     assert_eq!(reader.get(name).unwrap().route.responsible().id, holder);
-    // An id closer to the key than its holder: the key itself, or next to it.
-    let newcomer = [first.key, Id(first.key.0.wrapping_add(1))]
-        .into_iter()
-        .find(|id| !ids.contains(id))
-        .unwrap();
     assert!(newcomer.closer_to(first.key, holder));
     net.join(newcomer);
     assert!(

@@ -9,7 +9,8 @@ pub(crate) fn small_values(ctx: &mut Ctx) {
         "`Client::put` and `Client::get` of a 4-byte value under {samples} distinct names, \
          through a {n}-node network, by one client entering through discovery (it keeps its \
          entry peer). Requests per operation: the client's own count (`Client::stats().sent`: \
-         the lookup sent to the entry peer and one request to the holder) plus the hops the \
+         one request to the holder when the client has met it, else a refused guess, the \
+         lookup sent to the entry peer and one request to the holder) plus the hops the \
          entry peer and those after it forwarded the lookup, plus for a put the holder's \
          round of copies to the other holders (sent side by side: one round trip). \
          The raw round trip (one established connection) is measured before, between and after \

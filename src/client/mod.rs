@@ -136,8 +136,8 @@ pub struct Deleted {
 /// `Send + Sync`: share one across threads; connections to nodes are pooled and reused. The
 /// client keeps the nodes its lookups met and sends a request for a key straight to the one
 /// it believes responsible, which serves it only if it is; so once the client has met a
-/// key's holders, a small get, put or delete costs one round trip, and otherwise a lookup
-/// plus one.
+/// key's holders, a small get, put or delete (a put of at most one chunk) costs one round
+/// trip, and otherwise a lookup and more.
 pub struct Client {
     entry: Entry,
     config: ClientConfig,
@@ -348,17 +348,23 @@ impl Client {
     /// Runs `op` at the responsible node at the end of `route`; if it fails in a way that
     /// `other_may` says another holder may get around, runs it at the other holders in turn
     /// (a holder passes a write on to the responsible node over its own connection). Returns
-    /// the first success, or the responsible node's error.
+    /// the first success, or the responsible node's error. A failure of that node `tried`
+    /// just now, as a guess, stands for its own: it is not asked twice (a hung node would
+    /// cost two timeouts).
     fn at_holders<T>(
         &self,
         route: &Route,
         replicas: &[NodeInfo],
+        tried: Tried,
         other_may: fn(&Error) -> bool,
         mut op: impl FnMut(NodeInfo) -> Result<T>,
     ) -> Result<T> {
-        let first = match op(route.responsible()) {
-            Err(e) if other_may(&e) => e,
-            done => return done,
+        let first = match tried {
+            Some((node, e)) if node == route.responsible() && other_may(&e) => e,
+            _ => match op(route.responsible()) {
+                Err(e) if other_may(&e) => e,
+                done => return done,
+            },
         };
         log::debug!("asking the other holders after: {first}");
         for &holder in replicas {
@@ -379,13 +385,16 @@ impl Client {
         guess: bool,
         mut op: impl FnMut(NodeInfo, bool) -> Result<T>,
     ) -> Result<(T, Route)> {
-        if guess {
-            if let Some(done) = self.at_guess(key, misdirected, |node| op(node, true)) {
-                return done;
+        let tried = if guess {
+            match self.at_guess(key, misdirected, |node| op(node, true)) {
+                Guess::Done(done) => return done,
+                Guess::Route(tried) => tried,
             }
-        }
+        } else {
+            None
+        };
         let (route, replicas) = self.lookup_once(key)?;
-        let done = self.at_holders(&route, &replicas, is_busy_or_gone, |h| op(h, false))?;
+        let done = self.at_holders(&route, &replicas, tried, is_busy_or_gone, |h| op(h, false))?;
         Ok((done, route))
     }
 
@@ -401,13 +410,13 @@ impl Client {
             self.fetch_from(node, name, true, sink)
         });
         let (head, route) = match guessed {
-            Some(done) => done.map_err(|e| typed(name, e))?,
-            None => {
+            Guess::Done(done) => done.map_err(|e| typed(name, e))?,
+            Guess::Route(tried) => {
                 let (route, replicas) = self.lookup_once(key)?;
                 sink.reset()?;
                 let mut tries = 0;
                 let head = self
-                    .at_holders(&route, &replicas, can_serve_elsewhere, |holder| {
+                    .at_holders(&route, &replicas, tried, can_serve_elsewhere, |holder| {
                         tries += 1;
                         if tries > 1 {
                             sink.reset()?;
@@ -426,19 +435,21 @@ impl Client {
         })
     }
 
-    /// Runs `op` at the node met that is closest to `key`, as a direct request: `None` if
-    /// no node is known or `reroute` says the failure is for a route to get around (the
-    /// node is not responsible, busy, or no longer a node there: then it is forgotten); else
-    /// the outcome, with the one-node route.
+    /// Runs `op` at the node met that is closest to `key`, as a direct request: the
+    /// outcome, with the one-node route; or, if no node is known or `reroute` says the
+    /// failure is one for a route to get around (the node is not responsible, busy, out of
+    /// reach, or no longer a node of the overlay: then it is forgotten), to route it.
     fn at_guess<T>(
         &self,
         key: Key,
         reroute: impl Fn(&Error) -> bool,
         op: impl FnOnce(NodeInfo) -> Result<T>,
-    ) -> Option<Result<(T, Route)>> {
-        let node = self.known.responsible(key)?;
+    ) -> Guess<T> {
+        let Some(node) = self.known.responsible(key) else {
+            return Guess::Route(None);
+        };
         match op(node) {
-            Ok(done) => Some(Ok((
+            Ok(done) => Guess::Done(Ok((
                 done,
                 Route {
                     key,
@@ -447,13 +458,12 @@ impl Client {
             ))),
             Err(e) if reroute(&e) => {
                 log::debug!("{key} at {node}, as guessed: {e}; routing it");
-                let there = |code| matches!(code, RemoteCode::NotResponsible | RemoteCode::Busy);
-                if !matches!(&e, Error::Refused { code, .. } if there(*code)) {
+                if is_no_node_there(&e) {
                     self.known.forget(node);
                 }
-                None
+                Guess::Route(Some((node, e)))
             }
-            Err(e) => Some(Err(e)),
+            Err(e) => Guess::Done(Err(e)),
         }
     }
 
@@ -526,6 +536,17 @@ impl Client {
     }
 }
 
+/// A node tried as a guess, and how it failed.
+type Tried = Option<(NodeInfo, Error)>;
+
+/// What a guess came to.
+enum Guess<T> {
+    /// The operation's outcome, and the one-node route.
+    Done(Result<(T, Route)>),
+    /// To be routed, after the guess (if any) failed so.
+    Route(Tried),
+}
+
 impl Client {
     /// A new id for a write: random, so that ids from different clients do not meet.
     fn new_request_id(&self) -> u64 {
@@ -563,6 +584,23 @@ fn misdirected(e: &Error) -> bool {
         )
 }
 
+/// Whether a failure says that no node of the overlay answers at that address any more
+/// (it left, went silent, or something else took the address): the client forgets it
+/// there. Not a refusal of a node that is there (not responsible, busy) nor a failure of
+/// this side.
+fn is_no_node_there(e: &Error) -> bool {
+    match e {
+        Error::Unreachable { .. }
+        | Error::Timeout { .. }
+        | Error::Wire { .. }
+        | Error::Protocol { .. } => true,
+        Error::Refused { code, .. } => {
+            matches!(code, RemoteCode::NotJoined | RemoteCode::BadRequest)
+        }
+        _ => false,
+    }
+}
+
 /// Whether a read the responsible node could not serve may be served by another holder: as
 /// for a write, and also when its copy is corrupt or it does not hold one yet (it became
 /// responsible just now). Not when it holds the object's deletion record.
@@ -576,4 +614,46 @@ fn can_serve_elsewhere(e: &Error) -> bool {
                     ..
                 }
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(code: RemoteCode) -> Error {
+        Error::Refused {
+            addr: ([127, 0, 0, 1], 1).into(),
+            code,
+            message: String::new(),
+        }
+    }
+
+    #[test]
+    fn a_guess_is_routed_around_when_it_went_to_the_wrong_node_and_forgotten_when_none_is_there() {
+        let addr: SocketAddr = ([127, 0, 0, 1], 1).into();
+        let gone = Error::Unreachable {
+            addr,
+            source: std::io::ErrorKind::ConnectionRefused.into(),
+        };
+        // (error, routed around, forgotten)
+        let cases = [
+            (refused(RemoteCode::NotResponsible), true, false),
+            (refused(RemoteCode::Busy), true, false),
+            (refused(RemoteCode::NotJoined), true, true),
+            (refused(RemoteCode::BadRequest), true, true),
+            (gone, true, true),
+            // The responsible node's word on the object, and failures of this side, stand.
+            (refused(RemoteCode::InvalidName), false, false),
+            (refused(RemoteCode::Gone), false, false),
+            (refused(RemoteCode::Internal), false, false),
+            (Error::NotFound { name: "x".into() }, false, false),
+        ];
+        for (e, routed, forgotten) in cases {
+            assert_eq!(
+                (misdirected(&e), is_no_node_there(&e)),
+                (routed, forgotten),
+                "{e:?}"
+            );
+        }
+    }
 }

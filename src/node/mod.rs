@@ -49,7 +49,8 @@ pub struct Route {
     /// The key looked up.
     pub key: Key,
     /// Every node visited, starting with the one the lookup began at; the last is responsible
-    /// for `key`.
+    /// for `key`. For a client's request sent straight to the node it believed responsible,
+    /// that node alone.
     pub path: Vec<NodeInfo>,
 }
 

@@ -21,15 +21,21 @@ impl Inner {
 
     /// A get: streams the object if this node holds it. A copy found corrupt is reported
     /// (the asker turns to another holder) and replaced from a sound one soon after.
+    ///
     /// A `direct` get, sent on the client's guess rather than a route, is served only by the
-    /// responsible node: another holder's copy may be behind.
+    /// responsible node (another holder's copy may be behind), and not by one that sees no
+    /// other holder while it should have some: cut off from its neighbours, it may be
+    /// responsible in its own view only, with a copy the overlay has moved past. The client
+    /// then routes the get.
     pub(super) fn serve_get(
         &self,
         name: &[u8],
         direct: bool,
         session: &mut Session<'_>,
     ) -> Message {
-        if direct && !self.is_responsible(key_of(name)) {
+        let key = key_of(name);
+        let cut_off = || self.config.replicas > 1 && self.other_replicas(key).is_empty();
+        if direct && (!self.is_responsible(key) || cut_off()) {
             return refuse(RemoteCode::NotResponsible, "not responsible for this key");
         }
         let mut reader = self.objects.store.reader(name);

@@ -46,6 +46,7 @@ pub fn copy_head(head: &RecordHead, version: u64) -> RecordHead {
         version,
         handoff: true,
         relayed: false,
+        direct: false,
         existed: false,
         ..head.clone()
     }
