@@ -9,6 +9,7 @@ mod conn;
 mod crew;
 mod handle;
 mod handshaking;
+mod scratch;
 mod watch;
 
 pub(crate) use conn::{Conn, ConnLimits};
@@ -45,6 +46,8 @@ const SWEEP: Duration = Duration::from_millis(500);
 
 /// Bytes read from one connection before the others get their turn.
 const READ_BUDGET: usize = 256 * 1024;
+/// Bytes the reactor takes from a socket per read.
+const READ_SCRATCH: usize = 64 * 1024;
 
 /// Serves a request: the stream the peer opened on a connection, its first frame waiting.
 /// Runs on a thread of the crew.
@@ -87,7 +90,6 @@ struct Poller {
     poll: Poll,
     events: Events,
     listener: Option<TcpListener>,
-    scratch: Vec<u8>,
     handshaking: Handshaking,
     /// Connections that may hold more to read than their last turn took.
     again: Vec<Token>,
@@ -193,9 +195,8 @@ impl Reactor {
             crew: crew::Crew::new(config.max_workers + 1),
             poller: Mutex::new(Poller {
                 poll,
-                events: Events::with_capacity(1024),
+                events: Events::with_capacity(256),
                 listener,
-                scratch: vec![0u8; 64 * 1024],
                 handshaking: Handshaking::default(),
                 again: Vec::new(),
                 swept: Instant::now(),
@@ -307,11 +308,16 @@ impl Shared {
         p.again.append(&mut self.later.lock());
         p.again.sort_unstable();
         p.again.dedup();
-        for token in std::mem::take(&mut p.again) {
-            if self.read(token, &mut p.scratch, opened) {
-                p.again.push(token);
-            }
-            self.settle(token, &mut p.handshaking);
+        let tokens = std::mem::take(&mut p.again);
+        if !tokens.is_empty() {
+            scratch::with(READ_SCRATCH, |scratch| {
+                for token in tokens {
+                    if self.read(token, scratch, opened) {
+                        p.again.push(token);
+                    }
+                    self.settle(token, &mut p.handshaking);
+                }
+            });
         }
         if p.swept.elapsed() >= SWEEP {
             p.swept = Instant::now();

@@ -34,12 +34,6 @@ pub(crate) use introduction::Introduction;
 /// Bytes a thread reading for itself takes from the socket per turn.
 const OWN_READ: usize = 16 * 1024;
 
-thread_local! {
-    /// The buffer a thread reading for itself reads into: made once per thread rather than
-    /// zeroed on every wait.
-    static OWN_SCRATCH: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-}
-
 /// Longest a thread reading for itself waits on the socket before it looks again at its
 /// stream and the connection.
 const OWN_WAIT: Duration = Duration::from_millis(100);
@@ -121,10 +115,8 @@ impl Conn {
                 link: Link::new(opened_here, limits.link),
                 channel,
                 input: Vec::new(),
-                record: Vec::new(),
                 output: Vec::new(),
                 written: 0,
-                plain: Vec::new(),
                 watching_writes: false,
                 reading: false,
                 detached: false,
@@ -232,13 +224,7 @@ impl Conn {
         }
         let mut more = false;
         if ready.readable {
-            more = OWN_SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                if scratch.is_empty() {
-                    scratch.resize(OWN_READ, 0);
-                }
-                reactor.read_for(self, &mut scratch)
-            });
+            more = super::scratch::with(OWN_READ, |scratch| reactor.read_for(self, scratch));
         }
         let mut state = self.state.lock();
         state.reading = false;

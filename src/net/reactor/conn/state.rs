@@ -43,13 +43,9 @@ pub(super) struct State {
     pub(super) channel: Option<Channel>,
     /// Bytes read and not yet used: part of the handshake, or of a record.
     pub(super) input: Vec<u8>,
-    /// A record being opened.
-    pub(super) record: Vec<u8>,
     /// Bytes to write, from `written` on.
     pub(super) output: Vec<u8>,
     pub(super) written: usize,
-    /// Frames to seal.
-    pub(super) plain: Vec<u8>,
     /// Whether the socket is watched for room to write.
     pub(super) watching_writes: bool,
     /// Whether a thread reads the socket now: the reactor, or a thread waiting on a stream
@@ -139,35 +135,45 @@ impl State {
         bytes: &[u8],
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
-        self.input.extend_from_slice(bytes);
+        // Whole records are opened from the bytes read where nothing waits before them; only
+        // an unfinished record is kept, so that an idle connection holds no buffer.
+        let mut pending = std::mem::take(&mut self.input);
+        let joined = !pending.is_empty();
+        let data: &[u8] = if !joined {
+            bytes
+        } else {
+            pending.extend_from_slice(bytes);
+            &pending
+        };
         let before = self.link.frames_received();
         let mut used = 0;
+        let mut record = Vec::new();
         // Bounded: each pass uses a whole record of the input or ends.
-        while let Some(len) = self.input.get(used..used + 2) {
+        while let Some(len) = data.get(used..used + 2) {
             let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-            let Some(sealed) = self.input.get(used + 2..used + 2 + len) else {
+            let Some(sealed) = data.get(used + 2..used + 2 + len) else {
                 break;
             };
-            self.record.clear();
-            self.record.extend_from_slice(sealed);
+            record.clear();
+            record.extend_from_slice(sealed);
             used += 2 + len;
             let Some(channel) = &mut self.channel else {
                 return Err(Failure::silent("records without a cipher".into()));
             };
             // A record that does not open is not from the peer: nothing is said to it.
             channel
-                .open(&mut self.record)
+                .open(&mut record)
                 .map_err(|e| Failure::silent(e.to_string()))?;
-            self.link
-                .receive(&self.record, events)
-                .map_err(Failure::told)?;
+            self.link.receive(&record, events).map_err(Failure::told)?;
         }
-        self.input.drain(..used);
-        if self.input.is_empty() {
-            // Between frames a connection keeps no buffer of a record's size.
-            shrink(&mut self.input);
-            shrink(&mut self.record);
-        }
+        self.input = if !joined {
+            bytes[used..].to_vec()
+        } else if used == pending.len() {
+            Vec::new()
+        } else {
+            pending.drain(..used);
+            pending
+        };
         self.note_partial(before);
         Ok(())
     }
@@ -218,8 +224,8 @@ impl State {
             (true, _) => Some(Instant::now()),
         };
         if !waiting {
-            shrink(&mut self.output);
-            shrink(&mut self.plain);
+            // An idle connection holds no buffer.
+            self.output = Vec::new();
         }
         if moved {
             self.wake_all(Want::Room);
@@ -236,8 +242,7 @@ impl State {
         };
         // Small frames are gathered into full records; a large one (a chunk) is sealed from
         // where it lies, not copied into the gathering buffer first.
-        let plain = &mut self.plain;
-        plain.clear();
+        let plain = &mut Vec::new();
         // Bounded: each pass takes a frame, or ends.
         while self.output.len() + plain.len() < WRITE_BATCH {
             let Some(frame) = self.link.next_frame() else {
@@ -321,14 +326,6 @@ fn seal_all(channel: &mut Channel, plain: &[u8], out: &mut Vec<u8>) -> io::Resul
         channel.seal(piece, out)?;
     }
     Ok(())
-}
-
-/// Lets go of a drained buffer larger than a page: an idle connection holds little, and a
-/// busy one reallocates no more than once per batch of records.
-pub(super) fn shrink(buf: &mut Vec<u8>) {
-    if buf.is_empty() && buf.capacity() > 4096 {
-        *buf = Vec::new();
-    }
 }
 
 /// Why input ends a connection, and whether the peer is told.
