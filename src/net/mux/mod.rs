@@ -173,7 +173,17 @@ impl Link {
             self.peer_open -= 1;
         }
         if s.drained() {
-            self.streams.remove(&stream);
+            self.forget(stream);
+        }
+    }
+
+    /// Drops a finished stream. An idle link keeps no table of streams: a process of many
+    /// nodes holds thousands of idle connections.
+    fn forget(&mut self, stream: u32) {
+        self.streams.remove(&stream);
+        if self.streams.is_empty() {
+            self.streams = HashMap::new();
+            self.ready = VecDeque::new();
         }
     }
 
@@ -249,7 +259,7 @@ impl Link {
                 s.scheduled = true;
                 self.ready.push_back(id);
             } else if s.closed && s.drained() {
-                self.streams.remove(&id);
+                self.forget(id);
             }
             if frame.is_some() {
                 return frame;
@@ -295,7 +305,7 @@ impl Link {
                     s.drop_all();
                     s.cancelled = true;
                     if s.closed {
-                        self.streams.remove(&id);
+                        self.forget(id);
                     } else {
                         events.push(Event::Cancelled(id));
                     }
