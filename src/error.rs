@@ -168,6 +168,18 @@ impl Error {
         }
     }
 
+    /// Whether the peer failed to answer as a node: nothing answers at its address, no
+    /// answer came in time, or what came was not the protocol.
+    pub(crate) fn is_peer_failure(&self) -> bool {
+        matches!(
+            self,
+            Error::Unreachable { .. }
+                | Error::Timeout { .. }
+                | Error::Wire { .. }
+                | Error::Protocol { .. }
+        )
+    }
+
     /// Whether the same request may succeed if tried again (after looking the key up again):
     /// the overlay was changing, or a peer failed.
     pub fn is_retryable(&self) -> bool {

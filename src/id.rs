@@ -93,6 +93,15 @@ impl Id {
     }
 }
 
+/// A node for tests: id `id`, listening on 127.0.0.1 at port `id`.
+#[cfg(test)]
+pub(crate) fn loopback_node(id: u16) -> NodeInfo {
+    NodeInfo {
+        id: Id(id),
+        addr: ([127, 0, 0, 1], id).into(),
+    }
+}
+
 /// The responsible node for `key` among `ids`: least ring distance, ties to the larger id.
 ///
 /// `None` when `ids` is empty.

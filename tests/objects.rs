@@ -407,6 +407,20 @@ fn small_values_cost_one_round_trip_once_the_client_has_met_their_holders() {
     }
 }
 
+/// Asserts that `reply` refuses a request as not the responsible node's.
+fn not_responsible(reply: Message) {
+    assert!(
+        matches!(
+            reply,
+            Message::Error {
+                code: RemoteCode::NotResponsible,
+                ..
+            }
+        ),
+        "{reply:?}"
+    )
+}
+
 #[test]
 fn direct_requests_are_taken_only_by_the_responsible_node_and_large_puts_are_routed() {
     let mut rng = Rng::seeded(62);
@@ -421,18 +435,6 @@ fn direct_requests_are_taken_only_by_the_responsible_node_and_large_puts_are_rou
         .iter()
         .find(|n| n.id() != responsible.id && holders.contains(&n.id()));
     let other = other.expect("another holder").info();
-    let not_responsible = |reply: Message| {
-        assert!(
-            matches!(
-                reply,
-                Message::Error {
-                    code: RemoteCode::NotResponsible,
-                    ..
-                }
-            ),
-            "{reply:?}"
-        )
-    };
     let get = |direct| Message::Get {
         name: name.into(),
         direct,
@@ -486,16 +488,7 @@ fn a_node_that_sees_no_other_holder_refuses_direct_gets_and_routed_ones_are_serv
             direct: true,
         },
     );
-    assert!(
-        matches!(
-            reply,
-            Message::Error {
-                code: RemoteCode::NotResponsible,
-                ..
-            }
-        ),
-        "{reply:?}"
-    );
+    not_responsible(reply);
     let got = client.get("alone").unwrap();
     assert_eq!(
         (got.data.as_slice(), got.route.responsible()),

@@ -54,13 +54,7 @@ impl Known {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(id: u16) -> NodeInfo {
-        NodeInfo {
-            id: Id(id),
-            addr: ([127, 0, 0, 1], id).into(),
-        }
-    }
+    use crate::id::loopback_node as node;
 
     #[test]
     fn the_guess_is_the_responsible_node_among_those_met() {

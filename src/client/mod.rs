@@ -572,16 +572,7 @@ fn is_busy_or_gone(e: &Error) -> bool {
 /// about the object: the node is not responsible, busy, out of reach, or no node of the
 /// overlay is there any more (it left, or something else took its address).
 fn misdirected(e: &Error) -> bool {
-    e.is_retryable()
-        || matches!(
-            e,
-            Error::Wire { .. }
-                | Error::Protocol { .. }
-                | Error::Refused {
-                    code: RemoteCode::BadRequest,
-                    ..
-                }
-        )
+    e.is_retryable() || is_no_node_there(e)
 }
 
 /// Whether a failure says that no node of the overlay answers at that address any more
@@ -590,10 +581,7 @@ fn misdirected(e: &Error) -> bool {
 /// this side.
 fn is_no_node_there(e: &Error) -> bool {
     match e {
-        Error::Unreachable { .. }
-        | Error::Timeout { .. }
-        | Error::Wire { .. }
-        | Error::Protocol { .. } => true,
+        e if e.is_peer_failure() => true,
         Error::Refused { code, .. } => {
             matches!(code, RemoteCode::NotJoined | RemoteCode::BadRequest)
         }

@@ -83,15 +83,8 @@ impl Inner {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::Id;
+    use crate::id::loopback_node as node;
     use crate::wire::RecordHead;
-
-    fn node(id: u16) -> NodeInfo {
-        NodeInfo {
-            id: Id(id),
-            addr: ([127, 0, 0, 1], id).into(),
-        }
-    }
 
     #[test]
     fn clients_read_and_write_and_nodes_alone_move_objects_or_change_tables() {

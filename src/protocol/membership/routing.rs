@@ -181,10 +181,7 @@ pub fn route_answer(addr: SocketAddr, hops_left: u8, reply: Message) -> Result<R
 /// Whether a failed step means "route around this node" rather than "give up".
 pub fn is_hop_failure(e: &Error) -> bool {
     match e {
-        Error::Unreachable { .. }
-        | Error::Timeout { .. }
-        | Error::Wire { .. }
-        | Error::Protocol { .. } => true,
+        e if e.is_peer_failure() => true,
         // Unroutable: the node answered; a node after it failed, and it tried other ways.
         Error::Refused { code, .. } => {
             !matches!(code, RemoteCode::IdInUse | RemoteCode::Unroutable)

@@ -8,12 +8,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::id::Id;
 
-fn node(id: u16) -> NodeInfo {
-    NodeInfo {
-        id: Id(id),
-        addr: SocketAddr::from(([127, 0, 0, 1], id)),
-    }
-}
+use crate::id::loopback_node as node;
 
 fn config() -> Config {
     Config {
