@@ -445,7 +445,7 @@ impl Client {
         reroute: impl Fn(&Error) -> bool,
         op: impl FnOnce(NodeInfo) -> Result<T>,
     ) -> Guess<T> {
-        let Some(node) = self.known.responsible(key) else {
+        let Some(node) = self.known.responsible(key, Instant::now()) else {
             return Guess::Route(None);
         };
         match op(node) {
@@ -494,7 +494,8 @@ impl Client {
                     self.pool.forget(start.addr);
                 }
             })?;
-        self.known.learn(path.iter().chain(&replicas));
+        self.known
+            .learn(path.iter().chain(&replicas), Instant::now());
         Ok((Route { key, path }, replicas))
     }
 
