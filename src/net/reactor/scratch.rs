@@ -4,8 +4,9 @@
 
 use parking_lot::Mutex;
 
-/// Buffers kept for the next reader; more in use at once are made and then dropped.
-const KEPT: usize = 8;
+/// Buffers kept for the next reader (2 MiB at most); more in use at once are made and then
+/// dropped. Only as many as were ever in use at once are made.
+const KEPT: usize = 32;
 
 static FREE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 

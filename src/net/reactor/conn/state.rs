@@ -129,7 +129,8 @@ impl State {
         Ok(())
     }
 
-    /// Opens the whole records among the bytes read and hands their frames to the link.
+    /// Opens the whole records among the bytes read and hands their frames to the link. On
+    /// an error the bytes are dropped: the caller ends the connection.
     pub(super) fn take_records(
         &mut self,
         bytes: &[u8],
