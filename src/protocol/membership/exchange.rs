@@ -1,5 +1,6 @@
-//! The leaf-set exchange between neighbours, every maintenance round: the liveness check of
-//! each neighbour, and the way leaf sets repair gaps and settle concurrent joins.
+//! The leaf-set exchange between neighbours (the nearest every maintenance round, the others
+//! in turn): the liveness check of each neighbour, and the way leaf sets repair gaps and
+//! settle concurrent joins.
 //!
 //! A leaf set is sent only when the receiver may not have it: it changed since this node
 //! last sent it to that neighbour, the neighbour sent its own (it changed, so it wants ours
@@ -20,6 +21,15 @@ use crate::wire::Message;
 /// Rounds between exchanges that carry the leaf set whatever was sent before.
 pub const FULL_EVERY: u64 = 8;
 
+/// Rounds between exchanges with a leaf-set member beyond the nearest on its side
+/// (`FULL_EVERY` is a multiple of it).
+pub const FAR_EVERY: u64 = 4;
+const _: () = assert!(FULL_EVERY % FAR_EVERY == 0);
+
+/// Leaf-set members on each side exchanged with every round, at the least (more when more
+/// copies are kept: every other holder of this node's objects is among them).
+const MIN_NEAR: usize = 2;
+
 /// What this node last sent of its leaf set to each neighbour.
 #[derive(Debug, Default)]
 pub(super) struct Told {
@@ -36,9 +46,18 @@ impl Told {
 }
 
 impl Membership {
+    /// Whether this round is `peer`'s turn of those that come every `every` rounds. Turns
+    /// are spread by a hash of the id, so that neighbours whose ids are alike (as in a
+    /// small or regular id space) do not all come in the same round; a turn every
+    /// [`FULL_EVERY`] rounds is also a turn every [`FAR_EVERY`] rounds.
+    fn turn_of(&self, peer: Id, every: u64) -> bool {
+        let spread = u64::from(peer.0).wrapping_mul(0x9e37_79b9) >> 16;
+        (self.round + spread) % every == 0
+    }
+
     /// The leaf set to send `peer`: whole when it may not have it (or `whole`), else empty.
     pub(super) fn leaf_set_for(&mut self, peer: Id, whole: bool) -> Vec<NodeInfo> {
-        let due = (self.round + u64::from(peer.0)) % FULL_EVERY == 0;
+        let due = self.turn_of(peer, FULL_EVERY);
         let current = self.told.sent.get(&peer) == Some(&self.told.changes);
         if current && !whole && !due {
             return Vec::new();
@@ -47,13 +66,29 @@ impl Membership {
         self.state.leaf_set().members()
     }
 
-    /// Exchanges with every leaf-set member, and forgets what was told to former ones.
+    /// Exchanges with the leaf-set members due this round, and forgets what was told to
+    /// former ones. The nearest on each side, among them every other holder of this node's
+    /// objects, are due every round: they are the ones whose failure this node must act on
+    /// at once (copy its objects again). The others are due every [`FAR_EVERY`] rounds, in
+    /// turn by id so that a round's calls stay even; a failure among them is noticed by its
+    /// own nearest neighbours first, and by a call of any protocol that finds it silent.
     pub(super) fn probe_neighbours(&mut self) {
-        let members = self.state.leaf_set().members();
+        let leaf = self.state.leaf_set();
+        let members = leaf.members();
+        let near = self.config.replicas.saturating_sub(1).max(MIN_NEAR);
+        let mut due: Vec<NodeInfo> = Vec::with_capacity(members.len());
+        for side in [leaf.cw(), leaf.ccw()] {
+            for (rank, node) in side.iter().enumerate() {
+                let turn = self.turn_of(node.id, FAR_EVERY);
+                if (rank < near || turn) && !due.iter().any(|d| d.id == node.id) {
+                    due.push(*node);
+                }
+            }
+        }
         self.told
             .sent
             .retain(|id, _| members.iter().any(|m| m.id == *id));
-        for node in members {
+        for node in due {
             self.exchange_with(node, false);
         }
     }

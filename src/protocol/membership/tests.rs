@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use super::exchange::FAR_EVERY;
 use super::*;
 use crate::id::Id;
 
@@ -242,4 +243,47 @@ fn leaving_drops_maintenance_and_departs_to_everyone_known() {
             ..
         }]
     ));
+}
+
+#[test]
+fn the_nearest_neighbours_are_exchanged_with_every_round_the_others_in_turn() {
+    let mut m = Membership::new(
+        node(0x8000),
+        Config {
+            leaf_half: 8,
+            replicas: 3,
+            ..config()
+        },
+    );
+    m.begin_join().unwrap();
+    m.join(Instant::now(), None);
+    // Eight on each side, 0x10 apart: the nearest are 0x8010, 0x8020, 0x7ff0 and 0x7fe0.
+    let sides: Vec<u16> = (1..=8u16)
+        .flat_map(|i| [0x8000 + 0x10 * i, 0x8000 - 0x10 * i])
+        .collect();
+    for id in &sides {
+        m.state.learn(node(*id));
+    }
+    let near = [0x8010, 0x8020, 0x7ff0, 0x7fe0];
+    let mut rounds_with = std::collections::HashMap::<u16, u64>::new();
+    let t0 = Instant::now();
+    for round in 0..FAR_EVERY {
+        let effects = m.tick(t0 + Duration::from_secs(round));
+        let exchanged: Vec<u16> = calls(&effects)
+            .into_iter()
+            .filter(|c| matches!(c.request, Message::Exchange { .. }))
+            .filter_map(|c| c.to.id.map(|id| id.0))
+            .collect();
+        for id in near {
+            assert!(exchanged.contains(&id), "{id:04x} in round {round}");
+        }
+        assert!(exchanged.len() < sides.len(), "not everyone every round");
+        for id in exchanged {
+            *rounds_with.entry(id).or_default() += 1;
+        }
+    }
+    for id in sides {
+        let expected = if near.contains(&id) { FAR_EVERY } else { 1 };
+        assert_eq!(rounds_with.get(&id), Some(&expected), "{id:04x}");
+    }
 }

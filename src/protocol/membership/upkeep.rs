@@ -1,8 +1,9 @@
 //! Failure detection and repair (Pastry paper §2.4): leaf-set neighbours exchange their leaf
-//! sets every maintenance round, which both checks that they are alive and fills gaps; a node
-//! that fails to answer, here or in any protocol, is dropped from the tables, reported to the
-//! driver (which tells discovery), and its place refilled: in the leaf set from the farthest
-//! live node on each side, in the routing table from a peer's entry for the same cell.
+//! sets (the nearest every maintenance round), which both checks that they are alive and
+//! fills gaps; a node that fails to answer, here or in any protocol, is dropped from the
+//! tables, reported to the driver (which tells discovery), and its place refilled: in the
+//! leaf set from the farthest live node on each side, in the routing table from a peer's
+//! entry for the same cell.
 
 use std::time::{Duration, Instant};
 
