@@ -7,8 +7,8 @@
 //! older copy is sent the deletion record first, however old).
 //!
 //! What keeps a holder that was away longer than that from bringing a deleted object back
-//! with its old copy: a node notes in its data directory when it was last alive (every few
-//! maintenance rounds). Started again after an absence longer than the grace period, it
+//! with its old copy: a node notes in its data directory when it was last alive (every
+//! minute, or every sixteenth of the grace if that is shorter). Started again after an absence longer than the grace period, it
 //! treats the records it kept from before as unconfirmed: it never sends one to a holder
 //! that holds nothing of the name, and drops it when no other holder holds the name at all
 //! (it was deleted, and the deletion record collected, while this node was away). The one
@@ -18,6 +18,7 @@
 
 use std::fs;
 use std::path::Path;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::protocol::placement::Keeping;
@@ -28,6 +29,11 @@ use super::Inner;
 /// The file in a node's data directory that says when it was last alive (nanoseconds since
 /// the Unix epoch, in decimal).
 pub const LAST_ALIVE_FILE: &str = "last-alive";
+
+/// Longest between two notes that the node is alive (a sixteenth of the grace if that is
+/// shorter). A note this old at a crash makes the absence seem longer than it was, which
+/// errs on the safe side: the records kept wait for confirmation sooner, never later.
+const NOTE_EVERY: Duration = Duration::from_secs(60);
 
 /// When the node with the data directory `dir` noted it was last alive; `None` if it never
 /// did (a new directory) or the note cannot be read.
@@ -71,6 +77,20 @@ pub(super) fn note_alive(dir: &Path, now_ns: u64) {
 }
 
 impl Inner {
+    /// Notes that this node is alive, unless it did less than [`NOTE_EVERY`] ago: an absence
+    /// is judged in hours, and a file written and renamed every few seconds by every node of
+    /// a host costs more than the rest of an idle node's upkeep on the disk.
+    pub(super) fn note_alive_when_due(&self) {
+        let now = wall_clock_ns();
+        let every = nanos(NOTE_EVERY.min(self.config.tombstone_grace / 16));
+        let noted = &self.objects.alive_noted;
+        if now.saturating_sub(noted.load(Ordering::Relaxed)) < every {
+            return;
+        }
+        noted.store(now, Ordering::Relaxed);
+        note_alive(&self.objects.data_dir.path, now);
+    }
+
     /// How this node judges its records now.
     pub(super) fn keeping(&self) -> Keeping {
         let grace = nanos(self.config.tombstone_grace);

@@ -90,10 +90,7 @@ impl Inner {
                 Effect::LeafSetChanged => self.wake_maintenance(),
                 Effect::Heartbeat => {
                     self.heartbeat_discovery();
-                    super::absence::note_alive(
-                        &self.objects.data_dir.path,
-                        super::versions::wall_clock_ns(),
-                    );
+                    self.note_alive_when_due();
                 }
             }
         }

@@ -107,6 +107,8 @@ struct Objects {
     /// When this node started after an absence longer than the tombstone grace, if it was
     /// away that long: its records from before then are unconfirmed.
     unconfirmed_before: Option<u64>,
+    /// When this node last noted in its data directory that it is alive (ns).
+    alive_noted: std::sync::atomic::AtomicU64,
 }
 
 /// A node's data directory.
@@ -215,6 +217,7 @@ impl Node {
                 outcomes: Mutex::new(crate::protocol::outcomes::Outcomes::default()),
                 repairs: Mutex::new(crate::protocol::repairs::Repairs::default()),
                 unconfirmed_before,
+                alive_noted: std::sync::atomic::AtomicU64::new(now),
             },
             compact_port: Default::default(),
             apps: apps::Apps::default(),
