@@ -389,3 +389,38 @@ fn a_node_that_never_answers_is_routed_around_and_no_live_node_is_blamed() {
     assert!(live_settled, "a live node was dropped from a leaf set");
     drop(silent);
 }
+
+#[test]
+fn a_newcomer_handed_a_crashed_peer_joins_through_another() {
+    let mut rng = Rng::seeded(78);
+    // No maintenance: nobody notices the crashes and tells discovery, which goes on handing
+    // the crashed peers out until the newcomer reports them.
+    let config = NodeConfig {
+        maintenance_interval: Duration::from_secs(3600),
+        ..NodeConfig::new(key())
+    };
+    let mut net = Network::with_config(&random_ids(&mut rng, 3), &config);
+    let crashed = [net.nodes.remove(0), net.nodes.remove(0)];
+    for node in &crashed {
+        node.shutdown(); // no goodbye
+    }
+    assert_eq!(
+        net.discovery.peers().len(),
+        3,
+        "discovery lists the crashed peers"
+    );
+    // Two of the three peers discovery hands out are gone: a newcomer that gave up on its
+    // first one would fail two times in three. It tries up to three.
+    let newcomer = start_node_with(config.clone());
+    newcomer
+        .join_discovery(net.discovery.local_addr())
+        .expect("joined through the live peer");
+    let live = net.nodes[0].id();
+    assert!(newcomer.leaf_set().contains(live));
+    assert!(wait_until(Duration::from_secs(5), || {
+        net.nodes[0].leaf_set().contains(newcomer.id())
+    }));
+    // Discovery lists the newcomer, and the live peer it joined through.
+    let listed: Vec<Id> = net.discovery.peers().iter().map(|p| p.id).collect();
+    assert!(listed.contains(&newcomer.id()) && listed.contains(&live));
+}

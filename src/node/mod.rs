@@ -43,6 +43,10 @@ use crate::protocol::membership::{self, Membership, Phase};
 use crate::rng::Rng;
 use crate::store::{ObjectStore, RecordMeta, StoreOptions};
 
+/// Peers a node joining through discovery tries, one after another while the walk fails on
+/// a peer that does not answer.
+const JOIN_ENTRIES: usize = 3;
+
 /// The route a lookup took.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Route {
@@ -300,7 +304,7 @@ impl Node {
             .register_patiently(inner.me)
             .and_then(|(peer, cert)| inner.take_certificate(*cert).map(|()| peer))
             .and_then(|peer| match peer {
-                Some(peer) => inner.join_through(peer.into()),
+                Some(peer) => inner.join_through_one_of(&link, peer),
                 None => {
                     let effects = inner.core.write().join(Instant::now(), None);
                     inner.drive(effects);
@@ -484,6 +488,38 @@ impl Inner {
 
     fn abort_join(&self) {
         self.core.write().abort_join();
+    }
+
+    /// Joins through `peer`, a peer discovery handed out, or, should the walk fail on a peer
+    /// that does not answer (this one may have crashed a moment ago, or a node on the way),
+    /// through another one discovery hands out, [`JOIN_ENTRIES`] peers in all. Each peer
+    /// tried in vain is reported to discovery, which forgets it if it does not answer.
+    fn join_through_one_of(&self, discovery: &DiscoveryLink<'_>, peer: NodeInfo) -> Result<()> {
+        let mut peer = peer;
+        let mut tried = 1;
+        // Bounded: each pass returns or tries one more peer, JOIN_ENTRIES at most.
+        loop {
+            match self.join_through(peer.into()) {
+                Err(e) if e.is_peer_failure() && tried < JOIN_ENTRIES => {
+                    log::info!(
+                        "node {}: the join through {peer} failed ({e}), trying another peer",
+                        self.me
+                    );
+                    self.abort_join();
+                    self.begin_join()?;
+                    // Discovery checks it, and hands it out no more if it does not answer.
+                    if let Err(e) = discovery.suspect(peer) {
+                        log::debug!("node {}: discovery not told of {peer}: {e}", self.me);
+                    }
+                    match discovery.random_peer()? {
+                        Some(next) if next.id != self.me.id => peer = next,
+                        _ => return Err(e),
+                    }
+                    tried += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// The join protocol, through `start`: the walk builds the tables; the copies this node
