@@ -50,33 +50,40 @@ impl RoutingTable {
             .collect()
     }
 
-    /// Puts `node` in its cell if the cell is empty (or holds the same id at another address).
-    /// Returns whether the table changed. An occupied cell keeps its entry: a node already in
-    /// use is as good as a new one, and keeping it avoids churn.
+    /// Puts `node` in its cell if the cell is empty, holds the same id at another address, or
+    /// holds a node farther from the cell's point than `node` (see
+    /// [`prefers`](Self::prefers)). Returns whether the table changed.
     pub fn insert(&mut self, node: NodeInfo) -> bool {
-        let Some((r, c)) = Self::cell_of(self.own, node.id) else {
+        if !self.would_take(node) {
             return false;
-        };
-        match &mut self.cells[r][c] {
-            Some(known) if known.id == node.id && known.addr != node.addr => {
-                known.addr = node.addr;
-                true
-            }
-            Some(_) => false,
-            empty => {
-                *empty = Some(node);
-                true
-            }
         }
+        if let Some((r, c)) = Self::cell_of(self.own, node.id) {
+            self.cells[r][c] = Some(node);
+        }
+        true
     }
 
-    /// Whether [`insert`](Self::insert) would change the table: `node`'s cell is empty, or
-    /// holds its id at another address.
+    /// Whether [`insert`](Self::insert) would change the table.
     pub fn would_take(&self, node: NodeInfo) -> bool {
         Self::cell_of(self.own, node.id).is_some_and(|(r, c)| match self.cells[r][c] {
             None => true,
-            Some(n) => n.id == node.id && n.addr != node.addr,
+            Some(n) if n.id == node.id => n.addr != node.addr,
+            Some(n) => self.prefers(node.id, n.id),
         })
+    }
+
+    /// Whether `a` is a better entry than `b` for the cell they share: nearer the cell's
+    /// point, this node's own id with the cell's digit put in (ties keep `b`). Any node of
+    /// the cell routes as well as another; the point spreads the choice. Were the first
+    /// node heard of kept instead, every node's table would hold the overlay's oldest nodes,
+    /// and each of those would keep a connection to nearly every node.
+    pub fn prefers(&self, a: Id, b: Id) -> bool {
+        let Some((row, col)) = Self::cell_of(self.own, a) else {
+            return false;
+        };
+        let shift = 4 * (DIGITS - 1 - row);
+        let point = (self.own.0 & !(0xf << shift)) | ((col as u16) << shift);
+        a.0.abs_diff(point) < b.0.abs_diff(point)
     }
 
     /// Empties the cell holding `id`, if any. Returns whether it was there.
@@ -98,5 +105,39 @@ impl RoutingTable {
         Self::cell_of(self.own, id)
             .and_then(|(r, c)| self.cells[r][c])
             .is_some_and(|n| n.id == id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::id::loopback_node as node;
+
+    #[test]
+    fn a_cell_keeps_the_node_nearest_its_point() {
+        // Cell (0, 5) of 0x1234 is best held by 0x5234.
+        let mut table = RoutingTable::new(Id(0x1234));
+        assert!(table.insert(node(0x5000)));
+        assert!(table.would_take(node(0x5300)) && table.insert(node(0x5300)));
+        assert_eq!(table.get(0, 5).map(|n| n.id), Some(Id(0x5300)));
+        // Farther from the point than the entry, or as far: kept out.
+        assert!(!table.would_take(node(0x5100)) && !table.insert(node(0x5100)));
+        assert!(!table.insert(node(0x5168))); // 0xcc below the point, as far as 0x5300 above
+        assert!(
+            !table.insert(node(0x5300)),
+            "the same node again changes nothing"
+        );
+        assert!(table.insert(node(0x5234)));
+        // Deeper rows have their own points: cell (2, 0xa) is best held by 0x12a4.
+        assert!(table.insert(node(0x12a0)));
+        assert!(table.insert(node(0x12a4)));
+        assert!(!table.insert(node(0x12a3)));
+        assert!(table.contains(Id(0x12a4)) && !table.contains(Id(0x12a0)));
+        // Two nodes with the same cell choose different entries among the same candidates.
+        let mut other = RoutingTable::new(Id(0x1fff));
+        for id in [0x5000, 0x5300, 0x5100, 0x5234, 0x5ff0] {
+            other.insert(node(id));
+        }
+        assert_eq!(other.get(0, 5).map(|n| n.id), Some(Id(0x5ff0)));
     }
 }

@@ -306,22 +306,25 @@ impl Membership {
                 ..
             }) if Some(node.id) == to.id => {
                 self.health.heard_from(node.id);
-                // Rows are second hand and may hold nodes long gone: a candidate for an
-                // empty cell is asked whether it is alive first (one per cell).
+                // Rows are second hand and may hold nodes long gone: a candidate for a
+                // cell is asked whether it is alive first (the best one per cell).
                 let me = self.me.id;
-                let mut cells = Vec::new();
-                let candidates: Vec<NodeInfo> = rows
-                    .into_iter()
-                    .chain(leaf_set)
-                    .filter(|n| n.id != me && !self.health.is_dead(n.id, now))
-                    .filter(|n| self.state.table().would_take(*n))
-                    .filter(|n| {
-                        let cell = RoutingTable::cell_of(me, n.id);
-                        let first = !cells.contains(&cell);
-                        cells.push(cell);
-                        first
-                    })
-                    .collect();
+                let table = self.state.table();
+                let mut candidates: Vec<NodeInfo> = Vec::new();
+                for n in rows.into_iter().chain(leaf_set) {
+                    if n.id == me || self.health.is_dead(n.id, now) || !table.would_take(n) {
+                        continue;
+                    }
+                    let cell = RoutingTable::cell_of(me, n.id);
+                    match candidates
+                        .iter_mut()
+                        .find(|c| RoutingTable::cell_of(me, c.id) == cell)
+                    {
+                        Some(held) if table.prefers(n.id, held.id) => *held = n,
+                        Some(_) => {}
+                        None => candidates.push(n),
+                    }
+                }
                 for n in candidates {
                     self.call(n.into(), Message::Ping, None, Waiting::Vouch(None));
                 }
