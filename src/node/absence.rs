@@ -8,11 +8,12 @@
 //!
 //! What keeps a holder that was away longer than that from bringing a deleted object back
 //! with its old copy: a node notes in its data directory when it was last alive (every
-//! minute, or every sixteenth of the grace if that is shorter). Started again after an absence longer than the grace period, it
-//! treats the records it kept from before as unconfirmed: it never sends one to a holder
-//! that holds nothing of the name, and drops it when no other holder holds the name at all
-//! (it was deleted, and the deletion record collected, while this node was away). The one
-//! case this cannot catch: every holder of the object away longer than the grace period.
+//! minute, or every sixteenth of the grace if that is shorter). Started again after an
+//! absence longer than the grace period, it treats the records it kept from before as
+//! unconfirmed: it never sends one to a holder that holds nothing of the name, and drops it
+//! when no other holder holds the name at all (it was deleted, and the deletion record
+//! collected, while this node was away). The one case this cannot catch: every holder of
+//! the object away longer than the grace period.
 //!
 //! [`NodeConfig::tombstone_grace`]: super::NodeConfig::tombstone_grace
 
