@@ -202,27 +202,35 @@ fn the_object_invariants_catch_copies_lost_with_every_holder() {
     assert!(beyond[0].what.contains("\"lost\""), "{beyond:?}");
 }
 
-/// Asserts `seed` keeps every invariant and loses exactly one acknowledged write beyond the
-/// fault model.
-fn assert_one_loss_beyond_faults(seed: u64, nodes: usize) {
+/// Asserts `seed` keeps every invariant and loses at most one acknowledged write, and that
+/// only beyond the fault model.
+fn assert_at_most_one_loss_beyond_faults(seed: u64, nodes: usize) {
     let churn = Duration::from_secs(10);
     let report = scenario::churn(seed, nodes, churn);
     assert!(report.violations.is_empty(), "{}", describe(&report, churn));
-    assert_eq!(report.beyond_faults.len(), 1, "{:?}", report.beyond_faults);
+    assert!(
+        report.beyond_faults.len() <= 1,
+        "{:?}",
+        report.beyond_faults
+    );
 }
 
 /// All three holders of an acknowledged write crashed within 1.25 s (10.46, 11.46 and
-/// 11.71 s), before any repair: the write is lost, as the fault model allows. Flagged as a
-/// violation until the checker told this apart from a loss the protocol should prevent.
+/// 11.71 s), before any repair: the write was lost, as the fault model allows, and flagged
+/// as a violation until the checker told this apart from a loss the protocol should
+/// prevent. Since the leaf-set exchanges with farther neighbours came every fourth round
+/// (f0ca032) the run takes another course and loses nothing; the checker's telling such a
+/// loss apart is tested on purpose by `the_object_invariants_catch_copies_lost_with_every_holder`.
 #[test]
 fn regression_three_holders_crashing_at_once_is_beyond_the_fault_model() {
-    assert_one_loss_beyond_faults(248_041, 73);
+    assert_at_most_one_loss_beyond_faults(248_041, 73);
 }
 
-/// The same within 0.5 s, by a restart on a new disk and two crashes.
+/// The same within 0.5 s, by a restart on a new disk and two crashes (the same change of
+/// course since f0ca032).
 #[test]
 fn regression_a_restart_without_store_counts_as_a_holder_lost() {
-    assert_one_loss_beyond_faults(255_644, 65);
+    assert_at_most_one_loss_beyond_faults(255_644, 65);
 }
 
 /// A node cut off from all of its leaf set by a partition took a write as the only holder,
