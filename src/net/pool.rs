@@ -18,6 +18,12 @@ use crate::error::{Error, Result};
 use crate::identity::Credentials;
 use crate::wire::{Message, RemoteCode};
 
+/// How long a connection to a peer a node does not talk to all the time (see
+/// [`Pool::close_idle`]) may carry no request before it is closed: long enough for the
+/// burst of requests that opened it, short enough that the peers met while joining do not
+/// hold twice the descriptors the node's tables need.
+const LINGER: Duration = Duration::from_secs(5);
+
 /// A request of its own on the connection to a peer; see [`Pool::stream`]. Ended by
 /// [`PeerStream::end`]; dropped without it, the request is given up (the peer is told).
 pub(crate) struct PeerStream {
@@ -272,13 +278,19 @@ impl Pool {
     }
 
     /// Closes the connections that carried no request for the configured timeout (the
-    /// reactor does so too, as it checks deadlines), and forgets closed ones: an idle node
-    /// lets its peers' connections go.
-    pub fn close_idle(&self) {
+    /// reactor does so too, as it checks deadlines), or for [`LINGER`] if `regular` says
+    /// their peer is not one this node talks to all the time, and forgets closed ones: an
+    /// idle node lets its peers' connections go, and a node that met many peers once (a
+    /// join, a repair) does not hold their connections for long.
+    pub fn close_idle(&self, regular: impl Fn(SocketAddr) -> bool) {
         let now = Instant::now();
-        self.conns
-            .lock()
-            .retain(|_, kept| !kept.conn.check_deadlines(now));
+        self.conns.lock().retain(|addr, kept| {
+            let idle = match regular(*addr) {
+                true => self.config.pool_idle_timeout,
+                false => LINGER,
+            };
+            !kept.conn.check_deadlines_idle(now, idle)
+        });
     }
 
     /// Has the server behind `handle` read the pool's connections, rather than a reactor of

@@ -60,12 +60,40 @@ fn one_connection_carries_every_request_to_a_peer_until_it_idles() {
     assert_eq!(counters.snapshot().served, 160);
     // Closed once idle past the timeout, at both ends.
     wait_for("the idle connection stayed open", || {
-        pool.close_idle();
+        pool.close_idle(|_| true);
         counters.snapshot().open_connections == 0
     });
     assert_eq!(pool.kept_count(), 0);
     pool.call(addr, &Message::Ping).unwrap();
     assert_eq!(client_counters.snapshot().opened, 2, "a new one after it");
+}
+
+#[test]
+fn a_connection_to_a_peer_met_once_closes_sooner_than_one_to_a_regular_peer() {
+    let counters = Arc::new(Counters::default());
+    let mut servers = servers(2, &counters);
+    let config = NetConfig {
+        pool_idle_timeout: Duration::from_secs(600),
+        ..NetConfig::with(test_key())
+    };
+    let pool = Pool::new(config, Arc::new(Counters::default()));
+    let (regular, met_once) = (servers[0].local_addr(), servers[1].local_addr());
+    pool.call(regular, &Message::Ping).unwrap();
+    pool.call(met_once, &Message::Ping).unwrap();
+    let started = Instant::now();
+    wait_for("the connection to the peer met once stayed open", || {
+        pool.close_idle(|addr| addr == regular);
+        pool.kept_count() == 1
+    });
+    assert!(started.elapsed() + Duration::from_millis(50) >= LINGER);
+    assert!(pool.kept(regular).is_some(), "the regular peer's was closed");
+    assert!(pool.kept(met_once).is_none());
+    wait_for("the server did not see it close", || {
+        counters.snapshot().open_connections == 1
+    });
+    for server in &mut servers {
+        server.shutdown();
+    }
 }
 
 #[test]

@@ -122,6 +122,26 @@ impl Inner {
         }
     }
 
+    /// Closes the connections idle too long: those to the peers this node talks to all the
+    /// time (its leaf set and routing table, and discovery) after the pool's idle timeout,
+    /// the others sooner (the pool's `LINGER`).
+    pub(super) fn close_idle_connections(&self) {
+        let mut regular: Vec<SocketAddr> = {
+            let core = self.core.read();
+            let state = core.state();
+            let leaf = state.leaf_set();
+            let members = leaf.cw().iter().chain(leaf.ccw()).copied();
+            members
+                .chain(state.table().entries())
+                .map(|n| n.addr)
+                .collect()
+        };
+        regular.extend(*self.discovery.lock());
+        regular.sort_unstable();
+        self.pool
+            .close_idle(|addr| regular.binary_search(&addr).is_ok());
+    }
+
     /// The maintenance round: leaf-set exchanges and the routing-table refresh.
     pub(super) fn maintain_overlay(&self) {
         let effects = self.core.write().tick(Instant::now());

@@ -51,7 +51,7 @@ pub(super) fn start_maintenance(
                     // Moved on whatever the phase, so that a node not (or no longer) joined
                     // waits a whole interval instead of spinning.
                     next_probe = Instant::now() + interval;
-                    inner.pool.close_idle();
+                    inner.close_idle_connections();
                 }
                 if inner.phase() != Phase::Joined {
                     continue;

@@ -387,8 +387,15 @@ impl Conn {
     /// Closes the connection if a deadline has passed: a handshake, frame or write that
     /// took too long, or a silence with nothing open. `true` when it is (now) closed.
     pub(crate) fn check_deadlines(&self, now: Instant) -> bool {
+        self.check_deadlines_idle(now, self.limits.idle_timeout)
+    }
+
+    /// [`Conn::check_deadlines`], with a silence of `idle_timeout` (if shorter than the
+    /// connection's own) closing it.
+    pub(crate) fn check_deadlines_idle(&self, now: Instant, idle_timeout: Duration) -> bool {
         let mut state = self.state.lock();
         let limits = &self.limits;
+        let idle_timeout = idle_timeout.min(limits.idle_timeout);
         let late = |since: Option<Instant>, within: Duration| {
             since.is_some_and(|t| now.saturating_duration_since(t) > within)
         };
@@ -401,9 +408,7 @@ impl Conn {
             _ if late(state.stalled_since, limits.frame_timeout) => {
                 "the peer does not take what is written to it"
             }
-            _ if state.link.open_streams() == 0
-                && late(Some(state.last_input), limits.idle_timeout) =>
-            {
+            _ if state.link.open_streams() == 0 && late(Some(state.last_input), idle_timeout) => {
                 "idle"
             }
             _ => return false,
