@@ -306,7 +306,7 @@ typedef struct PastryNetOptions {
    */
   uint32_t pool_per_peer;
   /**
-   * Most outbound connections kept in all. Default 128.
+   * Most outbound connections kept in all. Default 1,024.
    */
   uint32_t pool_max_idle;
 } PastryNetOptions;

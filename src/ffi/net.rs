@@ -40,7 +40,7 @@ pub struct PastryNetOptions {
     pub stream_window: u32,
     /// 0: a connection per request (no pool); otherwise one kept per peer. Default 1.
     pub pool_per_peer: u32,
-    /// Most outbound connections kept in all. Default 128.
+    /// Most outbound connections kept in all. Default 1,024.
     pub pool_max_idle: u32,
 }
 

@@ -64,10 +64,12 @@ pub struct NetConfig {
     /// any other value keeps one per peer, carrying every request to it at once. Default 1.
     pub pool_per_peer: usize,
     /// Most outbound connections kept in all, the least recently used one with no request
-    /// in flight closed first: bounds the sockets one node holds however many peers it
-    /// talks to. Default 128, above the peers a node of a large overlay talks to all the
-    /// time (its leaf set and routing table), so that none is closed and opened again.
-    /// (Connections peers opened and introduced are theirs to close, not counted here.)
+    /// in flight closed first: bounds the sockets one node or client holds however many
+    /// peers it talks to. Default 1,024: a client talks to every node whose keys it reads
+    /// or writes, and a connection closed to make room costs a handshake on the next request
+    /// to its node (a client of 256 nodes kept to 128 spent most of its time in handshakes).
+    /// A node keeps far fewer: its leaf set and routing table, and briefly the others it
+    /// met. (Connections peers opened and introduced are theirs to close, not counted here.)
     pub pool_max_idle: usize,
     /// How long an outbound connection may carry no request before it is closed: this
     /// bounds the connections a node holds to the peers it talks to often. Default 30 s.
@@ -90,7 +92,7 @@ impl Default for NetConfig {
             max_streams: 128,
             stream_window: 1 << 20,
             pool_per_peer: 1,
-            pool_max_idle: 128,
+            pool_max_idle: 1024,
             pool_idle_timeout: Duration::from_secs(30),
             security: Security::Unset,
         }

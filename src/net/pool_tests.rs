@@ -86,7 +86,10 @@ fn a_connection_to_a_peer_met_once_closes_sooner_than_one_to_a_regular_peer() {
         pool.kept_count() == 1
     });
     assert!(started.elapsed() + Duration::from_millis(50) >= LINGER);
-    assert!(pool.kept(regular).is_some(), "the regular peer's was closed");
+    assert!(
+        pool.kept(regular).is_some(),
+        "the regular peer's was closed"
+    );
     assert!(pool.kept(met_once).is_none());
     wait_for("the server did not see it close", || {
         counters.snapshot().open_connections == 1
