@@ -152,7 +152,7 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
         };
         let mut rng = Rng::seeded(seed);
         warm_up(net, &mut rng);
-        for callers in [1usize, 4, 16] {
+        for callers in [1usize, 4, 16, TARGET_CALLERS] {
             let done = concurrent_lookups(net, callers, window, seed);
             let raw = raw_rate(&ctx.raw[..callers], window);
             let after = Resources::now();
@@ -179,9 +179,24 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                 format!("{:.2}", per_s * mean_hops / raw),
                 format!("{} / {} / {listed}", after.threads, after.fds),
             ]);
+            if callers == TARGET_CALLERS && profile == Profile::Default {
+                let ratio = per_s * mean_hops / raw;
+                ctx.report.check(
+                    format!(
+                        "Lookups/s × mean hops ≥ 0.6 × raw requests/s, {callers} callers, \
+                         {n} nodes, {}",
+                        profile.describe()
+                    ),
+                    format!("{:.0} vs {raw:.0} → {ratio:.2}", per_s * mean_hops),
+                    ratio >= 0.6,
+                );
+            }
         }
     }
 }
+
+/// The callers of the throughput target (issue 12: "lookups/s with 32 callers").
+const TARGET_CALLERS: usize = 32;
 
 /// What concurrent callers did in a window.
 #[derive(Default)]
