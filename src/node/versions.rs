@@ -92,6 +92,8 @@ impl Ticket<'_> {
             .and_then(|(_, pending)| pending.first())
             .is_some_and(|&first| first < self.version)
         {
+            // Waits on another write, which may wait on peers: the reactor reads on meanwhile.
+            crate::net::may_block();
             if self
                 .clock
                 .finished
