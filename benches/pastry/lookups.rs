@@ -160,6 +160,7 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
             let lookups = done.lookups.into_inner();
             let per_s = lookups as f64 / window.as_secs_f64();
             let mean_hops = done.hops.into_inner() as f64 / lookups.max(1) as f64;
+            let ratio = per_s * mean_hops / raw;
             let mut failed = String::new();
             let (wrong, failures) = (done.wrong.into_inner(), done.failures.into_inner());
             if wrong > 0 {
@@ -176,11 +177,10 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                 format!("{:.0}", per_s * mean_hops),
                 format!("{raw:.0}"),
                 format!("{:.3}", per_s / raw),
-                format!("{:.2}", per_s * mean_hops / raw),
+                format!("{ratio:.2}"),
                 format!("{} / {} / {listed}", after.threads, after.fds),
             ]);
             if callers == TARGET_CALLERS && profile == Profile::Default {
-                let ratio = per_s * mean_hops / raw;
                 ctx.report.check(
                     format!(
                         "Lookups/s × mean hops ≥ 0.6 × raw requests/s, {callers} callers, \

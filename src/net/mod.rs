@@ -72,7 +72,9 @@ pub struct NetConfig {
     /// met. (Connections peers opened and introduced are theirs to close, not counted here.)
     pub pool_max_idle: usize,
     /// How long an outbound connection may carry no request before it is closed: this
-    /// bounds the connections a node holds to the peers it talks to often. Default 30 s.
+    /// bounds the connections a node holds to the peers it talks to often. Default 30 s. A
+    /// node closes one to a peer outside its leaf set and routing table (and discovery)
+    /// sooner: after 5 s, at its next maintenance round.
     pub pool_idle_timeout: Duration,
     /// Who may connect: holders of the cluster key, or anyone. Must be chosen: the default,
     /// [`Security::Unset`], makes starting fail.

@@ -126,16 +126,8 @@ impl Inner {
     /// time (its leaf set and routing table, and discovery) after the pool's idle timeout,
     /// the others sooner (the pool's `LINGER`).
     pub(super) fn close_idle_connections(&self) {
-        let mut regular: Vec<SocketAddr> = {
-            let core = self.core.read();
-            let state = core.state();
-            let leaf = state.leaf_set();
-            let members = leaf.cw().iter().chain(leaf.ccw()).copied();
-            members
-                .chain(state.table().entries())
-                .map(|n| n.addr)
-                .collect()
-        };
+        let known = self.core.read().state().known();
+        let mut regular: Vec<SocketAddr> = known.iter().map(|n| n.addr).collect();
         regular.extend(*self.discovery.lock());
         regular.sort_unstable();
         self.pool
