@@ -285,9 +285,10 @@ impl Pool {
     pub fn close_idle(&self, regular: impl Fn(SocketAddr) -> bool) {
         let now = Instant::now();
         self.conns.lock().retain(|addr, kept| {
-            let idle = match regular(*addr) {
-                true => self.config.pool_idle_timeout,
-                false => LINGER,
+            let idle = if regular(*addr) {
+                self.config.pool_idle_timeout
+            } else {
+                LINGER
             };
             !kept.conn.check_deadlines_idle(now, idle)
         });
