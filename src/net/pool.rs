@@ -62,6 +62,10 @@ impl Drop for PeerStream {
     }
 }
 
+/// Whether a failed request never reached the peer's handlers: the peer closed its
+/// connection as idle as the request crossed the close ([`Conn::closed_unseen`]).
+struct Unseen(bool);
+
 /// The connections to peers, one per address, each carrying every request to its peer at
 /// once. Cheap to share: callers never wait for each other's replies.
 pub struct Pool {
@@ -108,7 +112,8 @@ impl Pool {
     /// Sends `request` to `addr` and waits for its reply.
     ///
     /// A reply of [`Message::Error`] becomes [`Error::Refused`]. A kept connection found
-    /// closed is replaced by a fresh one.
+    /// closed is replaced by a fresh one, and so is one the peer closed as idle while the
+    /// request was on its way: the request, which the peer never saw, is sent again once.
     pub fn call(&self, addr: SocketAddr, request: &Message) -> Result<Message> {
         self.call_within(addr, request, self.config.io_timeout)
     }
@@ -120,12 +125,18 @@ impl Pool {
         request: &Message,
         timeout: Duration,
     ) -> Result<Message> {
-        self.exchange(addr, timeout, |frames| {
+        let call = |frames: &mut dyn Frames| {
             frames
                 .send(request)
                 .map_err(|e| frames.error(ReadError::Io(e)))?;
             frames.recv_or_fail()
-        })
+        };
+        match self.attempt(addr, timeout, call) {
+            // Without this, a peer would take the other for gone whenever their requests
+            // crossed an idle close; the connection is new, so it happens once at most.
+            (Err(_), Unseen(true)) => self.exchange(addr, timeout, call),
+            (result, _) => result,
+        }
     }
 
     /// Runs `f` on a request of its own to `addr`, for exchanges of several frames (streamed
@@ -151,10 +162,24 @@ impl Pool {
         timeout: Duration,
         f: impl FnOnce(&mut dyn Frames) -> Result<T>,
     ) -> Result<T> {
-        let mut stream = self.stream_within(addr, timeout)?;
+        self.attempt(addr, timeout, f).0
+    }
+
+    /// [`Pool::exchange`], and whether a failure left the request unseen by the peer.
+    fn attempt<T>(
+        &self,
+        addr: SocketAddr,
+        timeout: Duration,
+        f: impl FnOnce(&mut dyn Frames) -> Result<T>,
+    ) -> (Result<T>, Unseen) {
+        let mut stream = match self.stream_within(addr, timeout) {
+            Ok(stream) => stream,
+            Err(e) => return (Err(e), Unseen(false)),
+        };
         let result = f(stream.frames());
+        let unseen = Unseen(result.is_err() && stream.conn.closed_unseen());
         stream.end(result.is_ok());
-        result
+        (result, unseen)
     }
 
     /// A new stream to `addr`, each of its frames waited for at most `timeout`.

@@ -267,3 +267,118 @@ fn a_connection_the_peer_closed_is_replaced() {
     let _again = Server::start("again", listener, config, handler, counters, None).unwrap();
     assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
 }
+
+/// A stand-in for a peer on `listener`: answers a first request, then takes a second on the
+/// same connection and closes it unanswered, saying it closes as idle if `as_idle` (as if
+/// its idle close had crossed the request). Then, if `as_idle`, answers the request again
+/// on a new connection. Returns the listener, for a look at what is left in its queue.
+fn crossing_peer(listener: std::net::TcpListener, as_idle: bool) -> std::net::TcpListener {
+    let net = NetConfig::with(test_key());
+    let serve = |conn: &mut crate::net::Connection| {
+        assert_eq!(conn.recv().unwrap(), Message::Ping);
+        conn.send(&Message::Ack).unwrap();
+    };
+    let mut first = crate::net::Connection::accept(listener.accept().unwrap().0, &net).unwrap();
+    serve(&mut first);
+    assert_eq!(first.recv().unwrap(), Message::Ping);
+    if as_idle {
+        let closing = Message::Error {
+            code: RemoteCode::Closing,
+            message: "idle".into(),
+        };
+        let mut frame = bytes::BytesMut::new();
+        crate::wire::encode(
+            &closing,
+            crate::net::stream_ids::CONNECTION_STREAM,
+            &mut frame,
+        );
+        first.send_bytes(&frame).unwrap();
+    }
+    drop(first);
+    if as_idle {
+        serve(&mut crate::net::Connection::accept(accept_within(&listener), &net).unwrap());
+    }
+    listener
+}
+
+/// The next connection to `listener`, waited for within a bound.
+fn accept_within(listener: &std::net::TcpListener) -> std::net::TcpStream {
+    listener.set_nonblocking(true).unwrap();
+    let mut stream = None;
+    wait_for("no new connection came", || {
+        stream = listener.accept().ok();
+        stream.is_some()
+    });
+    let stream = stream.unwrap().0;
+    stream.set_nonblocking(false).unwrap();
+    stream
+}
+
+#[test]
+fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&counters));
+    std::thread::scope(|scope| {
+        let peer = scope.spawn(|| crossing_peer(listener, true));
+        assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+        assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+        peer.join().unwrap();
+    });
+    assert_eq!(
+        counters.snapshot().opened,
+        2,
+        "sent again on a second connection"
+    );
+}
+
+#[test]
+fn a_request_whose_connection_merely_broke_is_not_sent_again() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counters = Arc::new(Counters::default());
+    let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&counters));
+    let listener = std::thread::scope(|scope| {
+        let peer = scope.spawn(|| crossing_peer(listener, false));
+        assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
+        // The peer may have served it before the connection broke: not the pool's to repeat.
+        assert!(matches!(
+            pool.call(addr, &Message::Ping),
+            Err(Error::Unreachable { .. })
+        ));
+        peer.join().unwrap()
+    });
+    // A connection the pool opened would wait in the queue: connecting ends before the call.
+    listener.set_nonblocking(true).unwrap();
+    let queued = listener.accept();
+    assert!(
+        matches!(&queued, Err(e) if e.kind() == io::ErrorKind::WouldBlock),
+        "{queued:?}"
+    );
+    assert_eq!(counters.snapshot().opened, 1);
+}
+
+#[test]
+fn a_server_closing_an_idle_connection_says_so() {
+    let counters = Arc::new(Counters::default());
+    let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let config = NetConfig {
+        idle_timeout: Duration::from_millis(200),
+        ..NetConfig::with(test_key())
+    };
+    let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
+    let server = Server::start("idle", listener, config, handler, counters, None).unwrap();
+    let mut conn =
+        crate::net::Connection::open(server.local_addr(), &NetConfig::with(test_key())).unwrap();
+    conn.send(&Message::Ping).unwrap();
+    assert_eq!(conn.recv().unwrap(), Message::Ack);
+    // Bounded by the connection's read timeout; the close comes within a sweep of 200 ms.
+    assert_eq!(
+        conn.recv().unwrap(),
+        Message::Error {
+            code: RemoteCode::Closing,
+            message: "idle".into()
+        }
+    );
+}

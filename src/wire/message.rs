@@ -41,6 +41,10 @@ pub enum RemoteCode {
     /// A record's version lies too far ahead of the receiver's clock, or no newer version
     /// can be given.
     BadVersion = 12,
+    /// Sent on a connection's own stream as the sender closes it idle: it had nothing of the
+    /// receiver's in hand, so a request the receiver sent that crossed the close was never
+    /// seen and may be sent again on another connection.
+    Closing = 13,
 }
 
 impl RemoteCode {
@@ -59,6 +63,7 @@ impl RemoteCode {
             10 => RemoteCode::Unroutable,
             11 => RemoteCode::Gone,
             12 => RemoteCode::BadVersion,
+            13 => RemoteCode::Closing,
             _ => return None,
         })
     }

@@ -126,6 +126,7 @@ impl Conn {
                 partial_since: None,
                 stalled_since: None,
                 started: now,
+                unseen: false,
             }),
             introduction: Introduction::default(),
             certs_sent: CertsSent::default(),
@@ -181,6 +182,13 @@ impl Conn {
     /// Whether the connection is over.
     pub(crate) fn is_closed(&self) -> bool {
         matches!(self.state.lock().phase, Phase::Closed(_))
+    }
+
+    /// Whether the peer closed the connection as idle: none of this end's requests left
+    /// unanswered on it reached the peer's handlers, so each may be sent again.
+    pub(crate) fn closed_unseen(&self) -> bool {
+        let state = self.state.lock();
+        matches!(state.phase, Phase::Closed(_)) && state.unseen
     }
 
     /// The reactor's turn at reading: what the socket holds, at most `budget` bytes, through
@@ -272,8 +280,9 @@ impl Conn {
             if let Err(failure) = result {
                 log::debug!("closing connection with {}: {}", self.peer, failure.why);
                 if failure.tell {
-                    state.tell(&self.socket, &failure.why);
+                    state.tell(&self.socket, RemoteCode::BadRequest, &failure.why);
                 }
+                state.unseen = failure.unseen;
                 state.end(&self.socket, failure.why.into());
                 return false;
             }
@@ -409,6 +418,11 @@ impl Conn {
                 "the peer does not take what is written to it"
             }
             _ if state.link.open_streams() == 0 && late(Some(state.last_input), idle_timeout) => {
+                // With no stream open, a request of the peer's crossing this close was never
+                // seen here: told so, the peer sends it again on another connection.
+                if let Phase::Open = state.phase {
+                    state.tell(&self.socket, RemoteCode::Closing, "idle");
+                }
                 "idle"
             }
             _ => return false,

@@ -67,6 +67,9 @@ pub(super) struct State {
     pub(super) partial_since: Option<Instant>,
     pub(super) stalled_since: Option<Instant>,
     pub(super) started: Instant,
+    /// The peer closed the connection saying it had nothing of this end's in hand
+    /// ([`RemoteCode::Closing`]): no request left unanswered on it was seen.
+    pub(super) unseen: bool,
 }
 
 impl State {
@@ -284,10 +287,10 @@ impl State {
     }
 
     /// Tells the peer, best effort and without waiting, why the connection ends.
-    pub(super) fn tell(&mut self, socket: &TcpStream, why: &str) {
+    pub(super) fn tell(&mut self, socket: &TcpStream, code: RemoteCode, why: &str) {
         let mut frame = bytes::BytesMut::new();
         let error = Message::Error {
-            code: RemoteCode::BadRequest,
+            code,
             message: why.to_string(),
         };
         wire::encode(&error, CONNECTION_STREAM, &mut frame);
@@ -334,18 +337,33 @@ pub(super) struct Failure {
     pub(super) why: String,
     /// Told to a member that broke the rules; never to one that has not proven the key.
     pub(super) tell: bool,
+    /// The peer ended the connection as idle: see [`State::unseen`].
+    pub(super) unseen: bool,
 }
 
 impl Failure {
     pub(super) fn told(e: LinkError) -> Failure {
+        let unseen = matches!(
+            e,
+            LinkError::Ended {
+                code: RemoteCode::Closing,
+                ..
+            }
+        );
         Failure {
             why: e.to_string(),
-            tell: true,
+            // A peer that closed as idle needs no answer; one that broke the rules is told.
+            tell: !unseen,
+            unseen,
         }
     }
 
     pub(super) fn silent(why: String) -> Failure {
-        Failure { why, tell: false }
+        Failure {
+            why,
+            tell: false,
+            unseen: false,
+        }
     }
 }
 
