@@ -233,7 +233,7 @@ fn malformed_payloads_with_valid_crc() {
         (ty::PING, "Ping", "bytes after the message", vec![0]),
         (ty::JOINED, "Joined", "bytes after the message", vec![0, 1, 2]),
         (ty::JOINED, "Joined", "payload ends inside a field", vec![0]),
-        (ty::ERROR, "Error", "unknown error code", vec![13, 0, 0]),
+        (ty::ERROR, "Error", "unknown error code", vec![14, 0, 0]),
         (ty::ERROR, "Error", "unknown error code", vec![0, 0, 0]),
         (ty::RECORD, "Record", "unknown flag bits", [&[0, 0, 0, 0][..], &[0; 24], &[32]].concat()),
         (ty::STORED, "Stored", "boolean is neither 0 nor 1", [&[0; 8][..], &[2]].concat()),
