@@ -1,11 +1,12 @@
 //! The reactor's threads, as leader and followers. One thread at a time leads: it holds the
-//! poller, waits on every socket and reads what comes. When requests come, it queues them,
-//! wakes followers for all but the first, and serves the first itself: the thread that read a
-//! request runs it, with no hand-off on the way. It keeps the lead meanwhile, since most
-//! requests are answered from memory in microseconds; a request that is about to wait (on a
-//! peer, on the disk) calls [`may_block`], and the lead passes to a follower first. One that
-//! waits on something no such call announces is relieved after a grace period
-//! (`watch.rs`). Followers wait on a condition variable, so that waiting costs no spinning.
+//! poller, waits on every socket and reads what comes. When requests come, it queues them and
+//! serves them itself, one after another: the thread that read a request runs it, with no
+//! hand-off on the way. It keeps the lead meanwhile, since most requests are answered from
+//! memory in microseconds, less than a sleeping thread takes to wake; a request that is about
+//! to wait (on a peer, on the disk) calls [`may_block`], and the lead, with the requests still
+//! queued, passes to a follower first. One that waits on something no such call announces is
+//! relieved after a grace period (`watch.rs`). Followers wait on a condition variable, so
+//! that waiting costs no spinning.
 //!
 //! Threads are started as requests need them, up to a bound, and let go after a while
 //! without work; one (the first) stays for the life of the reactor. A request that would
@@ -112,20 +113,15 @@ impl Crew {
         }
     }
 
-    /// The leader `id` takes the first queued request to serve (keeping the lead) and wakes
-    /// a follower for each of the others.
-    fn take_first(&self, id: u64) -> Option<Request> {
-        let (job, others) = {
-            let mut state = self.state.lock();
-            let job = state.jobs.pop_front();
-            if job.is_some() {
-                state.idle -= 1;
-                state.serving = Some((id, Instant::now()));
-            }
-            (job, state.jobs.len())
-        };
-        for _ in 0..others {
-            self.wake.notify_one();
+    /// The leader `id` takes the next queued request to serve, keeping the lead. The others
+    /// wait for it, or for the follower that leads once it is about to wait: most requests
+    /// are answered in microseconds, less than a follower takes to wake.
+    fn take_next(&self, id: u64) -> Option<Request> {
+        let mut state = self.state.lock();
+        let job = state.jobs.pop_front();
+        if job.is_some() {
+            state.idle -= 1;
+            state.serving = Some((id, Instant::now()));
         }
         job
     }
@@ -319,19 +315,20 @@ impl Shared {
         permanent: bool,
         opened: &mut Vec<Request>,
     ) -> bool {
-        // Bounded: each pass leads until requests come and serves one; it ends when the lead
-        // passed on while serving, or the reactor stops (`lead` returns at once then).
+        // Bounded: each pass serves a queued request or leads until requests come; it ends
+        // when the lead passed on while serving, or the reactor stops (`lead` returns at
+        // once then). The queue holds what one turn read, so the reading resumes after it.
         loop {
-            if self.lead(id, permanent, opened) {
-                return true;
-            }
-            self.take_requests(opened);
             if self.stop.load(Ordering::SeqCst) {
                 self.crew.let_go();
                 return false;
             }
-            let Some(request) = self.crew.take_first(id) else {
-                continue; // every request was refused
+            let Some(request) = self.crew.take_next(id) else {
+                if self.lead(id, permanent, opened) {
+                    return true;
+                }
+                self.take_requests(opened);
+                continue;
             };
             LEADING.with(|l| l.set(Some((Arc::clone(self), id))));
             self.run_request(request);
