@@ -47,6 +47,19 @@ pub(crate) fn may_block() {
     }
 }
 
+/// Whether this thread serves a request while it leads `reactor`'s crew, and was not
+/// relieved of the lead since.
+pub(super) fn leads(reactor: &Arc<Shared>) -> bool {
+    LEADING.with(|leading| {
+        let held = leading.take();
+        let leads = held.as_ref().is_some_and(|(shared, id)| {
+            Arc::ptr_eq(shared, reactor) && shared.crew.serving_leader() == Some(*id)
+        });
+        leading.set(held);
+        leads
+    })
+}
+
 /// How long a thread waits for work before it ends.
 const IDLE_EXIT: Duration = Duration::from_secs(10);
 
@@ -132,6 +145,11 @@ impl Crew {
         for _ in 0..queued {
             self.wake.notify_one();
         }
+    }
+
+    /// The leader serving a request while it keeps the lead, if one does.
+    fn serving_leader(&self) -> Option<u64> {
+        self.state.lock().serving.map(|(id, _)| id)
     }
 
     /// The leader lets go of the lead: a follower takes it.
@@ -348,7 +366,7 @@ impl Shared {
         // Bounded: each turn waits at most the sweep's interval; the loop ends when requests
         // come, the reactor stops, or a leader that is not permanent retires.
         while opened.is_empty() && !self.stop.load(Ordering::SeqCst) {
-            self.turn(&mut poller, opened);
+            self.turn(&mut poller, opened, super::SWEEP);
             // Not with requests just read: they are this thread's to hand on.
             if !permanent
                 && opened.is_empty()

@@ -108,3 +108,39 @@ fn a_leader_held_by_a_request_that_never_says_it_waits_is_relieved() {
     release.send(()).unwrap();
     assert_eq!(held.recv().unwrap(), Message::Ack);
 }
+
+#[test]
+fn a_leader_waiting_on_a_peer_for_its_request_still_has_others_served() {
+    // `relay` passes an `Ack` on to `held`, which holds it: the thread serving it waits on a
+    // connection its own reactor reads, leading meanwhile. A `Ping` that comes then is
+    // served at once, not after the held request.
+    let (held, release, started, config) = gated_server(4);
+    let counters = Arc::new(Counters::default());
+    let pool = Arc::new(crate::net::Pool::new(config.clone(), Arc::clone(&counters)));
+    let to = held.local_addr();
+    let relaying = Arc::clone(&pool);
+    let handler: Handler = Arc::new(move |request, _| match request {
+        Message::Ack => relaying.call(to, &Message::Ack).unwrap_or(Message::Ping),
+        _ => Message::Ack,
+    });
+    let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let relay = Server::start("relay", listener, config.clone(), handler, counters, None).unwrap();
+    pool.read_through(relay.reactor(), None);
+    let mut waiting = Connection::open(relay.local_addr(), &config).unwrap();
+    // The first opens the relay's connection to `held` (connecting hands the lead on).
+    for release_at_once in [true, false] {
+        waiting.request(&Message::Ack).unwrap();
+        started.recv_timeout(Duration::from_secs(10)).unwrap();
+        if release_at_once {
+            release.send(()).unwrap();
+            assert_eq!(waiting.recv().unwrap(), Message::Ack);
+        }
+    }
+    let mut other = Connection::open(relay.local_addr(), &config).unwrap();
+    for _ in 0..20 {
+        other.request(&Message::Ping).unwrap();
+        assert_eq!(other.recv().unwrap(), Message::Ack);
+    }
+    release.send(()).unwrap();
+    assert_eq!(waiting.recv().unwrap(), Message::Ack, "the relayed answer");
+}

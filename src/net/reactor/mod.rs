@@ -269,11 +269,11 @@ impl Drop for Reactor {
 }
 
 impl Shared {
-    /// One turn of the leader: waits for readiness (or the sweep's time), reads what came,
-    /// and notes in `opened` the requests peers opened.
-    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>) {
+    /// One turn of the leader: waits for readiness (at most `wait`), reads what came, and
+    /// notes in `opened` the requests peers opened.
+    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>, wait: Duration) {
         let wait = if p.again.is_empty() {
-            SWEEP
+            wait.min(SWEEP)
         } else {
             Duration::ZERO
         };
@@ -322,6 +322,22 @@ impl Shared {
         if p.swept.elapsed() >= SWEEP {
             p.swept = Instant::now();
             self.sweep(p.swept, &mut p.handshaking);
+        }
+    }
+
+    /// One turn of at most `wait`, taken by the leader while the request it serves waits
+    /// on one of this reactor's connections: an answer that comes soon is read with no
+    /// follower woken to lead, and no hand-over of the connection. Requests the turn brought
+    /// are queued, and the lead passes to a follower to serve them.
+    fn lead_meanwhile(self: &Arc<Self>, wait: Duration) {
+        let mut opened = Vec::new();
+        // Free unless a follower the watch woke took it just now: it leads then.
+        if let Some(mut poller) = self.poller.try_lock() {
+            self.turn(&mut poller, &mut opened, wait);
+        }
+        if !opened.is_empty() {
+            self.take_requests(&mut opened);
+            crew::may_block();
         }
     }
 

@@ -37,6 +37,10 @@ const OWN_READ: usize = 16 * 1024;
 /// Longest a thread reading for itself waits on the socket before it looks again at its
 /// stream and the connection.
 const OWN_WAIT: Duration = Duration::from_millis(100);
+/// How long a leader waiting on its own reactor's connection waits on the reactor's sockets
+/// at a time: the watch may relieve it of the lead meanwhile, and its successor waits for
+/// the sockets until then.
+const LEAD_WAIT: Duration = Duration::from_millis(2);
 
 use state::{gone, Phase, State, Want};
 
@@ -504,6 +508,13 @@ impl Conn {
             if Instant::now() >= deadline {
                 state.waiters.remove(&stream);
                 return Err(io::ErrorKind::TimedOut.into());
+            }
+            if let Some(reactor) = self.reactor.upgrade().filter(super::crew::leads) {
+                let wait = deadline
+                    .saturating_duration_since(Instant::now())
+                    .min(LEAD_WAIT);
+                MutexGuard::unlocked(&mut state, || reactor.lead_meanwhile(wait));
+                continue;
             }
             super::crew::may_block();
             // Nobody reads the socket: read it here, sparing the reactor's wake-up and its
