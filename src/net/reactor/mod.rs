@@ -328,17 +328,20 @@ impl Shared {
     /// One turn of at most `wait`, taken by the leader while the request it serves waits
     /// on one of this reactor's connections: an answer that comes soon is read with no
     /// follower woken to lead, and no hand-over of the connection. Requests the turn brought
-    /// are queued, and the lead passes to a follower to serve them.
-    fn lead_meanwhile(self: &Arc<Self>, wait: Duration) {
+    /// are queued, and the lead passes to a follower to serve them. `false` when no turn was
+    /// taken: a follower the watch woke holds the poller, or a shutdown does.
+    fn lead_meanwhile(self: &Arc<Self>, wait: Duration) -> bool {
         let mut opened = Vec::new();
-        // Free unless a follower the watch woke took it just now: it leads then.
-        if let Some(mut poller) = self.poller.try_lock() {
-            self.turn(&mut poller, &mut opened, wait);
-        }
+        let Some(mut poller) = self.poller.try_lock() else {
+            return false;
+        };
+        self.turn(&mut poller, &mut opened, wait);
+        drop(poller);
         if !opened.is_empty() {
             self.take_requests(&mut opened);
             crew::may_block();
         }
+        true
     }
 
     fn adopt(

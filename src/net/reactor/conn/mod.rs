@@ -513,8 +513,9 @@ impl Conn {
                 let wait = deadline
                     .saturating_duration_since(Instant::now())
                     .min(LEAD_WAIT);
-                MutexGuard::unlocked(&mut state, || reactor.lead_meanwhile(wait));
-                continue;
+                if MutexGuard::unlocked(&mut state, || reactor.lead_meanwhile(wait)) {
+                    continue;
+                }
             }
             super::crew::may_block();
             // Nobody reads the socket: read it here, sparing the reactor's wake-up and its
