@@ -3,10 +3,10 @@
 //! serves them itself, one after another: the thread that read a request runs it, with no
 //! hand-off on the way. It keeps the lead meanwhile, since most requests are answered from
 //! memory in microseconds, less than a sleeping thread takes to wake; a request that is about
-//! to wait (on a peer, on the disk) calls [`may_block`], and the lead, with the requests still
-//! queued, passes to a follower first. One that waits on something no such call announces is
-//! relieved after a grace period (`watch.rs`). Followers wait on a condition variable, so
-//! that waiting costs no spinning.
+//! to wait (on a peer, on the disk) calls [`may_block`], and the lead passes to a follower
+//! first, with a follower woken for each request still queued. One that waits on something
+//! no such call announces is relieved after a grace period (`watch.rs`). Followers wait on a
+//! condition variable, so that waiting costs no spinning.
 //!
 //! Threads are started as requests need them, up to a bound, and let go after a while
 //! without work; one (the first) stays for the life of the reactor. A request that would
@@ -127,8 +127,8 @@ impl Crew {
     }
 
     /// The leader `id` takes the next queued request to serve, keeping the lead. The others
-    /// wait for it, or for the follower that leads once it is about to wait: most requests
-    /// are answered in microseconds, less than a follower takes to wake.
+    /// wait for it, or for followers woken when it is about to wait: most requests are
+    /// answered in microseconds, less than a follower takes to wake.
     fn take_next(&self, id: u64) -> Option<Request> {
         let mut state = self.state.lock();
         let job = state.jobs.pop_front();
@@ -171,8 +171,13 @@ impl Crew {
         if due {
             state.serving = None;
             state.led = false;
+            // One to lead, and one for each request still queued: the leader served them
+            // in turn while each was quick, and this one was not; those may not be either.
+            let wanted = state.jobs.len() + 1;
             drop(state);
-            self.wake.notify_one();
+            for _ in 0..wanted {
+                self.wake.notify_one();
+            }
         }
     }
 
