@@ -177,7 +177,9 @@ impl Pool {
             Err(e) => return (Err(e), Unseen(false)),
         };
         let result = f(stream.frames());
-        let unseen = Unseen(result.is_err() && stream.conn.closed_unseen());
+        // Only a request that failed with its connection: one refused was seen.
+        let failed = matches!(result, Err(Error::Unreachable { .. }));
+        let unseen = Unseen(failed && stream.conn.closed_unseen());
         stream.end(result.is_ok());
         (result, unseen)
     }

@@ -314,12 +314,18 @@ fn accept_within(listener: &std::net::TcpListener) -> std::net::TcpStream {
     stream
 }
 
-#[test]
-fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
+/// A listener for a stand-in peer, its address, and a pool counting into the counters.
+fn peer_and_pool() -> (std::net::TcpListener, SocketAddr, Arc<Counters>, Pool) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let counters = Arc::new(Counters::default());
     let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&counters));
+    (listener, addr, counters, pool)
+}
+
+#[test]
+fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
+    let (listener, addr, counters, pool) = peer_and_pool();
     std::thread::scope(|scope| {
         let peer = scope.spawn(|| crossing_peer(listener, true));
         assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
@@ -335,10 +341,7 @@ fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
 
 #[test]
 fn a_request_whose_connection_merely_broke_is_not_sent_again() {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    let counters = Arc::new(Counters::default());
-    let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&counters));
+    let (listener, addr, counters, pool) = peer_and_pool();
     let listener = std::thread::scope(|scope| {
         let peer = scope.spawn(|| crossing_peer(listener, false));
         assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
