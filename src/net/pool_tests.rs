@@ -385,3 +385,36 @@ fn a_server_closing_an_idle_connection_says_so() {
         }
     );
 }
+
+#[test]
+fn a_reply_sent_just_before_the_peer_closes_is_received() {
+    // The reply and the close often arrive together, the close read before the caller
+    // looks: many rounds, each on a connection of its own (none kept, so that none is
+    // found closed before its request).
+    const ROUNDS: usize = 200;
+    let (listener, addr, counters, _) = peer_and_pool();
+    let config = NetConfig {
+        pool_per_peer: 0,
+        ..NetConfig::with(test_key())
+    };
+    let pool = Pool::new(config, Arc::clone(&counters));
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let net = NetConfig::with(test_key());
+            for _ in 0..ROUNDS {
+                let mut conn = crate::net::Connection::accept(accept_within(&listener), &net);
+                let conn = conn.as_mut().unwrap();
+                assert_eq!(conn.recv().unwrap(), Message::Ping);
+                conn.send(&Message::Ack).unwrap();
+            }
+        });
+        for round in 0..ROUNDS {
+            assert_eq!(
+                pool.call(addr, &Message::Ping).unwrap(),
+                Message::Ack,
+                "{round}"
+            );
+        }
+    });
+    assert_eq!(counters.snapshot().opened, ROUNDS as u64);
+}

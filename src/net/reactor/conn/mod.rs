@@ -497,13 +497,16 @@ impl Conn {
         let mut signal: Option<Arc<Condvar>> = None;
         // Bounded by the deadline: each pass waits until signalled or the time runs out.
         loop {
-            if let Err(e) = state.usable() {
-                state.waiters.remove(&stream);
-                return Err(e);
-            }
-            if ready(&mut state) {
+            let usable = state.usable();
+            // A frame that came before the peer closed is still its stream's: a reply sent
+            // just before a close is not lost. Room on a closed connection is no use.
+            if (usable.is_ok() || want == Want::Frame) && ready(&mut state) {
                 state.waiters.remove(&stream);
                 return Ok(state);
+            }
+            if let Err(e) = usable {
+                state.waiters.remove(&stream);
+                return Err(e);
             }
             if Instant::now() >= deadline {
                 state.waiters.remove(&stream);
