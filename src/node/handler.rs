@@ -7,6 +7,7 @@ use crate::net::Session;
 use crate::protocol::membership::{Membership, Phase};
 use crate::wire::{Message, RemoteCode};
 
+use super::writes::SIDE_BY_SIDE;
 use super::Inner;
 
 impl Inner {
@@ -37,15 +38,8 @@ impl Inner {
                 Err(other) => bad_request(&other),
             };
         }
-        if matches!(
-            request,
-            Message::Record(_)
-                | Message::Delete { .. }
-                | Message::Pull { .. }
-                | Message::Holds { .. }
-        ) {
-            // These write to the store (and may sync it) or read much of it: the reactor's
-            // other connections are read meanwhile.
+        if self.may_wait(&request) {
+            // The reactor's other connections are read meanwhile.
             crate::net::may_block();
         }
         let phase = self.phase();
@@ -84,6 +78,21 @@ impl Inner {
             | Message::Pull { .. }
             | Message::Holds { .. } => self.core.read().not_joined(),
             other => bad_request(&other),
+        }
+    }
+}
+
+impl Inner {
+    /// Whether serving `request` may wait on the disk (a synced write, a large one) or read
+    /// much of it. A small write that is not synced waits on neither: it is served with the
+    /// reactor's lead kept, and the answers of its copies are read by that reactor
+    /// (`net::reactor`'s crew), with no thread woken on the way.
+    fn may_wait(&self, request: &Message) -> bool {
+        match request {
+            Message::Record(head) => self.config.sync_writes || head.size > SIDE_BY_SIDE,
+            Message::Delete { .. } => self.config.sync_writes,
+            Message::Pull { .. } | Message::Holds { .. } => true,
+            _ => false,
         }
     }
 }
