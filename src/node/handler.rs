@@ -80,9 +80,7 @@ impl Inner {
             other => bad_request(&other),
         }
     }
-}
 
-impl Inner {
     /// Whether serving `request` may wait on the disk (a synced write, a large one) or read
     /// much of it. A small write that is not synced waits on neither: it is served with the
     /// reactor's lead kept, and the answers of its copies are read by that reactor
