@@ -7,7 +7,6 @@ use crate::net::Session;
 use crate::protocol::membership::{Membership, Phase};
 use crate::wire::{Message, RemoteCode};
 
-use super::writes::SIDE_BY_SIDE;
 use super::Inner;
 
 impl Inner {
@@ -81,15 +80,18 @@ impl Inner {
         }
     }
 
-    /// Whether serving `request` may wait on the disk (a synced write, a large one) or read
-    /// much of it. A small write that is not synced waits on neither: it is served with the
-    /// reactor's lead kept, and the answers of its copies are read by that reactor
-    /// (`net::reactor`'s crew), with no thread woken on the way.
+    /// Whether serving `request` may wait on the disk (a synced write, a write to a file of
+    /// its own, a deletion, which may remove one) or read much of it. A small write the store
+    /// keeps in its log unsynced waits on neither: it is served with the reactor's lead kept,
+    /// and the answers of its copies are read by that reactor (`net::reactor`'s crew), with
+    /// no thread woken on the way.
     fn may_wait(&self, request: &Message) -> bool {
         match request {
-            Message::Record(head) => self.config.sync_writes || head.size > SIDE_BY_SIDE,
-            Message::Delete { .. } => self.config.sync_writes,
-            Message::Pull { .. } | Message::Holds { .. } => true,
+            Message::Record(head) => {
+                let store = self.objects.store.options();
+                store.sync || head.size > store.small_object_max as u64
+            }
+            Message::Delete { .. } | Message::Pull { .. } | Message::Holds { .. } => true,
             _ => false,
         }
     }

@@ -26,7 +26,7 @@ use crate::protocol::outcomes::Outcome;
 /// Puts up to this size are received into memory and written here and to the other holders
 /// side by side (a put then costs about one disk write, not two in a row); larger ones are
 /// streamed to disk, then copied from there.
-pub(super) const SIDE_BY_SIDE: u64 = CHUNK_SIZE as u64;
+const SIDE_BY_SIDE: u64 = CHUNK_SIZE as u64;
 
 /// Chunks queued for each holder a large put is copied to while it arrives: bounds the
 /// memory a put holds (this many chunks per holder) and lets a slow holder slow the put.
