@@ -314,18 +314,19 @@ fn accept_within(listener: &std::net::TcpListener) -> std::net::TcpStream {
     stream
 }
 
-/// A listener for a stand-in peer, its address, and a pool counting into the counters.
-fn peer_and_pool() -> (std::net::TcpListener, SocketAddr, Arc<Counters>, Pool) {
+/// A listener for a stand-in peer, its address, and a pool with `config` counting into the
+/// counters.
+fn peer_and_pool(config: NetConfig) -> (std::net::TcpListener, SocketAddr, Arc<Counters>, Pool) {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let counters = Arc::new(Counters::default());
-    let pool = Pool::new(NetConfig::with(test_key()), Arc::clone(&counters));
+    let pool = Pool::new(config, Arc::clone(&counters));
     (listener, addr, counters, pool)
 }
 
 #[test]
 fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
-    let (listener, addr, counters, pool) = peer_and_pool();
+    let (listener, addr, counters, pool) = peer_and_pool(NetConfig::with(test_key()));
     std::thread::scope(|scope| {
         let peer = scope.spawn(|| crossing_peer(listener, true));
         assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
@@ -341,7 +342,7 @@ fn a_request_crossing_the_peers_idle_close_is_sent_again_on_a_new_connection() {
 
 #[test]
 fn a_request_whose_connection_merely_broke_is_not_sent_again() {
-    let (listener, addr, counters, pool) = peer_and_pool();
+    let (listener, addr, counters, pool) = peer_and_pool(NetConfig::with(test_key()));
     let listener = std::thread::scope(|scope| {
         let peer = scope.spawn(|| crossing_peer(listener, false));
         assert_eq!(pool.call(addr, &Message::Ping).unwrap(), Message::Ack);
@@ -392,12 +393,10 @@ fn a_reply_sent_just_before_the_peer_closes_is_received() {
     // looks: many rounds, each on a connection of its own (none kept, so that none is
     // found closed before its request).
     const ROUNDS: usize = 200;
-    let (listener, addr, counters, _) = peer_and_pool();
-    let config = NetConfig {
+    let (listener, addr, counters, pool) = peer_and_pool(NetConfig {
         pool_per_peer: 0,
         ..NetConfig::with(test_key())
-    };
-    let pool = Pool::new(config, Arc::clone(&counters));
+    });
     std::thread::scope(|scope| {
         scope.spawn(|| {
             let net = NetConfig::with(test_key());
