@@ -1,4 +1,5 @@
-//! Shutdown joins every thread a node or discovery started. Alone in its own test binary, so
+//! Shutdown joins every thread a node or discovery started (the process's crew, once the last
+//! server stops). Alone in its own test binary, so
 //! that no other test's threads are counted.
 
 mod common;
@@ -16,9 +17,10 @@ fn shutdown_joins_every_thread_and_frees_the_ports() {
     let net = Network::new(&ids);
     check_lookups(&net.nodes, &mut rng, 300);
     let during = thread_count();
+    // The process's crew serves every node: threads run, but not one or more a node.
     assert!(
-        during > before + 16,
-        "servers run threads: {before} -> {during}"
+        during > before && during < before + ids.len(),
+        "16 servers run threads, fewer than one each: {before} -> {during}"
     );
     let addrs: Vec<_> = net.nodes.iter().map(|n| n.info().addr).collect();
 

@@ -21,9 +21,9 @@ pub struct PastryBytes(Vec<u8>);
 /// then set `deliver` (required), `forward` and `update` (optional) and `user`. Fields are
 /// only ever added at the end.
 ///
-/// Threads: `deliver` and `forward` run on the node's server threads, several at once (the
-/// sender's own `forward` on the thread calling `pastry_node_route`); `update` on the
-/// node's maintenance thread. They must be thread-safe; they may block, even route a message
+/// Threads: `deliver` and `forward` run on the threads serving the node's requests, several
+/// at once (the sender's own `forward` on the thread calling `pastry_node_route`); `update`
+/// in the node's maintenance pass, one at a time. They must be thread-safe; they may block, even route a message
 /// themselves, but the message waits meanwhile. They must not free the node.
 #[repr(C)]
 #[derive(Clone, Copy)]

@@ -16,7 +16,7 @@ pub use connection::Connection;
 pub(crate) use frame_io::{refusal_to_error, ReadError};
 pub(crate) use frames::Frames;
 pub use pool::Pool;
-pub(crate) use reactor::may_block;
+pub(crate) use reactor::{may_block, Chore};
 pub(crate) use secure::unix_ms;
 pub use secure::{ClusterKey, Security, KEY_LEN};
 pub use server::{Handler, Server, Session};

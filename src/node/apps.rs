@@ -10,9 +10,9 @@
 //! Messages travel hop by hop like lookups, each node asking its next hop (chosen by the same
 //! routing rule) for the rest of the route, and routing around a next hop that fails.
 //!
-//! **Threads.** `forward` and `deliver` run on the node's server threads, one per message
-//! passing through (the sender's own `forward` on the caller's thread); `update` runs on
-//! the node's maintenance thread. A handler may block, for instance on another node (calling
+//! **Threads.** `forward` and `deliver` run on the threads serving the node's requests, one
+//! per message passing through (the sender's own `forward` on the caller's thread); `update`
+//! runs in the node's maintenance pass, one pass at a time. A handler may block, for instance on another node (calling
 //! [`Node::route`] from inside one is fine: every request gets a thread of its own at the
 //! node it reaches, up to `NetConfig::max_workers`, or a busy refusal), but while it does
 //! the message waits, and so does every other `update`.
@@ -253,7 +253,7 @@ impl Inner {
     }
 
     /// Tells the applications how the leaf set changed since they last heard: called by the
-    /// maintenance thread.
+    /// maintenance pass.
     pub(super) fn update_apps(&self) {
         let apps: Vec<Arc<dyn Application>> =
             self.apps.registered.read().values().cloned().collect();

@@ -1,13 +1,8 @@
 //! Moving objects to the node responsible for them: pulls when a node joins, hand-offs when a
-//! node leaves, and the maintenance thread that pushes away what a node no longer owns.
+//! node leaves, and the rebalance that pushes away what a node no longer owns.
 //!
 //! One rule keeps every move safe: a copy is deleted only after its new holder has confirmed
 //! holding a version at least as new, and only if it was not rewritten in between.
-
-use std::sync::mpsc::{Receiver, RecvTimeoutError};
-use std::sync::Arc;
-use std::thread::{self, JoinHandle};
-use std::time::Instant;
 
 use crate::error::{Error, Result};
 
@@ -18,75 +13,16 @@ use crate::wire::{Message, RecordHead};
 
 use super::objects::head_of;
 use super::versions::{check_incoming, wall_clock_ns};
-use super::{Inner, Phase};
+use super::Inner;
 use crate::protocol::objects::{bring_up_to_date, HandOff, Rebalance, HOLDS_BATCH};
-
-/// Maintenance rounds between full copy checks when nothing woke one: the safety net that
-/// bounds how long any object stays off its best-placed nodes, even if a change was missed.
-const FULL_CHECK_EVERY: u64 = 5;
-
-/// Starts the maintenance thread: every `maintenance_interval` it checks the neighbours and
-/// retries leftover work; woken early (membership changed), it rebalances at once.
-pub(super) fn start_maintenance(
-    inner: &Arc<Inner>,
-    wakeups: Receiver<()>,
-) -> Result<JoinHandle<()>> {
-    let inner = Arc::clone(inner);
-    thread::Builder::new()
-        .name(format!("pastry-{}-maint", inner.me.id))
-        .spawn(move || {
-            let interval = inner.config.maintenance_interval;
-            let mut pending = false;
-            let mut next_probe = Instant::now() + interval;
-            let mut probes = 0u64;
-            loop {
-                match wakeups.recv_timeout(next_probe.saturating_duration_since(Instant::now())) {
-                    Ok(()) => pending = true,
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => return, // shut down
-                }
-                while wakeups.try_recv().is_ok() {} // one pass serves every wake-up so far
-                let due = Instant::now() >= next_probe;
-                if due {
-                    // Moved on whatever the phase, so that a node not (or no longer) joined
-                    // waits a whole interval instead of spinning.
-                    next_probe = Instant::now() + interval;
-                    inner.close_idle_connections();
-                }
-                if inner.phase() != Phase::Joined {
-                    continue;
-                }
-                if due {
-                    inner.maintain_overlay();
-                    inner.update_apps();
-                    if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
-                        pending = true;
-                    }
-                    probes += 1;
-                }
-                inner.repair_scheduled();
-                if pending {
-                    pending = !inner.rebalance();
-                }
-            }
-        })
-        .map_err(|e| Error::Config(format!("cannot start the maintenance thread: {e}")))
-}
 
 /// A holder's answer about some records: the names it holds older, and those it lacks.
 type Lacking = (Vec<Vec<u8>>, Vec<Vec<u8>>);
 
 impl Inner {
-    /// Asks the maintenance thread for a rebalance pass.
-    pub(super) fn wake_maintenance(&self) {
-        if let Some(wake) = self.maintenance.lock().as_ref() {
-            let _ = wake.send(());
-        }
-    }
-
     /// One rebalance pass ([`Rebalance`]): every record goes where it belongs. Returns
     /// whether everything was done.
-    fn rebalance(&self) -> bool {
+    pub(super) fn rebalance(&self) -> bool {
         let records = match self.objects.store.records() {
             Ok(records) => records,
             Err(e) => {

@@ -6,6 +6,7 @@ mod config;
 mod damage;
 mod driver;
 mod handler;
+mod maintenance;
 mod migrate;
 mod objects;
 mod senders;
@@ -26,7 +27,6 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::thread::JoinHandle;
 use std::time::Instant;
 
 use parking_lot::{Mutex, RwLock};
@@ -83,8 +83,8 @@ pub(crate) struct Inner {
     pool: Pool,
     counters: Arc<Counters>,
     discovery: Mutex<Option<SocketAddr>>,
-    /// Wakes the maintenance thread; `None` once shut down.
-    maintenance: Mutex<Option<std::sync::mpsc::Sender<()>>>,
+    /// When its maintenance is due (`maintenance.rs`).
+    maintenance: Mutex<maintenance::Schedule>,
     objects: Objects,
     /// The port of the compact listener, 0 when there is none: a tracker asks for it.
     compact_port: std::sync::atomic::AtomicU32,
@@ -156,7 +156,6 @@ impl Drop for DataDir {
 pub struct Node {
     inner: Arc<Inner>,
     server: Mutex<Option<Server>>,
-    maintenance: Mutex<Option<JoinHandle<()>>>,
     /// The compact protocol's listener, when configured.
     compact: Mutex<Option<CompactListener>>,
 }
@@ -201,7 +200,6 @@ impl Node {
         let unconfirmed_before =
             absence::unconfirmed_before(&data_dir.path, now, config.tombstone_grace);
         absence::note_alive(&data_dir.path, now);
-        let (wake, wakeups) = std::sync::mpsc::channel();
         let counters = Arc::new(Counters::default());
         let inner = Arc::new(Inner {
             me,
@@ -212,7 +210,9 @@ impl Node {
             pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
-            maintenance: Mutex::new(Some(wake)),
+            maintenance: Mutex::new(maintenance::Schedule::new(
+                std::time::Instant::now() + config.maintenance_interval,
+            )),
             objects: Objects {
                 store,
                 data_dir,
@@ -241,11 +241,11 @@ impl Node {
             Some(Arc::clone(&credentials)),
         )?;
         inner.pool.read_through(server.reactor(), Some(credentials));
-        let maintenance = migrate::start_maintenance(&inner, wakeups)?;
+        let chore: std::sync::Weak<dyn crate::net::Chore> = Arc::downgrade(&inner) as _;
+        server.reactor().add_chore(chore);
         let node = Node {
             inner,
             server: Mutex::new(Some(server)),
-            maintenance: Mutex::new(Some(maintenance)),
             compact: Mutex::new(None),
         };
         if let Some(addr) = node.inner.config.compact_listen {
@@ -441,12 +441,9 @@ impl Node {
         let server = self.server.lock().take();
         if let Some(mut server) = server {
             server.shutdown();
+            // The server's shutdown waited for a maintenance pass under way; none starts
+            // after it.
             self.inner.core.write().stop();
-            // Closing the channel ends the maintenance thread.
-            self.inner.maintenance.lock().take();
-            if let Some(thread) = self.maintenance.lock().take() {
-                let _ = thread.join();
-            }
             log::info!("node {} stopped", self.inner.me);
         }
     }

@@ -1,29 +1,29 @@
-//! The reactor: every socket of a server waited on at once (epoll, through `mio`) by one
-//! thread at a time, the leader of a small crew (`crew.rs`). The leader reads what arrives;
-//! a request it reads is served by a thread of the crew, often the leader itself once it has
-//! handed the lead on, so that a request reaches its handler without a hand-off between
-//! threads. The threads a server runs do not grow with its connections: one leader, and
-//! threads only for the requests being worked on.
+//! The reactor: every socket of a server waited on at once (epoll, through `mio`). Its
+//! poller is itself watched by the process's crew (`crew.rs`), whose leader takes a turn at
+//! each reactor whose sockets have something and reads what came; a request it reads is
+//! served by a thread of the crew, most often the leader itself. The threads a process runs
+//! grow neither with its connections nor with its reactors: one leader, and threads only for
+//! the requests that wait.
 
 mod conn;
 mod crew;
 mod handle;
 mod handshaking;
 mod scratch;
+mod service;
 mod watch;
 
 pub(crate) use conn::{Conn, ConnLimits};
-pub(crate) use crew::may_block;
+pub(crate) use crew::{may_block, Chore};
 pub(crate) use handle::StreamHandle;
 pub(crate) use handshaking::Handshaking;
 
 use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
@@ -72,8 +72,18 @@ struct Shared {
     next_token: AtomicUsize,
     /// The first handshake messages taken lately: a replayed one is refused.
     replays: Mutex<ReplayGuard>,
-    crew: crew::Crew,
-    /// What the leader works with: whoever holds it leads.
+    /// The process's threads, which serve this reactor with every other.
+    crew: Arc<crew::Crew>,
+    /// This reactor's poller, as the crew watches it.
+    crew_token: Token,
+    poll_fd: RawFd,
+    /// Its owner's chores.
+    chores: Mutex<Vec<std::sync::Weak<dyn Chore>>>,
+    /// Requests queued or in service, at most `config.max_workers`, and chores.
+    busy: Mutex<usize>,
+    /// Signalled when a request is served: a shutdown waits for those in service.
+    served: parking_lot::Condvar,
+    /// What the crew's leader works with on its turn at this reactor.
     poller: Mutex<Poller>,
     /// Connections a thread reading for itself left with more to read: the leader's next.
     later: Mutex<Vec<Token>>,
@@ -85,7 +95,7 @@ struct Shared {
     serve: Option<Serve>,
 }
 
-/// The leader's tools and its memory between turns.
+/// The tools of a turn at the reactor, and its memory between turns.
 struct Poller {
     poll: Poll,
     events: Events,
@@ -119,6 +129,13 @@ impl ReactorHandle {
         shared.adopt(stream, channel)
     }
 
+    /// Has the crew do `chore` whenever it is due, while the reactor runs and `chore` lives.
+    pub fn add_chore(&self, chore: std::sync::Weak<dyn Chore>) {
+        if let Some(shared) = self.0.upgrade() {
+            shared.chores.lock().push(chore);
+        }
+    }
+
     /// The open connection the peer listening at `addr` opened to this reactor and
     /// introduced, if any.
     pub fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
@@ -139,8 +156,8 @@ impl ReactorHandle {
 type Request = (Arc<Conn>, u32);
 
 impl Reactor {
-    /// Starts serving `listener`: each request goes to `serve` on a thread of a crew of at
-    /// most `config.max_workers` besides the leader. `name` labels threads and logs.
+    /// Starts serving `listener`: each request goes to `serve` on a thread of the process's
+    /// crew, at most `config.max_workers` at once. `name` labels logs.
     pub fn serve(
         name: &str,
         listener: std::net::TcpListener,
@@ -184,15 +201,25 @@ impl Reactor {
             frame_timeout: config.io_timeout,
             idle_timeout: config.idle_timeout,
         };
+        let registry = Arc::new(poll.registry().try_clone()?);
+        // Undone by `shutdown`, which the reactor's drop runs: nothing may fail between.
+        let crew = crew::Crew::join(config.max_workers)?;
+        let crew_token = crew.token();
+        let poll_fd = poll.as_raw_fd();
         let shared = Arc::new(Shared {
             name: name.to_string(),
-            registry: Arc::new(poll.registry().try_clone()?),
+            crew,
+            crew_token,
+            poll_fd,
+            chores: Mutex::new(Vec::new()),
+            busy: Mutex::new(0),
+            served: parking_lot::Condvar::new(),
+            registry,
             waker,
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             next_token: AtomicUsize::new(FIRST_CONN),
             replays: Mutex::new(ReplayGuard::default()),
-            crew: crew::Crew::new(config.max_workers + 1),
             poller: Mutex::new(Poller {
                 poll,
                 events: Events::with_capacity(256),
@@ -208,8 +235,7 @@ impl Reactor {
             counters,
             serve,
         });
-        shared.start_crew()?;
-        if let Err(e) = watch::watch(&shared) {
+        if let Err(e) = shared.crew.register(crew_token, &shared, poll_fd) {
             let mut reactor = Reactor {
                 shared,
                 stopped: false,
@@ -254,9 +280,10 @@ impl Reactor {
             conn.close("the server is shutting down");
             shared.forget(&conn);
         }
-        shared.crew.wake_all();
-        shared.join_crew();
-        watch::unwatch(shared);
+        let workers = shared.config.max_workers;
+        shared
+            .crew
+            .leave(shared, shared.crew_token, shared.poll_fd, workers);
         // The port is free once `shutdown` returns.
         shared.poller.lock().listener = None;
     }
@@ -269,21 +296,34 @@ impl Drop for Reactor {
 }
 
 impl Shared {
-    /// One turn of the leader: waits for readiness (at most `wait`), reads what came, and
-    /// notes in `opened` the requests peers opened.
-    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>, wait: Duration) {
-        let wait = if p.again.is_empty() {
-            wait.min(SWEEP)
-        } else {
-            Duration::ZERO
+    /// The crew leader's turn at this reactor: reads what its sockets hold, and notes in
+    /// `opened` the requests peers opened. `true` when it may hold more than one turn takes.
+    fn take_turn(self: &Arc<Self>, opened: &mut Vec<crew::Job>) -> bool {
+        // Only the leader turns a reactor (and a shutdown, at its end): busy means later.
+        let Some(mut poller) = self.poller.try_lock() else {
+            return true;
         };
-        if let Err(e) = p.poll.poll(&mut p.events, Some(wait)) {
+        let mut requests = Vec::new();
+        let more = self.turn(&mut poller, &mut requests);
+        opened.extend(
+            requests
+                .into_iter()
+                .map(|r| crew::Job::Request(Arc::clone(self), r)),
+        );
+        more
+    }
+
+    /// A turn: takes the readiness there is, reads what came, and notes in `opened` the
+    /// requests peers opened. `true` when there may be more.
+    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>) -> bool {
+        if let Err(e) = p.poll.poll(&mut p.events, Some(Duration::ZERO)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::warn!("{}: waiting on sockets failed: {e}", self.name);
-                thread::sleep(Duration::from_millis(20));
             }
-            return;
+            return true;
         }
+        // A full batch may have left readiness behind, which is not announced again.
+        let full = p.events.iter().count() == p.events.capacity();
         for event in p.events.iter() {
             match event.token() {
                 LISTENER => {
@@ -323,25 +363,7 @@ impl Shared {
             p.swept = Instant::now();
             self.sweep(p.swept, &mut p.handshaking);
         }
-    }
-
-    /// One turn of at most `wait`, taken by the leader while the request it serves waits
-    /// on one of this reactor's connections: an answer that comes soon is read with no
-    /// follower woken to lead, and no hand-over of the connection. Requests the turn brought
-    /// are queued, and the lead passes to a follower to serve them. `false` when no turn was
-    /// taken: a follower the watch woke holds the poller, or a shutdown does.
-    fn lead_meanwhile(self: &Arc<Self>, wait: Duration) -> bool {
-        let mut opened = Vec::new();
-        let Some(mut poller) = self.poller.try_lock() else {
-            return false;
-        };
-        self.turn(&mut poller, &mut opened, wait);
-        drop(poller);
-        if !opened.is_empty() {
-            self.take_requests(&mut opened);
-            crew::may_block();
-        }
-        true
+        full || !p.again.is_empty()
     }
 
     fn adopt(
@@ -416,10 +438,12 @@ impl Shared {
         let mut streams = Vec::new();
         let more = conn.read_turn(scratch, scratch.len() * 4, &self.replays, &mut streams);
         if !streams.is_empty() {
-            let mut opened: Vec<Request> =
-                streams.into_iter().map(|s| (Arc::clone(conn), s)).collect();
+            let mut opened: Vec<crew::Job> = streams
+                .into_iter()
+                .map(|s| crew::Job::Request(Arc::clone(self), (Arc::clone(conn), s)))
+                .collect();
             // Followers wake to serve them.
-            self.take_requests(&mut opened);
+            self.crew.take_requests(&mut opened);
             self.crew.wake_for_jobs();
         }
         if conn.is_closed() {

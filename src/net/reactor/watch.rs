@@ -1,9 +1,9 @@
 //! The watch over leaders that serve a request while they keep the lead (`crew.rs`): one
-//! thread per process, while any reactor runs, looks every [`TICK`] and relieves a leader
+//! thread per process, while the crew runs, looks every [`TICK`] and relieves a leader
 //! that has served one request for longer than [`GRACE`], so that a handler waiting on
-//! something that did not call `may_block` (a lock, a slow disk) holds up the reactor's
-//! other connections for a few milliseconds at most. One thread for every reactor of the
-//! process: a process may run hundreds of nodes.
+//! something that did not call `may_block` (a lock, a slow disk) holds up the process's
+//! other connections for a few milliseconds at most. It also starts the chores that are due
+//! (`crew::Chore`).
 
 use std::io;
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
@@ -13,27 +13,28 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use super::Shared;
+use super::crew::Crew;
 
 /// How long a leader may serve one request before a follower takes the lead.
 const GRACE: Duration = Duration::from_millis(5);
 /// How often the watch looks.
 const TICK: Duration = Duration::from_millis(5);
 
-/// The reactors watched, and the watch's thread while there are any.
+/// The crews watched (one, but while one stops and the next starts), and the watch's
+/// thread while there are any.
 static WATCHED: Mutex<Watched> = Mutex::new(Watched {
-    reactors: Vec::new(),
+    crews: Vec::new(),
     thread: None,
 });
 
 struct Watched {
-    reactors: Vec<Weak<Shared>>,
+    crews: Vec<Weak<Crew>>,
     /// The thread, and the sender whose drop ends it.
     thread: Option<(JoinHandle<()>, Sender<()>)>,
 }
 
-/// Watches `reactor` until [`unwatch`]; starts the watch's thread if it is not running.
-pub(super) fn watch(reactor: &Arc<Shared>) -> io::Result<()> {
+/// Watches `crew` until [`unwatch`]; starts the watch's thread if it is not running.
+pub(super) fn watch(crew: &Arc<Crew>) -> io::Result<()> {
     let mut watched = WATCHED.lock();
     if watched.thread.is_none() {
         let (tx, rx) = mpsc::channel::<()>();
@@ -43,18 +44,18 @@ pub(super) fn watch(reactor: &Arc<Shared>) -> io::Result<()> {
             .spawn(move || run(&rx))?;
         watched.thread = Some((handle, tx));
     }
-    watched.reactors.push(Arc::downgrade(reactor));
+    watched.crews.push(Arc::downgrade(crew));
     Ok(())
 }
 
-/// Stops watching `reactor`; the last one out ends the watch's thread and joins it.
-pub(super) fn unwatch(reactor: &Shared) {
+/// Stops watching `crew`; the last one out ends the watch's thread and joins it.
+pub(super) fn unwatch(crew: &Crew) {
     let ended = {
         let mut watched = WATCHED.lock();
         watched
-            .reactors
-            .retain(|r| r.strong_count() > 0 && !std::ptr::eq(r.as_ptr(), reactor));
-        if watched.reactors.is_empty() {
+            .crews
+            .retain(|r| r.strong_count() > 0 && !std::ptr::eq(r.as_ptr(), crew));
+        if watched.crews.is_empty() {
             watched.thread.take()
         } else {
             None
@@ -62,7 +63,7 @@ pub(super) fn unwatch(reactor: &Shared) {
     };
     if let Some((handle, stop)) = ended {
         drop(stop);
-        // The watch thread never stops a reactor itself, so this is never that thread.
+        // The watch thread never stops a crew itself, so this is never that thread.
         let _ = handle.join();
     }
 }
@@ -71,15 +72,16 @@ pub(super) fn unwatch(reactor: &Shared) {
 fn run(stop: &mpsc::Receiver<()>) {
     // Bounded: each pass waits one tick; the loop ends when the sender is dropped.
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(TICK) {
-        let reactors: Vec<Arc<Shared>> = WATCHED
+        let crews: Vec<Arc<Crew>> = WATCHED
             .lock()
-            .reactors
+            .crews
             .iter()
             .filter_map(Weak::upgrade)
             .collect();
         let now = Instant::now();
-        for reactor in reactors {
-            reactor.crew.stop_serving_lead(0, Some((now, GRACE)));
+        for crew in crews {
+            crew.stop_serving_lead(0, Some((now, GRACE)));
+            crew.run_chores(now);
         }
     }
 }

@@ -512,11 +512,11 @@ impl Conn {
                 state.waiters.remove(&stream);
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if let Some(reactor) = self.reactor.upgrade().filter(super::crew::leads) {
+            if let Some(crew) = super::crew::leads() {
                 let wait = deadline
                     .saturating_duration_since(Instant::now())
                     .min(LEAD_WAIT);
-                if MutexGuard::unlocked(&mut state, || reactor.lead_meanwhile(wait)) {
+                if MutexGuard::unlocked(&mut state, || crew.lead_meanwhile(wait)) {
                     continue;
                 }
             }

@@ -1,0 +1,174 @@
+//! The crew's life: the first reactor of the process starts it, each reactor joins and
+//! leaves it, and the last one out stops it and joins its threads.
+
+use std::cell::Cell;
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::RawFd;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use mio::unix::SourceFd;
+use mio::{Events, Interest, Poll, Token, Waker};
+use parking_lot::{Condvar, Mutex};
+
+use super::{Crew, Job, Master, State, MEMBER, SERVING, WAKER};
+use crate::net::reactor::{watch, Shared};
+
+/// The crew of the process, while any reactor runs.
+static CREW: Mutex<Option<Arc<Crew>>> = Mutex::new(None);
+
+impl Crew {
+    /// The process's crew, started if none runs, with `workers` more threads allowed for
+    /// the reactor that joins it. Each join is undone by [`Crew::leave`].
+    pub(in crate::net::reactor) fn join(workers: usize) -> io::Result<Arc<Crew>> {
+        let mut current = CREW.lock();
+        let crew = match &*current {
+            Some(crew) => Arc::clone(crew),
+            None => {
+                let crew = Crew::start()?;
+                *current = Some(Arc::clone(&crew));
+                crew
+            }
+        };
+        let mut state = crew.state.lock();
+        state.max += workers;
+        state.members += 1;
+        drop(state);
+        Ok(crew)
+    }
+
+    pub(super) fn start() -> io::Result<Arc<Crew>> {
+        let poll = Poll::new()?;
+        let waker = Waker::new(poll.registry(), WAKER)?;
+        let registry = poll.registry().try_clone()?;
+        let crew = Arc::new(Crew {
+            state: Mutex::new(State {
+                max: 1,
+                ..State::default()
+            }),
+            wake: Condvar::new(),
+            stop: AtomicBool::new(false),
+            master: Mutex::new(Master {
+                poll,
+                events: Events::with_capacity(256),
+                again: Vec::new(),
+                swept: Instant::now(),
+            }),
+            registry,
+            waker,
+            reactors: Mutex::new(HashMap::new()),
+            next_token: AtomicUsize::new(0),
+        });
+        let spawned = crew.spawn_member(&mut crew.state.lock(), true);
+        if let Err(e) = spawned.and_then(|()| watch::watch(&crew)) {
+            crew.stop();
+            return Err(e);
+        }
+        Ok(crew)
+    }
+
+    /// A token for a reactor about to be registered.
+    pub(in crate::net::reactor) fn token(&self) -> Token {
+        Token(self.next_token.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Watches `reactor`'s poller (`fd`) as `token`: the leader takes a turn at the reactor
+    /// whenever its sockets have something.
+    pub(in crate::net::reactor) fn register(
+        &self,
+        token: Token,
+        reactor: &Arc<Shared>,
+        fd: RawFd,
+    ) -> io::Result<()> {
+        self.reactors.lock().insert(token, Arc::downgrade(reactor));
+        self.registry
+            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+    }
+
+    /// `reactor` (its poller `fd`, registered as `token`) leaves, allowing `workers` fewer
+    /// threads: its queued requests are refused, those in service are waited for (but the
+    /// one this thread serves), and the last reactor out stops the crew and joins its
+    /// threads.
+    pub(in crate::net::reactor) fn leave(
+        &self,
+        reactor: &Shared,
+        token: Token,
+        fd: RawFd,
+        workers: usize,
+    ) {
+        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        self.reactors.lock().remove(&token);
+        let queued: VecDeque<Job> = {
+            let mut state = self.state.lock();
+            let (theirs, others): (VecDeque<Job>, VecDeque<Job>) = std::mem::take(&mut state.jobs)
+                .into_iter()
+                .partition(|job| std::ptr::eq(Arc::as_ptr(job.reactor()), reactor));
+            state.jobs = others;
+            theirs
+        };
+        for job in queued {
+            if let Job::Request(_, (conn, stream)) = &job {
+                conn.refuse(*stream, "the server is shutting down");
+            }
+            job.reactor().served();
+        }
+        reactor.wait_served(SERVING.with(Cell::get) == reactor as *const Shared as usize);
+        let last = {
+            let mut current = CREW.lock();
+            let mut state = self.state.lock();
+            state.max = state.max.saturating_sub(workers);
+            state.members = state.members.saturating_sub(1);
+            let last = state.members == 0;
+            if last && current.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)) {
+                *current = None;
+            }
+            last
+        };
+        if last {
+            self.stop();
+        }
+    }
+
+    /// Stops every thread and joins them (but this one, if it is the crew's).
+    pub(super) fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+        self.wake_all();
+        self.join_all();
+        watch::unwatch(self);
+    }
+
+    /// What tells this crew from another.
+    pub(super) fn address(&self) -> usize {
+        self as *const Crew as usize
+    }
+
+    /// Joins every thread once the crew is stopping.
+    pub(super) fn join_all(&self) {
+        // Bounded: each pass joins the threads there are; none starts once stopping.
+        for _ in 0..1024 {
+            // A handler that stops the last reactor runs this on a thread of the crew: it
+            // cannot join itself.
+            let (crew, me) = MEMBER.with(Cell::get);
+            let me = (crew == self.address()).then_some(me);
+            let handles: Vec<JoinHandle<()>> = {
+                let mut state = self.state.lock();
+                let mut all: Vec<JoinHandle<()>> = std::mem::take(&mut state.ended);
+                let ids: Vec<u64> = state.threads.keys().copied().collect();
+                for id in ids.into_iter().filter(|id| Some(*id) != me) {
+                    all.extend(state.threads.remove(&id));
+                }
+                all
+            };
+            if handles.is_empty() {
+                return;
+            }
+            for handle in handles {
+                let _ = handle.join();
+            }
+        }
+    }
+}

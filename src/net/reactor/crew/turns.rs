@@ -1,0 +1,86 @@
+//! The leader's turns: the process's poller waited on, and a turn taken at each reactor
+//! whose sockets have something; and the chores that are due.
+
+use std::io;
+use std::sync::{Arc, Weak};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::{may_block, Crew, Job, Master, WAKER};
+use crate::net::reactor::{Shared, SWEEP};
+
+impl Crew {
+    /// One turn of the leader: waits for a reactor's sockets to have something (at most
+    /// `wait`), and takes a turn at each such reactor, noting in `opened` the requests read.
+    /// Every reactor gets a turn once a sweep's interval, for its deadlines.
+    pub(super) fn turn(&self, m: &mut Master, opened: &mut Vec<Job>, wait: Duration) {
+        let wait = if m.again.is_empty() {
+            wait.min(SWEEP.saturating_sub(m.swept.elapsed()))
+        } else {
+            Duration::ZERO
+        };
+        if let Err(e) = m.poll.poll(&mut m.events, Some(wait)) {
+            if e.kind() != io::ErrorKind::Interrupted {
+                log::warn!("waiting on the reactors failed: {e}");
+                thread::sleep(Duration::from_millis(20));
+            }
+            return;
+        }
+        let mut ready = std::mem::take(&mut m.again);
+        ready.extend(m.events.iter().map(|e| e.token()).filter(|t| *t != WAKER));
+        if m.swept.elapsed() >= SWEEP {
+            m.swept = Instant::now();
+            ready.extend(self.reactors.lock().keys().copied());
+        }
+        ready.sort_unstable();
+        ready.dedup();
+        for token in ready {
+            let reactor = self.reactors.lock().get(&token).and_then(Weak::upgrade);
+            if reactor.is_some_and(|r| r.take_turn(opened)) {
+                m.again.push(token);
+            }
+        }
+    }
+
+    /// One turn of at most `wait`, taken by the leader while the request it serves waits
+    /// on a connection: an answer that comes soon is read with no follower woken to lead,
+    /// and no hand-over of the connection. Requests the turn brought are queued, and the
+    /// lead passes to a follower to serve them. `false` when no turn was taken: a follower
+    /// the watch woke holds the poller.
+    pub(in crate::net::reactor) fn lead_meanwhile(self: &Arc<Self>, wait: Duration) -> bool {
+        let mut opened = Vec::new();
+        let Some(mut master) = self.master.try_lock() else {
+            return false;
+        };
+        self.turn(&mut master, &mut opened, wait);
+        drop(master);
+        if !opened.is_empty() {
+            self.take_requests(&mut opened);
+            may_block();
+        }
+        true
+    }
+
+    /// Queues the reactors' chores due at `now`, with threads woken for them.
+    pub(in crate::net::reactor) fn run_chores(self: &Arc<Self>, now: Instant) {
+        let reactors: Vec<Arc<Shared>> = self
+            .reactors
+            .lock()
+            .values()
+            .filter_map(Weak::upgrade)
+            .collect();
+        let mut due = Vec::new();
+        for reactor in reactors {
+            for chore in reactor.chores() {
+                if chore.start_if_due(now) {
+                    reactor.take_chore();
+                    due.push(Job::Chore(Arc::clone(&reactor), chore));
+                }
+            }
+        }
+        if !due.is_empty() {
+            self.state.lock().jobs.extend(due);
+            self.wake_for_jobs();
+        }
+    }
+}
