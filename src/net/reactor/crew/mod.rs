@@ -221,6 +221,21 @@ impl Crew {
         }
     }
 
+    /// With more than one request queued, a follower (started if none waits) serves them
+    /// beside the leader: one leader serving every reactor of the process would leave the
+    /// other processors idle under load. The follower takes queued requests until none is
+    /// left, and waits again.
+    fn share_queue(self: &Arc<Self>) {
+        let mut state = self.state.lock();
+        if state.jobs.len() < 2 {
+            return;
+        }
+        // The leader, counted idle until it takes its first request, and one follower.
+        self.hire(&mut state, 2);
+        drop(state);
+        self.wake.notify_one();
+    }
+
     /// The leader `id`, serving a request with the lead, lets go of it (when `late` is
     /// `None`), or is relieved of it if it has served longer than `late` allows (the
     /// watch's `(now, grace)`): a follower takes the lead, started now if none waits.
@@ -401,6 +416,7 @@ impl Crew {
                     return true;
                 }
                 self.take_requests(opened);
+                self.share_queue();
                 continue;
             };
             LEADING.with(|l| l.set(Some((Arc::clone(self), id))));
