@@ -44,6 +44,10 @@ const LEAD_WAIT: Duration = Duration::from_millis(2);
 
 use state::{gone, Phase, State, Want};
 
+/// How long a connection with no request open may be silent before its cipher's expanded
+/// keys are dropped (`Channel::rest`): most of an idle connection's memory.
+const REST: Duration = Duration::from_secs(1);
+
 /// The settings a connection runs with.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct ConnLimits {
@@ -429,7 +433,14 @@ impl Conn {
                 }
                 "idle"
             }
-            _ => return false,
+            _ => {
+                if state.link.open_streams() == 0 && late(Some(state.last_input), REST) {
+                    if let Some(channel) = state.channel.as_mut() {
+                        channel.rest();
+                    }
+                }
+                return false;
+            }
         };
         log::debug!("closing connection with {}: {why}", self.peer);
         state.end(&self.socket, why.into());
