@@ -523,7 +523,11 @@ impl Conn {
                 state.waiters.remove(&stream);
                 return Err(io::ErrorKind::TimedOut.into());
             }
-            if let Some(crew) = super::crew::leads() {
+            // Only a turn of the crew that reads this connection brings its frame.
+            let reads_it = |crew: &Arc<super::crew::Crew>| {
+                (self.reactor.upgrade()).is_some_and(|r| Arc::ptr_eq(&r.crew, crew))
+            };
+            if let Some(crew) = super::crew::leads().filter(reads_it) {
                 let wait = deadline
                     .saturating_duration_since(Instant::now())
                     .min(LEAD_WAIT);

@@ -1,23 +1,23 @@
-//! The threads that serve every reactor of the process, as leader and followers. One thread
-//! at a time leads: it holds the process's poller, whose sources are the reactors' own
-//! pollers (an epoll of epolls), waits on all of them at once, and takes a turn at each
-//! reactor that has something to read. When requests come, it queues them and serves them
-//! itself, one after another: the thread that read a request runs it, with no hand-off on
-//! the way. It keeps the lead meanwhile, since most requests are answered from memory in
-//! microseconds, less than a sleeping thread takes to wake; a request that is about to wait
-//! (on a peer, on the disk) calls [`may_block`], and the lead passes to a follower first,
-//! with a follower woken for each request still queued. One that waits on something no such
-//! call announces is relieved after a grace period (`watch.rs`). Followers wait on a
-//! condition variable, so that waiting costs no spinning.
+//! The threads that serve the reactors of the process, as leader and followers: a crew. One
+//! thread of a crew at a time leads: it holds the crew's poller, whose sources are its
+//! reactors' own pollers (an epoll of epolls), waits on all of them at once, and takes a
+//! turn at each reactor that has something to read. When requests come, it queues them and
+//! serves them itself, one after another: the thread that read a request runs it, with no
+//! hand-off on the way. It keeps the lead meanwhile, since most requests are answered from
+//! memory in microseconds, less than a sleeping thread takes to wake; a request that is
+//! about to wait (on a peer, on the disk) calls [`may_block`], and the lead passes to a
+//! follower first, with a follower woken for each request still queued. One that waits on
+//! something no such call announces is relieved after a grace period (`watch.rs`).
+//! Followers wait on a condition variable, so that waiting costs no spinning.
 //!
-//! One crew for the process, not one per reactor: a process running hundreds of nodes runs
-//! the threads its requests need at once, not a few for each node, and their stacks and
-//! allocator caches with them. A relay between two nodes of the process is read and served
-//! by the thread that waits for it.
-//!
+//! A few crews for the process (two a processor, `joining.rs`), not one per reactor: a
+//! process running hundreds of nodes runs the threads its requests need at once, not a few
+//! for each node, and their stacks and allocator caches with them. (One crew alone left
+//! processors idle under load: gets with 32 in flight at 64 nodes ran at half the rate.)
+
 //! Threads are started when a request is about to wait and no follower is free to take the
 //! lead, up to a bound, and let go after a while without work; one (the first) stays while
-//! any reactor runs. A request that would leave no thread free to lead, or that its reactor
+//! the crew has a reactor. A request that would leave no thread free to lead, or that its reactor
 //! has no room for (`max_workers` requests in service), is refused at once rather than
 //! queued: a handler may wait on another node, and a queue behind it could wait on this one
 //! (DESIGN.md section 4: nothing may deadlock when every node is busy).
