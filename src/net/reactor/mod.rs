@@ -1,9 +1,9 @@
 //! The reactor: every socket of a server waited on at once (epoll, through `mio`). Its
-//! poller is itself watched by the process's crew (`crew.rs`), whose leader takes a turn at
-//! each reactor whose sockets have something and reads what came; a request it reads is
-//! served by a thread of the crew, most often the leader itself. The threads a process runs
-//! grow neither with its connections nor with its reactors: one leader, and threads only for
-//! the requests that wait.
+//! poller is itself watched by one of the process's crews (`crew/`), whose leader takes a
+//! turn at each reactor whose sockets have something and reads what came; a request it
+//! reads is served by a thread of the crew, most often the leader itself. The threads a
+//! process runs grow neither with its connections nor with its reactors: a leader a crew,
+//! and threads only for the requests that wait.
 
 mod conn;
 mod crew;
@@ -72,7 +72,7 @@ struct Shared {
     next_token: AtomicUsize,
     /// The first handshake messages taken lately: a replayed one is refused.
     replays: Mutex<ReplayGuard>,
-    /// The process's threads, which serve this reactor with every other.
+    /// The crew whose threads serve this reactor, with the others in its care.
     crew: Arc<crew::Crew>,
     /// This reactor's poller, as the crew watches it.
     crew_token: Token,
@@ -156,8 +156,8 @@ impl ReactorHandle {
 type Request = (Arc<Conn>, u32);
 
 impl Reactor {
-    /// Starts serving `listener`: each request goes to `serve` on a thread of the process's
-    /// crew, at most `config.max_workers` at once. `name` labels logs.
+    /// Starts serving `listener`: each request goes to `serve` on a thread of one of the
+    /// process's crews, at most `config.max_workers` at once. `name` labels logs.
     pub fn serve(
         name: &str,
         listener: std::net::TcpListener,

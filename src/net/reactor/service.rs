@@ -16,20 +16,25 @@ impl Shared {
         room
     }
 
-    /// Counts a chore started (a chore has no bound: there is one a node, at most one at
-    /// a time).
-    pub(super) fn take_chore(&self) {
-        *self.busy.lock() += 1;
-    }
-
-    /// The chores of the reactor's owner, while it runs.
-    pub(super) fn chores(&self) -> Vec<Arc<dyn Chore>> {
-        if self.stop.load(Ordering::SeqCst) {
-            return Vec::new();
-        }
+    /// The owner's chores due at `now`, each marked under way and counted in service; none
+    /// once the reactor is stopping. (The check is made with the count held, so that a
+    /// shutdown, which stops the reactor and then waits for the count, waits for a chore
+    /// started meanwhile.) A chore has no bound: there is one a node, one pass at a time.
+    pub(super) fn due_chores(&self, now: Instant) -> Vec<Arc<dyn Chore>> {
         let mut chores = self.chores.lock();
         chores.retain(|c| c.strong_count() > 0);
-        chores.iter().filter_map(std::sync::Weak::upgrade).collect()
+        let mut due = Vec::new();
+        for chore in chores.iter().filter_map(std::sync::Weak::upgrade) {
+            let mut busy = self.busy.lock();
+            if self.stop.load(Ordering::SeqCst) {
+                break;
+            }
+            if chore.start_if_due(now) {
+                *busy += 1;
+                due.push(chore);
+            }
+        }
+        due
     }
 
     /// A request taken is served (or dropped).

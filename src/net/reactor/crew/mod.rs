@@ -57,8 +57,8 @@ thread_local! {
 /// The process poller's own waker; the reactors' tokens count up from zero.
 const WAKER: Token = Token(usize::MAX);
 
-/// The calling thread is about to wait (for a peer, a frame, the disk): if it leads the
-/// crew while serving a request, the lead passes to a follower first, so that the reactors'
+/// The calling thread is about to wait (for a peer, a frame, the disk): if it leads a crew
+/// while serving a request, the lead passes to a follower first, so that the crew's
 /// connections are read meanwhile.
 pub(crate) fn may_block() {
     if let Some((crew, id)) = LEADING.with(Cell::take) {
@@ -110,7 +110,7 @@ pub(crate) trait Chore: Send + Sync {
     fn run(&self);
 }
 
-/// The process's threads and poller.
+/// A crew: its threads, and its poller over the reactors in its care.
 pub(super) struct Crew {
     state: Mutex<State>,
     /// Wakes followers: the lead is free, a request is queued, or the crew stops.

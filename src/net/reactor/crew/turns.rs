@@ -1,5 +1,5 @@
-//! The leader's turns: the process's poller waited on, and a turn taken at each reactor
-//! whose sockets have something; and the chores that are due.
+//! The leader's turns: the crew's poller waited on, and a turn taken at each reactor whose
+//! sockets have something; and the chores that are due.
 
 use std::io;
 use std::sync::{Arc, Weak};
@@ -71,11 +71,8 @@ impl Crew {
             .collect();
         let mut due = Vec::new();
         for reactor in reactors {
-            for chore in reactor.chores() {
-                if chore.start_if_due(now) {
-                    reactor.take_chore();
-                    due.push(Job::Chore(Arc::clone(&reactor), chore));
-                }
+            for chore in reactor.due_chores(now) {
+                due.push(Job::Chore(Arc::clone(&reactor), chore));
             }
         }
         if !due.is_empty() {
