@@ -235,7 +235,7 @@ impl Reactor {
             counters,
             serve,
         });
-        if let Err(e) = shared.crew.register(crew_token, &shared, poll_fd) {
+        if let Err(e) = shared.crew.register(&shared) {
             let mut reactor = Reactor {
                 shared,
                 stopped: false,
@@ -280,10 +280,7 @@ impl Reactor {
             conn.close("the server is shutting down");
             shared.forget(&conn);
         }
-        let workers = shared.config.max_workers;
-        shared
-            .crew
-            .leave(shared, shared.crew_token, shared.poll_fd, workers);
+        shared.crew.leave(shared);
         // The port is free once `shutdown` returns.
         shared.poller.lock().listener = None;
     }

@@ -4,7 +4,6 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
@@ -92,30 +91,24 @@ impl Crew {
         Token(self.next_token.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Watches `reactor`'s poller (`fd`) as `token`: the leader takes a turn at the reactor
-    /// whenever its sockets have something.
-    pub(in crate::net::reactor) fn register(
-        &self,
-        token: Token,
-        reactor: &Arc<Shared>,
-        fd: RawFd,
-    ) -> io::Result<()> {
+    /// Watches `reactor`'s poller, as the token it was given: the leader takes a turn at the
+    /// reactor whenever its sockets have something.
+    pub(in crate::net::reactor) fn register(&self, reactor: &Arc<Shared>) -> io::Result<()> {
+        let token = reactor.crew_token;
         self.reactors.lock().insert(token, Arc::downgrade(reactor));
         self.registry
-            .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            .register(&mut SourceFd(&reactor.poll_fd), token, Interest::READABLE)
     }
 
-    /// `reactor` (its poller `fd`, registered as `token`) leaves, allowing `workers` fewer
-    /// threads: its queued requests are refused, those in service are waited for (but the
-    /// one this thread serves), and the last reactor out stops the crew and joins its
-    /// threads.
-    pub(in crate::net::reactor) fn leave(
-        &self,
-        reactor: &Shared,
-        token: Token,
-        fd: RawFd,
-        workers: usize,
-    ) {
+    /// `reactor` leaves, allowing its `max_workers` fewer threads: its queued requests are
+    /// refused, those in service are waited for (but the one this thread serves), and the
+    /// last reactor out stops the crew and joins its threads.
+    pub(in crate::net::reactor) fn leave(&self, reactor: &Shared) {
+        let (token, fd, workers) = (
+            reactor.crew_token,
+            reactor.poll_fd,
+            reactor.config.max_workers,
+        );
         let _ = self.registry.deregister(&mut SourceFd(&fd));
         self.reactors.lock().remove(&token);
         let queued: VecDeque<Job> = {
