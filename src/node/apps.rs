@@ -12,10 +12,10 @@
 //!
 //! **Threads.** `forward` and `deliver` run on the threads serving the node's requests, one
 //! per message passing through (the sender's own `forward` on the caller's thread); `update`
-//! runs in the node's maintenance pass, one pass at a time. A handler may block, for instance on another node (calling
-//! [`Node::route`] from inside one is fine: every request gets a thread of its own at the
-//! node it reaches, up to `NetConfig::max_workers`, or a busy refusal), but while it does
-//! the message waits, and so does every other `update`.
+//! runs in the node's maintenance pass, one pass at a time. A handler may block, for
+//! instance on another node (calling [`Node::route`] from inside one is fine: every request
+//! gets a thread of its own at the node it reaches, up to `NetConfig::max_workers`, or a busy
+//! refusal), but while it does the message waits, and so does every other `update`.
 
 use std::collections::HashMap;
 use std::sync::Arc;

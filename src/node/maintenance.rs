@@ -1,4 +1,4 @@
-//! The node's maintenance, a chore the process's crew does for it (`net::Chore`): every
+//! The node's maintenance, a chore its server's crew does for it (`net::Chore`): every
 //! `maintenance_interval` it checks the neighbours and retries leftover work; woken early
 //! (membership changed), it rebalances at once. No thread of its own: a process of hundreds
 //! of nodes runs the passes under way, not a waiting thread for each node.
@@ -59,8 +59,10 @@ impl Inner {
         if due {
             self.close_idle_connections();
         }
-        if self.phase() == Phase::Joined {
-            if due {
+        let joined = self.phase() == Phase::Joined;
+        let probed = due && joined;
+        if joined {
+            if probed {
                 self.maintain_overlay();
                 self.update_apps();
                 if probes % FULL_CHECK_EVERY == FULL_CHECK_EVERY - 1 {
@@ -73,9 +75,7 @@ impl Inner {
             }
         }
         let mut s = self.maintenance.lock();
-        if due && self.phase() == Phase::Joined {
-            s.probes += 1;
-        }
+        s.probes += u64::from(probed);
         s.pending = pending;
     }
 }
