@@ -38,12 +38,13 @@ fn gated_server(max_workers: usize) -> (Server, mpsc::Sender<()>, mpsc::Receiver
 }
 
 #[test]
-fn a_request_that_would_leave_no_thread_to_lead_is_refused_busy_at_once() {
+fn a_request_beyond_its_servers_bound_is_refused_busy_at_once() {
     let (server, release, started, config) = gated_server(1);
     let mut held = Connection::open(server.local_addr(), &config).unwrap();
     held.request(&Message::Ack).unwrap();
     started.recv_timeout(Duration::from_secs(10)).unwrap();
-    // The one handler thread is held; the other leads, and may not serve as well.
+    // The server's one request in service (`max_workers: 1`) is held: another is refused,
+    // not queued behind it, however many threads the crew could start.
     let mut other = Connection::open(server.local_addr(), &config).unwrap();
     other.request(&Message::Ping).unwrap();
     match other.recv() {
