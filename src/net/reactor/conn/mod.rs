@@ -37,7 +37,7 @@ const OWN_READ: usize = 16 * 1024;
 /// Longest a thread reading for itself waits on the socket before it looks again at its
 /// stream and the connection.
 const OWN_WAIT: Duration = Duration::from_millis(100);
-/// How long a leader waiting on its own reactor's connection waits on the reactor's sockets
+/// How long a leader waiting on a connection its own crew reads waits on the crew's sockets
 /// at a time: the watch may relieve it of the lead meanwhile, and its successor waits for
 /// the sockets until then.
 const LEAD_WAIT: Duration = Duration::from_millis(2);

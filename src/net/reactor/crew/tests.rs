@@ -37,16 +37,27 @@ fn gated_server(max_workers: usize) -> (Server, mpsc::Sender<()>, mpsc::Receiver
     (server, release, started, config)
 }
 
+/// Sends `server` an `Ack`, which its handler holds, and once it is held a `Ping` on another
+/// connection: the two connections, their replies still to come.
+fn held_and_other(
+    server: &Server,
+    config: &NetConfig,
+    started: &mpsc::Receiver<()>,
+) -> (Connection, Connection) {
+    let mut held = Connection::open(server.local_addr(), config).unwrap();
+    held.request(&Message::Ack).unwrap();
+    started.recv_timeout(Duration::from_secs(10)).unwrap();
+    let mut other = Connection::open(server.local_addr(), config).unwrap();
+    other.request(&Message::Ping).unwrap();
+    (held, other)
+}
+
 #[test]
 fn a_request_beyond_its_servers_bound_is_refused_busy_at_once() {
     let (server, release, started, config) = gated_server(1);
-    let mut held = Connection::open(server.local_addr(), &config).unwrap();
-    held.request(&Message::Ack).unwrap();
-    started.recv_timeout(Duration::from_secs(10)).unwrap();
     // The server's one request in service (`max_workers: 1`) is held: another is refused,
     // not queued behind it, however many threads the crew could start.
-    let mut other = Connection::open(server.local_addr(), &config).unwrap();
-    other.request(&Message::Ping).unwrap();
+    let (mut held, mut other) = held_and_other(&server, &config, &started);
     match other.recv() {
         Ok(Message::Error { code, .. }) => assert_eq!(code, RemoteCode::Busy),
         reply => panic!("expected a busy refusal, got {reply:?}"),
@@ -96,11 +107,7 @@ fn a_leader_held_by_a_request_that_never_says_it_waits_is_relieved() {
     // The held handler waits on a channel, which no hook announces: the leader serving it
     // keeps the lead until the watch hands it on, and then the other request is read.
     let (server, release, started, config) = gated_server(2);
-    let mut held = Connection::open(server.local_addr(), &config).unwrap();
-    held.request(&Message::Ack).unwrap();
-    started.recv_timeout(Duration::from_secs(10)).unwrap();
-    let mut other = Connection::open(server.local_addr(), &config).unwrap();
-    other.request(&Message::Ping).unwrap();
+    let (mut held, mut other) = held_and_other(&server, &config, &started);
     assert_eq!(
         other.recv().unwrap(),
         Message::Ack,
@@ -113,7 +120,7 @@ fn a_leader_held_by_a_request_that_never_says_it_waits_is_relieved() {
 #[test]
 fn a_leader_waiting_on_a_peer_for_its_request_still_has_others_served() {
     // `relay` passes an `Ack` on to `held`, which holds it: the thread serving it waits on a
-    // connection its own reactor reads, leading meanwhile. A `Ping` that comes then is
+    // connection its own crew reads, leading meanwhile. A `Ping` that comes then is
     // served at once, not after the held request.
     let (held, release, started, config) = gated_server(4);
     let counters = Arc::new(Counters::default());
