@@ -39,6 +39,9 @@ const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
 /// The first token of a connection; each connection's is new, never reused.
 const FIRST_CONN: usize = 2;
+/// Readiness a turn takes at once: a full batch has the turn go again, so a small one costs
+/// a few more calls under load, and an idle node (hundreds to a process) little memory.
+const EVENTS: usize = 64;
 
 /// How often deadlines are checked: a late frame or handshake is closed this much after its
 /// deadline at most.
@@ -222,7 +225,7 @@ impl Reactor {
             replays: Mutex::new(ReplayGuard::default()),
             poller: Mutex::new(Poller {
                 poll,
-                events: Events::with_capacity(256),
+                events: Events::with_capacity(EVENTS),
                 listener,
                 handshaking: Handshaking::default(),
                 again: Vec::new(),

@@ -151,6 +151,9 @@ pub enum Effect {
 /// Maintenance rounds between reminders to discovery that this node is alive.
 pub const HEARTBEAT_EVERY: u64 = 5;
 
+/// Calls an idle node's table of outstanding calls keeps room for: a round's probes.
+const IDLE_CALLS: usize = 16;
+
 /// What an outstanding call is for.
 #[derive(Debug)]
 enum Waiting {
@@ -432,6 +435,11 @@ impl Membership {
         let Some((to, waiting)) = self.calls.remove(&id) else {
             return self.take_out();
         };
+        if self.calls.is_empty() && self.calls.capacity() > IDLE_CALLS {
+            // A join's burst of calls (one to every node told of it) left a table sized
+            // for it: an idle node keeps one sized for its rounds.
+            self.calls.shrink_to(IDLE_CALLS);
+        }
         match waiting {
             Waiting::Route(task) => self.route_answered(now, to, task, result),
             Waiting::JoinHop => self.join_answered(now, to, result),

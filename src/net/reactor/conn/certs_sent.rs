@@ -3,24 +3,32 @@
 //! long as they are valid (`identity::Vouchers`), so a leaf-set exchange repeated every
 //! round carries none of its neighbours' certificates after the first.
 
-use std::collections::HashMap;
-
 use parking_lot::Mutex;
 
-use crate::id::{Id, NodeInfo};
 use crate::identity::{Certificate, CERTIFICATE_VALIDITY};
 use crate::wire::Message;
 
-/// Certificates sent, by node id: the expiry of the one sent, and a digest of the node
-/// (its address) it named, kept small: a connection holds one entry per node it told of.
+/// Certificates sent, one entry a node id packed in a `u64` (see [`entry`]) and sorted,
+/// kept to its length: a connection holds one entry per node it told of, and a node holds
+/// dozens of connections.
 #[derive(Default)]
-pub(crate) struct CertsSent(Mutex<HashMap<Id, (u64, u32)>>);
+pub(crate) struct CertsSent(Mutex<Vec<u64>>);
 
-/// A digest of `node`, to tell a node restarted at another address from the one sent.
-fn digest(node: &NodeInfo) -> u32 {
+/// The entry for `cert`: its node's id in the top 16 bits, then 16 bits of a digest of the
+/// certificate (to tell a node restarted at another address, or given another key, from
+/// the one sent), then its expiry in seconds.
+fn entry(cert: &Certificate) -> u64 {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    std::hash::Hash::hash(node, &mut hasher);
-    std::hash::Hasher::finish(&hasher) as u32
+    std::hash::Hash::hash(&cert.node, &mut hasher);
+    std::hash::Hash::hash(&cert.key, &mut hasher);
+    let digest = std::hash::Hasher::finish(&hasher) & 0xffff;
+    let expires_s = (cert.expires_ms / 1000).min(u64::from(u32::MAX));
+    u64::from(cert.node.id.0) << 48 | digest << 32 | expires_s
+}
+
+/// Where `id`'s entry is, or would be, in the sorted entries.
+fn place(sent: &[u64], id: u16) -> usize {
+    sent.partition_point(|e| e >> 48 < u64::from(id))
 }
 
 impl CertsSent {
@@ -31,18 +39,26 @@ impl CertsSent {
         let Message::Vouched { certs, message } = msg else {
             return None;
         };
-        let due = |sent: &(u64, u32), cert: &Certificate| {
-            let half_life = (CERTIFICATE_VALIDITY / 2).as_millis() as u64;
-            sent.1 != digest(&cert.node) || sent.0 <= now_ms.saturating_add(half_life)
+        let half_life = (CERTIFICATE_VALIDITY / 2).as_millis() as u64;
+        // Sent before, the same certificate, and far enough from its expiry.
+        let went = |sent: &[u64], cert: &Certificate| {
+            let wanted = entry(cert);
+            sent.get(place(sent, cert.node.id.0)).is_some_and(|&e| {
+                e >> 32 == wanted >> 32
+                    && (e & u64::from(u32::MAX)) * 1000 > now_ms.saturating_add(half_life)
+            })
         };
         let mut sent = self.0.lock();
-        let fresh: Vec<Certificate> = certs
-            .iter()
-            .filter(|c| sent.get(&c.node.id).is_none_or(|s| due(s, c)))
-            .cloned()
-            .collect();
+        let fresh: Vec<Certificate> = certs.iter().filter(|c| !went(&sent, c)).cloned().collect();
         for cert in &fresh {
-            sent.insert(cert.node.id, (cert.expires_ms, digest(&cert.node)));
+            let at = place(&sent, cert.node.id.0);
+            match sent.get_mut(at) {
+                Some(e) if *e >> 48 == u64::from(cert.node.id.0) => *e = entry(cert),
+                _ => {
+                    sent.reserve_exact(1);
+                    sent.insert(at, entry(cert));
+                }
+            }
         }
         if fresh.len() == certs.len() {
             return None;
@@ -57,6 +73,7 @@ impl CertsSent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::id::{Id, NodeInfo};
     use crate::identity::Identity;
 
     #[test]
