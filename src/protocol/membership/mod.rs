@@ -435,7 +435,7 @@ impl Membership {
         let Some((to, waiting)) = self.calls.remove(&id) else {
             return self.take_out();
         };
-        if self.calls.is_empty() && self.calls.capacity() > IDLE_CALLS {
+        if self.calls.len() <= IDLE_CALLS / 2 && self.calls.capacity() > 4 * IDLE_CALLS {
             // A join's burst of calls (one to every node told of it) left a table sized
             // for it: an idle node keeps one sized for its rounds.
             self.calls.shrink_to(IDLE_CALLS);
