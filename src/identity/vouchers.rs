@@ -1,17 +1,67 @@
 //! The certificates a node holds of the nodes it knows of, each checked when it arrived.
 
-use std::collections::HashMap;
-use std::sync::Arc;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
-use super::{Certificate, CERTIFICATE_VALIDITY};
+use super::{Certificate, CERTIFICATE_VALIDITY, SIGNATURE_LEN};
 use crate::id::{Id, NodeInfo};
 
 /// Most certificates kept: past it, expired ones go first, and then a new one is not kept
 /// (its node is not learnt) until room is made. Far above a node's leaf set and routing
 /// table, which are all it needs.
 const MAX_KEPT: usize = 2048;
+
+/// Every certificate held by a node of this process, by its signature: nodes of one
+/// process (a simulation, a test, a host running many) hear of the same nodes, and hold one
+/// copy of each certificate between them rather than one each (at 256 nodes a process,
+/// most of a node's memory). Entries whose certificate no node holds any more are swept
+/// once the table has doubled since the last sweep.
+static SHARED: Mutex<Shared> = Mutex::new(Shared::new());
+
+struct Shared {
+    by_signature: BTreeMap<[u8; SIGNATURE_LEN], Weak<Certificate>>,
+    /// Entries left by the last sweep.
+    swept_at: usize,
+}
+
+impl Shared {
+    const fn new() -> Shared {
+        Shared {
+            by_signature: BTreeMap::new(),
+            swept_at: 0,
+        }
+    }
+
+    /// The copy of `cert` held, made if none is.
+    fn share(&mut self, cert: Certificate) -> Arc<Certificate> {
+        if let Some(held) = self
+            .by_signature
+            .get(&cert.signature)
+            .and_then(Weak::upgrade)
+        {
+            // The signature covers every other field, but a certificate is shared only
+            // when it is the same in all.
+            if *held == cert {
+                return held;
+            }
+        }
+        if self.by_signature.len() >= 2 * self.swept_at + 64 {
+            self.by_signature.retain(|_, held| held.strong_count() > 0);
+            self.swept_at = self.by_signature.len();
+        }
+        let cert = Arc::new(cert);
+        self.by_signature
+            .insert(cert.signature, Arc::downgrade(&cert));
+        cert
+    }
+}
+
+/// The process's copy of `cert`.
+fn shared(cert: Certificate) -> Arc<Certificate> {
+    SHARED.lock().share(cert)
+}
 
 /// The certificates of the nodes this node knows of, each checked when it arrived.
 #[derive(Default, Debug)]
@@ -51,7 +101,7 @@ impl Vouchers {
                 return;
             }
         }
-        by_id.insert(cert.node.id, Arc::new(cert));
+        by_id.insert(cert.node.id, shared(cert));
     }
 
     /// Whether `cert` needs no check at `now_ms`: one held vouches for the same node and
@@ -101,6 +151,33 @@ mod tests {
         assert!(!vouchers.known(&renewed, now + life / 2 + 1));
         let restarted = Certificate::issue(&authority, moved, key, now + life);
         assert!(!vouchers.known(&restarted, now));
+    }
+
+    #[test]
+    fn nodes_of_a_process_share_one_copy_of_a_certificate_while_any_holds_it() {
+        let authority = Identity::generate().unwrap();
+        let key = Identity::generate().unwrap().public();
+        let node = |id: u16| NodeInfo {
+            id: Id(id),
+            addr: ([127, 0, 0, 2], id).into(),
+        };
+        let (a, b) = (Vouchers::default(), Vouchers::default());
+        let cert = Certificate::issue(&authority, node(1), key, 10_000);
+        a.keep(cert.clone(), 1);
+        b.keep(cert, 1);
+        assert!(Arc::ptr_eq(&a.get(Id(1)).unwrap(), &b.get(Id(1)).unwrap()));
+        // Copies nobody holds are swept by the time the table has doubled: 500 dropped,
+        // then 600 more held, and the table keeps those 600.
+        let mut shared = Shared::new();
+        let gone: Vec<_> = (0..500)
+            .map(|id| shared.share(Certificate::issue(&authority, node(id), key, 10_000)))
+            .collect();
+        drop(gone);
+        let held: Vec<_> = (500..1100)
+            .map(|id| shared.share(Certificate::issue(&authority, node(id), key, 10_000)))
+            .collect();
+        let entries = shared.by_signature.len();
+        assert_eq!(entries, held.len());
     }
 
     #[test]
