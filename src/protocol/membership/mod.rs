@@ -157,8 +157,9 @@ const IDLE_CALLS: usize = 16;
 /// What an outstanding call is for.
 #[derive(Debug)]
 enum Waiting {
-    /// A hop of a route this node forwards.
-    Route(routing::RouteTask),
+    /// A hop of a route this node forwards (boxed: the largest of these by far, and
+    /// the table of calls is sized for the largest).
+    Route(Box<routing::RouteTask>),
     /// A step of this node's join.
     JoinHop,
     /// Telling a node of this node's join.
@@ -441,7 +442,7 @@ impl Membership {
             self.calls.shrink_to(IDLE_CALLS);
         }
         match waiting {
-            Waiting::Route(task) => self.route_answered(now, to, task, result),
+            Waiting::Route(task) => self.route_answered(now, to, *task, result),
             Waiting::JoinHop => self.join_answered(now, to, result),
             Waiting::Announce => {
                 if let Err(e) = result {
