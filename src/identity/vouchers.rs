@@ -1,6 +1,6 @@
 //! The certificates a node holds of the nodes it knows of, each checked when it arrived.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
@@ -63,10 +63,48 @@ fn shared(cert: Certificate) -> Arc<Certificate> {
     SHARED.lock().share(cert)
 }
 
+/// Certificates sorted by their node's id, the vector kept to its length: a node holds
+/// one for each node it knows of, hundreds in a network of hundreds.
+#[derive(Default, Debug)]
+struct ById(Vec<Arc<Certificate>>);
+
+impl ById {
+    fn place(&self, id: Id) -> Result<usize, usize> {
+        self.0.binary_search_by_key(&id, |c| c.node.id)
+    }
+
+    fn get(&self, id: &Id) -> Option<&Arc<Certificate>> {
+        self.place(*id).ok().map(|at| &self.0[at])
+    }
+
+    fn contains_key(&self, id: &Id) -> bool {
+        self.place(*id).is_ok()
+    }
+
+    fn insert(&mut self, id: Id, cert: Arc<Certificate>) {
+        match self.place(id) {
+            Ok(at) => self.0[at] = cert,
+            Err(at) => {
+                self.0.reserve_exact(1);
+                self.0.insert(at, cert);
+            }
+        }
+    }
+
+    fn retain(&mut self, keep: impl FnMut(&Arc<Certificate>) -> bool) {
+        self.0.retain(keep);
+        self.0.shrink_to_fit();
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
 /// The certificates of the nodes this node knows of, each checked when it arrived.
 #[derive(Default, Debug)]
 pub(crate) struct Vouchers {
-    by_id: Mutex<HashMap<Id, Arc<Certificate>>>,
+    by_id: Mutex<ById>,
 }
 
 impl Vouchers {
@@ -96,7 +134,7 @@ impl Vouchers {
             return;
         }
         if by_id.len() >= MAX_KEPT && !by_id.contains_key(&cert.node.id) {
-            by_id.retain(|_, c| c.expires_ms > now_ms);
+            by_id.retain(|c| c.expires_ms > now_ms);
             if by_id.len() >= MAX_KEPT {
                 return;
             }
