@@ -13,7 +13,7 @@ mod scratch;
 mod service;
 mod watch;
 
-pub(crate) use conn::{Conn, ConnLimits};
+pub(crate) use conn::{Common, Conn, ConnLimits};
 pub(crate) use crew::{may_block, Chore};
 pub(crate) use handle::StreamHandle;
 pub(crate) use handshaking::Handshaking;
@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Registry, Token, Waker};
+use mio::{Events, Interest, Poll, Token, Waker};
 use parking_lot::Mutex;
 
 use super::secure::{Handshake, ReplayGuard};
@@ -66,9 +66,8 @@ pub(crate) struct Reactor {
 struct Shared {
     name: String,
     config: NetConfig,
-    limits: ConnLimits,
-    counters: Arc<Counters>,
-    registry: Arc<Registry>,
+    /// What its connections share: held once, not by each.
+    common: Arc<Common>,
     waker: Waker,
     stop: AtomicBool,
     conns: Mutex<HashMap<Token, Arc<Conn>>>,
@@ -195,7 +194,7 @@ impl Reactor {
             None => None,
         };
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let limits = ConnLimits {
+        let accepted = ConnLimits {
             link: super::mux::LinkConfig {
                 window: config.stream_window,
                 max_peer_streams: config.max_streams,
@@ -204,7 +203,15 @@ impl Reactor {
             frame_timeout: config.io_timeout,
             idle_timeout: config.idle_timeout,
         };
-        let registry = Arc::new(poll.registry().try_clone()?);
+        let common = Arc::new(Common {
+            registry: poll.registry().try_clone()?,
+            counters,
+            accepted,
+            opened: ConnLimits {
+                idle_timeout: config.pool_idle_timeout,
+                ..accepted
+            },
+        });
         // Undone by `shutdown`, which the reactor's drop runs: nothing may fail between.
         let crew = crew::Crew::join(config.max_workers)?;
         let crew_token = crew.token();
@@ -217,7 +224,7 @@ impl Reactor {
             chores: Mutex::new(Vec::new()),
             busy: Mutex::new(0),
             served: parking_lot::Condvar::new(),
-            registry,
+            common,
             waker,
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
@@ -233,9 +240,7 @@ impl Reactor {
             }),
             later: Mutex::new(Vec::new()),
             introduced: Mutex::new(HashMap::new()),
-            limits,
             config,
-            counters,
             serve,
         });
         if let Err(e) = shared.crew.register(&shared) {
@@ -379,12 +384,8 @@ impl Shared {
         let peer = stream.peer_addr()?;
         let socket = mio::net::TcpStream::from_std(stream);
         let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
-        let limits = ConnLimits {
-            idle_timeout: self.config.pool_idle_timeout,
-            ..self.limits
-        };
         let start = Start::Opened(channel.map(Box::new));
-        let conn = Arc::new(Conn::new(token, socket, peer, start, limits, self));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, self));
         // Watched once the reactor can find it: no readiness is missed.
         self.conns.lock().insert(token, Arc::clone(&conn));
         // A shutdown that began meanwhile closed what it found; this one it did not.
@@ -395,6 +396,7 @@ impl Shared {
         let fd = conn.socket().as_raw_fd();
         // Writability is watched only while bytes wait for room (`Conn::write`).
         if let Err(e) = self
+            .common
             .registry
             .register(&mut SourceFd(&fd), token, Interest::READABLE)
         {
@@ -476,7 +478,7 @@ impl Shared {
     fn remove(&self, conn: &Arc<Conn>, handshaking: &mut Handshaking) {
         handshaking.leave(conn.token);
         if self.conns.lock().remove(&conn.token).is_some() && conn.inbound {
-            self.counters.open.fetch_sub(1, Ordering::Relaxed);
+            self.common.counters.open.fetch_sub(1, Ordering::Relaxed);
         }
         self.forget(conn);
     }
@@ -484,7 +486,7 @@ impl Shared {
     /// Stops watching a connection's socket.
     fn forget(&self, conn: &Conn) {
         let fd = conn.socket().as_raw_fd();
-        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        let _ = self.common.registry.deregister(&mut SourceFd(&fd));
     }
 
     /// Closes what is past a deadline.
@@ -505,7 +507,7 @@ impl Shared {
         loop {
             match listener.accept() {
                 Ok((socket, peer)) => {
-                    Counters::bump(&self.counters.accepted);
+                    Counters::bump(&self.common.counters.accepted);
                     self.admit(socket, peer, handshaking);
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
@@ -566,6 +568,7 @@ impl Shared {
             _ => None,
         };
         let registered = self
+            .common
             .registry
             .register(&mut socket, token, Interest::READABLE);
         if let Err(e) = registered {
@@ -574,9 +577,9 @@ impl Shared {
             return;
         }
         let start = Start::Accepted(handshake);
-        let conn = Arc::new(Conn::new(token, socket, peer, start, self.limits, self));
+        let conn = Arc::new(Conn::new(token, socket, peer, start, self));
         self.conns.lock().insert(token, conn);
-        self.counters.open.fetch_add(1, Ordering::Relaxed);
+        self.common.counters.open.fetch_add(1, Ordering::Relaxed);
     }
 }
 

@@ -99,7 +99,12 @@ impl Membership {
             return self.route_end(task, Err(e));
         }
         let (request, wait) = route_request(task.key, task.hops_left - 1, wait);
-        self.call(next.into(), request, Some(wait), Waiting::Route(Box::new(task)));
+        self.call(
+            next.into(),
+            request,
+            Some(wait),
+            Waiting::Route(Box::new(task)),
+        );
     }
 
     /// The next hop's answer.

@@ -2,7 +2,6 @@
 //! multiplexed streams on it. Only the reactor reads the socket; whoever queues frames
 //! writes what the socket takes at once, and the reactor writes the rest when it may.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
@@ -42,7 +41,7 @@ const OWN_WAIT: Duration = Duration::from_millis(100);
 /// the sockets until then.
 const LEAD_WAIT: Duration = Duration::from_millis(2);
 
-use state::{gone, Phase, State, Want};
+use state::{gone, Phase, State, Waiters, Want};
 
 /// How long a connection with no request open may be silent before its cipher's expanded
 /// keys are dropped (`Channel::rest`): most of an idle connection's memory. Short, so that
@@ -61,6 +60,19 @@ pub(crate) struct ConnLimits {
     pub idle_timeout: Duration,
 }
 
+/// What the connections of one reactor share, held once for all of them (a process of many
+/// nodes holds thousands of connections).
+pub(crate) struct Common {
+    /// Where the sockets are watched: writability is asked for only while bytes wait for
+    /// it, or every acknowledgement of a written byte would wake the reactor.
+    pub registry: Registry,
+    pub counters: Arc<Counters>,
+    /// The settings of connections peers opened, and of those this end opened (which idle
+    /// out as the pool's).
+    pub accepted: ConnLimits,
+    pub opened: ConnLimits,
+}
+
 /// How a connection began.
 pub(super) enum Start {
     /// Accepted: the peer must still prove the key to this responder's handshake (`None`
@@ -77,11 +89,7 @@ pub(crate) struct Conn {
     pub(super) inbound: bool,
     peer: SocketAddr,
     socket: TcpStream,
-    /// Where the socket is watched: writability is asked for only while bytes wait for it,
-    /// or every acknowledgement of a written byte would wake the reactor.
-    registry: Arc<Registry>,
-    limits: ConnLimits,
-    counters: Arc<Counters>,
+    common: Arc<Common>,
     /// The reactor watching it: a thread that reads the socket for itself hands it what the
     /// peer opened, and what is left to read.
     reactor: Weak<Shared>,
@@ -99,11 +107,9 @@ impl Conn {
         socket: TcpStream,
         peer: SocketAddr,
         start: Start,
-        limits: ConnLimits,
         reactor: &Arc<Shared>,
     ) -> Conn {
-        let registry = Arc::clone(&reactor.registry);
-        let counters = Arc::clone(&reactor.counters);
+        let common = Arc::clone(&reactor.common);
         let reactor = Arc::downgrade(reactor);
         let now = Instant::now();
         let (opened_here, phase, channel) = match start {
@@ -111,18 +117,17 @@ impl Conn {
             Start::Accepted(None) => (false, Phase::Open, None),
             Start::Opened(channel) => (true, Phase::Open, channel.map(|c| *c)),
         };
+        let link = Link::new(opened_here, common.accepted.link);
         Conn {
             token,
             inbound: !opened_here,
             peer,
             socket,
-            registry,
-            limits,
-            counters,
+            common,
             reactor,
             state: Mutex::new(State {
                 phase,
-                link: Link::new(opened_here, limits.link),
+                link,
                 channel,
                 input: Vec::new(),
                 output: Vec::new(),
@@ -131,7 +136,7 @@ impl Conn {
                 reading: false,
                 detached: false,
                 missed: false,
-                waiters: HashMap::new(),
+                waiters: Waiters::default(),
                 last_input: now,
                 partial_since: None,
                 stalled_since: None,
@@ -140,6 +145,15 @@ impl Conn {
             }),
             introduction: Introduction::default(),
             certs_sent: CertsSent::default(),
+        }
+    }
+
+    /// The settings it runs with.
+    fn limits(&self) -> &ConnLimits {
+        if self.inbound {
+            &self.common.accepted
+        } else {
+            &self.common.opened
         }
     }
 
@@ -355,10 +369,12 @@ impl Conn {
         };
         let fd = self.socket.as_raw_fd();
         let watched = if attach {
-            self.registry
+            self.common
+                .registry
                 .register(&mut SourceFd(&fd), self.token, interest)
         } else {
-            self.registry
+            self.common
+                .registry
                 .reregister(&mut SourceFd(&fd), self.token, interest)
         };
         if let Err(e) = watched {
@@ -369,7 +385,7 @@ impl Conn {
     /// Stops the reactor watching the socket while this thread reads it.
     fn detach(&self, state: &mut MutexGuard<'_, State>) {
         let fd = self.socket.as_raw_fd();
-        if self.registry.deregister(&mut SourceFd(&fd)).is_ok() {
+        if self.common.registry.deregister(&mut SourceFd(&fd)).is_ok() {
             state.detached = true;
         }
     }
@@ -406,14 +422,14 @@ impl Conn {
     /// Closes the connection if a deadline has passed: a handshake, frame or write that
     /// took too long, or a silence with nothing open. `true` when it is (now) closed.
     pub(crate) fn check_deadlines(&self, now: Instant) -> bool {
-        self.check_deadlines_idle(now, self.limits.idle_timeout)
+        self.check_deadlines_idle(now, self.limits().idle_timeout)
     }
 
     /// [`Conn::check_deadlines`], with a silence of `idle_timeout` (if shorter than the
     /// connection's own) closing it.
     pub(crate) fn check_deadlines_idle(&self, now: Instant, idle_timeout: Duration) -> bool {
         let mut state = self.state.lock();
-        let limits = &self.limits;
+        let limits = self.limits();
         let idle_timeout = idle_timeout.min(limits.idle_timeout);
         let late = |since: Option<Instant>, within: Duration| {
             since.is_some_and(|t| now.saturating_duration_since(t) > within)
@@ -464,7 +480,7 @@ impl Conn {
         frames: Bytes,
         deadline: Instant,
     ) -> io::Result<()> {
-        let window = self.limits.link.window as usize;
+        let window = self.limits().link.window as usize;
         let mut state = self.wait(stream, Want::Room, deadline, |s| {
             s.link.queued(stream) < window
         })?;
@@ -514,15 +530,15 @@ impl Conn {
             // A frame that came before the peer closed is still its stream's: a reply sent
             // just before a close is not lost. Room on a closed connection is no use.
             if (usable.is_ok() || want == Want::Frame) && ready(&mut state) {
-                state.waiters.remove(&stream);
+                state.waiters.remove(stream);
                 return Ok(state);
             }
             if let Err(e) = usable {
-                state.waiters.remove(&stream);
+                state.waiters.remove(stream);
                 return Err(e);
             }
             if Instant::now() >= deadline {
-                state.waiters.remove(&stream);
+                state.waiters.remove(stream);
                 return Err(io::ErrorKind::TimedOut.into());
             }
             // Only a turn of the crew that reads this connection brings its frame.
@@ -550,7 +566,7 @@ impl Conn {
                 }
             }
             let signal = signal.get_or_insert_with(|| Arc::new(Condvar::new()));
-            state.waiters.insert(stream, (Arc::clone(signal), want));
+            state.waiters.insert(stream, Arc::clone(signal), want);
             let _ = signal.wait_until(&mut state, deadline);
         }
     }
@@ -558,7 +574,7 @@ impl Conn {
     /// This end is done with `stream`; `cancel` tells the peer to stop working on it.
     pub(super) fn finish(&self, stream: u32, cancel: bool) {
         let mut state = self.state.lock();
-        state.waiters.remove(&stream);
+        state.waiters.remove(stream);
         if cancel {
             state.link.cancel(stream);
         } else {
@@ -583,6 +599,6 @@ impl Conn {
 
     /// Notes a frame's payload length in the counters.
     pub(super) fn note_frame(&self, len: u64) {
-        self.counters.note_frame(len);
+        self.common.counters.note_frame(len);
     }
 }

@@ -1,7 +1,6 @@
 //! A connection's state behind its lock: the handshake's first message, records opened into
 //! frames, frames sealed into records, and who waits for what.
 
-use std::collections::HashMap;
 use std::io::{self, Write};
 use std::sync::Arc;
 use std::time::Instant;
@@ -25,6 +24,35 @@ pub(super) enum Want {
     Frame,
     /// Room to queue more.
     Room,
+}
+
+/// The threads waiting on a connection's streams, each with what signals it and what it
+/// waits for: a few at a time, so a vector (a hash table would be half again as large in
+/// every connection, in use or not).
+#[derive(Default)]
+pub(super) struct Waiters(Vec<(u32, Arc<Condvar>, Want)>);
+
+impl Waiters {
+    fn get(&self, stream: u32) -> Option<(&Arc<Condvar>, &Want)> {
+        let (_, signal, want) = self.0.iter().find(|(s, ..)| *s == stream)?;
+        Some((signal, want))
+    }
+
+    /// Notes that the thread `signal` wakes waits on `stream`, for `want`.
+    pub(super) fn insert(&mut self, stream: u32, signal: Arc<Condvar>, want: Want) {
+        match self.0.iter_mut().find(|(s, ..)| *s == stream) {
+            Some(waiter) => *waiter = (stream, signal, want),
+            None => self.0.push((stream, signal, want)),
+        }
+    }
+
+    /// The thread waiting on `stream` waits no more.
+    pub(super) fn remove(&mut self, stream: u32) {
+        self.0.retain(|(s, ..)| *s != stream);
+        if self.0.is_empty() {
+            self.0 = Vec::new();
+        }
+    }
 }
 
 /// Where a connection stands.
@@ -60,7 +88,7 @@ pub(super) struct State {
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
-    pub(super) waiters: HashMap<u32, (Arc<Condvar>, Want)>,
+    pub(super) waiters: Waiters,
     /// When bytes last came in, when the frame (or record) now arriving began, and when
     /// the bytes waiting to be written last moved.
     pub(super) last_input: Instant,
@@ -271,7 +299,7 @@ impl State {
 
     /// Wakes the thread waiting on `stream`, if it waits for `want` (or for anything).
     pub(super) fn wake(&mut self, stream: u32, want: Option<Want>) {
-        if let Some((signal, w)) = self.waiters.get(&stream) {
+        if let Some((signal, w)) = self.waiters.get(stream) {
             if want.is_none_or(|want| *w == want) {
                 signal.notify_one();
             }
@@ -279,7 +307,7 @@ impl State {
     }
 
     pub(super) fn wake_all(&mut self, want: Want) {
-        for (signal, w) in self.waiters.values() {
+        for (_, signal, w) in &self.waiters.0 {
             if *w == want {
                 signal.notify_one();
             }
@@ -315,7 +343,7 @@ impl State {
         }
         self.phase = Phase::Closed(why);
         let _ = socket.shutdown(std::net::Shutdown::Both);
-        for (signal, _) in self.waiters.values() {
+        for (_, signal, _) in &self.waiters.0 {
             signal.notify_one();
         }
         self.input = Vec::new();
