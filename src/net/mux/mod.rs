@@ -91,16 +91,51 @@ pub(crate) struct Gone;
 pub(crate) struct Link {
     config: LinkConfig,
     ids: StreamIds,
+    /// What a link holds only while in use, made when it is needed and dropped once it is
+    /// empty again: a process of many nodes holds thousands of idle links.
+    busy: Option<Box<Busy>>,
+    /// Streams the peer opened that are open here.
+    peer_open: usize,
+    /// Whole frames received.
+    received: u64,
+}
+
+/// A link's streams and what waits to be sent or completed.
+#[derive(Debug, Default)]
+struct Busy {
     streams: HashMap<u32, Stream>,
     /// Streams with a frame they may send, each once, in the order they take turns.
     ready: VecDeque<u32>,
     /// Frames about the streams themselves (credit, cancels, refusals): sent first.
     control: VecDeque<Bytes>,
     assembler: Assembler,
-    /// Streams the peer opened that are open here.
-    peer_open: usize,
-    /// Whole frames received.
-    received: u64,
+}
+
+impl Busy {
+    fn is_empty(&self) -> bool {
+        self.streams.is_empty()
+            && self.ready.is_empty()
+            && self.control.is_empty()
+            && !self.assembler.is_mid_frame()
+    }
+
+    /// `stream`'s state while this end may still use it.
+    fn open_stream(&mut self, stream: u32) -> Result<&mut Stream, Gone> {
+        match self.streams.get_mut(&stream) {
+            Some(s) if !s.closed && !s.cancelled => Ok(s),
+            _ => Err(Gone),
+        }
+    }
+
+    /// Puts `stream` in the rotation of senders if it may send and is not in it.
+    fn schedule(&mut self, stream: u32) {
+        if let Some(s) = self.streams.get_mut(&stream) {
+            if s.can_send() && !s.scheduled {
+                s.scheduled = true;
+                self.ready.push_back(stream);
+            }
+        }
+    }
 }
 
 impl Link {
@@ -109,20 +144,31 @@ impl Link {
         Link {
             config,
             ids: StreamIds::new(opened_here),
-            streams: HashMap::new(),
-            ready: VecDeque::new(),
-            control: VecDeque::new(),
-            assembler: Assembler::default(),
+            busy: None,
             peer_open: 0,
             received: 0,
+        }
+    }
+
+    /// The link's streams and queues, made if it has none.
+    fn busy(&mut self) -> &mut Busy {
+        self.busy.get_or_insert_with(Box::default)
+    }
+
+    /// Drops the streams and queues of a link that holds nothing in them.
+    fn settle(&mut self) {
+        if self.busy.as_ref().is_some_and(|b| b.is_empty()) {
+            self.busy = None;
         }
     }
 
     /// Opens a stream of this end's, for a request.
     pub fn open(&mut self) -> io::Result<u32> {
         let stream = self.ids.open()?;
-        self.streams
-            .insert(stream, Stream::new(false, self.config.window));
+        let window = self.config.window;
+        self.busy()
+            .streams
+            .insert(stream, Stream::new(false, window));
         Ok(stream)
     }
 
@@ -134,25 +180,30 @@ impl Link {
     /// Queues `frame` (encoded on `stream`) to be sent on `stream`.
     pub fn send(&mut self, stream: u32, frame: Bytes) -> Result<(), Gone> {
         debug_assert_eq!(frame.get(3..7), Some(&stream.to_be_bytes()[..]));
-        let s = self.open_stream(stream)?;
-        s.queue(frame);
-        if s.can_send() && !s.scheduled {
-            s.scheduled = true;
-            self.ready.push_back(stream);
-        }
+        let busy = self.busy.as_mut().ok_or(Gone)?;
+        busy.open_stream(stream)?.queue(frame);
+        busy.schedule(stream);
         Ok(())
+    }
+
+    /// `stream`'s state, if it is known.
+    fn stream(&mut self, stream: u32) -> Option<&mut Stream> {
+        self.busy.as_mut()?.streams.get_mut(&stream)
     }
 
     /// Bytes queued on `stream` and not yet sent: a sender waits while this is a window or
     /// more, so that what it queues is bounded too.
     pub fn queued(&self, stream: u32) -> usize {
-        self.streams.get(&stream).map_or(0, Stream::queued)
+        let busy = self.busy.as_ref();
+        busy.and_then(|b| b.streams.get(&stream))
+            .map_or(0, Stream::queued)
     }
 
     /// The next frame received on `stream`, if one has arrived.
     pub fn take(&mut self, stream: u32) -> Result<Option<Inbound>, Gone> {
         let window = self.config.window;
-        let (frame, grant) = self.open_stream(stream)?.take(window);
+        let busy = self.busy.as_mut().ok_or(Gone)?;
+        let (frame, grant) = busy.open_stream(stream)?.take(window);
         if let Some(bytes) = grant {
             self.control_frame(stream, &Message::Credit { bytes });
         }
@@ -162,60 +213,73 @@ impl Link {
     /// This end is done with `stream`: what it queued is still sent, what arrives for it is
     /// dropped.
     pub fn close(&mut self, stream: u32) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(s) = self.stream(stream) else {
             return;
         };
         if s.closed {
             return;
         }
         s.closed = true;
-        if s.opened_by_peer {
+        let (by_peer, drained) = (s.opened_by_peer, s.drained());
+        if by_peer {
             self.peer_open -= 1;
         }
-        if s.drained() {
+        if drained {
             self.forget(stream);
         }
     }
 
-    /// Drops a finished stream. An idle link keeps no table of streams: a process of many
-    /// nodes holds thousands of idle connections.
+    /// Drops a finished stream, and the link's streams and queues once they are empty.
     fn forget(&mut self, stream: u32) {
-        self.streams.remove(&stream);
-        if self.streams.is_empty() {
-            self.streams = HashMap::new();
-            self.ready = VecDeque::new();
+        if let Some(busy) = self.busy.as_mut() {
+            busy.streams.remove(&stream);
+            if busy.streams.is_empty() {
+                busy.ready.clear(); // only streams are in it
+            }
         }
+        self.settle();
     }
 
     /// Gives `stream` up: nothing more is sent on it, and the peer is told to stop.
     pub fn cancel(&mut self, stream: u32) {
-        let Some(s) = self.streams.get_mut(&stream) else {
+        let Some(s) = self.stream(stream) else {
             return;
         };
         let told = s.cancelled;
         s.drop_all();
-        self.close(stream);
         if !told {
+            // Queued before the close, which may let go of the link's queues otherwise.
             self.control_frame(stream, &Message::Cancel);
         }
+        self.close(stream);
     }
 
     /// Streams open at this end.
     pub fn open_streams(&self) -> usize {
-        self.streams.len()
+        self.busy.as_ref().map_or(0, |b| b.streams.len())
     }
 
     /// Bytes received and not yet taken, frames not yet whole included: what the peer makes
     /// this end hold.
     #[cfg(test)]
     pub fn held(&self) -> usize {
-        self.assembler.held() + self.streams.values().map(Stream::held).sum::<usize>()
+        self.busy.as_ref().map_or(0, |b| {
+            b.assembler.held() + b.streams.values().map(Stream::held).sum::<usize>()
+        })
+    }
+
+    /// Whether the link holds nothing but its numbering: no stream, nothing queued.
+    #[cfg(test)]
+    pub fn is_idle(&self) -> bool {
+        self.busy.is_none()
     }
 
     /// Whether part of a frame has arrived and the rest has not: it is due within the frame
     /// deadline.
     pub fn is_mid_frame(&self) -> bool {
-        self.assembler.is_mid_frame()
+        self.busy
+            .as_ref()
+            .is_some_and(|b| b.assembler.is_mid_frame())
     }
 
     /// Whole frames received so far: a frame that is late is one that has not followed the
@@ -226,7 +290,9 @@ impl Link {
 
     /// Whether a frame may be sent now.
     pub fn has_output(&self) -> bool {
-        !self.control.is_empty() || !self.ready.is_empty()
+        self.busy
+            .as_ref()
+            .is_some_and(|b| !b.control.is_empty() || !b.ready.is_empty())
     }
 
     /// Appends frames to send to `out` until it holds `limit` bytes or none may go, in the
@@ -246,18 +312,23 @@ impl Link {
     pub fn next_frame(&mut self) -> Option<Bytes> {
         // Bounded: each pass takes a frame from a queue or a stream from the rotation.
         loop {
-            if let Some(frame) = self.control.pop_front() {
+            let busy = self.busy.as_mut()?;
+            if let Some(frame) = busy.control.pop_front() {
+                self.settle();
                 return Some(frame);
             }
-            let id = self.ready.pop_front()?;
-            let Some(s) = self.streams.get_mut(&id) else {
+            let Some(id) = busy.ready.pop_front() else {
+                self.settle();
+                return None;
+            };
+            let Some(s) = busy.streams.get_mut(&id) else {
                 continue;
             };
             s.scheduled = false;
             let frame = s.next_to_send();
             if s.can_send() {
                 s.scheduled = true;
-                self.ready.push_back(id);
+                busy.ready.push_back(id);
             } else if s.closed && s.drained() {
                 self.forget(id);
             }
@@ -270,12 +341,14 @@ impl Link {
     /// Takes bytes received, noting in `events` what they brought. An error means the
     /// connection must close: the peer broke the rules, or ended it.
     pub fn receive(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), LinkError> {
-        self.assembler.push(bytes);
+        let max_payload = self.config.max_payload;
+        self.busy().assembler.push(bytes);
         // Bounded: each pass takes a whole frame out of the bytes held.
-        while let Some((header, frame)) = self.assembler.next(self.config.max_payload)? {
+        while let Some((header, frame)) = self.busy().assembler.next(max_payload)? {
             self.received += 1;
             self.route(header.stream, frame, events)?;
         }
+        self.settle();
         Ok(())
     }
 
@@ -291,17 +364,14 @@ impl Link {
             (Standing::Connection, other) => Err(LinkError::Misplaced(name(&other))),
             (Standing::Invalid, _) => Err(LinkError::Stream(id)),
             (_, Inbound::Message(Message::Credit { bytes })) => {
-                if let Some(s) = self.streams.get_mut(&id) {
+                if let Some(s) = self.stream(id) {
                     s.grant(bytes);
-                    if s.can_send() && !s.scheduled {
-                        s.scheduled = true;
-                        self.ready.push_back(id);
-                    }
+                    self.busy().schedule(id);
                 }
                 Ok(())
             }
             (_, Inbound::Message(Message::Cancel)) => {
-                if let Some(s) = self.streams.get_mut(&id) {
+                if let Some(s) = self.stream(id) {
                     s.drop_all();
                     s.cancelled = true;
                     if s.closed {
@@ -329,13 +399,13 @@ impl Link {
                 }
                 let mut s = Stream::new(true, self.config.window);
                 s.receive(inbound, len);
-                self.streams.insert(id, s);
+                self.busy().streams.insert(id, s);
                 self.peer_open += 1;
                 events.push(Event::Opened(id));
                 Ok(())
             }
             (Standing::Known, inbound) => {
-                match self.streams.get_mut(&id) {
+                match self.stream(id) {
                     Some(s) if !s.closed && !s.cancelled => {
                         if !s.receive(inbound, len) {
                             return Err(LinkError::Overrun(id));
@@ -350,19 +420,11 @@ impl Link {
         }
     }
 
-    /// The state of `stream` while this end may still use it.
-    fn open_stream(&mut self, stream: u32) -> Result<&mut Stream, Gone> {
-        match self.streams.get_mut(&stream) {
-            Some(s) if !s.closed && !s.cancelled => Ok(s),
-            _ => Err(Gone),
-        }
-    }
-
     /// Queues a frame about `stream` ahead of the streams' own.
     fn control_frame(&mut self, stream: u32, msg: &Message) {
         let mut buf = BytesMut::new();
         wire::encode(msg, stream, &mut buf);
-        self.control.push_back(buf.freeze());
+        self.busy().control.push_back(buf.freeze());
     }
 }
 

@@ -120,6 +120,10 @@ fn requests_in_flight_both_ways_are_answered_on_their_own_streams() {
     assert_eq!((p.opener.held(), p.acceptor.held()), (0, 0));
     assert!(!p.opener.has_output() && !p.acceptor.has_output());
     assert!(!p.opener.is_spent());
+    assert!(
+        p.opener.is_idle() && p.acceptor.is_idle(),
+        "done with every stream, each end lets go of its streams and queues"
+    );
 }
 
 #[test]
@@ -249,6 +253,7 @@ fn a_cancel_reaches_the_other_end_and_frees_both() {
         .receive(&frame(s, &Message::Ack), &mut events)
         .unwrap();
     assert!(events.is_empty() && p.opener.held() == 0);
+    assert!(p.opener.is_idle() && p.acceptor.is_idle());
 }
 
 #[test]
