@@ -91,6 +91,21 @@ enum Reading {
     Server(ReactorHandle, Option<Arc<Credentials>>),
 }
 
+/// A caller's turn to connect to an address, taken: the address leaves the table of turns
+/// when it is dropped, however the caller leaves, and the table itself once empty (a join
+/// connects to dozens of peers at once, and an idle node to none).
+struct TurnTaken<'a>(&'a Pool, SocketAddr);
+
+impl Drop for TurnTaken<'_> {
+    fn drop(&mut self) {
+        let mut connecting = self.0.connecting.lock();
+        connecting.remove(&self.1);
+        if connecting.is_empty() {
+            *connecting = HashMap::new();
+        }
+    }
+}
+
 /// A connection and when it was last lent.
 struct Kept {
     conn: Arc<Conn>,
@@ -211,13 +226,12 @@ impl Pool {
         let turn = Arc::clone(self.connecting.lock().entry(addr).or_default());
         let conn = {
             let _turn = turn.lock();
+            let _done = TurnTaken(self, addr);
             // Opened by the caller whose turn came first.
             if let Some((conn, stream)) = self.stream_on_kept(addr) {
                 return Ok((conn, stream, true));
             }
-            let conn = self.connect(addr, timeout);
-            self.connecting.lock().remove(&addr);
-            conn?
+            self.connect(addr, timeout)?
         };
         let (conn, kept) = conn;
         let stream = conn

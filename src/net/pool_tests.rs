@@ -58,6 +58,11 @@ fn one_connection_carries_every_request_to_a_peer_until_it_idles() {
     );
     assert_eq!(counters.snapshot().open_connections, 1);
     assert_eq!(counters.snapshot().served, 160);
+    assert_eq!(
+        pool.connecting.lock().capacity(),
+        0,
+        "the turns to connect, taken by 8 callers at once, are all let go"
+    );
     // Closed once idle past the timeout, at both ends.
     wait_for("the idle connection stayed open", || {
         pool.close_idle(|_| true);
@@ -209,7 +214,11 @@ fn two_nodes_calling_each_other_share_one_connection() {
             let counters = Arc::new(Counters::default());
             let handler: crate::net::Handler = Arc::new(|_, _| Message::Ack);
             let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
-            let config = NetConfig::with(test_key());
+            // Idle soon, so that the test sees a's connection close.
+            let config = NetConfig {
+                pool_idle_timeout: Duration::from_millis(300),
+                ..NetConfig::with(test_key())
+            };
             let server = Server::start(
                 "both",
                 listener,
@@ -247,6 +256,14 @@ fn two_nodes_calling_each_other_share_one_connection() {
     let (sa, sb) = (a.2.snapshot(), b.2.snapshot());
     assert_eq!((sa.opened, sa.accepted), (1, 0), "{sa:?}");
     assert_eq!((sb.opened, sb.accepted), (0, 1), "{sb:?}");
+    assert_eq!(b.0.reactor().introduced_held(), 1);
+    // Closed by a, the connection leaves b's table of introduced ones (whose reference
+    // would keep its memory).
+    wait_for("the connection a opened stayed open", || {
+        a.1.close_idle(|_| true);
+        a.1.kept_count() == 0 && b.2.snapshot().open_connections == 0
+    });
+    assert_eq!(b.0.reactor().introduced_held(), 0);
 }
 
 #[test]

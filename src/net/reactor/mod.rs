@@ -138,6 +138,12 @@ impl ReactorHandle {
         }
     }
 
+    /// Connections peers introduced that the reactor still refers to.
+    #[cfg(test)]
+    pub fn introduced_held(&self) -> usize {
+        self.0.upgrade().map_or(0, |s| s.introduced.lock().len())
+    }
+
     /// The open connection the peer listening at `addr` opened to this reactor and
     /// introduced, if any.
     pub fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
@@ -479,6 +485,11 @@ impl Shared {
         handshaking.leave(conn.token);
         if self.conns.lock().remove(&conn.token).is_some() && conn.inbound {
             self.common.counters.open.fetch_sub(1, Ordering::Relaxed);
+            // Its entry among the introduced goes with it: a weak reference keeps the
+            // connection's memory until it is dropped.
+            self.introduced
+                .lock()
+                .retain(|_, c| !std::ptr::eq(c.as_ptr(), Arc::as_ptr(conn)));
         }
         self.forget(conn);
     }
