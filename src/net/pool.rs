@@ -325,7 +325,8 @@ impl Pool {
     /// join, a repair) does not hold their connections for long.
     pub fn close_idle(&self, regular: impl Fn(SocketAddr) -> bool) {
         let now = Instant::now();
-        self.conns.lock().retain(|addr, kept| {
+        let mut conns = self.conns.lock();
+        conns.retain(|addr, kept| {
             let idle = if regular(*addr) {
                 self.config.pool_idle_timeout
             } else {
@@ -333,6 +334,10 @@ impl Pool {
             };
             !kept.conn.check_deadlines_idle(now, idle)
         });
+        // The table a join's many connections grew is let go as they close.
+        if conns.capacity() > 2 * conns.len() + 8 {
+            conns.shrink_to_fit();
+        }
     }
 
     /// Has the server behind `handle` read the pool's connections, rather than a reactor of

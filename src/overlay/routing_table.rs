@@ -7,7 +7,9 @@ use crate::id::{Id, NodeInfo, BASE, DIGITS};
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RoutingTable {
     own: Id,
-    cells: [[Option<NodeInfo>; BASE]; DIGITS],
+    /// The filled cells, by `row * BASE + column`, sorted and kept to their number: of the
+    /// 64 cells, a network of hundreds fills a few dozen.
+    cells: Vec<(u8, NodeInfo)>,
 }
 
 impl RoutingTable {
@@ -15,7 +17,7 @@ impl RoutingTable {
     pub fn new(own: Id) -> RoutingTable {
         RoutingTable {
             own,
-            cells: [[None; BASE]; DIGITS],
+            cells: Vec::new(),
         }
     }
 
@@ -25,29 +27,55 @@ impl RoutingTable {
         (row < DIGITS).then(|| (row, id.digit(row)))
     }
 
+    /// Where cell (`row`, `col`) is, or would be, among the filled ones.
+    fn place(&self, row: usize, col: usize) -> Result<usize, usize> {
+        let index = (row * BASE + col) as u8;
+        self.cells.binary_search_by_key(&index, |(i, _)| *i)
+    }
+
     /// The entry at `row`, `col` (both in range, else `None`).
     pub fn get(&self, row: usize, col: usize) -> Option<NodeInfo> {
-        *self.cells.get(row)?.get(col)?
+        if row >= DIGITS || col >= BASE {
+            return None;
+        }
+        self.place(row, col).ok().map(|at| self.cells[at].1)
     }
 
     /// The entries of row `row`, by column.
-    pub fn row(&self, row: usize) -> &[Option<NodeInfo>; BASE] {
-        &self.cells[row.min(DIGITS - 1)]
+    pub fn row(&self, row: usize) -> [Option<NodeInfo>; BASE] {
+        let row = row.min(DIGITS - 1);
+        std::array::from_fn(|col| self.get(row, col))
     }
 
     /// Every entry, row by row.
     pub fn entries(&self) -> impl Iterator<Item = NodeInfo> + '_ {
-        self.cells.iter().flatten().flatten().copied()
+        self.cells.iter().map(|(_, node)| *node)
     }
 
     /// The entries of rows `0..=last` (clamped to the table).
     pub fn rows_upto(&self, last: usize) -> Vec<NodeInfo> {
-        self.cells[..=last.min(DIGITS - 1)]
+        let end = (last.min(DIGITS - 1) + 1) * BASE;
+        self.cells
             .iter()
-            .flatten()
-            .flatten()
-            .copied()
+            .take_while(|(i, _)| usize::from(*i) < end)
+            .map(|(_, node)| *node)
             .collect()
+    }
+
+    /// Fills cell (`row`, `col`) with `node`, or empties it.
+    fn set(&mut self, row: usize, col: usize, node: Option<NodeInfo>) {
+        match (self.place(row, col), node) {
+            (Ok(at), Some(node)) => self.cells[at].1 = node,
+            (Ok(at), None) => {
+                self.cells.remove(at);
+                self.cells.shrink_to_fit();
+            }
+            (Err(at), Some(node)) => {
+                self.cells.reserve_exact(1);
+                self.cells.insert(at, ((row * BASE + col) as u8, node));
+            }
+            (Err(_), None) => {}
+        }
     }
 
     /// Puts `node` in its cell if the cell is empty, holds the same id at another address, or
@@ -58,14 +86,14 @@ impl RoutingTable {
             return false;
         }
         if let Some((r, c)) = Self::cell_of(self.own, node.id) {
-            self.cells[r][c] = Some(node);
+            self.set(r, c, Some(node));
         }
         true
     }
 
     /// Whether [`insert`](Self::insert) would change the table.
     pub fn would_take(&self, node: NodeInfo) -> bool {
-        Self::cell_of(self.own, node.id).is_some_and(|(r, c)| match self.cells[r][c] {
+        Self::cell_of(self.own, node.id).is_some_and(|(r, c)| match self.get(r, c) {
             None => true,
             Some(n) if n.id == node.id => n.addr != node.addr,
             Some(n) => self.prefers(node.id, n.id),
@@ -91,9 +119,8 @@ impl RoutingTable {
         let Some((r, c)) = Self::cell_of(self.own, id) else {
             return false;
         };
-        let cell = &mut self.cells[r][c];
-        if cell.is_some_and(|n| n.id == id) {
-            *cell = None;
+        if self.get(r, c).is_some_and(|n| n.id == id) {
+            self.set(r, c, None);
             true
         } else {
             false
@@ -103,7 +130,7 @@ impl RoutingTable {
     /// Whether `id` is in the table.
     pub fn contains(&self, id: Id) -> bool {
         Self::cell_of(self.own, id)
-            .and_then(|(r, c)| self.cells[r][c])
+            .and_then(|(r, c)| self.get(r, c))
             .is_some_and(|n| n.id == id)
     }
 }

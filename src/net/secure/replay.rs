@@ -7,6 +7,7 @@
 //! for any protocol with expiring credentials.
 
 use std::collections::{HashSet, VecDeque};
+use std::hash::{BuildHasher, RandomState};
 use std::time::Duration;
 
 /// How far a first message's clock may be from the listener's.
@@ -17,14 +18,18 @@ pub(crate) const WINDOW: Duration = Duration::from_secs(300);
 /// forgotten and nothing sent at or before it is taken any more.
 const MAX_REMEMBERED: usize = 1 << 16;
 
-/// The first messages taken within the window, by ephemeral key.
+/// The first messages taken within the window, by a digest of their ephemeral key (keyed
+/// by a secret of the guard's own, 64 bits: a key taken for another is as likely as a
+/// random guess, and costs only a refused handshake), a quarter of the key's size: a
+/// listener remembers every connection it accepted for the whole window.
 #[derive(Default)]
 pub(crate) struct ReplayGuard {
-    seen: HashSet<[u8; 32]>,
+    seen: HashSet<u64>,
     /// In the order taken, with their clocks, to forget them as the window passes.
-    order: VecDeque<(u64, [u8; 32])>,
+    order: VecDeque<(u64, u64)>,
     /// Nothing sent at or before this (milliseconds) is taken: what was forgotten early.
     floor_ms: u64,
+    digests: RandomState,
 }
 
 impl ReplayGuard {
@@ -34,10 +39,11 @@ impl ReplayGuard {
         let window = WINDOW.as_millis() as u64;
         self.forget_before(now_ms.saturating_sub(window));
         let fresh = sent_ms.abs_diff(now_ms) <= window && sent_ms > self.floor_ms;
-        if !fresh || !self.seen.insert(ephemeral) {
+        let digest = self.digests.hash_one(ephemeral);
+        if !fresh || !self.seen.insert(digest) {
             return false;
         }
-        self.order.push_back((sent_ms, ephemeral));
+        self.order.push_back((sent_ms, digest));
         if self.order.len() > MAX_REMEMBERED {
             if let Some((sent, key)) = self.order.pop_front() {
                 self.seen.remove(&key);

@@ -152,7 +152,7 @@ pub enum Effect {
 pub const HEARTBEAT_EVERY: u64 = 5;
 
 /// Calls an idle node's table of outstanding calls keeps room for: a round's probes.
-const IDLE_CALLS: usize = 16;
+const IDLE_CALLS: usize = 8;
 
 /// What an outstanding call is for.
 #[derive(Debug)]
@@ -436,7 +436,7 @@ impl Membership {
         let Some((to, waiting)) = self.calls.remove(&id) else {
             return self.take_out();
         };
-        if self.calls.len() <= IDLE_CALLS / 2 && self.calls.capacity() > 4 * IDLE_CALLS {
+        if self.calls.len() <= IDLE_CALLS / 2 && self.calls.capacity() > 2 * IDLE_CALLS {
             // A join's burst of calls (one to every node told of it) left a table sized
             // for it: an idle node keeps one sized for its rounds.
             self.calls.shrink_to(IDLE_CALLS);
