@@ -41,13 +41,7 @@ const OWN_WAIT: Duration = Duration::from_millis(100);
 /// the sockets until then.
 const LEAD_WAIT: Duration = Duration::from_millis(2);
 
-use state::{gone, Phase, State, Waiters, Want};
-
-/// How long a connection with no request open may be silent before its cipher's expanded
-/// keys are dropped (`Channel::rest`): most of an idle connection's memory. Short, so that
-/// a connection used once a maintenance round (each second) rests between rounds: building
-/// both keys again costs about 0.4 µs, once per burst of requests.
-const REST: Duration = Duration::from_millis(100);
+use state::{gone, Phase, State, Tick, Waiters, Want};
 
 /// The settings a connection runs with.
 #[derive(Debug, Clone, Copy)]
@@ -111,7 +105,7 @@ impl Conn {
     ) -> Conn {
         let common = Arc::clone(&reactor.common);
         let reactor = Arc::downgrade(reactor);
-        let now = Instant::now();
+        let now = Tick::now();
         let (opened_here, phase, channel) = match start {
             Start::Accepted(Some(h)) => (false, Phase::Hello(h), None),
             Start::Accepted(None) => (false, Phase::Open, None),
@@ -299,7 +293,7 @@ impl Conn {
             };
             taken += n;
             let mut state = self.state.lock();
-            state.last_input = Instant::now();
+            state.last_input = Tick::now();
             let result = state.take_input(&scratch[..n], replays, &mut events);
             if let Err(failure) = result {
                 log::debug!("closing connection with {}: {}", self.peer, failure.why);
@@ -431,9 +425,9 @@ impl Conn {
         let mut state = self.state.lock();
         let limits = self.limits();
         let idle_timeout = idle_timeout.min(limits.idle_timeout);
-        let late = |since: Option<Instant>, within: Duration| {
-            since.is_some_and(|t| now.saturating_duration_since(t) > within)
-        };
+        let now = Tick::at(now);
+        let late =
+            |since: Option<Tick>, within: Duration| since.is_some_and(|t| now.since(t) > within);
         let why = match state.phase {
             Phase::Closed(_) => return true,
             Phase::Hello(_) if late(Some(state.started), limits.frame_timeout) => {
@@ -452,7 +446,12 @@ impl Conn {
                 "idle"
             }
             _ => {
-                if state.link.open_streams() == 0 && late(Some(state.last_input), REST) {
+                // No request open: the cipher's expanded keys go (`Channel::rest`), most
+                // of an idle connection's memory. Deadlines are checked a few times a
+                // second, and building both keys again costs about 0.4 µs: a connection in
+                // use pays that a few times a second, and one used once a maintenance round
+                // rests between rounds.
+                if state.link.open_streams() == 0 {
                     if let Some(channel) = state.channel.as_mut() {
                         channel.rest();
                     }

@@ -3,7 +3,7 @@
 
 use std::io::{self, Write};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
@@ -55,6 +55,32 @@ impl Waiters {
     }
 }
 
+/// A moment, in milliseconds since the process's first connection (4 bytes where an
+/// `Instant` takes 16: a connection notes four, and a process holds thousands). Told apart
+/// correctly within 24 days, far beyond any deadline a connection keeps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Tick(u32);
+
+impl Tick {
+    pub fn now() -> Tick {
+        Tick::at(Instant::now())
+    }
+
+    pub fn at(when: Instant) -> Tick {
+        static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+        let since = when.saturating_duration_since(*EPOCH.get_or_init(Instant::now));
+        Tick(since.as_millis() as u32) // wraps after 49 days: see `since`
+    }
+
+    /// How long after `earlier` this is (zero if it is not after).
+    pub fn since(self, earlier: Tick) -> Duration {
+        let ms = i32::try_from(self.0.wrapping_sub(earlier.0))
+            .unwrap_or(0)
+            .max(0);
+        Duration::from_millis(ms as u64)
+    }
+}
+
 /// Where a connection stands.
 pub(super) enum Phase {
     /// Waiting for the first handshake message of a peer that must prove the key.
@@ -91,10 +117,10 @@ pub(super) struct State {
     pub(super) waiters: Waiters,
     /// When bytes last came in, when the frame (or record) now arriving began, and when
     /// the bytes waiting to be written last moved.
-    pub(super) last_input: Instant,
-    pub(super) partial_since: Option<Instant>,
-    pub(super) stalled_since: Option<Instant>,
-    pub(super) started: Instant,
+    pub(super) last_input: Tick,
+    pub(super) partial_since: Option<Tick>,
+    pub(super) stalled_since: Option<Tick>,
+    pub(super) started: Tick,
     /// The peer closed the connection saying it had nothing of this end's in hand
     /// ([`RemoteCode::Closing`]): no request left unanswered on it was seen.
     pub(super) unseen: bool,
@@ -218,7 +244,7 @@ impl State {
         self.partial_since = match (partial, self.partial_since) {
             (false, _) => None,
             (true, Some(t)) if !completed => Some(t),
-            (true, _) => Some(Instant::now()),
+            (true, _) => Some(Tick::now()),
         };
     }
 
@@ -253,7 +279,7 @@ impl State {
         self.stalled_since = match (waiting, self.stalled_since) {
             (false, _) => None,
             (true, Some(t)) if !moved => Some(t),
-            (true, _) => Some(Instant::now()),
+            (true, _) => Some(Tick::now()),
         };
         if !waiting {
             // An idle connection holds no buffer.
@@ -398,4 +424,23 @@ impl Failure {
 /// A stream gone (given up by the peer, or closed) as an I/O error of its request.
 pub(super) fn gone(e: crate::net::mux::Gone) -> io::Error {
     io::Error::new(io::ErrorKind::ConnectionReset, e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_tick_tells_how_long_after_another_it_is_across_the_wrap() {
+        let (a, b) = (Tick(1_000), Tick(3_500));
+        assert_eq!(b.since(a), Duration::from_millis(2_500));
+        assert_eq!(a.since(b), Duration::ZERO, "not after: zero");
+        // The count wraps after 49 days; what is near it still compares.
+        let (before, after) = (Tick(u32::MAX - 99), Tick(400));
+        assert_eq!(after.since(before), Duration::from_millis(500));
+        let _ = Tick::now(); // the process's epoch, before `now`
+        let now = Instant::now();
+        let later = Tick::at(now + Duration::from_secs(2));
+        assert_eq!(later.since(Tick::at(now)), Duration::from_secs(2));
+    }
 }
