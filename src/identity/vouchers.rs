@@ -161,6 +161,7 @@ impl Vouchers {
 mod tests {
     use super::super::Identity;
     use super::*;
+    use crate::id::loopback_node;
 
     #[test]
     fn a_certificate_held_vouches_for_its_node_until_it_expires() {
@@ -195,27 +196,18 @@ mod tests {
     fn nodes_of_a_process_share_one_copy_of_a_certificate_while_any_holds_it() {
         let authority = Identity::generate().unwrap();
         let key = Identity::generate().unwrap().public();
-        let node = |id: u16| NodeInfo {
-            id: Id(id),
-            addr: ([127, 0, 0, 2], id).into(),
-        };
+        let cert = |id| Certificate::issue(&authority, loopback_node(id), key, 10_000);
         let (a, b) = (Vouchers::default(), Vouchers::default());
-        let cert = Certificate::issue(&authority, node(1), key, 10_000);
-        a.keep(cert.clone(), 1);
-        b.keep(cert, 1);
+        a.keep(cert(1), 1);
+        b.keep(cert(1), 1);
         assert!(Arc::ptr_eq(&a.get(Id(1)).unwrap(), &b.get(Id(1)).unwrap()));
         // Copies nobody holds are swept by the time the table has doubled: 500 dropped,
         // then 600 more held, and the table keeps those 600.
         let mut shared = Shared::new();
-        let gone: Vec<_> = (0..500)
-            .map(|id| shared.share(Certificate::issue(&authority, node(id), key, 10_000)))
-            .collect();
+        let gone: Vec<_> = (0..500).map(|id| shared.share(cert(id))).collect();
         drop(gone);
-        let held: Vec<_> = (500..1100)
-            .map(|id| shared.share(Certificate::issue(&authority, node(id), key, 10_000)))
-            .collect();
-        let entries = shared.by_signature.len();
-        assert_eq!(entries, held.len());
+        let held: Vec<_> = (500..1100).map(|id| shared.share(cert(id))).collect();
+        assert_eq!(shared.by_signature.len(), held.len());
     }
 
     #[test]

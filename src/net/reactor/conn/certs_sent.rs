@@ -73,17 +73,13 @@ impl CertsSent {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::id::{Id, NodeInfo};
+    use crate::id::{loopback_node as node, NodeInfo};
     use crate::identity::Identity;
 
     #[test]
     fn a_certificate_goes_once_until_it_is_half_through_its_life() {
         let authority = Identity::generate().unwrap();
         let key = Identity::generate().unwrap().public();
-        let node = |id: u16| NodeInfo {
-            id: Id(id),
-            addr: ([127, 0, 0, 1], id).into(),
-        };
         let life = CERTIFICATE_VALIDITY.as_millis() as u64;
         let now = 1_000;
         let cert = |id, expires| Certificate::issue(&authority, node(id), key, expires);
