@@ -9,6 +9,7 @@ mod conn;
 mod crew;
 mod handle;
 mod handshaking;
+mod introduced;
 mod scratch;
 mod service;
 mod watch;
@@ -89,9 +90,7 @@ struct Shared {
     poller: Mutex<Poller>,
     /// Connections a thread reading for itself left with more to read: the leader's next.
     later: Mutex<Vec<Token>>,
-    /// Connections peers opened and introduced (`Hello`), by the address the peer listens
-    /// on: this end's pool sends its own requests to that peer over them.
-    introduced: Mutex<HashMap<SocketAddr, std::sync::Weak<Conn>>>,
+    introduced: introduced::Introduced,
     /// Who serves requests; `None` on a reactor of outbound connections only, which refuses
     /// any.
     serve: Option<Serve>,
@@ -141,22 +140,13 @@ impl ReactorHandle {
     /// Connections peers introduced that the reactor still refers to.
     #[cfg(test)]
     pub fn introduced_held(&self) -> usize {
-        self.0.upgrade().map_or(0, |s| s.introduced.lock().len())
+        self.0.upgrade().map_or(0, |s| s.introduced.len())
     }
 
     /// The open connection the peer listening at `addr` opened to this reactor and
     /// introduced, if any.
     pub fn introduced(&self, addr: SocketAddr) -> Option<Arc<Conn>> {
-        let shared = self.0.upgrade()?;
-        let mut introduced = shared.introduced.lock();
-        let conn = introduced.get(&addr).and_then(std::sync::Weak::upgrade);
-        match conn {
-            Some(conn) if !conn.is_closed() => Some(conn),
-            _ => {
-                introduced.remove(&addr);
-                None
-            }
-        }
+        self.0.upgrade()?.introduced.get(addr)
     }
 }
 
@@ -245,7 +235,7 @@ impl Reactor {
                 swept: Instant::now(),
             }),
             later: Mutex::new(Vec::new()),
-            introduced: Mutex::new(HashMap::new()),
+            introduced: introduced::Introduced::default(),
             config,
             serve,
         });
@@ -414,14 +404,8 @@ impl Shared {
 
     /// Notes that the peer at the other end of `conn` (which it opened) listens at `addr`.
     fn introduce(&self, addr: SocketAddr, conn: &Arc<Conn>) {
-        let mut introduced = self.introduced.lock();
-        // Bounded by the connections there can be: the closed ones' entries go first.
-        if introduced.len() >= self.config.max_connections {
-            introduced.retain(|_, c| c.strong_count() > 0);
-        }
-        if introduced.len() < self.config.max_connections {
-            introduced.insert(addr, Arc::downgrade(conn));
-        }
+        self.introduced
+            .note(addr, conn, self.config.max_connections);
     }
 
     fn conn(&self, token: Token) -> Option<Arc<Conn>> {
@@ -485,11 +469,7 @@ impl Shared {
         handshaking.leave(conn.token);
         if self.conns.lock().remove(&conn.token).is_some() && conn.inbound {
             self.common.counters.open.fetch_sub(1, Ordering::Relaxed);
-            // Its entry among the introduced goes with it: a weak reference keeps the
-            // connection's memory until it is dropped.
-            self.introduced
-                .lock()
-                .retain(|_, c| !std::ptr::eq(c.as_ptr(), Arc::as_ptr(conn)));
+            self.introduced.forget(conn);
         }
         self.forget(conn);
     }

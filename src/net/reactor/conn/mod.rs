@@ -10,24 +10,25 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
-use mio::{Interest, Registry, Token};
+use mio::{Interest, Token};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 use std::os::fd::AsRawFd;
 
 use crate::identity::BINDING_LEN;
-use crate::net::mux::{Event, Inbound, Link, LinkConfig};
+use crate::net::mux::{Event, Inbound, Link};
 use crate::net::secure::{Channel, Handshake, ReplayGuard};
-use crate::net::Counters;
 use crate::wire::{self, Message, RemoteCode};
 
 use super::Shared;
 
 mod certs_sent;
+mod common;
 mod introduction;
 mod readable;
 mod state;
 
 use certs_sent::CertsSent;
+pub(crate) use common::{Common, ConnLimits};
 pub(crate) use introduction::Introduction;
 
 /// Bytes a thread reading for itself takes from the socket per turn.
@@ -42,30 +43,6 @@ const OWN_WAIT: Duration = Duration::from_millis(100);
 const LEAD_WAIT: Duration = Duration::from_millis(2);
 
 use state::{gone, Phase, State, Tick, Waiters, Want};
-
-/// The settings a connection runs with.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct ConnLimits {
-    pub link: LinkConfig,
-    /// How long a frame (or the handshake) may take from its first byte to its last, and
-    /// how long written bytes may wait for the peer to take them.
-    pub frame_timeout: Duration,
-    /// How long a connection with no request open may stay silent.
-    pub idle_timeout: Duration,
-}
-
-/// What the connections of one reactor share, held once for all of them (a process of many
-/// nodes holds thousands of connections).
-pub(crate) struct Common {
-    /// Where the sockets are watched: writability is asked for only while bytes wait for
-    /// it, or every acknowledgement of a written byte would wake the reactor.
-    pub registry: Registry,
-    pub counters: Arc<Counters>,
-    /// The settings of connections peers opened, and of those this end opened (which idle
-    /// out as the pool's).
-    pub accepted: ConnLimits,
-    pub opened: ConnLimits,
-}
 
 /// How a connection began.
 pub(super) enum Start {
