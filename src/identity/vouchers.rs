@@ -81,8 +81,9 @@ impl ById {
         self.place(*id).is_ok()
     }
 
-    fn insert(&mut self, id: Id, cert: Arc<Certificate>) {
-        match self.place(id) {
+    /// Keeps `cert` as its node's, in place of any held.
+    fn insert(&mut self, cert: Arc<Certificate>) {
+        match self.place(cert.node.id) {
             Ok(at) => self.0[at] = cert,
             Err(at) => {
                 self.0.reserve_exact(1);
@@ -139,7 +140,7 @@ impl Vouchers {
                 return;
             }
         }
-        by_id.insert(cert.node.id, shared(cert));
+        by_id.insert(shared(cert));
     }
 
     /// Whether `cert` needs no check at `now_ms`: one held vouches for the same node and
