@@ -11,7 +11,7 @@ use std::time::Instant;
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
-use parking_lot::{Condvar, Mutex};
+use parking_lot::Mutex;
 
 use super::{Crew, Job, Master, State, MEMBER, SERVING, WAKER};
 use crate::net::reactor::{watch, Shared};
@@ -65,7 +65,6 @@ impl Crew {
                 max: 1,
                 ..State::default()
             }),
-            wake: Condvar::new(),
             stop: AtomicBool::new(false),
             master: Mutex::new(Master {
                 poll,

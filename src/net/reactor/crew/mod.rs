@@ -37,7 +37,10 @@ use super::super::THREAD_STACK;
 use super::{Request, Shared, StreamHandle, SWEEP};
 
 mod joining;
+mod sleepers;
 mod turns;
+
+use sleepers::Sleepers;
 
 thread_local! {
     /// The crew this thread belongs to (its address, 0 for none) and its number: a thread
@@ -113,8 +116,6 @@ pub(crate) trait Chore: Send + Sync {
 /// A crew: its threads, and its poller over the reactors in its care.
 pub(super) struct Crew {
     state: Mutex<State>,
-    /// Wakes followers: the lead is free, a request is queued, or the crew stops.
-    wake: Condvar,
     stop: AtomicBool,
     /// What the leader works with: whoever holds it leads.
     master: Mutex<Master>,
@@ -142,6 +143,9 @@ struct State {
     idle: usize,
     /// Whether a thread leads.
     led: bool,
+    /// Threads waiting for the lead or a request, woken when the lead is free, a request
+    /// is queued, or the crew stops.
+    sleepers: Sleepers,
     /// The leader serving a request while it keeps the lead, and since when.
     serving: Option<(u64, Instant)>,
     threads: HashMap<u64, JoinHandle<()>>,
@@ -158,7 +162,7 @@ impl Crew {
     /// What idle thread `id` does next: lead if no one does, else serve a queued request,
     /// else wait for either; `None` when it ends (the crew stops, or it retires after
     /// [`IDLE_EXIT`] without work, unless `permanent`).
-    fn next(&self, id: u64, permanent: bool) -> Option<Next> {
+    fn next(&self, id: u64, permanent: bool, signal: &Arc<Condvar>) -> Option<Next> {
         let mut state = self.state.lock();
         let since = Instant::now();
         // Bounded: each pass takes the lead or a request, ends the thread, or waits at most
@@ -179,7 +183,7 @@ impl Crew {
             if !permanent && since.elapsed() >= IDLE_EXIT && Crew::retire(&mut state, id) {
                 return None;
             }
-            self.wake.wait_for(&mut state, IDLE_EXIT);
+            Sleepers::wait(&mut state, |s| &mut s.sleepers, id, signal, IDLE_EXIT);
         }
     }
 
@@ -203,22 +207,22 @@ impl Crew {
 
     /// The leader lets go of the lead: a follower takes it.
     fn let_go(&self) {
-        self.state.lock().led = false;
-        self.wake.notify_one();
+        let mut state = self.state.lock();
+        state.led = false;
+        state.sleepers.wake(1);
     }
 
     /// Wakes a follower for each queued request, starting those missing: the leader may
     /// be waiting on its sockets, and would see them only on its next turn.
     pub(super) fn wake_for_jobs(self: &Arc<Self>) {
         let mut state = self.state.lock();
-        // A leader serving a request takes the queued ones after it: they need no one else.
+        // Idle threads wanted: one for each request, and the leader when it is not serving
+        // one (it counts as idle then). Only the followers are woken: the leader is not
+        // waiting among them.
+        let jobs = state.jobs.len();
         let leader = usize::from(state.serving.is_none());
-        let wanted = state.jobs.len() + leader;
-        self.hire(&mut state, wanted);
-        drop(state);
-        for _ in 0..wanted {
-            self.wake.notify_one();
-        }
+        self.hire(&mut state, jobs + leader);
+        state.sleepers.wake(jobs);
     }
 
     /// With more than one request queued, a follower (started if none waits) serves them
@@ -232,8 +236,7 @@ impl Crew {
         }
         // The leader, counted idle until it takes its first request, and one follower.
         self.hire(&mut state, 2);
-        drop(state);
-        self.wake.notify_one();
+        state.sleepers.wake(1);
     }
 
     /// The leader `id`, serving a request with the lead, lets go of it (when `late` is
@@ -253,10 +256,7 @@ impl Crew {
             // in turn while each was quick, and this one was not; those may not be either.
             let wanted = state.jobs.len() + 1;
             self.hire(&mut state, wanted);
-            drop(state);
-            for _ in 0..wanted {
-                self.wake.notify_one();
-            }
+            state.sleepers.wake(wanted);
         }
     }
 
@@ -292,8 +292,7 @@ impl Crew {
             return false;
         }
         state.led = false;
-        drop(state);
-        self.wake.notify_one();
+        state.sleepers.wake(1);
         true
     }
 
@@ -313,8 +312,7 @@ impl Crew {
     /// Wakes every follower: the crew stops. (Under the lock, so that none waits on after
     /// checking the stop flag.)
     fn wake_all(&self) {
-        let _state = self.state.lock();
-        self.wake.notify_all();
+        self.state.lock().sleepers.wake_all();
     }
 
     fn spawn_member(self: &Arc<Self>, state: &mut State, permanent: bool) -> io::Result<()> {
@@ -382,9 +380,10 @@ impl Crew {
     fn member(self: &Arc<Self>, id: u64, permanent: bool) {
         MEMBER.with(|m| m.set((self.address(), id)));
         let mut opened = Vec::new();
+        let signal = Arc::new(Condvar::new());
         // Bounded: each pass serves a request or leads until requests come; `next` ends the
         // thread once the crew stops or it has waited long without work.
-        while let Some(next) = self.next(id, permanent) {
+        while let Some(next) = self.next(id, permanent, &signal) {
             match next {
                 Next::Serve(job) => {
                     run(job);
