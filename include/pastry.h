@@ -309,6 +309,12 @@ typedef struct PastryNetOptions {
    * Most outbound connections kept in all. Default 1,024.
    */
   uint32_t pool_max_idle;
+  /**
+   * How long a thread waiting for a peer's bytes polls for them before it sleeps, in
+   * µs; 0 never polls. Default 50. (Added after the first release: a program built
+   * before it gets the default.)
+   */
+  uint64_t spin_us;
 } PastryNetOptions;
 
 /**

@@ -42,6 +42,10 @@ pub struct PastryNetOptions {
     pub pool_per_peer: u32,
     /// Most outbound connections kept in all. Default 1,024.
     pub pool_max_idle: u32,
+    /// How long a thread waiting for a peer's bytes polls for them before it sleeps, in
+    /// µs; 0 never polls. Default 50. (Added after the first release: a program built
+    /// before it gets the default.)
+    pub spin_us: u64,
 }
 
 fn ms(d: Duration) -> u64 {
@@ -68,6 +72,7 @@ impl From<&NetConfig> for PastryNetOptions {
             stream_window: c.stream_window,
             pool_per_peer: small(c.pool_per_peer),
             pool_max_idle: small(c.pool_max_idle),
+            spin_us: u64::try_from(c.spin.as_micros()).unwrap_or(u64::MAX),
         }
     }
 }
@@ -88,6 +93,7 @@ impl PastryNetOptions {
             stream_window: self.stream_window,
             pool_per_peer: self.pool_per_peer as usize,
             pool_max_idle: self.pool_max_idle as usize,
+            spin: Duration::from_micros(self.spin_us),
             security,
         }
     }
@@ -108,10 +114,11 @@ impl PastryNetOptions {
     }
 }
 
-// SAFETY: repr(C), `size` first, 4 u64 then 8 u32: no padding (a test checks).
+// SAFETY: repr(C), `size` first, 4 u64, 8 u32, a u64: no padding (a test checks).
 unsafe impl Growable for PastryNetOptions {
     const NAME: &'static str = "PastryNetOptions";
-    const MIN_SIZE: usize = size_of::<PastryNetOptions>();
+    /// The first release's struct ended before `spin_us`.
+    const MIN_SIZE: usize = offset_of!(PastryNetOptions, spin_us);
     fn defaults() -> Self {
         (&NetConfig::default()).into()
     }

@@ -135,8 +135,8 @@ mod tests {
             size_of::<PastryClientOptions>(),
             word + 4 * word + 8 + 2 * 4
         );
-        // size, 4 u64, 8 four-byte fields.
-        assert_eq!(size_of::<PastryNetOptions>(), word + 4 * 8 + 8 * 4);
+        // size, 4 u64, 8 four-byte fields, a u64.
+        assert_eq!(size_of::<PastryNetOptions>(), word + 4 * 8 + 8 * 4 + 8);
         // size, 6 u64.
         assert_eq!(size_of::<PastryNetStats>(), word + 6 * 8);
         // size, a pointer, 3 function pointers.

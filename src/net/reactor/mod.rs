@@ -209,7 +209,7 @@ impl Reactor {
             },
         });
         // Undone by `shutdown`, which the reactor's drop runs: nothing may fail between.
-        let crew = crew::Crew::join(config.max_workers)?;
+        let crew = crew::Crew::join(config.max_workers, config.spin)?;
         let crew_token = crew.token();
         let poll_fd = poll.as_raw_fd();
         let shared = Arc::new(Shared {

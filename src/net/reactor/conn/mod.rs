@@ -221,7 +221,7 @@ impl Conn {
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(OWN_WAIT);
-        let ready = readable::wait(&self.socket, wait, writes);
+        let ready = readable::wait(&self.socket, wait, reactor.config.spin, writes);
         if ready.writable {
             self.write();
         }

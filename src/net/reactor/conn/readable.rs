@@ -14,16 +14,23 @@ pub(super) struct Ready {
 }
 
 /// Waits at most `wait` (to the millisecond, at least one) for `socket` to be readable or
-/// closed, or writable too when `writes` asks for it.
-pub(super) fn wait(socket: &TcpStream, wait: Duration, writes: bool) -> Ready {
+/// closed, or writable too when `writes` asks for it, polling for `spin` of it first.
+pub(super) fn wait(socket: &TcpStream, wait: Duration, spin: Duration, writes: bool) -> Ready {
     let mut fd = libc::pollfd {
         fd: socket.as_raw_fd(),
         events: libc::POLLIN | if writes { libc::POLLOUT } else { 0 },
         revents: 0,
     };
-    let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
-    // SAFETY: one valid pollfd, for a descriptor the caller's socket keeps open.
-    let ready = unsafe { libc::poll(&mut fd, 1, millis) };
+    // SAFETY (both calls): one valid pollfd, for a descriptor the caller's socket keeps open.
+    let mut ready = 0;
+    crate::net::spin::spin(spin.min(wait), || {
+        ready = unsafe { libc::poll(&mut fd, 1, 0) };
+        ready != 0
+    });
+    if ready == 0 {
+        let millis = wait.as_millis().clamp(1, i32::MAX as u128) as i32;
+        ready = unsafe { libc::poll(&mut fd, 1, millis) };
+    }
     if ready <= 0 {
         return Ready {
             readable: false,

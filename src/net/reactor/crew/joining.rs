@@ -4,10 +4,10 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token, Waker};
@@ -28,9 +28,10 @@ const MAX_CREWS: usize = 8;
 
 impl Crew {
     /// The crew of the process with the fewest reactors in its care, started if none runs
-    /// in its place, with `workers` more threads allowed for the reactor that joins it. Each
-    /// join is undone by [`Crew::leave`].
-    pub(in crate::net::reactor) fn join(workers: usize) -> io::Result<Arc<Crew>> {
+    /// in its place, with `workers` more threads allowed for the reactor that joins it, and
+    /// its leader polling at least `spin` before it sleeps. Each join is undone by
+    /// [`Crew::leave`].
+    pub(in crate::net::reactor) fn join(workers: usize, spin: Duration) -> io::Result<Arc<Crew>> {
         let mut crews = CREWS.lock();
         if crews.is_empty() {
             let processors = thread::available_parallelism().map_or(1, |n| n.get());
@@ -49,6 +50,8 @@ impl Crew {
                 crew
             }
         };
+        let spin = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
+        crew.spin.fetch_max(spin, Ordering::Relaxed);
         let mut state = crew.state.lock();
         state.max += workers;
         state.members += 1;
@@ -76,6 +79,7 @@ impl Crew {
             waker,
             reactors: Mutex::new(HashMap::new()),
             next_token: AtomicUsize::new(0),
+            spin: AtomicU64::new(0),
         });
         let spawned = crew.spawn_member(&mut crew.state.lock(), true);
         if let Err(e) = spawned.and_then(|()| watch::watch(&crew)) {

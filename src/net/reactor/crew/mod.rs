@@ -25,7 +25,7 @@
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
 use std::io;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Weak};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -124,6 +124,9 @@ pub(super) struct Crew {
     waker: Waker,
     reactors: Mutex<HashMap<Token, Weak<Shared>>>,
     next_token: AtomicUsize,
+    /// How long the leader polls before it sleeps, in nanoseconds: the longest
+    /// `NetConfig::spin` of the reactors that joined.
+    spin: AtomicU64,
 }
 
 /// The leader's tools and its memory between turns.

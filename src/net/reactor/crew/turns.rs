@@ -2,6 +2,7 @@
 //! sockets have something; and the chores that are due.
 
 use std::io;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -11,7 +12,8 @@ use crate::net::reactor::{Shared, SWEEP};
 
 impl Crew {
     /// One turn of the leader: waits for a reactor's sockets to have something (at most
-    /// `wait`), and takes a turn at each such reactor, noting in `opened` the requests read.
+    /// `wait`, polling for the crew's `spin` of it before sleeping), and takes a turn at
+    /// each such reactor, noting in `opened` the requests read.
     /// Every reactor gets a turn once a sweep's interval, for its deadlines.
     pub(super) fn turn(&self, m: &mut Master, opened: &mut Vec<Job>, wait: Duration) {
         let wait = if m.again.is_empty() {
@@ -19,7 +21,20 @@ impl Crew {
         } else {
             Duration::ZERO
         };
-        if let Err(e) = m.poll.poll(&mut m.events, Some(wait)) {
+        let start = Instant::now();
+        let mut polled = Ok(());
+        let (poll, events) = (&mut m.poll, &mut m.events);
+        events.clear();
+        let spin = Duration::from_nanos(self.spin.load(Ordering::Relaxed));
+        crate::net::spin::spin(spin.min(wait), || {
+            polled = poll.poll(events, Some(Duration::ZERO));
+            polled.is_err() || !events.is_empty()
+        });
+        if polled.is_ok() && m.events.is_empty() {
+            let left = wait.saturating_sub(start.elapsed());
+            polled = m.poll.poll(&mut m.events, Some(left));
+        }
+        if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::warn!("waiting on the reactors failed: {e}");
                 thread::sleep(Duration::from_millis(20));

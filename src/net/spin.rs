@@ -1,0 +1,87 @@
+//! Polling briefly before sleeping (`NetConfig::spin`). A thread that waits for bytes a
+//! peer is about to send (an answer, the next request of a busy client) polls for them a
+//! few tens of microseconds before it sleeps: on virtual machines, waking a sleeping thread
+//! on an idle processor costs tens of microseconds of both processors' time, more than most
+//! answers take to come. At most one thread a processor spins at a time, and a spinning
+//! thread yields to any other that is ready to run, so that spinning delays no work.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+/// Threads spinning now.
+static SPINNING: AtomicUsize = AtomicUsize::new(0);
+
+fn processors() -> usize {
+    static N: OnceLock<usize> = OnceLock::new();
+    *N.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
+}
+
+/// Polls `ready` until it holds (`true`) or `budget` has passed (`false`), yielding the
+/// processor between polls; `false` at once when every processor already has a spinning
+/// thread.
+pub(crate) fn spin(budget: Duration, ready: impl FnMut() -> bool) -> bool {
+    spin_counted(&SPINNING, processors(), budget, ready)
+}
+
+/// [`spin`], with the threads spinning counted in `spinning`, at most `most` at once.
+fn spin_counted(
+    spinning: &AtomicUsize,
+    most: usize,
+    budget: Duration,
+    mut ready: impl FnMut() -> bool,
+) -> bool {
+    if budget.is_zero() {
+        return false;
+    }
+    if spinning.fetch_add(1, Ordering::Relaxed) >= most {
+        spinning.fetch_sub(1, Ordering::Relaxed);
+        return false;
+    }
+    let start = Instant::now();
+    // Bounded by the budget.
+    let found = loop {
+        if ready() {
+            break true;
+        }
+        if start.elapsed() >= budget {
+            break false;
+        }
+        std::thread::yield_now();
+    };
+    spinning.fetch_sub(1, Ordering::Relaxed);
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spinning_ends_when_ready_or_when_the_budget_is_spent() {
+        let mut polls = 0;
+        assert!(spin(Duration::from_secs(10), || {
+            polls += 1;
+            polls == 3
+        }));
+        assert_eq!(polls, 3);
+        let start = Instant::now();
+        assert!(!spin(Duration::from_micros(300), || false));
+        assert!(start.elapsed() >= Duration::from_micros(300));
+        assert!(!spin(Duration::ZERO, || panic!("polled with no budget")));
+    }
+
+    #[test]
+    fn no_more_threads_spin_than_allowed() {
+        let spinning = AtomicUsize::new(2);
+        let polled = spin_counted(&spinning, 2, Duration::from_secs(10), || true);
+        assert!(!polled, "a third thread polled");
+        assert_eq!(spinning.load(Ordering::Relaxed), 2);
+        assert!(spin_counted(&spinning, 3, Duration::from_secs(10), || true));
+        assert_eq!(
+            spinning.load(Ordering::Relaxed),
+            2,
+            "the count is given back"
+        );
+    }
+}
