@@ -17,6 +17,39 @@ fn processors() -> usize {
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }
 
+/// How long a leader polls before it sleeps, adapted to what its waits find (as KVM adapts
+/// its halt polling): grown while its bytes come soon after it stops polling, shrunk while
+/// it sleeps long. An idle node's upkeep wakes its leader every few milliseconds: polling
+/// after each would be in vain, and cost more processor time than the upkeep itself.
+#[derive(Debug, Default)]
+pub(crate) struct Window(Duration);
+
+/// The first window grown from none.
+const START: Duration = Duration::from_micros(5);
+
+/// A sleep at most this many times the longest window counts as short: polling a little
+/// longer would have found its bytes.
+const SOON: u32 = 4;
+
+impl Window {
+    /// How long to poll now, at most `most`.
+    pub(crate) fn now(&self, most: Duration) -> Duration {
+        self.0.min(most)
+    }
+
+    /// Adapts to a wait that polled in vain, then slept `slept`. (One whose polling found
+    /// its bytes keeps the window.)
+    pub(crate) fn slept(&mut self, most: Duration, slept: Duration) {
+        self.0 = if slept <= most.saturating_mul(SOON) {
+            self.0.saturating_mul(2).max(START).min(most)
+        } else if self.0 / 2 >= START {
+            self.0 / 2
+        } else {
+            Duration::ZERO
+        };
+    }
+}
+
 /// Polls `ready` until it holds (`true`) or `budget` has passed (`false`), yielding the
 /// processor between polls; `false` at once when every processor already has a spinning
 /// thread.
@@ -69,6 +102,25 @@ mod tests {
         assert!(!spin(Duration::from_micros(300), || false));
         assert!(start.elapsed() >= Duration::from_micros(300));
         assert!(!spin(Duration::ZERO, || panic!("polled with no budget")));
+    }
+
+    #[test]
+    fn a_window_grows_while_waits_end_soon_and_shrinks_to_none_while_they_do_not() {
+        let most = Duration::from_micros(50);
+        let mut window = Window::default();
+        assert_eq!(window.now(most), Duration::ZERO);
+        window.slept(most, Duration::from_micros(30));
+        assert_eq!(window.now(most), START);
+        for _ in 0..10 {
+            window.slept(most, Duration::from_micros(30));
+        }
+        assert_eq!(window.now(most), most, "grown to the most");
+        window.slept(most, Duration::from_millis(5));
+        assert_eq!(window.now(most), most / 2);
+        for _ in 0..10 {
+            window.slept(most, Duration::from_millis(5));
+        }
+        assert_eq!(window.now(most), Duration::ZERO, "none while idle");
     }
 
     #[test]

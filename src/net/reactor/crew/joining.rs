@@ -74,6 +74,7 @@ impl Crew {
                 events: Events::with_capacity(256),
                 again: Vec::new(),
                 swept: Instant::now(),
+                polling: crate::net::spin::Window::default(),
             }),
             registry,
             waker,

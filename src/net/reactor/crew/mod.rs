@@ -8,7 +8,9 @@
 //! about to wait (on a peer, on the disk) calls [`may_block`], and the lead passes to a
 //! follower first, with a follower woken for each request still queued. One that waits on
 //! something no such call announces is relieved after a grace period (`watch.rs`).
-//! Followers wait on a condition variable, so that waiting costs no spinning.
+//! Followers wait on a condition variable each, the one that waited least woken first
+//! (`sleepers.rs`); the leader polls its poller briefly before it sleeps on it
+//! (`NetConfig::spin`, `turns.rs`).
 //!
 //! A few crews for the process (two a processor, `joining.rs`), not one per reactor: a
 //! process running hundreds of nodes runs the threads its requests need at once, not a few
@@ -136,6 +138,8 @@ struct Master {
     /// Reactors that may hold more than their last turn took.
     again: Vec<Token>,
     swept: Instant,
+    /// How long the leader polls before it sleeps now.
+    polling: crate::net::spin::Window,
 }
 
 #[derive(Default)]

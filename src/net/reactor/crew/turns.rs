@@ -25,14 +25,18 @@ impl Crew {
         let mut polled = Ok(());
         let (poll, events) = (&mut m.poll, &mut m.events);
         events.clear();
-        let spin = Duration::from_nanos(self.spin.load(Ordering::Relaxed));
-        crate::net::spin::spin(spin.min(wait), || {
+        let most = Duration::from_nanos(self.spin.load(Ordering::Relaxed));
+        crate::net::spin::spin(m.polling.now(most).min(wait), || {
             polled = poll.poll(events, Some(Duration::ZERO));
             polled.is_err() || !events.is_empty()
         });
-        if polled.is_ok() && m.events.is_empty() {
+        if polled.is_ok() && m.events.is_empty() && !wait.is_zero() {
+            let slept = Instant::now();
             let left = wait.saturating_sub(start.elapsed());
             polled = m.poll.poll(&mut m.events, Some(left));
+            m.polling.slept(most, slept.elapsed());
+        } else if polled.is_ok() && m.events.is_empty() {
+            polled = m.poll.poll(&mut m.events, Some(Duration::ZERO));
         }
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
