@@ -82,9 +82,10 @@ pub struct NetConfig {
     /// polls. Waking a sleeping thread on an idle processor costs tens of microseconds on a
     /// virtual machine, more than most answers take: on this project's 2-processor test
     /// machine one client's gets took 100 µs each without polling and 23 µs with it. At most
-    /// one thread a processor polls at a time, yielding to any thread ready to run. Servers
-    /// of a process share their threads: those poll as long as the longest setting among
-    /// them.
+    /// one thread a processor polls at a time, yielding to any thread ready to run. A
+    /// server's threads poll only while their waits show it pays (up to this long), so an
+    /// idle node does not poll after every message of its upkeep. Servers of a process
+    /// share their threads: those poll at most as long as the longest setting among them.
     pub spin: Duration,
     /// Who may connect: holders of the cluster key, or anyone. Must be chosen: the default,
     /// [`Security::Unset`], makes starting fail.

@@ -3,7 +3,9 @@
 //! few tens of microseconds before it sleeps: on virtual machines, waking a sleeping thread
 //! on an idle processor costs tens of microseconds of both processors' time, more than most
 //! answers take to come. At most one thread a processor spins at a time, and a spinning
-//! thread yields to any other that is ready to run, so that spinning delays no work.
+//! thread yields to any other that is ready to run, so that spinning delays no work. A
+//! crew's leader, which waits whether or not anything is on its way, polls for a window
+//! adapted to what its waits find ([`Window`]).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
