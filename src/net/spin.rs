@@ -94,16 +94,25 @@ mod tests {
 
     #[test]
     fn spinning_ends_when_ready_or_when_the_budget_is_spent() {
+        // A counter of its own: other tests' nodes spin on the process's.
+        let spinning = AtomicUsize::new(0);
         let mut polls = 0;
-        assert!(spin(Duration::from_secs(10), || {
+        assert!(spin_counted(&spinning, 1, Duration::from_secs(10), || {
             polls += 1;
             polls == 3
         }));
         assert_eq!(polls, 3);
         let start = Instant::now();
-        assert!(!spin(Duration::from_micros(300), || false));
+        assert!(!spin_counted(
+            &spinning,
+            1,
+            Duration::from_micros(300),
+            || false
+        ));
         assert!(start.elapsed() >= Duration::from_micros(300));
-        assert!(!spin(Duration::ZERO, || panic!("polled with no budget")));
+        let never = || panic!("polled with no budget");
+        assert!(!spin_counted(&spinning, 1, Duration::ZERO, never));
+        assert_eq!(spinning.load(Ordering::Relaxed), 0);
     }
 
     #[test]

@@ -30,13 +30,13 @@ impl Crew {
             polled = poll.poll(events, Some(Duration::ZERO));
             polled.is_err() || !events.is_empty()
         });
-        if polled.is_ok() && m.events.is_empty() && !wait.is_zero() {
+        if polled.is_ok() && m.events.is_empty() {
             let slept = Instant::now();
             let left = wait.saturating_sub(start.elapsed());
             polled = m.poll.poll(&mut m.events, Some(left));
-            m.polling.slept(most, slept.elapsed());
-        } else if polled.is_ok() && m.events.is_empty() {
-            polled = m.poll.poll(&mut m.events, Some(Duration::ZERO));
+            if !wait.is_zero() {
+                m.polling.slept(most, slept.elapsed());
+            }
         }
         if let Err(e) = polled {
             if e.kind() != io::ErrorKind::Interrupted {
