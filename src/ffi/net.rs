@@ -195,3 +195,26 @@ pub(super) unsafe fn give_stats(
 ) -> Result<(), super::Failure> {
     sized::write(out, stats.into(), "stats_out")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_program_built_before_spin_us_gets_the_default_and_a_newer_one_its_own() {
+        let security = Security::Insecure;
+        let mut options = PastryNetOptions::from(&NetConfig::default());
+        options.spin_us = 0;
+        // An older program's struct ends before the field, and says so in its size.
+        options.size = offset_of!(PastryNetOptions, spin_us);
+        // SAFETY: a whole struct, whose size field is at most its size.
+        let older = unsafe { PastryNetOptions::config_from(&options, security.clone(), "net") };
+        let older = older.ok().expect("an older program's struct is read");
+        assert_eq!(older.spin, NetConfig::default().spin);
+        options.size = size_of::<PastryNetOptions>();
+        // SAFETY: as above.
+        let newer = unsafe { PastryNetOptions::config_from(&options, security, "net") };
+        let newer = newer.ok().expect("a newer program's struct is read");
+        assert_eq!(newer.spin, Duration::ZERO);
+    }
+}
