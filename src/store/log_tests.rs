@@ -138,6 +138,60 @@ fn the_newest_version_wins_across_tiers_and_removals_stay_removed() {
     assert!(matches!(store.get(b"doc"), Err(StoreError::NotFound)));
 }
 
+/// The record file of `name` as `store` keeps it: its path and bytes.
+fn record_file(store: &ObjectStore, name: &[u8]) -> (std::path::PathBuf, Vec<u8>) {
+    let path = store.path_of(name).expect("path");
+    let bytes = fs::read(&path).expect("record file");
+    (path, bytes)
+}
+
+/// Puts a copy of a record file back where a crash would have left it.
+fn leave_behind(path: &Path, bytes: &[u8]) {
+    fs::create_dir_all(path.parent().expect("key dir")).expect("key dir");
+    fs::write(path, bytes).expect("left behind");
+}
+
+#[test]
+fn a_name_a_crash_left_in_both_tiers_keeps_only_its_newer_record() {
+    let dir = TestDir::new("log-both-tiers");
+    let large = random_bytes(2, DEFAULT_SMALL_OBJECT_MAX + 10);
+
+    // A file's commit cut short: the file (v2) published, the log's v1 not yet erased.
+    let store = open(&dir);
+    stored(store.put(b"grown", &large, 2).expect("v2 large"));
+    let (path, newer) = record_file(&store, b"grown");
+    assert!(store.remove(b"grown", 2).expect("remove"));
+    stored(store.put(b"grown", b"small", 1).expect("v1 small"));
+    leave_behind(&path, &newer);
+    drop(store);
+    let store = open(&dir);
+    assert_eq!(
+        store.meta(b"grown").expect("meta").map(|m| m.version),
+        Some(2)
+    );
+    assert!(
+        store.get(b"grown").expect("get").1 == large,
+        "the file's newer data"
+    );
+
+    // A small commit cut short: the log's v4 durable, the file's v3 not yet removed.
+    stored(store.put(b"shrunk", &large, 3).expect("v3 large"));
+    let (path, older) = record_file(&store, b"shrunk");
+    stored(store.put(b"shrunk", b"small", 4).expect("v4 small"));
+    leave_behind(&path, &older);
+    drop(store);
+    let store = open(&dir);
+    assert!(!path.exists(), "the older file goes when the store opens");
+    assert_eq!(store.get(b"shrunk").expect("get").1, b"small");
+    assert!(store.remove(b"shrunk", 4).expect("remove"));
+    assert_eq!(
+        store.meta(b"shrunk").expect("meta"),
+        None,
+        "removing the newer record does not bring the older back"
+    );
+    assert!(matches!(store.get(b"shrunk"), Err(StoreError::NotFound)));
+}
+
 /// Where the log's entries end: after its last byte that is not zero (the space written
 /// ahead of the entries is zeros; the entries here end in letters).
 fn entries_end(dir: &TestDir) -> u64 {

@@ -217,9 +217,10 @@ impl ObjectStore {
     }
 
     /// Opens (creating if need be) the store in `dir`: removes the temporary files a crash may
-    /// have left behind, replays the log (cutting off an entry a crash cut short), and moves
+    /// have left behind, replays the log (cutting off an entry a crash cut short), moves
     /// small records still kept as files (as a store written before the log existed keeps
-    /// them) into the log, saying so in the log of the program.
+    /// them) into the log, saying so in the log of the program, and settles a name a crash
+    /// left in both the log and a file (the older record goes).
     pub fn open_options(dir: &Path, mut options: StoreOptions) -> Result<ObjectStore, StoreError> {
         options.small_object_max = options.small_object_max.min(MAX_SMALL_OBJECT);
         let objects = dir.join(OBJECTS_DIR);
@@ -235,7 +236,8 @@ impl ObjectStore {
             log: Log::open(dir, options.sync)?,
         };
         store.clear_tmp()?;
-        store.move_small_files_into_log()?;
+        let files = store.move_small_files_into_log(store.file_records()?)?;
+        store.settle_both_tiers(&files)?;
         Ok(store)
     }
 
@@ -285,12 +287,19 @@ impl ObjectStore {
         self.open_newest(name)?.ok_or(StoreError::NotFound)
     }
 
-    /// The record of `name`, tombstones included; `None` if there is none.
+    /// The record of `name`, tombstones included; `None` if there is none. A name the log
+    /// holds is answered from its index, with no look for a file (see `open_newest`).
     pub fn meta(&self, name: &[u8]) -> Result<Option<RecordMeta>, StoreError> {
         let path = self.path_of(name)?;
-        let in_file = read_meta(&path)?.filter(|m| m.name == name);
-        let in_log = self.log.lock().index.get(name).map(|s| s.meta(name));
-        Ok(tiers::newest(in_log, in_file))
+        let in_log = || self.log.lock().index.get(name).map(|s| s.meta(name));
+        if let Some(meta) = in_log() {
+            return Ok(Some(meta));
+        }
+        match read_meta(&path)?.filter(|m| m.name == name) {
+            Some(meta) => Ok(Some(meta)),
+            // A small write may have replaced the file with a log record meanwhile.
+            None => Ok(in_log()),
+        }
     }
 
     /// Every record, tombstones included, ordered by key then name.

@@ -196,31 +196,73 @@ impl ObjectStore {
 
     /// The newest live record of `name`, opened for streaming; `None` if there is none or it
     /// is a tombstone.
+    ///
+    /// A name the log holds has no newer file (a file's commit takes the name out of the log
+    /// under the log's lock, and opening the store settles what a crash left in both), so
+    /// its file is not looked for: a small value is read with no failed `open`.
     pub(super) fn open_newest(&self, name: &[u8]) -> Result<Option<RecordReader>, StoreError> {
         let path = self.path_of(name)?;
-        let in_file = super::open_record(&path)?.filter(|(_, m)| m.name == name);
-        let file_version = in_file.as_ref().map(|(_, m)| m.version);
-        if let Some((meta, data)) = self.log.read(name)? {
-            if file_version.is_none_or(|v| v <= meta.version) {
-                return Ok((!meta.deleted).then(|| RecordReader::in_memory(meta, data)));
+        let logged = |(meta, data): (RecordMeta, Vec<u8>)| {
+            (!meta.deleted).then(|| RecordReader::in_memory(meta, data))
+        };
+        if let Some(record) = self.log.read(name)? {
+            return Ok(logged(record));
+        }
+        match super::open_record(&path)?.filter(|(_, m)| m.name == name) {
+            Some((file, meta)) if !meta.deleted => RecordReader::new(file, path, meta).map(Some),
+            Some(_) => Ok(None),
+            // A small write may have replaced the file with a log record meanwhile.
+            None => Ok(self.log.read(name)?.and_then(logged)),
+        }
+    }
+
+    /// Settles each name kept in both tiers, which only a crash leaves behind (a commit cut
+    /// short between publishing its record and taking the name's older record out of the
+    /// other tier): the older record goes, a log record by an erasure, a file (or one of
+    /// the same version, which a move into the log leaves) by its removal. Afterwards a
+    /// name the log holds has no file, so reads need not look for one, and no removal of
+    /// the newer record can bring the older back. `files` are the store's file records.
+    pub(super) fn settle_both_tiers(&self, files: &[RecordMeta]) -> Result<(), StoreError> {
+        let mut state = self.log.lock();
+        let mut last = None;
+        let mut stale = Vec::new();
+        for file in files {
+            let Some(logged) = state.index.get(&file.name).map(|s| s.version) else {
+                continue;
+            };
+            if logged < file.version {
+                last = Some(state.erase(&file.name, logged)?);
+            } else {
+                stale.push(self.path_of(&file.name)?);
             }
         }
-        match in_file {
-            Some((file, meta)) if !meta.deleted => RecordReader::new(file, path, meta).map(Some),
-            _ => Ok(None),
+        drop(state);
+        if let Some(last) = last {
+            self.log.durable(last)?;
         }
+        for path in &stale {
+            log::info!("removing {}: its log record is newer", path.display());
+            fs::remove_file(path).map_err(|e| StoreError::io(path, e))?;
+        }
+        let dirs: BTreeSet<&Path> = stale.iter().filter_map(|p| p.parent()).collect();
+        for dir in dirs {
+            self.sync_dir(dir);
+        }
+        Ok(())
     }
 
     /// Moves the small records still kept as files into the log: one sync for all of them,
     /// then the files go. A crash in between leaves both, and the log's wins.
-    pub(super) fn move_small_files_into_log(&self) -> Result<(), StoreError> {
-        let small: Vec<RecordMeta> = self
-            .file_records()?
+    /// `files` are the store's file records; returns those left as files.
+    pub(super) fn move_small_files_into_log(
+        &self,
+        files: Vec<RecordMeta>,
+    ) -> Result<Vec<RecordMeta>, StoreError> {
+        let (small, mut left): (Vec<RecordMeta>, Vec<RecordMeta>) = files
             .into_iter()
-            .filter(|m| m.size <= self.options.small_object_max as u64)
-            .collect();
+            .partition(|m| m.size <= self.options.small_object_max as u64);
         if small.is_empty() {
-            return Ok(());
+            return Ok(left);
         }
         let mut moved = Vec::new();
         let mut last = None;
@@ -230,6 +272,7 @@ impl ObjectStore {
                 Ok(data) => data,
                 Err(e @ StoreError::Corrupt { .. }) => {
                     log::warn!("leaving {e} as a file");
+                    left.push(meta);
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -261,7 +304,7 @@ impl ObjectStore {
                 moved.len()
             );
         }
-        Ok(())
+        Ok(left)
     }
 }
 
