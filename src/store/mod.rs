@@ -290,12 +290,12 @@ impl ObjectStore {
     /// The record of `name`, tombstones included; `None` if there is none. A name the log
     /// holds is answered from its index, with no look for a file (see `open_newest`).
     pub fn meta(&self, name: &[u8]) -> Result<Option<RecordMeta>, StoreError> {
-        let path = self.path_of(name)?;
+        name::validate(name)?;
         let in_log = || self.log.lock().index.get(name).map(|s| s.meta(name));
         if let Some(meta) = in_log() {
             return Ok(Some(meta));
         }
-        match read_meta(&path)?.filter(|m| m.name == name) {
+        match read_meta(&self.path_of(name)?)?.filter(|m| m.name == name) {
             Some(meta) => Ok(Some(meta)),
             // A small write may have replaced the file with a log record meanwhile.
             None => Ok(in_log()),

@@ -201,13 +201,14 @@ impl ObjectStore {
     /// under the log's lock, and opening the store settles what a crash left in both), so
     /// its file is not looked for: a small value is read with no failed `open`.
     pub(super) fn open_newest(&self, name: &[u8]) -> Result<Option<RecordReader>, StoreError> {
-        let path = self.path_of(name)?;
+        super::name::validate(name)?;
         let logged = |(meta, data): (RecordMeta, Vec<u8>)| {
             (!meta.deleted).then(|| RecordReader::in_memory(meta, data))
         };
         if let Some(record) = self.log.read(name)? {
             return Ok(logged(record));
         }
+        let path = self.path_of(name)?;
         match super::open_record(&path)?.filter(|(_, m)| m.name == name) {
             Some((file, meta)) if !meta.deleted => RecordReader::new(file, path, meta).map(Some),
             Some(_) => Ok(None),
