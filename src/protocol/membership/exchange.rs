@@ -8,6 +8,11 @@
 //! lost on the way is made good then). Otherwise the exchange carries no leaf set, only
 //! "alive": in a settled overlay a round costs one small message each way per neighbour
 //! instead of `2l` members each way, which is what lets the simulator run the whole id space.
+//!
+//! An exchange serves both of its ends, so a neighbour that exchanged with this node since
+//! its last round is not called this round: each pair of neighbours makes one exchange a
+//! round, not two, and a neighbour that falls silent is called again (and found gone) one
+//! round later at most.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -37,6 +42,8 @@ pub(super) struct Told {
     changes: u64,
     /// For each neighbour, `changes` when it was last sent the leaf set.
     sent: HashMap<Id, u64>,
+    /// For each neighbour, the round in which it last exchanged with this node.
+    heard: HashMap<Id, u64>,
 }
 
 impl Told {
@@ -72,6 +79,7 @@ impl Membership {
     /// at once (copy its objects again). The others are due every [`FAR_EVERY`] rounds, in
     /// turn by id so that a round's calls stay even; a failure among them is noticed by its
     /// own nearest neighbours first, and by a call of any protocol that finds it silent.
+    /// One that exchanged with this node since its last round is left out.
     pub(super) fn probe_neighbours(&mut self) {
         let leaf = self.state.leaf_set();
         let members = leaf.members();
@@ -80,14 +88,16 @@ impl Membership {
         for side in [leaf.cw(), leaf.ccw()] {
             for (rank, node) in side.iter().enumerate() {
                 let turn = self.turn_of(node.id, FAR_EVERY);
-                if (rank < near || turn) && !due.iter().any(|d| d.id == node.id) {
+                // It exchanged with this node since the last round: both ends are told.
+                let heard = self.told.heard.get(&node.id) == Some(&self.round);
+                if (rank < near || turn) && !heard && !due.iter().any(|d| d.id == node.id) {
                     due.push(*node);
                 }
             }
         }
-        self.told
-            .sent
-            .retain(|id, _| members.iter().any(|m| m.id == *id));
+        let member = |id: &Id| members.iter().any(|m| m.id == *id);
+        self.told.sent.retain(|id, _| member(id));
+        self.told.heard.retain(|id, _| member(id));
         for node in due {
             self.exchange_with(node, false);
         }
@@ -112,6 +122,8 @@ impl Membership {
     ) -> Message {
         if node.id != self.me.id {
             self.learn_leaf_set_of(now, Some(node), leaf_set);
+            // `round` is the number of the next round: the one that leaves it out.
+            self.told.heard.insert(node.id, self.round);
         }
         let leaf_set = self.leaf_set_for(node.id, !leaf_set.is_empty());
         Message::LeafSet {
