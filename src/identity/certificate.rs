@@ -80,7 +80,10 @@ impl Certificate {
         if self.authority != *authority {
             return Err(CertError::OtherAuthority);
         }
-        if !authority.verifies(&self.signed(), &self.signature) {
+        // A copy a node of this process kept was verified when it came.
+        if !super::vouchers::held_in_process(self)
+            && !authority.verifies(&self.signed(), &self.signature)
+        {
             return Err(CertError::BadSignature);
         }
         if self.expires_ms <= now_ms {

@@ -63,6 +63,19 @@ fn shared(cert: Certificate) -> Arc<Certificate> {
     SHARED.lock().share(cert)
 }
 
+/// Whether a node of this process holds `cert` (the same in every field). Only checked
+/// certificates are kept ([`Vouchers::keep`]), so its signature needs no second check: in a
+/// process of hundreds of nodes, each certificate is verified once, not by every node that
+/// hears of it.
+pub(super) fn held_in_process(cert: &Certificate) -> bool {
+    SHARED
+        .lock()
+        .by_signature
+        .get(&cert.signature)
+        .and_then(Weak::upgrade)
+        .is_some_and(|held| *held == *cert)
+}
+
 /// Certificates sorted by their node's id, the vector kept to its length: a node holds
 /// one for each node it knows of, hundreds in a network of hundreds.
 #[derive(Default, Debug)]
@@ -122,7 +135,8 @@ impl Vouchers {
         self.by_id.lock().get(&id).cloned()
     }
 
-    /// Keeps `cert`, already checked, unless one of the same id that lasts as long is held
+    /// Keeps `cert`, already checked (its signature verified: the process's copy stands
+    /// for that check, [`held_in_process`]), unless one of the same id that lasts as long is held
     /// already or there is no room.
     pub fn keep(&self, cert: Certificate, now_ms: u64) {
         let mut by_id = self.by_id.lock();
@@ -160,7 +174,7 @@ impl Vouchers {
 
 #[cfg(test)]
 mod tests {
-    use super::super::Identity;
+    use super::super::{CertError, Identity};
     use super::*;
     use crate::id::loopback_node;
 
@@ -209,6 +223,38 @@ mod tests {
         drop(gone);
         let held: Vec<_> = (500..1100).map(|id| shared.share(cert(id))).collect();
         assert_eq!(shared.by_signature.len(), held.len());
+    }
+
+    #[test]
+    fn a_copy_held_in_the_process_spares_a_check_only_for_a_certificate_equal_in_every_field() {
+        let authority = Identity::generate().unwrap();
+        let key = Identity::generate().unwrap().public();
+        let node = loopback_node(0x4242);
+        let cert = Certificate::issue(&authority, node, key, 10_000);
+        assert!(!held_in_process(&cert));
+        let vouchers = Vouchers::default();
+        vouchers.keep(cert.clone(), 1);
+        assert!(held_in_process(&cert));
+        assert_eq!(cert.check(&authority.public(), node, &key, 1), Ok(()));
+        // The held copy's signature on changed fields: not held, checked, and refused.
+        let mut moved = cert.clone();
+        moved.node = loopback_node(0x4243);
+        let mut longer = cert.clone();
+        longer.expires_ms += 1;
+        for forged in [moved, longer] {
+            assert!(!held_in_process(&forged));
+            assert_eq!(
+                forged.check(&authority.public(), forged.node, &key, 1),
+                Err(CertError::BadSignature)
+            );
+        }
+        // What a held copy does not spare: the checks of the moment.
+        assert_eq!(
+            cert.check(&authority.public(), node, &key, 10_000),
+            Err(CertError::Expired)
+        );
+        drop(vouchers);
+        assert!(!held_in_process(&cert), "no node holds it any more");
     }
 
     #[test]
