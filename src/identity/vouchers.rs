@@ -136,8 +136,8 @@ impl Vouchers {
     }
 
     /// Keeps `cert`, already checked (its signature verified: the process's copy stands
-    /// for that check, [`held_in_process`]), unless one of the same id that lasts as long is held
-    /// already or there is no room.
+    /// for that check, [`held_in_process`]), unless one of the same id that lasts as long
+    /// is held already or there is no room.
     pub fn keep(&self, cert: Certificate, now_ms: u64) {
         let mut by_id = self.by_id.lock();
         // A certificate issued before the one held (an old address or key of the id,
