@@ -10,9 +10,9 @@
 //! instead of `2l` members each way, which is what lets the simulator run the whole id space.
 //!
 //! An exchange serves both of its ends, so a neighbour that exchanged with this node since
-//! its last round is not called this round: each pair of neighbours makes one exchange a
-//! round, not two, and a neighbour that falls silent is called again (and found gone) one
-//! round later at most.
+//! the last round it was due in is not called: each pair of neighbours makes one exchange
+//! where it made two, and a neighbour that falls silent is called again (and found gone)
+//! one turn later at most.
 
 use std::collections::HashMap;
 use std::time::Instant;
@@ -79,7 +79,7 @@ impl Membership {
     /// at once (copy its objects again). The others are due every [`FAR_EVERY`] rounds, in
     /// turn by id so that a round's calls stay even; a failure among them is noticed by its
     /// own nearest neighbours first, and by a call of any protocol that finds it silent.
-    /// One that exchanged with this node since its last round is left out.
+    /// One that exchanged with this node since the last round it was due in is left out.
     pub(super) fn probe_neighbours(&mut self) {
         let leaf = self.state.leaf_set();
         let members = leaf.members();
@@ -88,8 +88,11 @@ impl Membership {
         for side in [leaf.cw(), leaf.ccw()] {
             for (rank, node) in side.iter().enumerate() {
                 let turn = self.turn_of(node.id, FAR_EVERY);
-                // It exchanged with this node since the last round: both ends are told.
-                let heard = self.told.heard.get(&node.id) == Some(&self.round);
+                // It exchanged with this node since the last round it was due in: both ends
+                // are told. (`heard` holds the number of the round after that exchange.)
+                let every = if rank < near { 1 } else { FAR_EVERY };
+                let heard = (self.told.heard.get(&node.id))
+                    .is_some_and(|&after| self.round < after + every);
                 if (rank < near || turn) && !heard && !due.iter().any(|d| d.id == node.id) {
                     due.push(*node);
                 }
@@ -122,7 +125,7 @@ impl Membership {
     ) -> Message {
         if node.id != self.me.id {
             self.learn_leaf_set_of(now, Some(node), leaf_set);
-            // `round` is the number of the next round: the one that leaves it out.
+            // `round` is the number of the next round.
             self.told.heard.insert(node.id, self.round);
         }
         let leaf_set = self.leaf_set_for(node.id, !leaf_set.is_empty());

@@ -245,8 +245,9 @@ fn leaving_drops_maintenance_and_departs_to_everyone_known() {
     ));
 }
 
-#[test]
-fn the_nearest_neighbours_are_exchanged_with_every_round_the_others_in_turn() {
+/// A joined 0x8000 with eight leaf-set members on each side, 0x10 apart, keeping 3 copies:
+/// the nearest are 0x8010, 0x8020, 0x7ff0 and 0x7fe0.
+fn member_of_sixteen() -> (Membership, Vec<u16>) {
     let mut m = Membership::new(
         node(0x8000),
         Config {
@@ -257,23 +258,32 @@ fn the_nearest_neighbours_are_exchanged_with_every_round_the_others_in_turn() {
     );
     m.begin_join().unwrap();
     m.join(Instant::now(), None);
-    // Eight on each side, 0x10 apart: the nearest are 0x8010, 0x8020, 0x7ff0 and 0x7fe0.
     let sides: Vec<u16> = (1..=8u16)
         .flat_map(|i| [0x8000 + 0x10 * i, 0x8000 - 0x10 * i])
         .collect();
     for id in &sides {
         m.state.learn(node(*id));
     }
+    (m, sides)
+}
+
+/// The ids `effects` call with an exchange.
+fn exchanged(effects: &[Effect]) -> Vec<u16> {
+    calls(effects)
+        .into_iter()
+        .filter(|c| matches!(c.request, Message::Exchange { .. }))
+        .filter_map(|c| c.to.id.map(|id| id.0))
+        .collect()
+}
+
+#[test]
+fn the_nearest_neighbours_are_exchanged_with_every_round_the_others_in_turn() {
+    let (mut m, sides) = member_of_sixteen();
     let near = [0x8010, 0x8020, 0x7ff0, 0x7fe0];
     let mut rounds_with = std::collections::HashMap::<u16, u64>::new();
     let t0 = Instant::now();
     for round in 0..FAR_EVERY {
-        let effects = m.tick(t0 + Duration::from_secs(round));
-        let exchanged: Vec<u16> = calls(&effects)
-            .into_iter()
-            .filter(|c| matches!(c.request, Message::Exchange { .. }))
-            .filter_map(|c| c.to.id.map(|id| id.0))
-            .collect();
+        let exchanged = exchanged(&m.tick(t0 + Duration::from_secs(round)));
         for id in near {
             assert!(exchanged.contains(&id), "{id:04x} in round {round}");
         }
@@ -321,4 +331,31 @@ fn a_neighbour_that_exchanged_since_the_last_round_is_not_called_until_it_falls_
     // Silent since: called again the round after.
     let third = m.tick(t0 + Duration::from_secs(2));
     assert_eq!(exchanges_with(&third, 0x1100), 1);
+}
+
+#[test]
+fn a_far_neighbour_that_exchanged_within_its_turns_is_left_out_of_the_next() {
+    let (mut m, _) = member_of_sixteen();
+    let t0 = Instant::now();
+    let far = 0x8080;
+    let exchange = Message::Exchange {
+        node: node(far),
+        leaf_set: vec![],
+    };
+    m.serve(t0, 1, exchange).unwrap();
+    let calls_to_far = |m: &mut Membership, from: u64| {
+        (from..from + FAR_EVERY)
+            .filter(|&round| exchanged(&m.tick(t0 + Duration::from_secs(round))).contains(&far))
+            .count()
+    };
+    assert_eq!(
+        calls_to_far(&mut m, 0),
+        0,
+        "its turn came within the next rounds"
+    );
+    assert_eq!(
+        calls_to_far(&mut m, FAR_EVERY),
+        1,
+        "silent since: called on its turn"
+    );
 }
