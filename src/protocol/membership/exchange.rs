@@ -42,7 +42,8 @@ pub(super) struct Told {
     changes: u64,
     /// For each neighbour, `changes` when it was last sent the leaf set.
     sent: HashMap<Id, u64>,
-    /// For each neighbour, the round in which it last exchanged with this node.
+    /// For each neighbour, the number of the round that followed its last exchange with
+    /// this node.
     heard: HashMap<Id, u64>,
 }
 
@@ -89,7 +90,7 @@ impl Membership {
             for (rank, node) in side.iter().enumerate() {
                 let turn = self.turn_of(node.id, FAR_EVERY);
                 // It exchanged with this node since the last round it was due in: both ends
-                // are told. (`heard` holds the number of the round after that exchange.)
+                // are told.
                 let every = if rank < near { 1 } else { FAR_EVERY };
                 let heard = (self.told.heard.get(&node.id))
                     .is_some_and(|&after| self.round < after + every);
@@ -125,7 +126,6 @@ impl Membership {
     ) -> Message {
         if node.id != self.me.id {
             self.learn_leaf_set_of(now, Some(node), leaf_set);
-            // `round` is the number of the next round.
             self.told.heard.insert(node.id, self.round);
         }
         let leaf_set = self.leaf_set_for(node.id, !leaf_set.is_empty());
