@@ -319,7 +319,10 @@ fn a_neighbour_that_exchanged_since_the_last_round_is_not_called_until_it_falls_
     ));
     assert_eq!(exchanged(&m.tick(t0 + Duration::from_secs(1))), [0x0f00]);
     // Silent since: called again the round after.
-    assert_eq!(exchanged(&m.tick(t0 + Duration::from_secs(2))), [0x1100, 0x0f00]);
+    assert_eq!(
+        exchanged(&m.tick(t0 + Duration::from_secs(2))),
+        [0x1100, 0x0f00]
+    );
 }
 
 #[test]
