@@ -67,10 +67,7 @@ impl StreamHandle {
 impl Frames for StreamHandle {
     fn queue(&mut self, msg: &wire::Message) {
         let before = self.out.len();
-        match self.conn.strip_certs(msg) {
-            Some(stripped) => wire::encode(&stripped, self.stream, &mut self.out),
-            None => wire::encode(msg, self.stream, &mut self.out),
-        }
+        wire::encode(&self.conn.strip_certs(msg), self.stream, &mut self.out);
         let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
         self.conn.note_frame(payload as u64);
     }

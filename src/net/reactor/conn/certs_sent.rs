@@ -3,6 +3,8 @@
 //! long as they are valid (`identity::Vouchers`), so a leaf-set exchange repeated every
 //! round carries none of its neighbours' certificates after the first.
 
+use std::borrow::Cow;
+
 use parking_lot::Mutex;
 
 use crate::identity::{Certificate, CERTIFICATE_VALIDITY};
@@ -33,11 +35,13 @@ fn place(sent: &[u64], id: u16) -> usize {
 
 impl CertsSent {
     /// `msg` as it goes on this connection at `now_ms`: a [`Message::Vouched`] without the
-    /// certificates sent on it before (and not due again), which are noted as sent; `None`
-    /// when `msg` needs no change.
-    pub fn strip(&self, msg: &Message, now_ms: u64) -> Option<Message> {
+    /// certificates sent on it before (and not due again), which are noted as sent; the
+    /// message inside alone when none is left (the receiver takes both alike), and `msg`
+    /// itself when it needs no change. Borrowed but for a partial strip: a settled
+    /// neighbour's exchange goes out with no copy made.
+    pub fn strip<'a>(&self, msg: &'a Message, now_ms: u64) -> Cow<'a, Message> {
         let Message::Vouched { certs, message } = msg else {
-            return None;
+            return Cow::Borrowed(msg);
         };
         let half_life = (CERTIFICATE_VALIDITY / 2).as_millis() as u64;
         // Sent before, the same certificate, and far enough from its expiry.
@@ -49,7 +53,7 @@ impl CertsSent {
             })
         };
         let mut sent = self.0.lock();
-        let fresh: Vec<Certificate> = certs.iter().filter(|c| !went(&sent, c)).cloned().collect();
+        let fresh: Vec<&Certificate> = certs.iter().filter(|c| !went(&sent, c)).collect();
         for cert in &fresh {
             let at = place(&sent, cert.node.id.0);
             match sent.get_mut(at) {
@@ -61,12 +65,15 @@ impl CertsSent {
             }
         }
         if fresh.len() == certs.len() {
-            return None;
+            Cow::Borrowed(msg)
+        } else if fresh.is_empty() {
+            Cow::Borrowed(message)
+        } else {
+            Cow::Owned(Message::Vouched {
+                certs: fresh.into_iter().cloned().collect(),
+                message: message.clone(),
+            })
         }
-        Some(Message::Vouched {
-            certs: fresh,
-            message: message.clone(),
-        })
     }
 }
 
@@ -89,29 +96,31 @@ mod tests {
         };
         let sent = CertsSent::default();
         let first = vouched(vec![cert(1, now + life), cert(2, now + life)]);
-        assert_eq!(sent.strip(&first, now), None, "all new: sent as they are");
+        assert_eq!(*sent.strip(&first, now), first, "all new: sent as they are");
         let again = vouched(vec![cert(1, now + life + 5), cert(3, now + life)]);
         assert_eq!(
-            sent.strip(&again, now + 5),
-            Some(vouched(vec![cert(3, now + life)])),
+            *sent.strip(&again, now + 5),
+            vouched(vec![cert(3, now + life)]),
             "1 went before; 3 is new"
         );
-        let late = now + life / 2 + 1;
         assert_eq!(
-            sent.strip(&vouched(vec![cert(1, late + life)]), late),
-            None,
-            "due again"
+            *sent.strip(&vouched(vec![cert(2, now + life)]), now + 6),
+            Message::Ping,
+            "every one went before: the message alone"
         );
+        let late = now + life / 2 + 1;
+        let due = vouched(vec![cert(1, late + life)]);
+        assert_eq!(*sent.strip(&due, late), due, "due again");
         let moved = NodeInfo {
             addr: ([127, 0, 0, 1], 99).into(),
             ..node(2)
         };
-        let restarted = Certificate::issue(&authority, moved, key, now + life);
+        let restarted = vouched(vec![Certificate::issue(&authority, moved, key, now + life)]);
         assert_eq!(
-            sent.strip(&vouched(vec![restarted]), now + 10),
-            None,
+            *sent.strip(&restarted, now + 10),
+            restarted,
             "a node restarted elsewhere: its new certificate goes"
         );
-        assert_eq!(sent.strip(&Message::Ping, now), None);
+        assert_eq!(*sent.strip(&Message::Ping, now), Message::Ping);
     }
 }

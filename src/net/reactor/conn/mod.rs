@@ -128,9 +128,8 @@ impl Conn {
         }
     }
 
-    /// `msg` as it goes on this connection: without the certificates it carried before
-    /// (`None`: as it is).
-    pub(crate) fn strip_certs(&self, msg: &Message) -> Option<Message> {
+    /// `msg` as it goes on this connection: without the certificates it carried before.
+    pub(crate) fn strip_certs<'a>(&self, msg: &'a Message) -> std::borrow::Cow<'a, Message> {
         self.certs_sent.strip(msg, crate::net::unix_ms())
     }
 
