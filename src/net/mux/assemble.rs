@@ -5,7 +5,10 @@ use bytes::{Bytes, BytesMut};
 use crate::wire::{self, FrameHeader, WireError, HEADER_LEN, TRAILER_LEN};
 
 /// The bytes of frames not yet whole. Holds what has arrived and no more: a header claiming
-/// a large payload pins nothing until the payload comes.
+/// a large payload pins nothing until the payload comes. Room for the whole frame is made
+/// once half its payload has come (so what is held stays within twice what arrived, and a
+/// header): a chunk arriving in records is then moved once as it grows (64 KiB), not at
+/// every doubling of the buffer (64, 128 and then 256 KiB again for its last few bytes).
 #[derive(Debug, Default)]
 pub(super) struct Assembler {
     buf: BytesMut,
@@ -13,8 +16,23 @@ pub(super) struct Assembler {
 
 impl Assembler {
     /// Takes the next piece of plaintext.
-    pub fn push(&mut self, bytes: &[u8]) {
+    pub fn push(&mut self, bytes: &[u8], max_payload: u32) {
+        let held = self.buf.len() + bytes.len();
+        if held > self.buf.capacity() {
+            let half_come = |&frame: &usize| 2 * held + HEADER_LEN + TRAILER_LEN >= frame;
+            if let Some(frame) = self.frame_len(max_payload).filter(half_come) {
+                self.buf.reserve(frame.max(held) - self.buf.len());
+            }
+        }
         self.buf.extend_from_slice(bytes);
+    }
+
+    /// The length of the frame now arriving, header and trailer included, once its header
+    /// is whole and valid.
+    fn frame_len(&self, max_payload: u32) -> Option<usize> {
+        let header = self.buf.first_chunk::<HEADER_LEN>()?;
+        let h = wire::decode_header(header, max_payload).ok()?;
+        Some(HEADER_LEN + h.len as usize + TRAILER_LEN)
     }
 
     /// Whether part of a frame is held (its end is due within the frame deadline).
@@ -46,5 +64,60 @@ impl Assembler {
             self.buf = BytesMut::new();
         }
         Ok(Some((h, frame)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAX: u32 = 4 << 20;
+
+    /// Feeds a chunk frame of `len` bytes in pieces of `piece`; returns the most room held
+    /// at any time after the first piece, against the bytes that had come.
+    fn feed(len: usize, piece: usize) -> (Assembler, Vec<(usize, usize)>) {
+        let mut frame = BytesMut::new();
+        wire::encode_chunk(&vec![7u8; len], 1, &mut frame);
+        let mut asm = Assembler::default();
+        let mut seen = Vec::new();
+        let mut came = 0;
+        for bytes in frame.chunks(piece) {
+            asm.push(bytes, MAX);
+            came += bytes.len();
+            seen.push((came, asm.buf.capacity()));
+        }
+        (asm, seen)
+    }
+
+    #[test]
+    fn a_frame_gets_its_whole_room_once_half_its_payload_came_and_never_more() {
+        let len = 256 * 1024;
+        let whole = HEADER_LEN + len + TRAILER_LEN;
+        let (mut asm, seen) = feed(len, 65_519);
+        for &(came, room) in &seen {
+            // Never sized from the header alone: at most twice what came (and a header).
+            assert!(room <= 2 * came + HEADER_LEN + TRAILER_LEN, "{came} {room}");
+            if 2 * came + HEADER_LEN + TRAILER_LEN >= whole {
+                // Room for all of it, so the rest is not moved again; none past its end.
+                assert_eq!(room, whole, "after {came} bytes");
+            }
+        }
+        let (_, frame) = asm.next(MAX).unwrap().expect("whole");
+        assert_eq!(frame.len(), whole);
+        assert!(asm.next(MAX).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_header_alone_claims_no_room_and_a_bad_one_none_either() {
+        let (asm, seen) = feed(4 << 20, HEADER_LEN);
+        assert!(seen[0].1 < 1024, "room {} for a header", seen[0].1);
+        assert!(asm.is_mid_frame());
+        let mut asm = Assembler::default();
+        let mut frame = BytesMut::new();
+        wire::encode_chunk(&vec![0u8; 1000], 1, &mut frame);
+        asm.push(&frame[..HEADER_LEN], 100); // over this link's most
+        asm.push(&frame[HEADER_LEN..], 100);
+        assert!(asm.buf.capacity() < 2 * frame.len());
+        assert!(asm.next(100).is_err());
     }
 }

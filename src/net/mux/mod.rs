@@ -342,7 +342,7 @@ impl Link {
     /// connection must close: the peer broke the rules, or ended it.
     pub fn receive(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), LinkError> {
         let max_payload = self.config.max_payload;
-        self.busy().assembler.push(bytes);
+        self.busy().assembler.push(bytes, max_payload);
         // Bounded: each pass takes a whole frame out of the bytes held.
         while let Some((header, frame)) = self.busy().assembler.next(max_payload)? {
             self.received += 1;

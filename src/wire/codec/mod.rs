@@ -43,6 +43,8 @@ pub fn encode(msg: &Message, stream: u32, buf: &mut BytesMut) {
 /// Appends a [`Message::Chunk`] frame on `stream` carrying `data`, straight from the slice:
 /// the data is copied once, into the frame.
 pub fn encode_chunk(data: &[u8], stream: u32, buf: &mut BytesMut) {
+    // Room for the whole frame at once: grown by doubling, a chunk would be copied again.
+    buf.reserve(HEADER_LEN + data.len() + TRAILER_LEN);
     encode_with(ty::CHUNK, stream, buf, |buf| buf.put_slice(data));
 }
 

@@ -205,6 +205,14 @@ fn chunk_frame_parts_frame_the_data_as_encode_chunk_does() {
 }
 
 #[test]
+fn a_chunk_frame_is_written_into_room_made_once() {
+    // Grown by doubling, a 256 KiB chunk was copied again for its 4-byte trailer.
+    let mut frame = BytesMut::new();
+    encode_chunk(&vec![1u8; 256 * 1024], STREAM, &mut frame);
+    assert!(frame.capacity() <= frame.len() + 64, "{}", frame.capacity());
+}
+
+#[test]
 fn bad_header_fields_have_typed_errors() {
     let f = raw_frame(8, &[]);
     let h: &[u8; HEADER_LEN] = f.first_chunk().unwrap();

@@ -9,7 +9,7 @@ use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
 
 use crate::net::mux::{Event, Link, LinkError};
-use crate::net::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN};
+use crate::net::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
 use crate::net::stream_ids::CONNECTION_STREAM;
 use crate::wire::{self, Message, RemoteCode};
 
@@ -380,6 +380,8 @@ impl State {
 
 /// Seals `plain` into as few records as fit, appended to `out`.
 fn seal_all(channel: &mut Channel, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    // Room for every record at once: grown by doubling, a chunk would be copied again.
+    out.reserve(plain.len() + plain.len().div_ceil(MAX_PLAIN) * RECORD_OVERHEAD);
     for piece in plain.chunks(MAX_PLAIN) {
         channel.seal(piece, out)?;
     }
