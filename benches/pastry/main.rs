@@ -34,7 +34,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use pastry::{Client, ClientConfig, Discovery, Entry, Id, Node, NodeConfig, Rng, DEFAULT_REPLICAS};
+use pastry::{
+    Client, ClientConfig, Discovery, Entry, Id, Node, NodeConfig, Rng, Security, DEFAULT_REPLICAS,
+};
 
 /// Leaf-set size with the default configuration (`leaf_half` 8 on each side).
 pub(crate) const LEAF_SET: f64 = 16.0;
@@ -60,6 +62,7 @@ mod lookups;
 mod million;
 mod networks;
 mod opendht;
+mod plaintext;
 mod processes;
 mod report;
 mod simulator;
@@ -76,6 +79,7 @@ use lookups::*;
 use million::*;
 use networks::*;
 use opendht::*;
+use plaintext::*;
 use processes::*;
 use report::*;
 use small_values::*;

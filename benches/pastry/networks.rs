@@ -18,6 +18,9 @@ pub(crate) enum Profile {
     NoSync,
     /// `sync_writes: false` and one copy per object (`replicas: 1`): no replication.
     NoSyncOneCopy,
+    /// `NoSyncOneCopy` on plaintext connections (`Security::Insecure`): the same code with
+    /// no handshake and no cipher, to measure what encryption costs.
+    PlainOneCopy,
     /// Default but `net.pool_per_peer: 0`: no connection is kept, every request opens its
     /// own. When this was written, the only setting with which more than about 130 nodes
     /// fitted in one process under the 20,000-descriptor limit (see BENCHMARKS.md).
@@ -35,6 +38,7 @@ impl Profile {
             Profile::Default => "default",
             Profile::NoSync => "nosync",
             Profile::NoSyncOneCopy => "nosync-1copy",
+            Profile::PlainOneCopy => "plain-1copy",
             Profile::NoPool => "nopool",
             Profile::Large => "large",
             Profile::Quiet => "quiet",
@@ -46,6 +50,9 @@ impl Profile {
             Profile::Default => "`NodeConfig::new(key)`",
             Profile::NoSync => "default but `sync_writes: false`",
             Profile::NoSyncOneCopy => "default but `sync_writes: false, replicas: 1`",
+            Profile::PlainOneCopy => {
+                "`Security::Insecure` (plaintext), `sync_writes: false, replicas: 1`"
+            }
             Profile::NoPool => "default but `pool_per_peer: 0`",
             Profile::Large => "default but `pool_per_peer: 0, maintenance_interval: 10 s`",
             Profile::Quiet => "default but `pool_per_peer: 0, maintenance_interval: 3600 s`",
@@ -56,20 +63,28 @@ impl Profile {
     pub(crate) fn client(self, discovery: SocketAddr) -> Client {
         let config = ClientConfig {
             sync_writes: self.config(PathBuf::new()).sync_writes,
-            ..ClientConfig::new(key())
+            ..ClientConfig::new(self.security())
         };
         Client::with_config(Entry::Discovery(discovery), config)
+    }
+
+    /// The cluster key, or none for the plaintext profile.
+    pub(crate) fn security(self) -> Security {
+        match self {
+            Profile::PlainOneCopy => Security::Insecure,
+            _ => key().into(),
+        }
     }
 
     pub(crate) fn config(self, dir: PathBuf) -> NodeConfig {
         let mut c = NodeConfig {
             data_dir: Some(dir),
-            ..NodeConfig::new(key())
+            ..NodeConfig::new(self.security())
         };
         match self {
             Profile::Default => {}
             Profile::NoSync => c.sync_writes = false,
-            Profile::NoSyncOneCopy => {
+            Profile::NoSyncOneCopy | Profile::PlainOneCopy => {
                 c.sync_writes = false;
                 c.replicas = 1;
             }
@@ -105,7 +120,7 @@ impl Net {
         trim_heap();
         let before = Resources::now();
         let t0 = Instant::now();
-        let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), key())
+        let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), profile.security())
             .map_err(|e| format!("discovery does not start: {e}"))?;
         let mut rng = Rng::seeded(seed);
         let mut used = std::collections::HashSet::new();

@@ -115,6 +115,7 @@ pub(crate) fn store(ctx: &mut Ctx) {
             );
         }
     }
+    encrypted_against_plaintext(ctx, nodes, &src, size, raw_rate);
     let _ = fs::remove_file(&src);
     peak_memory(ctx, nodes, big);
 }
