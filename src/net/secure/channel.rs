@@ -287,24 +287,33 @@ impl Channel {
     /// Opens, in place, a record's sealed bytes (what follows its length): on success
     /// `record` holds what it carried.
     pub fn open(&mut self, record: &mut Vec<u8>) -> io::Result<()> {
-        let nonce = self.recv.nonce()?;
-        let opened = self
-            .recv
-            .key()?
-            .open_in_place(nonce, aead::Aad::empty(), record)
-            .map(|plain| plain.len());
-        match opened {
-            Ok(n) => {
+        match self.open_in_place(record) {
+            Ok(plain) => {
+                let n = plain.len();
                 record.truncate(n);
                 Ok(())
             }
-            Err(_) => {
+            Err(e) => {
                 record.clear();
-                Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    "a record failed to open: changed, replayed or out of order",
-                ))
+                Err(e)
             }
+        }
+    }
+
+    /// Opens, in place, a record's sealed bytes where they lie: what it carried, at their
+    /// start.
+    pub fn open_in_place<'a>(&mut self, sealed: &'a mut [u8]) -> io::Result<&'a [u8]> {
+        let nonce = self.recv.nonce()?;
+        match self
+            .recv
+            .key()?
+            .open_in_place(nonce, aead::Aad::empty(), sealed)
+        {
+            Ok(plain) => Ok(plain),
+            Err(_) => Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a record failed to open: changed, replayed or out of order",
+            )),
         }
     }
 }

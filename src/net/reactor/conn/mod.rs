@@ -270,7 +270,7 @@ impl Conn {
             taken += n;
             let mut state = self.state.lock();
             state.last_input = Tick::now();
-            let result = state.take_input(&scratch[..n], replays, &mut events);
+            let result = state.take_input(&mut scratch[..n], replays, &mut events);
             if let Err(failure) = result {
                 log::debug!("closing connection with {}: {}", self.peer, failure.why);
                 if failure.tell {

@@ -138,10 +138,11 @@ impl State {
         }
     }
 
-    /// Uses bytes read: the handshake's first message, or records, or plain frames.
+    /// Uses bytes read: the handshake's first message, or records, or plain frames. Records
+    /// are opened where they lie, so `bytes` is left changed.
     pub(super) fn take_input(
         &mut self,
-        bytes: &[u8],
+        bytes: &mut [u8],
         replays: &Mutex<ReplayGuard>,
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
@@ -151,9 +152,9 @@ impl State {
                 return Ok(());
             }
             self.answer_hello(replays).map_err(Failure::silent)?;
-            let rest = self.input.split_off(HELLO_LEN);
+            let mut rest = self.input.split_off(HELLO_LEN);
             self.input.clear();
-            return self.take_records(&rest, events);
+            return self.take_records(&mut rest, events);
         }
         if self.channel.is_some() {
             return self.take_records(bytes, events);
@@ -190,50 +191,53 @@ impl State {
     /// an error the bytes are dropped: the caller ends the connection.
     pub(super) fn take_records(
         &mut self,
-        bytes: &[u8],
+        bytes: &mut [u8],
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
-        // Whole records are opened from the bytes read where nothing waits before them; only
-        // an unfinished record is kept, so that an idle connection holds no buffer.
+        // Whole records are opened where they lie in the bytes read, when nothing waits
+        // before them; only an unfinished record is kept, so that an idle connection holds
+        // no buffer.
+        let before = self.link.frames_received();
         let mut pending = std::mem::take(&mut self.input);
-        let joined = !pending.is_empty();
-        let data: &[u8] = if !joined {
-            bytes
+        if pending.is_empty() {
+            let used = self.open_records(bytes, events)?;
+            self.input = bytes[used..].to_vec();
         } else {
             pending.extend_from_slice(bytes);
-            &pending
-        };
-        let before = self.link.frames_received();
+            let used = self.open_records(&mut pending, events)?;
+            pending.drain(..used);
+            // An emptied buffer is let go, not kept by an idle connection.
+            self.input = if pending.is_empty() {
+                Vec::new()
+            } else {
+                pending
+            };
+        }
+        self.note_partial(before);
+        Ok(())
+    }
+
+    /// Opens the whole records at the start of `data`, in place, and hands what they carry to
+    /// the link; returns the bytes they took.
+    fn open_records(&mut self, data: &mut [u8], events: &mut Vec<Event>) -> Result<usize, Failure> {
         let mut used = 0;
-        let mut record = Vec::new();
         // Bounded: each pass uses a whole record of the input or ends.
         while let Some(len) = data.get(used..used + 2) {
             let len = usize::from(u16::from_be_bytes([len[0], len[1]]));
-            let Some(sealed) = data.get(used + 2..used + 2 + len) else {
+            let Some(sealed) = data.get_mut(used + 2..used + 2 + len) else {
                 break;
             };
-            record.clear();
-            record.extend_from_slice(sealed);
             used += 2 + len;
             let Some(channel) = &mut self.channel else {
                 return Err(Failure::silent("records without a cipher".into()));
             };
             // A record that does not open is not from the peer: nothing is said to it.
-            channel
-                .open(&mut record)
+            let plain = channel
+                .open_in_place(sealed)
                 .map_err(|e| Failure::silent(e.to_string()))?;
-            self.link.receive(&record, events).map_err(Failure::told)?;
+            self.link.receive(plain, events).map_err(Failure::told)?;
         }
-        self.input = if !joined {
-            bytes[used..].to_vec()
-        } else if used == pending.len() {
-            Vec::new()
-        } else {
-            pending.drain(..used);
-            pending
-        };
-        self.note_partial(before);
-        Ok(())
+        Ok(used)
     }
 
     /// Notes when the frame now arriving began: its deadline runs from the end of the last
