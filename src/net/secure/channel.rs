@@ -318,6 +318,13 @@ impl Channel {
     }
 }
 
+/// The two ends of a connection's cipher, made by a handshake under `key`: what tests of
+/// the code that carries records need.
+#[cfg(test)]
+pub(crate) fn channel_pair(key: &ClusterKey) -> (Channel, Channel) {
+    tests::channels(key)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -332,7 +339,7 @@ mod tests {
         Ok((i, r))
     }
 
-    fn channels(key: &ClusterKey) -> (Channel, Channel) {
+    pub(super) fn channels(key: &ClusterKey) -> (Channel, Channel) {
         let (i, r) = handshake(key, key).unwrap();
         (i.finish().unwrap(), r.finish().unwrap())
     }

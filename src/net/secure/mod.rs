@@ -11,6 +11,8 @@ mod channel;
 mod key_file;
 mod replay;
 
+#[cfg(test)]
+pub(crate) use channel::channel_pair;
 pub(crate) use channel::{Channel, Handshake, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD, REPLY_LEN};
 pub(crate) use replay::ReplayGuard;
 

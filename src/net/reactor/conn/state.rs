@@ -435,6 +435,93 @@ pub(super) fn gone(e: crate::net::mux::Gone) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::net::mux::{Inbound, LinkConfig};
+    use crate::net::secure::{channel_pair, ClusterKey};
+    use bytes::{Bytes, BytesMut};
+
+    /// The state of an accepted connection whose cipher is `channel`.
+    fn accepted(channel: Channel) -> State {
+        let config = LinkConfig {
+            window: 8 << 20,
+            max_peer_streams: 64,
+            max_payload: wire::DEFAULT_MAX_PAYLOAD,
+        };
+        State {
+            phase: Phase::Open,
+            link: Link::new(false, config),
+            channel: Some(channel),
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            watching_writes: false,
+            reading: false,
+            detached: false,
+            missed: false,
+            waiters: Waiters::default(),
+            last_input: Tick::now(),
+            partial_since: None,
+            stalled_since: None,
+            started: Tick::now(),
+            unseen: false,
+        }
+    }
+
+    #[test]
+    fn records_split_anywhere_between_reads_bring_every_frame_once_in_order() {
+        let key = ClusterKey::from_bytes([9; 32]);
+        // Requests of many sizes on streams 1, 3, 5, ..., sealed in records of every size
+        // from a few bytes to the most, as one stream of bytes.
+        let (mut sealer, opener) = channel_pair(&key);
+        let mut frames = Vec::new();
+        for (i, len) in [0, 1, 100, 5_000, 65_519, 70_000, 256 * 1024, 3]
+            .iter()
+            .enumerate()
+        {
+            let mut buf = BytesMut::new();
+            wire::encode_chunk(&vec![i as u8; *len], 2 * i as u32 + 1, &mut buf);
+            frames.push(buf.freeze());
+        }
+        let plain: Vec<u8> = frames.concat();
+        let mut sealed = Vec::new();
+        let mut at = 0usize;
+        for piece in [7, MAX_PLAIN, 1, 40_000, MAX_PLAIN, 12, usize::MAX] {
+            let end = plain.len().min(at.saturating_add(piece));
+            seal_all(&mut sealer, &plain[at..end], &mut sealed).unwrap();
+            at = end;
+        }
+        assert_eq!(at, plain.len());
+        // Read in pieces that cut records anywhere: before, inside and across lengths.
+        let mut state = accepted(opener);
+        let replays = Mutex::new(ReplayGuard::default());
+        let mut events = Vec::new();
+        let mut rest = &sealed[..];
+        for read in [1, 2, 3, 65_536, 17, 100_000, 64 * 1024 + 18]
+            .iter()
+            .cycle()
+        {
+            if rest.is_empty() {
+                break;
+            }
+            let (now, later) = rest.split_at((*read).min(rest.len()));
+            let taken = state.take_input(&mut now.to_vec(), &replays, &mut events);
+            assert!(taken.is_ok(), "{:?}", taken.err().map(|f| f.why));
+            rest = later;
+        }
+        let opened: Vec<Event> = (0..frames.len())
+            .map(|i| Event::Opened(2 * i as u32 + 1))
+            .collect();
+        assert_eq!(events, opened);
+        for (i, frame) in frames.iter().enumerate() {
+            let got = state.link.take(2 * i as u32 + 1).unwrap();
+            let data =
+                Bytes::copy_from_slice(&frame[wire::HEADER_LEN..frame.len() - wire::TRAILER_LEN]);
+            assert_eq!(got, Some(Inbound::Chunk(data)), "frame {i}");
+        }
+        assert!(
+            state.input.is_empty() && state.input.capacity() == 0,
+            "nothing held"
+        );
+    }
 
     #[test]
     fn a_tick_tells_how_long_after_another_it_is_across_the_wrap() {
