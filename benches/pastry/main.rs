@@ -68,6 +68,7 @@ mod report;
 mod simulator;
 mod small_values;
 mod store;
+mod strangers;
 mod system;
 
 use baselines::*;
@@ -84,6 +85,7 @@ use processes::*;
 use report::*;
 use small_values::*;
 use store::*;
+use strangers::*;
 use system::*;
 
 pub(crate) fn main() {
@@ -95,7 +97,7 @@ pub(crate) fn main() {
     }
     let opts = Opts::parse();
     let mut ctx = Ctx::new(opts);
-    let sections: [(&str, &str, SectionFn); 12] = [
+    let sections: [(&str, &str, SectionFn); 13] = [
         ("lookup-latency", "1. Lookup latency", lookup_latency),
         (
             "lookup-throughput",
@@ -116,6 +118,7 @@ pub(crate) fn main() {
         ),
         ("million", "11. A million small values on one node", million),
         ("certificates", "12. Certified node ids", certificates),
+        ("strangers", "13. Strangers' connections", strangers),
     ];
     let started = Instant::now();
     for (name, title, run) in sections {
