@@ -42,7 +42,7 @@ const OWN_WAIT: Duration = Duration::from_millis(100);
 /// the sockets until then.
 const LEAD_WAIT: Duration = Duration::from_millis(2);
 
-use state::{gone, Phase, State, Tick, Waiters, Want};
+use state::{gone, Phase, State, Tick, Want};
 
 /// How a connection began.
 pub(super) enum Start {
@@ -82,7 +82,6 @@ impl Conn {
     ) -> Conn {
         let common = Arc::clone(&reactor.common);
         let reactor = Arc::downgrade(reactor);
-        let now = Tick::now();
         let (opened_here, phase, channel) = match start {
             Start::Accepted(Some(h)) => (false, Phase::Hello(h), None),
             Start::Accepted(None) => (false, Phase::Open, None),
@@ -96,24 +95,7 @@ impl Conn {
             socket,
             common,
             reactor,
-            state: Mutex::new(State {
-                phase,
-                link,
-                channel,
-                input: Vec::new(),
-                output: Vec::new(),
-                written: 0,
-                watching_writes: false,
-                reading: false,
-                detached: false,
-                missed: false,
-                waiters: Waiters::default(),
-                last_input: now,
-                partial_since: None,
-                stalled_since: None,
-                started: now,
-                unseen: false,
-            }),
+            state: Mutex::new(State::new(phase, link, channel)),
             introduction: Introduction::default(),
             certs_sent: CertsSent::default(),
         }

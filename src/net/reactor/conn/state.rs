@@ -127,6 +127,29 @@ pub(super) struct State {
 }
 
 impl State {
+    /// A connection's state as it begins, in `phase`, carrying `link` through `channel`.
+    pub(super) fn new(phase: Phase, link: Link, channel: Option<Channel>) -> State {
+        let now = Tick::now();
+        State {
+            phase,
+            link,
+            channel,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            watching_writes: false,
+            reading: false,
+            detached: false,
+            missed: false,
+            waiters: Waiters::default(),
+            last_input: now,
+            partial_since: None,
+            stalled_since: None,
+            started: now,
+            unseen: false,
+        }
+    }
+
     /// Fails when the connection is closed.
     pub(super) fn usable(&self) -> io::Result<()> {
         match &self.phase {
@@ -446,24 +469,7 @@ mod tests {
             max_peer_streams: 64,
             max_payload: wire::DEFAULT_MAX_PAYLOAD,
         };
-        State {
-            phase: Phase::Open,
-            link: Link::new(false, config),
-            channel: Some(channel),
-            input: Vec::new(),
-            output: Vec::new(),
-            written: 0,
-            watching_writes: false,
-            reading: false,
-            detached: false,
-            missed: false,
-            waiters: Waiters::default(),
-            last_input: Tick::now(),
-            partial_since: None,
-            stalled_since: None,
-            started: Tick::now(),
-            unseen: false,
-        }
+        State::new(Phase::Open, Link::new(false, config), Some(channel))
     }
 
     #[test]
