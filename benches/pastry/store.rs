@@ -17,6 +17,16 @@ pub(crate) fn store(ctx: &mut Ctx) {
          file. Files live on the same disk as the nodes' data.",
         fmt_bytes(size)
     ));
+    // More than the section's transfers hold in the page cache at once.
+    let primed = ctx.opts.pick(6 * 1024 * MIB, 512 * MIB);
+    ctx.report.note(format!(
+        "Before the section, {} of memory is touched once and freed (`prime_memory`): this \
+         machine's host backs a page of its memory on first use, which made the first files \
+         written into the page cache several times slower than any after them and the \
+         transfers' rates depend on what ran before.",
+        fmt_bytes(primed)
+    ));
+    prime_memory(primed as usize);
     let src = ctx.root.join("object-large");
     write_pattern_file(&src, size).expect("write the source file");
     let raw = raw_stream(ctx.sink, size);
