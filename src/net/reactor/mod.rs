@@ -424,11 +424,18 @@ impl Shared {
         more
     }
 
-    /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer: the
-    /// requests it brought go to handlers. `true` when the socket may hold more.
-    fn read_for(self: &Arc<Self>, conn: &Arc<Conn>, scratch: &mut [u8]) -> bool {
+    /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer, until a
+    /// frame of its `stream` came (or `budget` bytes, or the socket ran dry): the requests it
+    /// brought go to handlers. `true` when the socket may hold more.
+    fn read_for(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        scratch: &mut [u8],
+        budget: usize,
+        stream: u32,
+    ) -> bool {
         let mut streams = Vec::new();
-        let more = conn.read_turn(scratch, scratch.len() * 4, &self.replays, &mut streams);
+        let more = conn.read_turn(scratch, budget, Some(stream), &self.replays, &mut streams);
         if !streams.is_empty() {
             let mut opened: Vec<crew::Job> = streams
                 .into_iter()

@@ -31,8 +31,11 @@ use certs_sent::CertsSent;
 pub(crate) use common::{Common, ConnLimits};
 pub(crate) use introduction::Introduction;
 
-/// Bytes a thread reading for itself takes from the socket per turn.
-const OWN_READ: usize = 16 * 1024;
+/// Bytes a thread reading for itself takes from the socket per read.
+const OWN_READ: usize = 64 * 1024;
+/// Most bytes a thread reading for itself takes before it looks at its stream again, unless
+/// its frame came or the socket ran dry first: more than a whole chunk's frame.
+const OWN_BUDGET: usize = 1 << 20;
 
 /// Longest a thread reading for itself waits on the socket before it looks again at its
 /// stream and the connection.
@@ -187,8 +190,12 @@ impl Conn {
             }
             state.reading = true;
         }
-        let more = self.read_turn(scratch, budget, replays, opened);
-        self.state.lock().reading = false;
+        let more = self.read_turn(scratch, budget, None, replays, opened);
+        let mut state = self.state.lock();
+        state.reading = false;
+        // A thread whose frame has not all come reads the rest itself, as soon as it comes:
+        // it need not wait for this reactor's next turn and then be woken with the frame.
+        state.wake_one(Want::Frame);
         more
     }
 
@@ -198,7 +205,13 @@ impl Conn {
     /// `deadline` for the socket to hold something (or take what waits to be written), reads
     /// it, and lets go. What it read for others is theirs (new requests go to the crew);
     /// what it may have left is the leader's.
-    fn read_here(self: &Arc<Self>, reactor: &Arc<Shared>, deadline: Instant, writes: bool) {
+    fn read_here(
+        self: &Arc<Self>,
+        reactor: &Arc<Shared>,
+        stream: u32,
+        deadline: Instant,
+        writes: bool,
+    ) {
         let wait = deadline
             .saturating_duration_since(Instant::now())
             .min(OWN_WAIT);
@@ -208,7 +221,9 @@ impl Conn {
         }
         let mut more = false;
         if ready.readable {
-            more = super::scratch::with(OWN_READ, |scratch| reactor.read_for(self, scratch));
+            more = super::scratch::with(OWN_READ, |scratch| {
+                reactor.read_for(self, scratch, OWN_BUDGET, stream)
+            });
         }
         let mut state = self.state.lock();
         state.reading = false;
@@ -223,12 +238,14 @@ impl Conn {
     }
 
     /// Reads what the socket holds, at most `budget` bytes, through `scratch`, by whichever
-    /// thread reads it now; notes in `opened` the streams the peer opened. `true` when the
-    /// socket may hold more.
+    /// thread reads it now; notes in `opened` the streams the peer opened. Stops early once a
+    /// frame of stream `until` came, or the peer gave it up (the reader's own stream, whose
+    /// thread has its answer). `true` when the socket may hold more.
     pub(super) fn read_turn(
         &self,
         scratch: &mut [u8],
         budget: usize,
+        until: Option<u32>,
         replays: &Mutex<ReplayGuard>,
         opened: &mut Vec<u32>,
     ) -> bool {
@@ -262,11 +279,18 @@ impl Conn {
                 state.end(&self.socket, failure.why.into());
                 return false;
             }
+            let mut came = false;
             for event in events.drain(..) {
                 match event {
                     Event::Opened(stream) => opened.push(stream),
-                    Event::Readable(stream) => state.wake(stream, Some(Want::Frame)),
-                    Event::Cancelled(stream) => state.wake(stream, None),
+                    Event::Readable(stream) => {
+                        came |= until == Some(stream);
+                        state.wake(stream, Some(Want::Frame));
+                    }
+                    Event::Cancelled(stream) => {
+                        came |= until == Some(stream);
+                        state.wake(stream, None);
+                    }
                 }
             }
             // Credit granted, a handshake reply, refusals: out at once.
@@ -275,6 +299,9 @@ impl Conn {
                 // The socket is drained (a read takes all there is up to the buffer's size);
                 // what arrives later is announced anew. Spares a read that finds nothing.
                 return false;
+            }
+            if came {
+                return true;
             }
         }
         true
@@ -518,7 +545,9 @@ impl Conn {
                     state.reading = true;
                     self.detach(&mut state);
                     let writes = state.written < state.output.len();
-                    MutexGuard::unlocked(&mut state, || self.read_here(&reactor, deadline, writes));
+                    MutexGuard::unlocked(&mut state, || {
+                        self.read_here(&reactor, stream, deadline, writes)
+                    });
                     continue;
                 }
             }

@@ -359,6 +359,13 @@ impl State {
         }
     }
 
+    /// Wakes the thread that last began waiting for `want`, if any.
+    pub(super) fn wake_one(&mut self, want: Want) {
+        if let Some((_, signal, _)) = self.waiters.0.iter().rev().find(|(_, _, w)| *w == want) {
+            signal.notify_one();
+        }
+    }
+
     pub(super) fn wake_all(&mut self, want: Want) {
         for (_, signal, w) in &self.waiters.0 {
             if *w == want {
