@@ -406,3 +406,49 @@ fn a_failed_retrieval_leaves_no_partial_file() {
     assert_eq!(left, vec![std::ffi::OsString::from("a-directory")]);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_slow_reader_of_a_large_object_holds_up_no_other_request_on_its_connection() {
+    // One node: every request of the client goes over its one connection to it.
+    let mut rng = Rng::seeded(21);
+    let net = Network::new(&random_ids(&mut rng, 1));
+    let client = Client::new(net.discovery.local_addr(), key());
+    let big = bytes(&mut rng, 16 * CHUNK_SIZE);
+    client.put("big", &big).unwrap();
+    client.put("small", b"value").unwrap();
+    // The reader of "big" pauses in the middle, its next chunks on their way: whoever reads
+    // the connection for it meanwhile must not keep the small request's answer from it.
+    const PAUSE: Duration = Duration::from_millis(1500);
+    let paused = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut got = Vec::new();
+            let retrieved = client.get_with("big", |offset, chunk| {
+                if offset == CHUNK_SIZE as u64 && !paused.swap(true, Ordering::SeqCst) {
+                    std::thread::sleep(PAUSE);
+                }
+                got.truncate(offset as usize);
+                got.extend_from_slice(chunk);
+                Ok(())
+            });
+            (retrieved, got)
+        });
+        assert!(
+            wait_until(Duration::from_secs(10), || paused.load(Ordering::SeqCst)),
+            "the large get never reached its second chunk"
+        );
+        let t = std::time::Instant::now();
+        let small = client.get("small").unwrap();
+        let took = t.elapsed();
+        assert_eq!(small.data, b"value");
+        assert!(
+            took < PAUSE / 2,
+            "a small get waited {took:?} while a large one's reader paused for {PAUSE:?}"
+        );
+        let (retrieved, got) = reader.join().unwrap();
+        assert_eq!(retrieved.unwrap().size, big.len() as u64);
+        assert!(got == big, "the large object's bytes differ");
+    });
+    // The connection still serves once the large get is done.
+    assert_eq!(client.get("small").unwrap().data, b"value");
+}

@@ -426,16 +426,16 @@ impl Shared {
 
     /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer, until a
     /// frame of its `stream` came (or `budget` bytes, or the socket ran dry): the requests it
-    /// brought go to handlers. `true` when the socket may hold more.
+    /// brought go to handlers.
     fn read_for(
         self: &Arc<Self>,
         conn: &Arc<Conn>,
         scratch: &mut [u8],
         budget: usize,
         stream: u32,
-    ) -> bool {
+    ) -> conn::Turn {
         let mut streams = Vec::new();
-        let more = conn.read_turn(scratch, budget, Some(stream), &self.replays, &mut streams);
+        let turn = conn.read_turn(scratch, budget, Some(stream), &self.replays, &mut streams);
         if !streams.is_empty() {
             let mut opened: Vec<crew::Job> = streams
                 .into_iter()
@@ -449,7 +449,7 @@ impl Shared {
             // Its place is freed on the reactor's turn.
             self.read_later(conn.token);
         }
-        more
+        turn
     }
 
     /// Has the reactor read `token` on its next turn.

@@ -7,15 +7,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Interest, Token};
-use parking_lot::{Condvar, Mutex, MutexGuard};
+use parking_lot::{Mutex, MutexGuard};
 use std::os::fd::AsRawFd;
 
 use crate::identity::BINDING_LEN;
-use crate::net::mux::{Event, Inbound, Link};
+use crate::net::mux::{Event, Link};
 use crate::net::secure::{Channel, Handshake, ReplayGuard};
 use crate::wire::{self, Message, RemoteCode};
 
@@ -26,26 +25,22 @@ mod common;
 mod introduction;
 mod readable;
 mod state;
+mod waiting;
 
 use certs_sent::CertsSent;
 pub(crate) use common::{Common, ConnLimits};
 pub(crate) use introduction::Introduction;
 
-/// Bytes a thread reading for itself takes from the socket per read.
-const OWN_READ: usize = 64 * 1024;
-/// Most bytes a thread reading for itself takes before it looks at its stream again, unless
-/// its frame came or the socket ran dry first: more than a whole chunk's frame.
-const OWN_BUDGET: usize = 1 << 20;
+/// What a turn at reading a socket found.
+#[derive(Clone, Copy, Debug, Default)]
+pub(super) struct Turn {
+    /// The socket may hold more than the turn took.
+    pub more: bool,
+    /// A frame of the reader's own stream came (or the peer gave the stream up).
+    pub came: bool,
+}
 
-/// Longest a thread reading for itself waits on the socket before it looks again at its
-/// stream and the connection.
-const OWN_WAIT: Duration = Duration::from_millis(100);
-/// How long a leader waiting on a connection its own crew reads waits on the crew's sockets
-/// at a time: the watch may relieve it of the lead meanwhile, and its successor waits for
-/// the sockets until then.
-const LEAD_WAIT: Duration = Duration::from_millis(2);
-
-use state::{gone, Phase, State, Tick, Want};
+use state::{Phase, State, Tick, Want};
 
 /// How a connection began.
 pub(super) enum Start {
@@ -190,51 +185,13 @@ impl Conn {
             }
             state.reading = true;
         }
-        let more = self.read_turn(scratch, budget, None, replays, opened);
+        let more = self.read_turn(scratch, budget, None, replays, opened).more;
         let mut state = self.state.lock();
         state.reading = false;
         // A thread whose frame has not all come reads the rest itself, as soon as it comes:
         // it need not wait for this reactor's next turn and then be woken with the frame.
         state.wake_one(Want::Frame);
         more
-    }
-
-    /// A thread waiting on a stream of this connection, with nobody reading it, reads it
-    /// itself (`state.reading` is taken and the socket detached from the reactor's watch, so
-    /// that the leader is not woken for what this thread reads): waits at most until
-    /// `deadline` for the socket to hold something (or take what waits to be written), reads
-    /// it, and lets go. What it read for others is theirs (new requests go to the crew);
-    /// what it may have left is the leader's.
-    fn read_here(
-        self: &Arc<Self>,
-        reactor: &Arc<Shared>,
-        stream: u32,
-        deadline: Instant,
-        writes: bool,
-    ) {
-        let wait = deadline
-            .saturating_duration_since(Instant::now())
-            .min(OWN_WAIT);
-        let ready = readable::wait(&self.socket, wait, reactor.config.spin, writes);
-        if ready.writable {
-            self.write();
-        }
-        let mut more = false;
-        if ready.readable {
-            more = super::scratch::with(OWN_READ, |scratch| {
-                reactor.read_for(self, scratch, OWN_BUDGET, stream)
-            });
-        }
-        let mut state = self.state.lock();
-        state.reading = false;
-        // Readiness the reactor saw meanwhile (the watch put back while bytes waited to be
-        // written, or never lifted) is not reported again: the reactor reads on its own.
-        more |= std::mem::take(&mut state.missed);
-        self.watch(&mut state, true);
-        drop(state);
-        if more {
-            reactor.read_later(self.token);
-        }
     }
 
     /// Reads what the socket holds, at most `budget` bytes, through `scratch`, by whichever
@@ -248,22 +205,26 @@ impl Conn {
         until: Option<u32>,
         replays: &Mutex<ReplayGuard>,
         opened: &mut Vec<u32>,
-    ) -> bool {
+    ) -> Turn {
         let mut taken = 0;
         let mut events = Vec::new();
+        let mut came = false;
+        let ended = Turn::default();
         // Bounded by the budget: each pass reads at least one byte or ends.
         while taken < budget {
             let n = match (&self.socket).read(scratch) {
                 Ok(0) => {
                     self.close("the peer closed the connection");
-                    return false;
+                    return ended;
                 }
                 Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    return Turn { more: false, came }
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.close(&format!("reading failed: {e}"));
-                    return false;
+                    return ended;
                 }
             };
             taken += n;
@@ -277,9 +238,8 @@ impl Conn {
                 }
                 state.unseen = failure.unseen;
                 state.end(&self.socket, failure.why.into());
-                return false;
+                return ended;
             }
-            let mut came = false;
             for event in events.drain(..) {
                 match event {
                     Event::Opened(stream) => opened.push(stream),
@@ -298,13 +258,13 @@ impl Conn {
             if n < scratch.len() {
                 // The socket is drained (a read takes all there is up to the buffer's size);
                 // what arrives later is announced anew. Spares a read that finds nothing.
-                return false;
+                return Turn { more: false, came };
             }
             if came {
-                return true;
+                return Turn { more: true, came };
             }
         }
-        true
+        Turn { more: true, came }
     }
 
     /// Writes what is waiting, as far as the socket takes it.
@@ -454,119 +414,6 @@ impl Conn {
         let mut state = self.state.lock();
         state.usable()?;
         state.link.open()
-    }
-
-    /// Queues `frames` (encoded on `stream`) and writes what the socket takes. Waits, until
-    /// `deadline`, while the stream already has a window's worth queued.
-    pub(super) fn send(
-        self: &Arc<Self>,
-        stream: u32,
-        frames: Bytes,
-        deadline: Instant,
-    ) -> io::Result<()> {
-        let window = self.limits().link.window as usize;
-        let mut state = self.wait(stream, Want::Room, deadline, |s| {
-            s.link.queued(stream) < window
-        })?;
-        state.link.send(stream, frames).map_err(gone)?;
-        self.write_locked(&mut state);
-        state.usable()
-    }
-
-    /// The next frame of `stream`, waiting for it until `deadline`.
-    pub(super) fn take(self: &Arc<Self>, stream: u32, deadline: Instant) -> io::Result<Inbound> {
-        let mut frame = None;
-        let mut state = self.wait(stream, Want::Frame, deadline, |s| {
-            match s.link.take(stream) {
-                Ok(None) => false,
-                Ok(some) => {
-                    frame = some;
-                    true
-                }
-                Err(_) => true, // gone: said below
-            }
-        })?;
-        let Some(frame) = frame else {
-            return Err(gone(crate::net::mux::Gone));
-        };
-        // Credit granted for what was taken goes out now.
-        if state.link.has_output() {
-            self.write_locked(&mut state);
-        }
-        Ok(frame)
-    }
-
-    /// Waits until `ready` holds (true at once, or after a wake-up for `want`), the
-    /// connection closes, or `deadline` passes.
-    fn wait(
-        self: &Arc<Self>,
-        stream: u32,
-        want: Want,
-        deadline: Instant,
-        mut ready: impl FnMut(&mut State) -> bool,
-    ) -> io::Result<MutexGuard<'_, State>> {
-        let mut state = self.state.lock();
-        // Made only when there is something to wait for.
-        let mut signal: Option<Arc<Condvar>> = None;
-        // Bounded by the deadline: each pass waits until signalled or the time runs out.
-        loop {
-            let usable = state.usable();
-            // A frame that came before the peer closed is still its stream's: a reply sent
-            // just before a close is not lost. Room on a closed connection is no use.
-            if (usable.is_ok() || want == Want::Frame) && ready(&mut state) {
-                state.waiters.remove(stream);
-                return Ok(state);
-            }
-            if let Err(e) = usable {
-                state.waiters.remove(stream);
-                return Err(e);
-            }
-            if Instant::now() >= deadline {
-                state.waiters.remove(stream);
-                return Err(io::ErrorKind::TimedOut.into());
-            }
-            // Only a turn of the crew that reads this connection brings its frame.
-            let reads_it = |crew: &Arc<super::crew::Crew>| {
-                (self.reactor.upgrade()).is_some_and(|r| Arc::ptr_eq(&r.crew, crew))
-            };
-            if let Some(crew) = super::crew::leads().filter(reads_it) {
-                let wait = deadline
-                    .saturating_duration_since(Instant::now())
-                    .min(LEAD_WAIT);
-                if MutexGuard::unlocked(&mut state, || crew.lead_meanwhile(wait)) {
-                    continue;
-                }
-            }
-            super::crew::may_block();
-            // Nobody reads the socket: read it here, sparing the reactor's wake-up and its
-            // hand-off to this thread.
-            if !state.reading {
-                if let Some(reactor) = self.reactor.upgrade() {
-                    state.reading = true;
-                    self.detach(&mut state);
-                    let writes = state.written < state.output.len();
-                    MutexGuard::unlocked(&mut state, || {
-                        self.read_here(&reactor, stream, deadline, writes)
-                    });
-                    continue;
-                }
-            }
-            let signal = signal.get_or_insert_with(|| Arc::new(Condvar::new()));
-            state.waiters.insert(stream, Arc::clone(signal), want);
-            let _ = signal.wait_until(&mut state, deadline);
-        }
-    }
-
-    /// This end is done with `stream`; `cancel` tells the peer to stop working on it.
-    pub(super) fn finish(&self, stream: u32, cancel: bool) {
-        let mut state = self.state.lock();
-        state.waiters.remove(stream);
-        if cancel {
-            state.link.cancel(stream);
-        } else {
-            state.link.close(stream);
-        }
-        self.write_locked(&mut state);
     }
 
     /// Refuses a stream the peer opened, for `why`: busy.

@@ -46,6 +46,11 @@ impl Waiters {
         }
     }
 
+    /// Whether no thread but the one of `stream` waits.
+    pub(super) fn only(&self, stream: u32) -> bool {
+        self.0.iter().all(|(s, ..)| *s == stream)
+    }
+
     /// The thread waiting on `stream` waits no more.
     pub(super) fn remove(&mut self, stream: u32) {
         self.0.retain(|(s, ..)| *s != stream);
@@ -108,6 +113,9 @@ pub(super) struct State {
     /// Whether the reactor's watch of the socket is lifted while a thread reads it for
     /// itself.
     pub(super) detached: bool,
+    /// The stream whose thread, reading for itself, keeps the reading between its frames
+    /// (`reading` stays taken and the socket detached): the next thread to wait takes it.
+    pub(super) kept: Option<u32>,
     /// Readiness the reactor found while another thread was reading (the watch was back
     /// on meanwhile): the reactor reads again once that thread lets go.
     pub(super) missed: bool,
@@ -140,6 +148,7 @@ impl State {
             watching_writes: false,
             reading: false,
             detached: false,
+            kept: None,
             missed: false,
             waiters: Waiters::default(),
             last_input: now,
