@@ -188,8 +188,10 @@ impl Conn {
         let more = self.read_turn(scratch, budget, None, replays, opened).more;
         let mut state = self.state.lock();
         state.reading = false;
-        // A thread whose frame has not all come reads the rest itself, as soon as it comes:
-        // it need not wait for this reactor's next turn and then be woken with the frame.
+        // The thread that last began waiting for a frame looks again: if its frame has not
+        // all come, it reads the rest itself as soon as it comes, rather than wait for this
+        // reactor's next turn and then be woken with it. (One whose frame came was woken
+        // above, and does not read.)
         state.wake_one(Want::Frame);
         more
     }
