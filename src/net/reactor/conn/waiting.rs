@@ -74,6 +74,7 @@ impl Conn {
             reactor.read_later(self.token);
         }
     }
+
     /// Gives the reading a thread kept between its frames back to the reactor.
     fn give_back(&self, state: &mut MutexGuard<'_, State>) {
         if state.kept.take().is_none() {
@@ -85,6 +86,7 @@ impl Conn {
             reactor.read_later(self.token);
         }
     }
+
     /// Queues `frames` (encoded on `stream`) and writes what the socket takes. Waits, until
     /// `deadline`, while the stream already has a window's worth queued.
     pub(in crate::net::reactor) fn send(
@@ -101,6 +103,7 @@ impl Conn {
         self.write_locked(&mut state);
         state.usable()
     }
+
     /// The next frame of `stream`, waiting for it until `deadline`.
     pub(in crate::net::reactor) fn take(
         self: &Arc<Self>,
@@ -127,6 +130,7 @@ impl Conn {
         }
         Ok(frame)
     }
+
     /// Waits until `ready` holds (true at once, or after a wake-up for `want`), the
     /// connection closes, or `deadline` passes.
     fn wait(
@@ -191,6 +195,7 @@ impl Conn {
             let _ = signal.wait_until(&mut state, deadline);
         }
     }
+
     /// This end is done with `stream`; `cancel` tells the peer to stop working on it.
     pub(in crate::net::reactor) fn finish(&self, stream: u32, cancel: bool) {
         let mut state = self.state.lock();
