@@ -20,6 +20,7 @@ pub use pool::Pool;
 pub(crate) use reactor::{may_block, Chore};
 pub(crate) use secure::unix_ms;
 pub use secure::{ClusterKey, Security, KEY_LEN};
+pub(crate) use server::Later;
 pub use server::{Handler, Server, Session};
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -18,6 +18,8 @@ use crate::error::{Error, Result};
 use crate::identity::Credentials;
 use crate::wire::{Message, RemoteCode};
 
+mod later;
+
 /// How long a connection to a peer a node does not talk to all the time (see
 /// [`Pool::close_idle`]) may carry no request before it is closed: long enough for the
 /// burst of requests that opened it, short enough that the peers met while joining do not

@@ -5,6 +5,8 @@
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
 use std::sync::Arc;
 
+use parking_lot::Mutex;
+
 use socket2::{Domain, Protocol, Socket, Type};
 
 use super::frames::Frames;
@@ -29,6 +31,8 @@ pub struct Session<'a> {
     broken: bool,
     /// Who the request's connection proved to be: a node, or none for a client.
     peer: Option<PeerIdentity>,
+    /// Where the reply goes once the handler has returned, if it asked for that.
+    later: Option<Arc<Mutex<Slot>>>,
 }
 
 impl Session<'_> {
@@ -46,6 +50,46 @@ impl Session<'_> {
     /// Gives the request up after the reply: its frames cannot continue in step.
     pub(crate) fn close_after_reply(&mut self) {
         self.broken = true;
+    }
+
+    /// The request is answered through the returned [`Later`], from any thread, after its
+    /// handler has returned or before; what the handler returns is dropped. For a handler
+    /// whose answer waits on another node's: no thread waits with it.
+    pub(crate) fn reply_later(&mut self) -> Later {
+        let slot = self
+            .later
+            .get_or_insert_with(|| Arc::new(Mutex::new(Slot::Handler)));
+        Later(Arc::clone(slot))
+    }
+}
+
+/// The reply to a request, to be given once ([`Session::reply_later`]). Dropped without a
+/// reply, the request is given up (its sender is told).
+pub(crate) struct Later(Arc<Mutex<Slot>>);
+
+/// Where a request answered later stands.
+enum Slot {
+    /// Its handler has not returned.
+    Handler,
+    /// Its handler returned: the stream, to answer on.
+    Stream(StreamHandle, Arc<Counters>),
+    /// Answered before its handler returned: the reply, to send when it does.
+    Reply(Message),
+    Done,
+}
+
+impl Later {
+    /// Answers the request with `reply`.
+    pub(crate) fn send(self, reply: Message) {
+        let mut slot = self.0.lock();
+        match std::mem::replace(&mut *slot, Slot::Done) {
+            Slot::Stream(handle, counters) => {
+                drop(slot);
+                deliver(handle, &reply, &counters, false);
+            }
+            Slot::Handler => *slot = Slot::Reply(reply),
+            Slot::Reply(_) | Slot::Done => {}
+        }
     }
 }
 
@@ -112,7 +156,7 @@ impl Server {
 /// Answers the request on `handle`: its first frame, the handler, the reply.
 fn answer(
     handler: &Handler,
-    counters: &Counters,
+    counters: &Arc<Counters>,
     credentials: Option<&Credentials>,
     mut handle: StreamHandle,
 ) {
@@ -140,15 +184,32 @@ fn answer(
         frames: &mut handle,
         broken: false,
         peer: identity,
+        later: None,
     };
     let reply = handler(request, &mut session);
-    let broken = session.broken;
+    let (broken, later) = (session.broken, session.later);
+    let Some(later) = later else {
+        return deliver(handle, &reply, counters, broken);
+    };
+    let mut slot = later.lock();
+    match std::mem::replace(&mut *slot, Slot::Done) {
+        Slot::Reply(reply) => {
+            drop(slot);
+            deliver(handle, &reply, counters, false);
+        }
+        Slot::Handler => *slot = Slot::Stream(handle, Arc::clone(counters)),
+        Slot::Stream(..) | Slot::Done => {}
+    }
+}
+
+/// Sends `reply` on `handle` and ends the request: given up (dropped unfinished) when
+/// `broken`, out of step, so that what the peer still sends is dropped.
+fn deliver(mut handle: StreamHandle, reply: &Message, counters: &Counters, broken: bool) {
     Counters::bump(&counters.served);
-    if let Err(e) = handle.send(&reply) {
-        log::debug!("cannot answer {peer}: {e}");
+    if let Err(e) = handle.send(reply) {
+        log::debug!("cannot answer {}: {e}", handle.peer());
         return;
     }
-    // Given up (dropped unfinished) when out of step: what the peer still sends is dropped.
     if !broken {
         let _ = handle.finish();
     }

@@ -1,8 +1,9 @@
 //! The threaded driver of the membership core ([`crate::protocol::membership`]): carries out
-//! the effects of one input on the thread that brought it. A call is made there and then
-//! (the thread waits for the answer, as the callee's server gives each connection a thread
-//! of its own) and its answer fed back at once, so an input's effects, and theirs in turn,
-//! are done depth first, in the order the core asked for them, before the thread goes on.
+//! the effects of one input on the thread that brought it. For the node's own inputs (its
+//! lookups, join, maintenance and leave) a call is made there and then (the thread waits
+//! for the answer) and its answer fed back at once, so an input's effects, and theirs in
+//! turn, are done depth first, in the order the core asked for them, before the thread goes
+//! on. Requests from other nodes and clients are driven without waiting (`relay.rs`).
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -78,23 +79,33 @@ impl Inner {
                         queue.push_front(e);
                     }
                 }
-                Effect::Reply { token, reply } => done.replies.push((token, reply)),
-                Effect::Looked { result, .. } => done.looked = Some(result),
-                Effect::JoinWalked => done.walked = true,
-                Effect::JoinFailed(e) => done.join_failed = Some(e),
-                Effect::Dead(node) => {
-                    self.pool.forget(node.addr);
-                    self.report_dead(node);
-                }
-                Effect::Departed(node) => self.pool.forget(node.addr),
-                Effect::LeafSetChanged => self.wake_maintenance(),
-                Effect::Heartbeat => {
-                    self.heartbeat_discovery();
-                    self.note_alive_when_due();
-                }
+                other => self.take_effect(other, &mut done),
             }
         }
         done
+    }
+
+    /// Carries out `effect`, any but a call.
+    pub(super) fn take_effect(&self, effect: Effect, done: &mut Done) {
+        match effect {
+            Effect::Call(call) => {
+                log::error!("node {}: a call to {:?} left unmade", self.me, call.to);
+            }
+            Effect::Reply { token, reply } => done.replies.push((token, reply)),
+            Effect::Looked { result, .. } => done.looked = Some(result),
+            Effect::JoinWalked => done.walked = true,
+            Effect::JoinFailed(e) => done.join_failed = Some(e),
+            Effect::Dead(node) => {
+                self.pool.forget(node.addr);
+                self.report_dead(node);
+            }
+            Effect::Departed(node) => self.pool.forget(node.addr),
+            Effect::LeafSetChanged => self.wake_maintenance(),
+            Effect::Heartbeat => {
+                self.heartbeat_discovery();
+                self.note_alive_when_due();
+            }
+        }
     }
 
     /// Tells discovery that `node` seems dead, so that it hands it out no more once it has

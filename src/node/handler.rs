@@ -1,8 +1,6 @@
 //! The node's answers to requests from other nodes and clients: the overlay's go to the
 //! membership core, the objects' to the store's side of the node.
 
-use std::time::Instant;
-
 use crate::net::Session;
 use crate::protocol::membership::{Membership, Phase};
 use crate::wire::{Message, RemoteCode};
@@ -10,10 +8,11 @@ use crate::wire::{Message, RemoteCode};
 use super::Inner;
 
 impl Inner {
-    /// Answers one request. Runs on a handler thread; takes locks briefly, and waits on
-    /// another node only to forward a lookup (which cannot deadlock: every call gets a
-    /// handler thread of its own at the callee, or a Busy refusal, never a queue, and the
-    /// hops left bound every chain of calls).
+    /// Answers one request. Runs on a handler thread; takes locks briefly. A route this
+    /// node forwards holds no thread while the next hop works on it (`relay.rs`); the other
+    /// requests that wait on another node (a relayed write, a copy) cannot deadlock: every
+    /// call gets a handler thread of its own at the callee, or a Busy refusal, never a
+    /// queue, and every chain of calls ends.
     pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
         // The sender is checked for what the envelope carries, not for the envelope.
         let (request, certs) = super::vouching::open_envelope(request);
@@ -31,11 +30,9 @@ impl Inner {
             request => request,
         };
         if Membership::serves(&request) {
-            let served = self.core.write().serve(Instant::now(), 0, request);
-            return match served {
-                Ok(effects) => self.vouch(self.drive(effects).reply(0)),
-                Err(other) => bad_request(&other),
-            };
+            return self
+                .serve_overlay(request, session)
+                .unwrap_or_else(|other| bad_request(&other));
         }
         if self.may_wait(&request) {
             // The reactor's other connections are read meanwhile.

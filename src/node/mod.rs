@@ -9,6 +9,7 @@ mod handler;
 mod maintenance;
 mod migrate;
 mod objects;
+mod relay;
 mod senders;
 #[cfg(test)]
 mod trust_tests;
@@ -80,8 +81,12 @@ pub(crate) struct Inner {
     config: NodeConfig,
     /// The overlay protocols' state machine, driven by [`driver`].
     core: RwLock<Membership>,
-    pool: Pool,
+    pool: Arc<Pool>,
     counters: Arc<Counters>,
+    /// The node itself, for the answers no thread waits for (`relay.rs`).
+    this: std::sync::Weak<Inner>,
+    /// Requests of the overlay answered once their calls are (`relay.rs`).
+    relays: relay::Relays,
     discovery: Mutex<Option<SocketAddr>>,
     /// When its maintenance is due (`maintenance.rs`).
     maintenance: Mutex<maintenance::Schedule>,
@@ -201,13 +206,15 @@ impl Node {
             absence::unconfirmed_before(&data_dir.path, now, config.tombstone_grace);
         absence::note_alive(&data_dir.path, now);
         let counters = Arc::new(Counters::default());
-        let inner = Arc::new(Inner {
+        let inner = Arc::new_cyclic(|this| Inner {
             me,
+            this: this.clone(),
+            relays: relay::Relays::default(),
             core: RwLock::new(Membership::new(
                 me,
                 membership_config(&config, credentials.public()),
             )),
-            pool: Pool::new(config.net.clone(), Arc::clone(&counters)),
+            pool: Arc::new(Pool::new(config.net.clone(), Arc::clone(&counters))),
             counters: Arc::clone(&counters),
             discovery: Mutex::new(None),
             maintenance: Mutex::new(maintenance::Schedule::new(

@@ -5,6 +5,7 @@
 //! process runs grow neither with its connections nor with its reactors: a leader a crew,
 //! and threads only for the requests that wait.
 
+mod accepting;
 mod conn;
 mod crew;
 mod handle;
@@ -34,7 +35,7 @@ use parking_lot::Mutex;
 
 use super::secure::{Handshake, ReplayGuard};
 use super::{Counters, NetConfig, Security};
-use conn::Start;
+use conn::{Answered, Brought, Start};
 
 const LISTENER: Token = Token(0);
 const WAKER: Token = Token(1);
@@ -151,7 +152,7 @@ impl ReactorHandle {
 }
 
 /// A request the peer opened: the connection and the stream.
-type Request = (Arc<Conn>, u32);
+pub(super) type Request = (Arc<Conn>, u32);
 
 impl Reactor {
     /// Starts serving `listener`: each request goes to `serve` on a thread of one of the
@@ -283,6 +284,10 @@ impl Reactor {
         for conn in conns {
             conn.close("the server is shutting down");
             shared.forget(&conn);
+            // Failed here: the crew takes no more of this reactor's work.
+            for answer in conn.failed_answers(Instant::now()) {
+                answer.run();
+            }
         }
         shared.crew.leave(shared);
         // The port is free once `shutdown` returns.
@@ -304,19 +309,12 @@ impl Shared {
         let Some(mut poller) = self.poller.try_lock() else {
             return true;
         };
-        let mut requests = Vec::new();
-        let more = self.turn(&mut poller, &mut requests);
-        opened.extend(
-            requests
-                .into_iter()
-                .map(|r| crew::Job::Request(Arc::clone(self), r)),
-        );
-        more
+        self.turn(&mut poller, opened)
     }
 
     /// A turn: takes the readiness there is, reads what came, and notes in `opened` the
-    /// requests peers opened. `true` when there may be more.
-    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<Request>) -> bool {
+    /// requests peers opened and the answers due. `true` when there may be more.
+    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<crew::Job>) -> bool {
         if let Err(e) = p.poll.poll(&mut p.events, Some(Duration::ZERO)) {
             if e.kind() != io::ErrorKind::Interrupted {
                 log::warn!("{}: waiting on sockets failed: {e}", self.name);
@@ -356,13 +354,13 @@ impl Shared {
                     if self.read(token, scratch, opened) {
                         p.again.push(token);
                     }
-                    self.settle(token, &mut p.handshaking);
+                    self.settle(token, &mut p.handshaking, opened);
                 }
             });
         }
         if p.swept.elapsed() >= SWEEP {
             p.swept = Instant::now();
-            self.sweep(p.swept, &mut p.handshaking);
+            self.sweep(p.swept, &mut p.handshaking, opened);
         }
         full || !p.again.is_empty()
     }
@@ -412,16 +410,36 @@ impl Shared {
         self.conns.lock().get(&token).cloned()
     }
 
-    /// Reads a connection's turn, noting in `opened` the requests it brought. `true` when
-    /// it may hold more.
-    fn read(&self, token: Token, scratch: &mut [u8], opened: &mut Vec<Request>) -> bool {
+    /// Reads a connection's turn, noting in `opened` the requests and answers it brought.
+    /// `true` when it may hold more.
+    fn read(
+        self: &Arc<Self>,
+        token: Token,
+        scratch: &mut [u8],
+        opened: &mut Vec<crew::Job>,
+    ) -> bool {
         let Some(conn) = self.conn(token) else {
             return false;
         };
-        let mut streams = Vec::new();
-        let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut streams);
-        opened.extend(streams.into_iter().map(|s| (Arc::clone(&conn), s)));
+        let mut brought = Brought::default();
+        let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut brought);
+        self.jobs(&conn, brought, opened);
         more
+    }
+
+    /// What a read of `conn` brought, as work for the crew.
+    fn jobs(self: &Arc<Self>, conn: &Arc<Conn>, brought: Brought, jobs: &mut Vec<crew::Job>) {
+        let requests = brought.opened.into_iter();
+        jobs.extend(requests.map(|s| crew::Job::Request(Arc::clone(self), (Arc::clone(conn), s))));
+        self.answers(brought.answered, jobs);
+    }
+
+    fn answers(self: &Arc<Self>, answered: Vec<Answered>, jobs: &mut Vec<crew::Job>) {
+        jobs.extend(
+            answered
+                .into_iter()
+                .map(|a| crew::Job::Answer(Arc::clone(self), a)),
+        );
     }
 
     /// A turn at reading `conn` by a thread reading for itself, `scratch` its buffer, until a
@@ -434,13 +452,11 @@ impl Shared {
         budget: usize,
         stream: u32,
     ) -> conn::Turn {
-        let mut streams = Vec::new();
-        let turn = conn.read_turn(scratch, budget, Some(stream), &self.replays, &mut streams);
-        if !streams.is_empty() {
-            let mut opened: Vec<crew::Job> = streams
-                .into_iter()
-                .map(|s| crew::Job::Request(Arc::clone(self), (Arc::clone(conn), s)))
-                .collect();
+        let mut brought = Brought::default();
+        let turn = conn.read_turn(scratch, budget, Some(stream), &self.replays, &mut brought);
+        let mut opened = Vec::new();
+        self.jobs(conn, brought, &mut opened);
+        if !opened.is_empty() {
             // Followers wake to serve them.
             self.crew.take_requests(&mut opened);
             self.crew.wake_for_jobs();
@@ -458,8 +474,14 @@ impl Shared {
         let _ = self.waker.wake();
     }
 
-    /// After a connection's turn: its handshake's end frees its count, its close its place.
-    fn settle(&self, token: Token, handshaking: &mut Handshaking) {
+    /// After a connection's turn: its handshake's end frees its count, its close its place
+    /// (and fails the answers still expected on it, as work in `jobs`).
+    fn settle(
+        self: &Arc<Self>,
+        token: Token,
+        handshaking: &mut Handshaking,
+        jobs: &mut Vec<crew::Job>,
+    ) {
         let Some(conn) = self.conn(token) else {
             handshaking.leave(token);
             return;
@@ -468,11 +490,17 @@ impl Shared {
             handshaking.leave(token);
         }
         if conn.is_closed() {
-            self.remove(&conn, handshaking);
+            self.remove(&conn, handshaking, jobs);
         }
     }
 
-    fn remove(&self, conn: &Arc<Conn>, handshaking: &mut Handshaking) {
+    fn remove(
+        self: &Arc<Self>,
+        conn: &Arc<Conn>,
+        handshaking: &mut Handshaking,
+        jobs: &mut Vec<crew::Job>,
+    ) {
+        self.answers(conn.failed_answers(Instant::now()), jobs);
         handshaking.leave(conn.token);
         if self.conns.lock().remove(&conn.token).is_some() && conn.inbound {
             self.common.counters.open.fetch_sub(1, Ordering::Relaxed);
@@ -487,112 +515,24 @@ impl Shared {
         let _ = self.common.registry.deregister(&mut SourceFd(&fd));
     }
 
-    /// Closes what is past a deadline.
-    fn sweep(&self, now: Instant, handshaking: &mut Handshaking) {
+    /// Closes what is past a deadline, and fails the answers expected past theirs (as work
+    /// in `jobs`).
+    fn sweep(
+        self: &Arc<Self>,
+        now: Instant,
+        handshaking: &mut Handshaking,
+        jobs: &mut Vec<crew::Job>,
+    ) {
         let conns: Vec<Arc<Conn>> = self.conns.lock().values().cloned().collect();
         for conn in conns {
             if conn.check_deadlines(now) {
-                self.remove(&conn, handshaking);
-            } else if !conn.is_handshaking() {
+                self.remove(&conn, handshaking, jobs);
+                continue;
+            }
+            self.answers(conn.failed_answers(now), jobs);
+            if !conn.is_handshaking() {
                 handshaking.leave(conn.token);
             }
         }
     }
-
-    /// Takes every connection waiting on the listener.
-    fn accept_all(self: &Arc<Self>, listener: &TcpListener, handshaking: &mut Handshaking) {
-        // Bounded: each pass takes a connection off the listener's queue, or ends.
-        loop {
-            match listener.accept() {
-                Ok((socket, peer)) => {
-                    Counters::bump(&self.common.counters.accepted);
-                    self.admit(socket, peer, handshaking);
-                }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    // Out of descriptors and the like: the next readiness retries.
-                    log::warn!("{}: accept failed: {e}", self.name);
-                    return;
-                }
-            }
-        }
-    }
-
-    fn admit(
-        self: &Arc<Self>,
-        mut socket: mio::net::TcpStream,
-        peer: SocketAddr,
-        hs: &mut Handshaking,
-    ) {
-        // A shutdown under way has closed what it found: nothing new is taken.
-        if self.stop.load(Ordering::SeqCst) {
-            return;
-        }
-        let config = &self.config;
-        if let Err(e) = socket.set_nodelay(true) {
-            log::debug!("{}: dropping connection from {peer}: {e}", self.name);
-            return;
-        }
-        let open = self.conns.lock().values().filter(|c| c.inbound).count();
-        if open >= config.max_connections {
-            log::warn!("{}: refusing {peer}: connection limit reached", self.name);
-            refuse(&socket, &config.security);
-            return;
-        }
-        let token = Token(self.next_token.fetch_add(1, Ordering::Relaxed));
-        let handshake = match config.security.chosen() {
-            Ok(Some(key)) => {
-                // A busy host's many members are not turned away while there is room; once
-                // half the slots are taken, no one address may take more of them unproven.
-                let limit = if open >= config.max_connections / 2 {
-                    config.max_handshakes_per_source
-                } else {
-                    usize::MAX
-                };
-                if !hs.enter(token, peer.ip(), limit) {
-                    log::debug!("{}: closing {peer}: too many handshakes from it", self.name);
-                    return;
-                }
-                match Handshake::responder(key) {
-                    Ok(h) => Some(Box::new(h)),
-                    Err(e) => {
-                        log::warn!("{}: cannot start a handshake: {e}", self.name);
-                        hs.leave(token);
-                        return;
-                    }
-                }
-            }
-            _ => None,
-        };
-        let registered = self
-            .common
-            .registry
-            .register(&mut socket, token, Interest::READABLE);
-        if let Err(e) = registered {
-            log::warn!("{}: cannot watch a connection: {e}", self.name);
-            hs.leave(token);
-            return;
-        }
-        let start = Start::Accepted(handshake);
-        let conn = Arc::new(Conn::new(token, socket, peer, start, self));
-        self.conns.lock().insert(token, conn);
-        self.common.counters.open.fetch_add(1, Ordering::Relaxed);
-    }
-}
-
-/// Tells a peer over the connection limit why it is dropped, when that costs nothing: an
-/// insecure server says so in a frame; a keyed one cannot without a handshake, and the
-/// caller sees the connection closed during its handshake, which it takes as busy.
-fn refuse(socket: &mio::net::TcpStream, security: &Security) {
-    if !matches!(security, Security::Insecure) {
-        return;
-    }
-    let mut frame = bytes::BytesMut::new();
-    let busy = crate::wire::Message::Error {
-        code: crate::wire::RemoteCode::Busy,
-        message: "too many connections".into(),
-    };
-    crate::wire::encode(&busy, super::stream_ids::CONNECTION_STREAM, &mut frame);
-    let _ = io::Write::write(&mut &*socket, &frame);
 }

@@ -22,6 +22,7 @@ use super::Shared;
 
 mod certs_sent;
 mod common;
+mod expected;
 mod introduction;
 mod readable;
 mod state;
@@ -29,6 +30,7 @@ mod waiting;
 
 use certs_sent::CertsSent;
 pub(crate) use common::{Common, ConnLimits};
+pub(crate) use expected::{Answered, OnAnswer};
 pub(crate) use introduction::Introduction;
 
 /// What a turn at reading a socket found.
@@ -38,6 +40,15 @@ pub(super) struct Turn {
     pub more: bool,
     /// A frame of the reader's own stream came (or the peer gave the stream up).
     pub came: bool,
+}
+
+/// What a turn at reading a socket brought for others than the reader.
+#[derive(Default)]
+pub(super) struct Brought {
+    /// The streams the peer opened: requests to serve.
+    pub opened: Vec<u32>,
+    /// Answers no thread waits for, due now.
+    pub answered: Vec<Answered>,
 }
 
 use state::{Phase, State, Tick, Want};
@@ -173,7 +184,7 @@ impl Conn {
         scratch: &mut [u8],
         budget: usize,
         replays: &Mutex<ReplayGuard>,
-        opened: &mut Vec<u32>,
+        brought: &mut Brought,
     ) -> bool {
         {
             // A thread reading for itself reads what this readiness announced; what comes
@@ -185,7 +196,7 @@ impl Conn {
             }
             state.reading = true;
         }
-        let more = self.read_turn(scratch, budget, None, replays, opened).more;
+        let more = self.read_turn(scratch, budget, None, replays, brought).more;
         let mut state = self.state.lock();
         state.reading = false;
         // The thread that last began waiting for a frame looks again: if its frame has not
@@ -197,7 +208,8 @@ impl Conn {
     }
 
     /// Reads what the socket holds, at most `budget` bytes, through `scratch`, by whichever
-    /// thread reads it now; notes in `opened` the streams the peer opened. Stops early once a
+    /// thread reads it now; notes in `brought` the streams the peer opened and the answers
+    /// due (all those expected, if the connection fails). Stops early once a
     /// frame of stream `until` came, or the peer gave it up (the reader's own stream, whose
     /// thread has its answer). `true` when the socket may hold more.
     pub(super) fn read_turn(
@@ -206,7 +218,7 @@ impl Conn {
         budget: usize,
         until: Option<u32>,
         replays: &Mutex<ReplayGuard>,
-        opened: &mut Vec<u32>,
+        brought: &mut Brought,
     ) -> Turn {
         let mut taken = 0;
         let mut events = Vec::new();
@@ -217,6 +229,7 @@ impl Conn {
             let n = match (&self.socket).read(scratch) {
                 Ok(0) => {
                     self.close("the peer closed the connection");
+                    brought.answered.extend(self.failed_answers(Instant::now()));
                     return ended;
                 }
                 Ok(n) => n,
@@ -226,6 +239,7 @@ impl Conn {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => {
                     self.close(&format!("reading failed: {e}"));
+                    brought.answered.extend(self.failed_answers(Instant::now()));
                     return ended;
                 }
             };
@@ -239,12 +253,20 @@ impl Conn {
                     state.tell(&self.socket, RemoteCode::BadRequest, &failure.why);
                 }
                 state.unseen = failure.unseen;
-                state.end(&self.socket, failure.why.into());
+                let why: Arc<str> = failure.why.into();
+                state.end(&self.socket, Arc::clone(&why));
+                let failed = state.answers_failed(Tick::now(), Some(&why));
+                brought.answered.extend(failed);
                 return ended;
             }
             for event in events.drain(..) {
                 match event {
-                    Event::Opened(stream) => opened.push(stream),
+                    Event::Opened(stream) => brought.opened.push(stream),
+                    Event::Readable(stream) | Event::Cancelled(stream)
+                        if state.expected.has(stream) =>
+                    {
+                        brought.answered.extend(state.answer(stream));
+                    }
                     Event::Readable(stream) => {
                         came |= until == Some(stream);
                         state.wake(stream, Some(Want::Frame));
@@ -358,6 +380,44 @@ impl Conn {
     /// Closes the connection for `why`: every stream on it fails.
     pub(crate) fn close(&self, why: &str) {
         self.state.lock().end(&self.socket, why.into());
+    }
+
+    /// Sends `frames`, a request's on the new stream `stream`, and expects its answer within
+    /// `deadline`: `then` is handed the answer on a thread of the crew (or why none came).
+    /// Gives `then` back, unused, with the error if the request cannot be sent.
+    pub(crate) fn send_expecting(
+        &self,
+        stream: u32,
+        frames: bytes::Bytes,
+        deadline: Instant,
+        then: OnAnswer,
+    ) -> Result<(), (OnAnswer, io::Error)> {
+        let mut state = self.state.lock();
+        if let Err(e) = state.usable() {
+            return Err((then, e));
+        }
+        if let Err(gone) = state.link.send(stream, frames) {
+            return Err((then, state::gone(gone)));
+        }
+        state.expected.insert(stream, Tick::at(deadline), then);
+        self.write_locked(&mut state);
+        Ok(())
+    }
+
+    /// The answers expected on this connection that will not come: all, once it is closed,
+    /// else those past their deadline at `now`.
+    pub(super) fn failed_answers(&self, now: Instant) -> Vec<Answered> {
+        let mut state = self.state.lock();
+        let closed = match &state.phase {
+            Phase::Closed(why) => Some(Arc::clone(why)),
+            _ => None,
+        };
+        let failed = state.answers_failed(Tick::at(now), closed.as_deref());
+        if !failed.is_empty() && closed.is_none() {
+            // The streams given up: the peer is told.
+            self.write_locked(&mut state);
+        }
+        failed
     }
 
     /// Closes the connection if a deadline has passed: a handshake, frame or write that

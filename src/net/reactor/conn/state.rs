@@ -119,6 +119,8 @@ pub(super) struct State {
     /// Readiness the reactor found while another thread was reading (the watch was back
     /// on meanwhile): the reactor reads again once that thread lets go.
     pub(super) missed: bool,
+    /// Answers expected with no thread waiting for them.
+    pub(super) expected: super::expected::Expected,
     /// Threads waiting on a stream: what signals them, and what for. (A condition variable
     /// rather than parking: a thread's handle, made on first use, is never freed on a C
     /// program's main thread.)
@@ -150,6 +152,7 @@ impl State {
             detached: false,
             kept: None,
             missed: false,
+            expected: Default::default(),
             waiters: Waiters::default(),
             last_input: now,
             partial_since: None,

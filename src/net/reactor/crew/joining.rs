@@ -124,10 +124,15 @@ impl Crew {
             theirs
         };
         for job in queued {
-            if let Job::Request(_, (conn, stream)) = &job {
-                conn.refuse(*stream, "the server is shutting down");
+            match job {
+                Job::Request(shared, (conn, stream)) => {
+                    conn.refuse(stream, "the server is shutting down");
+                    shared.served();
+                }
+                Job::Chore(shared, _) => shared.served(),
+                // Not counted in service; what it is for learns of it now.
+                Job::Answer(_, answer) => answer.run(),
             }
-            job.reactor().served();
         }
         reactor.wait_served(SERVING.with(Cell::get) == reactor as *const Shared as usize);
         let last = {

@@ -36,7 +36,7 @@ use mio::{Events, Poll, Registry, Token, Waker};
 use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::super::THREAD_STACK;
-use super::{Request, Shared, StreamHandle, SWEEP};
+use super::{Answered, Request, Shared, StreamHandle, SWEEP};
 
 mod joining;
 mod sleepers;
@@ -92,6 +92,8 @@ const IDLE_EXIT: Duration = Duration::from_secs(10);
 pub(super) enum Job {
     /// A request the reactor read.
     Request(Arc<Shared>, Request),
+    /// An answer no thread waits for, to hand to what it is for.
+    Answer(Arc<Shared>, Answered),
     /// A chore of its owner's, due.
     Chore(Arc<Shared>, Arc<dyn Chore>),
 }
@@ -99,7 +101,7 @@ pub(super) enum Job {
 impl Job {
     fn reactor(&self) -> &Arc<Shared> {
         match self {
-            Job::Request(shared, _) | Job::Chore(shared, _) => shared,
+            Job::Request(shared, _) | Job::Chore(shared, _) | Job::Answer(shared, _) => shared,
         }
     }
 }
@@ -351,10 +353,16 @@ impl Crew {
         let ended = {
             let mut state = self.state.lock();
             let stopping = self.stop.load(Ordering::SeqCst);
-            for (shared, request) in opened.drain(..).filter_map(|job| match job {
-                Job::Request(shared, request) => Some((shared, request)),
-                Job::Chore(..) => None, // not read from a socket
-            }) {
+            for job in opened.drain(..) {
+                let (shared, request) = match job {
+                    Job::Request(shared, request) => (shared, request),
+                    // Never refused: it holds no thread until it is run, and runs briefly.
+                    answer @ Job::Answer(..) => {
+                        state.jobs.push_back(answer);
+                        continue;
+                    }
+                    Job::Chore(..) => continue, // not read from a socket
+                };
                 if shared.serve.is_none() {
                     refused.push((request, "this end serves no requests"));
                     continue;
@@ -467,6 +475,7 @@ enum Next {
 fn run(job: Job) {
     let shared = Arc::clone(job.reactor());
     let outer = SERVING.with(|s| s.replace(Arc::as_ptr(&shared) as usize));
+    let mut answered = false;
     // A handler that panics loses its request, not the thread or the server.
     let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| match job {
         Job::Request(shared, (conn, stream)) => {
@@ -475,12 +484,19 @@ fn run(job: Job) {
             }
         }
         Job::Chore(_, chore) => chore.run(),
+        Job::Answer(_, answer) => {
+            answer.run();
+            answered = true;
+        }
     }));
     SERVING.with(|s| s.set(outer));
     if done.is_err() {
         log::error!("{}: a request handler or chore panicked", shared.name);
     }
-    shared.served();
+    // An answer was not counted in service: it held no thread while it was awaited.
+    if !answered {
+        shared.served();
+    }
 }
 
 #[cfg(test)]
