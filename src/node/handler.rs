@@ -1,6 +1,8 @@
 //! The node's answers to requests from other nodes and clients: the overlay's go to the
 //! membership core, the objects' to the store's side of the node.
 
+use std::sync::Arc;
+
 use crate::net::Session;
 use crate::protocol::membership::{Membership, Phase};
 use crate::wire::{Message, RemoteCode};
@@ -13,7 +15,7 @@ impl Inner {
     /// requests that wait on another node (a relayed write, a copy) cannot deadlock: every
     /// call gets a handler thread of its own at the callee, or a Busy refusal, never a
     /// queue, and every chain of calls ends.
-    pub(crate) fn handle(&self, request: Message, session: &mut Session<'_>) -> Message {
+    pub(crate) fn handle(self: &Arc<Self>, request: Message, session: &mut Session<'_>) -> Message {
         // The sender is checked for what the envelope carries, not for the envelope.
         let (request, certs) = super::vouching::open_envelope(request);
         if let Err(refusal) = self.admit(&request, session.peer()) {

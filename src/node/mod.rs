@@ -83,8 +83,6 @@ pub(crate) struct Inner {
     core: RwLock<Membership>,
     pool: Arc<Pool>,
     counters: Arc<Counters>,
-    /// The node itself, for the answers no thread waits for (`relay.rs`).
-    this: std::sync::Weak<Inner>,
     /// Requests of the overlay answered once their calls are (`relay.rs`).
     relays: relay::Relays,
     discovery: Mutex<Option<SocketAddr>>,
@@ -206,9 +204,8 @@ impl Node {
             absence::unconfirmed_before(&data_dir.path, now, config.tombstone_grace);
         absence::note_alive(&data_dir.path, now);
         let counters = Arc::new(Counters::default());
-        let inner = Arc::new_cyclic(|this| Inner {
+        let inner = Arc::new(Inner {
             me,
-            this: this.clone(),
             relays: relay::Relays::default(),
             core: RwLock::new(Membership::new(
                 me,

@@ -7,6 +7,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 use parking_lot::Mutex;
@@ -31,7 +32,7 @@ impl Inner {
     ///
     /// [`Membership::serves`]: crate::protocol::membership::Membership::serves
     pub(super) fn serve_overlay(
-        &self,
+        self: &Arc<Self>,
         request: Message,
         session: &mut Session<'_>,
     ) -> Result<Message, Message> {
@@ -51,7 +52,7 @@ impl Inner {
     }
 
     /// Carries out `effects`, the calls among them with no thread waiting for their answers.
-    fn drive_later(&self, effects: Vec<Effect>) -> Done {
+    fn drive_later(self: &Arc<Self>, effects: Vec<Effect>) -> Done {
         let mut done = Done::default();
         for effect in effects {
             match effect {
@@ -71,11 +72,11 @@ impl Inner {
 
     /// Makes `call`; its answer is fed to the core on a thread of the crew, and what that
     /// brings carried out there.
-    fn call_later(&self, call: Call) {
+    fn call_later(self: &Arc<Self>, call: Call) {
         if !self.core.read().wants(call.id) {
             return; // dropped meanwhile: the node stopped
         }
-        let this = self.this.clone();
+        let this = Arc::downgrade(self);
         let id = call.id;
         let request = self.vouch(call.request);
         let then = Box::new(move |result: crate::Result<Message>| {
