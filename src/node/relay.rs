@@ -27,8 +27,9 @@ pub(super) struct Relays {
 
 impl Inner {
     /// Serves a request of the overlay's protocols ([`Membership::serves`]): answered now if
-    /// the core answers it at once, else once the calls it makes are answered; `None` when
-    /// it is not one of theirs after all.
+    /// the core answers it at once, else once the calls it makes are answered (a reply the
+    /// core gives together with calls of its own goes the same way). The request comes back
+    /// as the error when it is not one of theirs after all.
     ///
     /// [`Membership::serves`]: crate::protocol::membership::Membership::serves
     pub(super) fn serve_overlay(
