@@ -252,3 +252,96 @@ mod tests {
         assert!(!counts.enter(Token(6), a, 0) && counts.is_empty());
     }
 }
+
+#[cfg(test)]
+mod later_tests {
+    use super::*;
+    use crate::net::{Counters, NetConfig, Pool};
+    use std::time::Duration;
+
+    fn config() -> NetConfig {
+        NetConfig::with(crate::ClusterKey::from_bytes([5; 32]))
+    }
+
+    /// The threads a test's handlers started, joined at its end.
+    type Threads = Arc<Mutex<Vec<std::thread::JoinHandle<()>>>>;
+
+    /// A server whose handler answers through [`Session::reply_later`]: from another thread
+    /// (kept in `threads`) after `delay`, after the handler has returned, or before it
+    /// returns (`None`).
+    fn server(delay: Option<Duration>, threads: &Threads) -> Server {
+        let threads = Arc::clone(threads);
+        let handler: Handler = Arc::new(move |request, session| {
+            let later = session.reply_later();
+            let reply = match request {
+                Message::Ping => Message::Ack,
+                other => other,
+            };
+            match delay {
+                Some(delay) => threads.lock().push(std::thread::spawn(move || {
+                    std::thread::sleep(delay);
+                    later.send(reply);
+                })),
+                None => later.send(reply),
+            }
+            Message::Error {
+                code: crate::wire::RemoteCode::Internal,
+                message: "this reply is dropped".into(),
+            }
+        });
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        Server::start("later", listener, config(), handler, counters, None).unwrap()
+    }
+
+    #[test]
+    fn a_reply_given_later_from_another_thread_is_the_one_the_caller_gets() {
+        let threads = Threads::default();
+        let server = server(Some(Duration::from_millis(50)), &threads);
+        let pool = Pool::new(config(), Arc::new(Counters::default()));
+        for _ in 0..3 {
+            assert_eq!(
+                pool.call(server.local_addr(), &Message::Ping).unwrap(),
+                Message::Ack
+            );
+        }
+        for thread in threads.lock().drain(..) {
+            thread.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn a_reply_given_before_the_handler_returns_is_sent_once_it_has() {
+        let server = server(None, &Threads::default());
+        let pool = Pool::new(config(), Arc::new(Counters::default()));
+        assert_eq!(
+            pool.call(server.local_addr(), &Message::Ping).unwrap(),
+            Message::Ack
+        );
+    }
+
+    #[test]
+    fn a_request_whose_reply_is_dropped_unsent_is_given_up_not_left_hanging() {
+        let handler: Handler = Arc::new(|_, session| {
+            drop(session.reply_later());
+            Message::Ack
+        });
+        let listener = Server::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let counters = Arc::new(Counters::default());
+        let server = Server::start("dropped", listener, config(), handler, counters, None).unwrap();
+        let pool = Pool::new(
+            NetConfig {
+                io_timeout: Duration::from_secs(30),
+                ..config()
+            },
+            Arc::new(Counters::default()),
+        );
+        let asked = std::time::Instant::now();
+        let result = pool.call(server.local_addr(), &Message::Ping);
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            asked.elapsed() < Duration::from_secs(10),
+            "the caller waited for its timeout"
+        );
+    }
+}
