@@ -51,7 +51,7 @@ impl Inner {
                 hops_left,
                 request,
                 message,
-            } => self.serve_app_route(app, key, hops_left, request, message),
+            } => self.serve_app_route((app, key, hops_left, request, message), session),
             Message::CompactPort => Message::CompactPortIs {
                 port: self.compact_port.load(std::sync::atomic::Ordering::Relaxed),
             },
