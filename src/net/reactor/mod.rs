@@ -152,7 +152,7 @@ impl ReactorHandle {
 }
 
 /// A request the peer opened: the connection and the stream.
-pub(super) type Request = (Arc<Conn>, u32);
+type Request = (Arc<Conn>, u32);
 
 impl Reactor {
     /// Starts serving `listener`: each request goes to `serve` on a thread of one of the
