@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::id::NodeInfo;
 use crate::identity::Certificate;
 use crate::net::unix_ms;
-use crate::protocol::membership::{Effect, Token};
+use crate::protocol::membership::{Call, Effect, Token};
 use crate::wire::Message;
 
 use super::Inner;
@@ -60,52 +60,58 @@ impl Done {
 }
 
 impl Inner {
-    /// Carries out `effects` and everything they lead to.
+    /// Carries out `effects` and everything they lead to, each call made here, waiting for
+    /// its answer.
     pub(super) fn drive(&self, effects: Vec<Effect>) -> Done {
+        self.drive_with(effects, &mut |call| {
+            if !self.core.read().wants(call.id) {
+                return Vec::new(); // dropped meanwhile: the node stopped maintenance
+            }
+            let result = self
+                .pool
+                .call_within(call.to.addr, &self.vouch(call.request), call.wait)
+                .map(|answer| self.unvouch(answer, None));
+            self.core.write().answer(Instant::now(), call.id, result)
+        })
+    }
+
+    /// Carries out `effects`, each call through `call`, which returns what its answer led
+    /// to (nothing yet, for a call whose answer no thread waits for: `relay.rs`). A reply to
+    /// a request answered later goes to that request.
+    pub(super) fn drive_with(
+        &self,
+        effects: Vec<Effect>,
+        call: &mut dyn FnMut(Call) -> Vec<Effect>,
+    ) -> Done {
         let mut queue: VecDeque<Effect> = effects.into();
         let mut done = Done::default();
         while let Some(effect) = queue.pop_front() {
             match effect {
-                Effect::Call(call) => {
-                    if !self.core.read().wants(call.id) {
-                        continue; // dropped meanwhile: the node stopped maintenance
-                    }
-                    let result = self
-                        .pool
-                        .call_within(call.to.addr, &self.vouch(call.request), call.wait)
-                        .map(|answer| self.unvouch(answer, None));
-                    let more = self.core.write().answer(Instant::now(), call.id, result);
-                    for e in more.into_iter().rev() {
+                Effect::Call(c) => {
+                    for e in call(c).into_iter().rev() {
                         queue.push_front(e);
                     }
                 }
-                other => self.take_effect(other, &mut done),
+                Effect::Reply { token, reply } => match self.relays.take(token) {
+                    Some(later) => later.send(self.vouch(reply)),
+                    None => done.replies.push((token, reply)),
+                },
+                Effect::Looked { result, .. } => done.looked = Some(result),
+                Effect::JoinWalked => done.walked = true,
+                Effect::JoinFailed(e) => done.join_failed = Some(e),
+                Effect::Dead(node) => {
+                    self.pool.forget(node.addr);
+                    self.report_dead(node);
+                }
+                Effect::Departed(node) => self.pool.forget(node.addr),
+                Effect::LeafSetChanged => self.wake_maintenance(),
+                Effect::Heartbeat => {
+                    self.heartbeat_discovery();
+                    self.note_alive_when_due();
+                }
             }
         }
         done
-    }
-
-    /// Carries out `effect`, any but a call.
-    pub(super) fn take_effect(&self, effect: Effect, done: &mut Done) {
-        match effect {
-            Effect::Call(call) => {
-                log::error!("node {}: a call to {:?} left unmade", self.me, call.to);
-            }
-            Effect::Reply { token, reply } => done.replies.push((token, reply)),
-            Effect::Looked { result, .. } => done.looked = Some(result),
-            Effect::JoinWalked => done.walked = true,
-            Effect::JoinFailed(e) => done.join_failed = Some(e),
-            Effect::Dead(node) => {
-                self.pool.forget(node.addr);
-                self.report_dead(node);
-            }
-            Effect::Departed(node) => self.pool.forget(node.addr),
-            Effect::LeafSetChanged => self.wake_maintenance(),
-            Effect::Heartbeat => {
-                self.heartbeat_discovery();
-                self.note_alive_when_due();
-            }
-        }
     }
 
     /// Tells discovery that `node` seems dead, so that it hands it out no more once it has

@@ -25,6 +25,18 @@ pub(super) struct Relays {
     waiting: Mutex<HashMap<Token, Later>>,
 }
 
+impl Relays {
+    /// The reply to the request `token` goes to `later` once the core gives it.
+    fn hold(&self, token: Token, later: Later) {
+        self.waiting.lock().insert(token, later);
+    }
+
+    /// Where the reply to the request `token` goes, if it waits on calls.
+    pub(super) fn take(&self, token: Token) -> Option<Later> {
+        self.waiting.lock().remove(&token)
+    }
+}
+
 impl Inner {
     /// Serves a request of the overlay's protocols ([`Membership::serves`]): answered now if
     /// the core answers it at once, else once the calls it makes are answered (a reply the
@@ -42,8 +54,7 @@ impl Inner {
         // The calls are those of this input: the answers to them bring the rest.
         let waits = effects.iter().any(|e| matches!(e, Effect::Call(_)));
         if waits {
-            let later = session.reply_later();
-            self.relays.waiting.lock().insert(token, later);
+            self.relays.hold(token, session.reply_later());
         }
         let done = self.drive_later(effects);
         Ok(match waits {
@@ -54,21 +65,10 @@ impl Inner {
 
     /// Carries out `effects`, the calls among them with no thread waiting for their answers.
     fn drive_later(self: &Arc<Self>, effects: Vec<Effect>) -> Done {
-        let mut done = Done::default();
-        for effect in effects {
-            match effect {
-                Effect::Call(call) => self.call_later(call),
-                Effect::Reply { token, reply } => {
-                    let later = self.relays.waiting.lock().remove(&token);
-                    match later {
-                        Some(later) => later.send(self.vouch(reply)),
-                        None => self.take_effect(Effect::Reply { token, reply }, &mut done),
-                    }
-                }
-                other => self.take_effect(other, &mut done),
-            }
-        }
-        done
+        self.drive_with(effects, &mut |call| {
+            self.call_later(call);
+            Vec::new()
+        })
     }
 
     /// Makes `call`; its answer is fed to the core on a thread of the crew, and what that
