@@ -23,6 +23,9 @@
 //! - **Files for large records**, streamed in and out in chunks and never held in memory.
 //!   Objects are identified by name, not key; names that share a key (a 16-bit digest
 //!   collides often) sit side by side in the key's directory.
+//! - **The key directories known in memory.** A name whose key has no directory has no file,
+//!   so a small record is read and written with no `open` that fails (on ext4 such a look
+//!   cost more than the log's write).
 //! - **Encoded file names.** Names are untrusted bytes, so the file name is an escaping of the
 //!   name that is always one harmless path component (see below); overly long names are
 //!   shortened, and since a shortened name could collide, the full name is kept in the file.
@@ -87,6 +90,7 @@ mod error;
 mod format;
 mod group_sync;
 mod index;
+mod key_dirs;
 mod log_format;
 mod name;
 mod reader;
@@ -108,6 +112,7 @@ pub use reader::RecordReader;
 pub use writer::RecordWriter;
 
 use crate::id::{key_of, Id, Key};
+use key_dirs::KeyDirs;
 use small_log::Log;
 
 /// The longest name the store accepts, in bytes; longer ones are refused with
@@ -190,6 +195,8 @@ pub struct ObjectStore {
     /// The small records; its lock is also the store's commit lock, held for each
     /// compare-and-publish in either tier (never while data is written).
     log: Log,
+    /// The keys with a directory under `objects`: where no file can be.
+    key_dirs: KeyDirs,
 }
 
 const _: () = {
@@ -228,12 +235,14 @@ impl ObjectStore {
         for d in [&objects, &tmp] {
             fs::create_dir_all(d).map_err(|e| StoreError::io(d, e))?;
         }
+        let key_dirs = KeyDirs::scan(&objects)?;
         let store = ObjectStore {
             options,
             dir: dir.to_path_buf(),
             objects,
             tmp,
             log: Log::open(dir, options.sync)?,
+            key_dirs,
         };
         store.clear_tmp()?;
         let files = store.move_small_files_into_log(store.file_records()?)?;
@@ -294,6 +303,9 @@ impl ObjectStore {
         let in_log = || self.log.lock().index.get(name).map(|s| s.meta(name));
         if let Some(meta) = in_log() {
             return Ok(Some(meta));
+        }
+        if !self.key_dirs.may_exist(key_of(name)) {
+            return Ok(None);
         }
         match read_meta(&self.path_of(name)?)?.filter(|m| m.name == name) {
             Some(meta) => Ok(Some(meta)),
@@ -372,6 +384,8 @@ impl ObjectStore {
     /// crash) and returns its path.
     fn ensure_key_dir(&self, key: Key) -> Result<PathBuf, StoreError> {
         let dir = self.key_dir(key);
+        // Before the directory, so that nothing is ever in one this store does not know of.
+        self.key_dirs.add(key);
         match fs::create_dir(&dir) {
             Ok(()) => self.sync_dir(&self.objects),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}

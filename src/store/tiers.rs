@@ -65,6 +65,14 @@ impl OnDisk {
 }
 
 impl ObjectStore {
+    /// The file of `meta`'s name at `path`, as a commit sees it under the commit lock.
+    fn on_disk(&self, path: &Path, meta: &RecordMeta) -> Result<OnDisk, StoreError> {
+        if !self.key_dirs.may_exist(meta.key) {
+            return Ok(OnDisk::None);
+        }
+        OnDisk::read(path, &meta.name)
+    }
+
     /// Publishes a small record (`data` in memory) as an entry of the log, unless newest-wins
     /// says no. Also returns the record it replaced (read under the same lock as the compare,
     /// so that the commits of one name form one sequence).
@@ -75,7 +83,7 @@ impl ObjectStore {
     ) -> Result<(Commit, Option<RecordMeta>), StoreError> {
         let path = self.path_of(&meta.name)?;
         let mut state = self.log.lock();
-        let on_disk = OnDisk::read(&path, &meta.name)?;
+        let on_disk = self.on_disk(&path, &meta)?;
         let file_left = matches!(on_disk, OnDisk::Record(_) | OnDisk::Damaged);
         let in_log = state.index.get(&meta.name).map(|s| s.meta(&meta.name));
         let existing = newest(in_log, on_disk.record());
@@ -173,7 +181,11 @@ impl ObjectStore {
             Some(slot) if slot.version == if_version => Some(state.erase(name, if_version)?),
             _ => None,
         };
-        let file_removed = match read_meta(&path) {
+        let on_disk = match self.key_dirs.may_exist(super::key_of(name)) {
+            true => read_meta(&path),
+            false => Ok(None),
+        };
+        let file_removed = match on_disk {
             Ok(Some(m)) if m.name == name && m.version == if_version => {
                 fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
                 true
@@ -207,6 +219,9 @@ impl ObjectStore {
         };
         if let Some(record) = self.log.read(name)? {
             return Ok(logged(record));
+        }
+        if !self.key_dirs.may_exist(super::key_of(name)) {
+            return Ok(None);
         }
         let path = self.path_of(name)?;
         match super::open_record(&path)?.filter(|(_, m)| m.name == name) {
