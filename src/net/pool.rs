@@ -166,12 +166,6 @@ impl Pool {
         self.exchange(addr, self.config.io_timeout, f)
     }
 
-    /// A request of its own to `addr`, driven by the caller: for sending to several peers
-    /// before reading any of their replies, with no thread for each.
-    pub(crate) fn stream(&self, addr: SocketAddr) -> Result<PeerStream> {
-        self.stream_within(addr, self.config.io_timeout)
-    }
-
     /// Runs `f` on a new stream to `addr`, waiting at most `timeout` for each frame.
     fn exchange<T>(
         &self,

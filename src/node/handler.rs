@@ -61,7 +61,7 @@ impl Inner {
                 request,
                 relayed,
                 direct,
-            } if phase == Phase::Joined => self.delete(&name, request, relayed || direct),
+            } if phase == Phase::Joined => self.delete(&name, request, relayed || direct, session),
             Message::Pull { joiner } if phase == Phase::Joined => {
                 if self.is_neighbour(session.peer(), "Pull") {
                     self.serve_pull(joiner, session)

@@ -3,6 +3,7 @@
 mod absence;
 mod apps;
 mod config;
+mod copies;
 mod damage;
 mod driver;
 mod handler;

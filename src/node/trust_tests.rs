@@ -43,21 +43,28 @@ fn cluster(key: &ClusterKey, ids: &[u16], leaf_half: usize) -> (Discovery, Vec<N
 
 /// `msg` sent by `node` as itself: on its own connection, introduced with its identity.
 fn as_node(node: &Node, to: SocketAddr, msg: &Message) -> Message {
-    node.inner.pool.call(to, msg).unwrap_or_else(|e| match e {
+    answer_or_refusal(node.inner.pool.call(to, msg), msg)
+}
+
+/// The answer, or the refusal as the message it came in.
+fn answer_or_refusal(answer: crate::Result<Message>, msg: &Message) -> Message {
+    answer.unwrap_or_else(|e| match e {
         crate::Error::Refused { code, message, .. } => Message::Error { code, message },
-        other => panic!("{msg:?} to {to}: {other}"),
+        other => panic!("{msg:?}: {other}"),
     })
 }
 
 /// A whole record `head` with no data, sent by `node` as itself.
 fn record_as_node(node: &Node, to: SocketAddr, head: RecordHead) -> Message {
-    let mut stream = node.inner.pool.stream(to).unwrap();
-    let frames = stream.frames();
-    frames.send(&Message::Record(head)).unwrap();
-    frames.send(&Message::RecordEnd { crc: 0 }).unwrap();
-    let reply = frames.recv().expect("a reply");
-    stream.end(true);
-    reply
+    let (answered, answer) = std::sync::mpsc::channel();
+    let then = Box::new(move |a| answered.send(a).expect("the test waits"));
+    let wait = Duration::from_secs(30);
+    let msg = Message::Record(head.clone());
+    (node.inner.pool).send_record_then(to, head, bytes::Bytes::new(), wait, then);
+    let answer = answer
+        .recv_timeout(2 * wait)
+        .expect("an answer or a failure");
+    answer_or_refusal(answer, &msg)
 }
 
 /// `msgs` sent by a holder of `key`, each on a connection of its own, each answered.

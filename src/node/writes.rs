@@ -4,13 +4,16 @@
 //! a version are always the ones its write sent. Copies arriving from other nodes (the
 //! responsible node's, hand-offs, repairs) are kept if newer than what is held.
 
+use std::sync::Arc;
 use std::time::Instant;
+
+use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::id::{key_of, Key, NodeInfo};
 use crate::net::Session;
 use crate::store::{Commit, RecordMeta, CHUNK_SIZE};
-use crate::transfer::{recv_record, send_whole_record, Forward, Sink, SliceSource};
+use crate::transfer::{recv_record, Forward, Sink};
 use crate::wire::{Message, RecordHead, RemoteCode};
 
 use super::objects::{drain, refuse, store_reply};
@@ -75,7 +78,7 @@ type LocalCommit = (Commit, Option<RecordMeta>);
 impl Inner {
     /// A record sent as a request: a client's put, or a copy from another node.
     pub(super) fn receive_record(
-        &self,
+        self: &Arc<Self>,
         head: RecordHead,
         phase: Phase,
         session: &mut Session<'_>,
@@ -99,7 +102,7 @@ impl Inner {
     }
 
     /// A client's put: this node, if responsible, gives it a version and writes every copy.
-    fn receive_put(&self, head: RecordHead, session: &mut Session<'_>) -> Message {
+    fn receive_put(self: &Arc<Self>, head: RecordHead, session: &mut Session<'_>) -> Message {
         let key = key_of(&head.name);
         if !self.is_responsible(key) {
             // A direct put is the client's guess: refused, never passed on.
@@ -111,7 +114,8 @@ impl Inner {
         if let Some(outcome) = self.outcome_of(head.request) {
             return drain(&head, session, outcome.reply());
         }
-        // Held for the whole write, so that leaving waits for it.
+        // Held until this node's copy is committed, so that leaving (which hands this node's
+        // records over) waits for it; the other holders' answers may come after.
         let _writing = self.objects.write_gate.read();
         if self.phase() != Phase::Joined {
             return drain(&head, session, not_responsible());
@@ -120,35 +124,50 @@ impl Inner {
         if !self.may_order(&holders) {
             return drain(&head, session, cut_off());
         }
-        let written = if head.size <= SIDE_BY_SIDE {
-            self.put_small(&head, &holders, session)
-        } else {
-            self.put_large(&head, &holders, session)
-        };
-        match written {
+        if head.size <= SIDE_BY_SIDE {
+            return match self.put_small(&head, &holders, session) {
+                Ok(()) => Message::Ack, // dropped: the reply goes later
+                Err(reply) => reply,
+            };
+        }
+        match self.put_large(&head, &holders, session) {
             Ok((version, (commit, _), answers)) => {
-                let stored = matches!(commit, Commit::Stored(_));
-                let (outcome, behind) = put_outcome(self.me.id, version, stored, &answers);
-                if behind {
-                    self.schedule_repair(&head.name);
-                }
-                self.remember(head.request, outcome);
-                outcome.reply()
+                self.put_done(head.request, &head.name, version, &commit, &answers)
             }
             Err(reply) => reply,
         }
     }
 
-    /// A small put: the data first, then the version, then this node's copy and the other
-    /// holders' side by side. A write waits for the older ones of its name only for the time
-    /// of a disk write, never for a peer's bytes. Returns the version and what was written,
-    /// or the reply for a failure.
-    fn put_small(
+    /// The reply to the put `request` of `name`, given `version`, once this node's copy was
+    /// committed and the other holders answered; the outcome is remembered for a retry.
+    fn put_done(
         &self,
+        request: u64,
+        name: &[u8],
+        version: u64,
+        commit: &Commit,
+        answers: &[CopyAnswer],
+    ) -> Message {
+        let stored = matches!(commit, Commit::Stored(_));
+        let (outcome, behind) = put_outcome(self.me.id, version, stored, answers);
+        if behind {
+            self.schedule_repair(name);
+        }
+        self.remember(request, outcome);
+        outcome.reply()
+    }
+
+    /// A small put: the data first, then the version, then the copies sent and this node's
+    /// own written meanwhile; the reply goes once the other holders answered, with no thread
+    /// waiting for them ([`copy_then`](Self::copy_then)). A write waits for the older ones of
+    /// its name only for the time of their own disk writes, never for a peer's bytes or
+    /// answers. `Err` is the reply for a failure before anything was written.
+    fn put_small(
+        self: &Arc<Self>,
         head: &RecordHead,
         holders: &[NodeInfo],
         session: &mut Session<'_>,
-    ) -> std::result::Result<(u64, LocalCommit, Vec<CopyAnswer>), Message> {
+    ) -> std::result::Result<(), Message> {
         // Grown as bytes arrive, never sized from the head: at most a chunk.
         let mut data = Vec::new();
         if let Err(e) = recv_record(session.framed(), head, &mut data) {
@@ -158,9 +177,23 @@ impl Inner {
         let ticket = self.new_version(&head.name).ok_or_else(version_exhausted)?;
         ticket.wait_turn(self.config.net.io_timeout);
         let copy = copy_head(head, ticket.version);
-        self.write_side_by_side(&copy, &data, holders)
-            .map(|(local, answers)| (ticket.version, local, answers))
-            .map_err(|e| error_reply(&e))
+        let data = Bytes::from(data);
+        let later = session.reply_later();
+        let (request, version, name) = (head.request, ticket.version, head.name.clone());
+        let local = || self.write_local(&copy, &data);
+        self.copy_then(
+            holders,
+            &copy,
+            data.clone(),
+            local,
+            move |node, local, answers| {
+                later.send(match local {
+                    Ok((commit, _)) => node.put_done(request, &name, version, &commit, &answers),
+                    Err(e) => error_reply(&e),
+                });
+            },
+        );
+        Ok(())
     }
 
     /// A large put, streamed: each chunk goes to this node's disk and on to the other
@@ -244,74 +277,20 @@ impl Inner {
         })
     }
 
-    /// Writes a small record here and to `holders` at once: the copies sent, `data` written
-    /// here, then the copies' answers read.
-    fn write_side_by_side(
-        &self,
-        copy: &RecordHead,
-        data: &[u8],
-        holders: &[NodeInfo],
-    ) -> Result<(LocalCommit, Vec<CopyAnswer>)> {
-        let local = || {
-            let mut writer = self
-                .objects
-                .store
-                .writer(&copy.name, copy.version, false)
-                .map_err(|e| Error::from_store(&copy.name, e))?;
-            writer
-                .write(data)
-                .map_err(|e| Error::from_store(&copy.name, e))?;
-            writer
-                .finish_replacing()
-                .map_err(|e| Error::from_store(&copy.name, e))
-        };
-        let (local, answers) = self.copy_to(holders, copy, data, local);
-        local.map(|local| (local, answers))
-    }
-
-    /// Writes the record `head` with `data` to each of `holders` while `local` runs on this
-    /// thread; returns what `local` returned, and the answers. Every copy is sent before
-    /// `local` runs and the answers are read after, so the copies are written side by side
-    /// with no thread of their own (a thread started and ended for each copy was most of a
-    /// small put's cost in the kernel). A holder that cannot take its copy (busy,
-    /// unreachable, leaving) does not fail the write: this node's maintenance brings it up to
-    /// date later.
-    fn copy_to<T>(
-        &self,
-        holders: &[NodeInfo],
-        head: &RecordHead,
-        data: &[u8],
-        local: impl FnOnce() -> T,
-    ) -> (T, Vec<CopyAnswer>) {
-        let mut results = Vec::with_capacity(holders.len());
-        let mut sent = Vec::with_capacity(holders.len());
-        for &holder in holders {
-            let sending = self.pool.stream(holder.addr).and_then(|mut stream| {
-                match send_whole_record(stream.frames(), head, &mut SliceSource(data)) {
-                    Ok(()) => Ok(stream),
-                    Err(e) => {
-                        stream.end(false);
-                        Err(e)
-                    }
-                }
-            });
-            match sending {
-                Ok(stream) => sent.push((holder, stream)),
-                Err(e) => results.push(Ok((holder, Err(e)))),
-            }
-        }
-        let local = local();
-        for (holder, mut stream) in sent {
-            let reply = stream.frames().recv_or_fail();
-            let answer = reply.and_then(|reply| copy_answer(holder, reply));
-            stream.end(answer.is_ok());
-            results.push(Ok((holder, answer)));
-        }
-        (local, self.collect(results))
+    /// Writes the small record `copy` holding `data` to this node's store.
+    fn write_local(&self, copy: &RecordHead, data: &[u8]) -> Result<LocalCommit> {
+        let name = &copy.name;
+        let mut writer = (self.objects.store)
+            .writer(name, copy.version, false)
+            .map_err(|e| Error::from_store(name, e))?;
+        writer.write(data).map_err(|e| Error::from_store(name, e))?;
+        writer
+            .finish_replacing()
+            .map_err(|e| Error::from_store(name, e))
     }
 
     /// The answers of the copies that were written; the others are left to maintenance.
-    fn collect(
+    pub(super) fn collect(
         &self,
         results: Vec<std::thread::Result<(NodeInfo, Result<CopyAnswer>)>>,
     ) -> Vec<CopyAnswer> {
@@ -375,7 +354,13 @@ impl Inner {
     /// A client's delete: this node, if responsible, writes a deletion record here, then to
     /// the other holders. Not passed on if `relayed` (passed on already, or sent direct on the
     /// client's guess).
-    pub(super) fn delete(&self, name: &[u8], request: u64, relayed: bool) -> Message {
+    pub(super) fn delete(
+        self: &Arc<Self>,
+        name: &[u8],
+        request: u64,
+        relayed: bool,
+        session: &mut Session<'_>,
+    ) -> Message {
         let key = key_of(name);
         if !self.is_responsible(key) {
             let Some(to) = self.relay_target(key, relayed) else {
@@ -436,13 +421,18 @@ impl Inner {
             relayed: false,
             direct: false,
         };
-        let answers = self.copy_to(&holders, &copy, &[], || ()).1;
-        let (outcome, behind) = delete_outcome(self.me.id, ticket.version, here, &answers);
-        if behind {
-            self.schedule_repair(name);
-        }
-        self.remember(request, outcome);
-        outcome.reply()
+        let (version, name) = (ticket.version, name.to_vec());
+        let later = session.reply_later();
+        let finish = move |node: &Inner, (), answers: Vec<CopyAnswer>| {
+            let (outcome, behind) = delete_outcome(node.me.id, version, here, &answers);
+            if behind {
+                node.schedule_repair(&name);
+            }
+            node.remember(request, outcome);
+            later.send(outcome.reply());
+        };
+        self.copy_then(&holders, &copy, Bytes::new(), || (), finish);
+        Message::Ack // dropped: the reply goes later
     }
 
     /// Whether this node may order a write whose other holders are `holders` ([`may_order`]):

@@ -7,17 +7,48 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Bytes, BytesMut};
 
 use super::{Counters, Pool};
 use crate::error::{Error, Result};
 use crate::net::frame_io::{read_error, refusal_to_error, ReadError};
-use crate::wire::{self, Message};
+use crate::net::reactor::Conn;
+use crate::store::CHUNK_SIZE;
+use crate::wire::{self, Message, RecordHead};
 
 /// What to do with a call's answer, or with why there is none (as [`Pool::call`] returns
 /// it). Called once: on a thread of the crew, which may wait, or on the calling thread when
 /// the request could not be sent.
 pub(crate) type Then = Box<dyn FnOnce(Result<Message>) + Send>;
+
+/// A request as it is sent: a message, or a record (its head, data and end).
+enum Request {
+    Message(Message),
+    Record(RecordHead, Bytes),
+}
+
+impl Request {
+    /// The request's frames on `stream` of `conn`.
+    fn encode(&self, conn: &Conn, stream: u32) -> Bytes {
+        let mut frames = BytesMut::new();
+        match self {
+            Request::Message(message) => {
+                wire::encode(&conn.strip_certs(message), stream, &mut frames);
+            }
+            Request::Record(head, data) => {
+                wire::encode(&Message::Record(head.clone()), stream, &mut frames);
+                for chunk in data.chunks(CHUNK_SIZE) {
+                    wire::encode_chunk(chunk, stream, &mut frames);
+                }
+                let end = Message::RecordEnd {
+                    crc: crate::checksum::crc32(data),
+                };
+                wire::encode(&end, stream, &mut frames);
+            }
+        }
+        frames.freeze()
+    }
+}
 
 impl Pool {
     /// Sends `request` to `addr` and returns; `then` is handed the answer, or the failure,
@@ -31,13 +62,26 @@ impl Pool {
         timeout: Duration,
         then: Then,
     ) {
-        self.send_then(addr, request, timeout, then, true);
+        self.send_then(addr, Request::Message(request), timeout, then, true);
+    }
+
+    /// [`Pool::call_then`] for the record `head` holding `data`, sent whole (its data is in
+    /// memory, so at most a small object's).
+    pub(crate) fn send_record_then(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        head: RecordHead,
+        data: Bytes,
+        timeout: Duration,
+        then: Then,
+    ) {
+        self.send_then(addr, Request::Record(head, data), timeout, then, true);
     }
 
     fn send_then(
         self: &Arc<Self>,
         addr: SocketAddr,
-        request: Message,
+        request: Request,
         timeout: Duration,
         then: Then,
         may_retry: bool,
@@ -47,8 +91,7 @@ impl Pool {
             Ok(opened) => opened,
             Err(e) => return then(Err(e)),
         };
-        let mut frames = BytesMut::new();
-        wire::encode(&conn.strip_certs(&request), stream, &mut frames);
+        let frames = request.encode(&conn, stream);
         let pool: Weak<Pool> = Arc::downgrade(self);
         let on_answer_conn = Arc::clone(&conn);
         let on_answer = Box::new(move |answer: std::io::Result<Message>| {
@@ -71,9 +114,7 @@ impl Pool {
             }
         });
         let deadline = Instant::now() + timeout;
-        if let Err((on_answer, e)) =
-            conn.send_expecting(stream, frames.freeze(), deadline, on_answer)
-        {
+        if let Err((on_answer, e)) = conn.send_expecting(stream, frames, deadline, on_answer) {
             on_answer(Err(e));
         }
     }
