@@ -135,7 +135,8 @@ mod tests {
     ) -> Finished {
         let (finished, handed) = mpsc::channel();
         let finish = move |_: &Inner, local: u32, answers: Vec<CopyAnswer>| {
-            finished.send((local, answers)).expect("the test waits");
+            // On a thread of the crew: a test gone meanwhile is no reason to panic there.
+            let _ = finished.send((local, answers));
         };
         let data = Bytes::from_static(b"abc");
         let run_local = || {
