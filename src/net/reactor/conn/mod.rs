@@ -331,24 +331,35 @@ impl Conn {
             Interest::READABLE
         };
         let fd = self.socket.as_raw_fd();
-        let watched = if attach {
-            self.common
-                .registry
-                .register(&mut SourceFd(&fd), self.token, interest)
-        } else {
-            self.common
-                .registry
-                .reregister(&mut SourceFd(&fd), self.token, interest)
-        };
+        let watched = self
+            .common
+            .registry
+            .reregister(&mut SourceFd(&fd), self.token, interest);
         if let Err(e) = watched {
             state.end(&self.socket, format!("watching failed: {e}").into());
         }
     }
 
-    /// Stops the reactor watching the socket while this thread reads it.
+    /// Stops the reactor watching the socket while this thread reads it. The socket stays
+    /// registered, asking for nothing: taking it out and putting it back in would cost the
+    /// kernel an allocation and a hook into the socket's wait queue each time. (A hang-up or
+    /// error is reported regardless; the reactor finds the reading taken and leaves it.)
     fn detach(&self, state: &mut MutexGuard<'_, State>) {
-        let fd = self.socket.as_raw_fd();
-        if self.common.registry.deregister(&mut SourceFd(&fd)).is_ok() {
+        let mut nothing = libc::epoll_event {
+            events: libc::EPOLLET as u32,
+            u64: usize::from(self.token) as u64,
+        };
+        // SAFETY: an epoll descriptor the registry keeps open, a descriptor this connection's
+        // socket keeps open, and a valid event, read by the call only.
+        let lifted = unsafe {
+            libc::epoll_ctl(
+                self.common.registry.as_raw_fd(),
+                libc::EPOLL_CTL_MOD,
+                self.socket.as_raw_fd(),
+                &mut nothing,
+            )
+        };
+        if lifted == 0 {
             state.detached = true;
         }
     }
