@@ -298,7 +298,8 @@ typedef struct PastryNetOptions {
    */
   uint32_t max_streams;
   /**
-   * Bytes of one request's frames a sender may send ahead of the receiver. Default 1 MiB.
+   * Bytes of one request's frames a sender may send ahead of this end's taking, once it
+   * has heard from this end (every sender starts with 1 MiB). Default 1 MiB.
    */
   uint32_t stream_window;
   /**

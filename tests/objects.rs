@@ -356,6 +356,44 @@ fn large_transfers_stream_in_bounded_chunks() {
 }
 
 #[test]
+fn peers_configured_with_different_stream_windows_move_large_objects_between_them() {
+    // Every pair of a node, the others and the client disagrees on the window: each sender
+    // starts from the protocol's initial credit and learns its receiver's from the grants.
+    let mut rng = Rng::seeded(25);
+    let mut net = Network::new(&[]);
+    for (id, window) in random_ids(&mut rng, 3)
+        .into_iter()
+        .zip([4 << 20, 256 << 10, 1])
+    {
+        let mut config = NodeConfig {
+            id: Some(id),
+            ..NodeConfig::new(key())
+        };
+        config.net.stream_window = window;
+        net.join_node(common::start_node_with(config));
+    }
+    let client = Client::new(net.discovery.local_addr(), key());
+    let data = bytes(&mut rng, 24 * CHUNK_SIZE + 5);
+    // Three copies: the responsible node streams the object to the two others, each
+    // checking its CRC as it comes.
+    let stored = client.put("wide.bin", &data).unwrap();
+    assert_settles(&net.nodes, &[&"wide.bin".to_string()], 3);
+    for node in &net.nodes {
+        let copy = node
+            .objects()
+            .unwrap()
+            .into_iter()
+            .find(|o| o.name == b"wide.bin");
+        let copy = copy.expect("every node holds a copy");
+        assert_eq!(
+            (copy.size, copy.version),
+            (data.len() as u64, stored.version)
+        );
+    }
+    assert!(client.get("wide.bin").unwrap().data == data);
+}
+
+#[test]
 fn a_client_that_does_not_sync_retrieves_the_same_bytes() {
     let mut rng = Rng::seeded(15);
     let net = Network::new(&random_ids(&mut rng, 3));

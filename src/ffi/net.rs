@@ -36,7 +36,8 @@ pub struct PastryNetOptions {
     pub max_workers: u32,
     /// Most requests one connection may have in flight at a server. Default 128.
     pub max_streams: u32,
-    /// Bytes of one request's frames a sender may send ahead of the receiver. Default 1 MiB.
+    /// Bytes of one request's frames a sender may send ahead of this end's taking, once it
+    /// has heard from this end (every sender starts with 1 MiB). Default 1 MiB.
     pub stream_window: u32,
     /// 0: a connection per request (no pool); otherwise one kept per peer. Default 1.
     pub pool_per_peer: u32,

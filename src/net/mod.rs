@@ -58,8 +58,10 @@ pub struct NetConfig {
     /// Most requests one connection may have in flight at a server at once; one more is
     /// refused as busy. Default 128.
     pub max_streams: usize,
-    /// Bytes of frames a request's sender may send before the receiver has taken them: what
-    /// a slow receiver holds of one request at most (besides one frame). Default 1 MiB.
+    /// Bytes of frames a request's sender may send ahead of what this end has taken: what a
+    /// slow receiver holds of one request at most (besides one frame), once the sender has
+    /// heard from it; before, every sender starts with 1 MiB, so that peers configured
+    /// differently agree. 0 is taken as 1. Default 1 MiB.
     pub stream_window: u32,
     /// Whether outbound connections are kept: 0 closes each after its one request (a
     /// baseline for benchmarks, and the way to fit the most nodes under a descriptor limit);

@@ -5,9 +5,10 @@
 //! Each request is a stream, numbered as [`stream_ids`](super::stream_ids) says. Frames of
 //! every stream share the connection. A sender takes its streams' queued frames in turn,
 //! one frame each, so a large transfer (a chunk per frame) delays a small request by at most
-//! one frame. The receiver of a stream grants credit ([`Message::Credit`]) for what it has
-//! taken, and a sender sends nothing more on a stream whose credit is spent: a slow taker
-//! holds at most a window and one frame of its stream, and never stalls the others.
+//! one frame. A stream's sender starts with [`INITIAL_CREDIT`], its receiver grants credit
+//! ([`Message::Credit`]) as it takes frames, up to its own window, and a sender sends nothing
+//! more on a stream whose credit is spent: a slow taker holds at most its window (or the
+//! initial credit, if more) and one frame of its stream, and never stalls the others.
 //! [`Message::Credit`] and [`Message::Cancel`] themselves need no credit.
 
 mod assemble;
@@ -25,10 +26,16 @@ use crate::wire::{self, Body, Message, RemoteCode, WireError, HEADER_LEN, TRAILE
 use assemble::Assembler;
 use stream::Stream;
 
+/// Bytes a sender may send on a new stream before the receiver grants more: the same at
+/// every end, a rule of the protocol and not a setting, so that ends configured with
+/// different windows agree (each receiver's grants bring its sender up to its own window).
+pub(crate) const INITIAL_CREDIT: u32 = 1 << 20;
+
 /// The limits of one multiplexed connection.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct LinkConfig {
-    /// Bytes of frames a stream's sender may send before it is granted more.
+    /// Bytes of frames a stream's sender may send ahead of this end's taking, once it has
+    /// heard from this end (before: [`INITIAL_CREDIT`]).
     pub window: u32,
     /// Most streams the peer may have open at once; one more is refused as busy.
     pub max_peer_streams: usize,
@@ -165,10 +172,7 @@ impl Link {
     /// Opens a stream of this end's, for a request.
     pub fn open(&mut self) -> io::Result<u32> {
         let stream = self.ids.open()?;
-        let window = self.config.window;
-        self.busy()
-            .streams
-            .insert(stream, Stream::new(false, window));
+        self.busy().streams.insert(stream, Stream::new(false));
         Ok(stream)
     }
 
@@ -397,7 +401,7 @@ impl Link {
                     self.control_frame(id, &busy);
                     return Ok(());
                 }
-                let mut s = Stream::new(true, self.config.window);
+                let mut s = Stream::new(true);
                 s.receive(inbound, len);
                 self.busy().streams.insert(id, s);
                 self.peer_open += 1;

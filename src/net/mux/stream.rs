@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 
 use bytes::Bytes;
 
-use super::Inbound;
+use super::{Inbound, INITIAL_CREDIT};
 
 /// A stream open at this end.
 #[derive(Debug)]
@@ -17,8 +17,8 @@ pub(super) struct Stream {
     /// Bytes the peer may still send before it is granted more: a frame arriving when none
     /// are left overruns the window.
     allowed: i64,
-    /// Bytes taken since the last grant.
-    taken: u32,
+    /// Bytes received and not yet taken.
+    held: i64,
     /// Frames queued and not yet sent.
     outbox: VecDeque<Bytes>,
     queued: usize,
@@ -33,16 +33,16 @@ pub(super) struct Stream {
 }
 
 impl Stream {
-    /// A stream whose two ends each start with `window` bytes of credit.
-    pub fn new(opened_by_peer: bool, window: u32) -> Stream {
+    /// A stream whose two ends each start with [`INITIAL_CREDIT`].
+    pub fn new(opened_by_peer: bool) -> Stream {
         Stream {
             opened_by_peer,
             inbox: VecDeque::new(),
-            allowed: i64::from(window),
-            taken: 0,
+            allowed: i64::from(INITIAL_CREDIT),
+            held: 0,
             outbox: VecDeque::new(),
             queued: 0,
-            credit: i64::from(window),
+            credit: i64::from(INITIAL_CREDIT),
             scheduled: false,
             closed: false,
             cancelled: false,
@@ -56,22 +56,28 @@ impl Stream {
             return false;
         }
         self.allowed -= i64::from(len);
+        self.held += i64::from(len);
         self.inbox.push_back((frame, len));
         true
     }
 
-    /// The next frame received, and the credit to grant the peer if enough has been taken
-    /// since the last grant (half the window: grants stay few, and the peer never waits
-    /// while the taker keeps up).
+    /// The next frame received, and the credit to grant the peer if what it may still send
+    /// ahead of this end's taking has fallen below half of `window` (or of the initial
+    /// credit, if less): enough to bring it back to `window`. Grants stay few, the peer
+    /// never waits while the taker keeps up, and ends configured with different windows
+    /// agree, since each sender starts from the same [`INITIAL_CREDIT`] and learns the
+    /// receiver's window from its grants.
     pub fn take(&mut self, window: u32) -> (Option<Inbound>, Option<u32>) {
         let Some((frame, len)) = self.inbox.pop_front() else {
             return (None, None);
         };
-        self.taken = self.taken.saturating_add(len);
-        if self.taken < window / 2 {
+        self.held -= i64::from(len);
+        let window = i64::from(window);
+        let ahead = self.allowed + self.held;
+        if ahead >= (window.min(i64::from(INITIAL_CREDIT)) / 2).max(1) {
             return (Some(frame), None);
         }
-        let grant = std::mem::take(&mut self.taken);
+        let grant = u32::try_from(window - ahead).unwrap_or(u32::MAX);
         self.allowed += i64::from(grant);
         (Some(frame), Some(grant))
     }
@@ -79,7 +85,7 @@ impl Stream {
     /// Bytes of frames received and not yet taken.
     #[cfg(test)]
     pub fn held(&self) -> usize {
-        self.inbox.iter().map(|(_, len)| *len as usize).sum()
+        self.held as usize
     }
 
     /// Queues a frame to send.
@@ -114,6 +120,7 @@ impl Stream {
     /// Drops everything queued or held: the stream is given up.
     pub fn drop_all(&mut self) {
         self.inbox.clear();
+        self.held = 0;
         self.outbox.clear();
         self.queued = 0;
     }

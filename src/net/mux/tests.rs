@@ -7,8 +7,12 @@ const WINDOW: u32 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
 
 fn config() -> LinkConfig {
+    config_with(WINDOW)
+}
+
+fn config_with(window: u32) -> LinkConfig {
     LinkConfig {
-        window: WINDOW,
+        window,
         max_peer_streams: 8,
         max_payload: DEFAULT_MAX_PAYLOAD,
     }
@@ -34,9 +38,13 @@ struct Pair {
 
 impl Pair {
     fn new() -> Pair {
+        Pair::with_windows(WINDOW, WINDOW)
+    }
+
+    fn with_windows(opener: u32, acceptor: u32) -> Pair {
         Pair {
-            opener: Link::new(true, config()),
-            acceptor: Link::new(false, config()),
+            opener: Link::new(true, config_with(opener)),
+            acceptor: Link::new(false, config_with(acceptor)),
         }
     }
 
@@ -203,6 +211,63 @@ fn a_taker_that_stops_holds_a_window_and_one_frame_and_stalls_no_other_stream() 
         assert!(most_held <= WINDOW as usize + frame_len, "{most_held}");
     }
     panic!("the transfer did not end: {got} chunks");
+}
+
+/// Sends `chunks` chunks and an end on `stream` from one end of `p` to the other (the
+/// acceptor if `to_acceptor`), the receiver taking all it has between carries; checks the
+/// data and that the receiver never holds more than `most` bytes of the stream.
+fn transfer(p: &mut Pair, stream: u32, to_acceptor: bool, chunks: u8, most: usize) {
+    let (from, to) = if to_acceptor {
+        (&mut p.opener, &mut p.acceptor)
+    } else {
+        (&mut p.acceptor, &mut p.opener)
+    };
+    for i in 0..chunks {
+        from.send(stream, chunk(stream, i)).unwrap();
+    }
+    let end = Message::RecordEnd { crc: 0 };
+    from.send(stream, frame(stream, &end)).unwrap();
+    let mut got = 0u8;
+    for _ in 0..10 * usize::from(chunks) + 10 {
+        Pair::carry(from, to, usize::MAX, 70_000);
+        assert!(to.held() <= most, "held {} of at most {most}", to.held());
+        while let Some(inbound) = to.take(stream).unwrap() {
+            match inbound {
+                Inbound::Chunk(data) => {
+                    assert_eq!((data.len(), data[0]), (CHUNK, got));
+                    got += 1;
+                }
+                Inbound::Message(msg) => {
+                    assert_eq!((msg, got), (end.clone(), chunks));
+                    return;
+                }
+            }
+        }
+        // The receiver's grants go back.
+        Pair::carry(to, from, usize::MAX, 70_000);
+    }
+    panic!("the transfer stalled after {got} of {chunks} chunks");
+}
+
+#[test]
+fn ends_configured_with_different_windows_agree_and_each_receiver_holds_its_own() {
+    let frame_len = CHUNK + HEADER_LEN + TRAILER_LEN;
+    let held_at_most = |window: u32| window.max(INITIAL_CREDIT) as usize + frame_len;
+    for (opener, acceptor) in [
+        (4 << 20, 1 << 20),
+        (1 << 20, 4 << 20),
+        (256 << 10, 4 << 20),
+        (4 << 20, 256 << 10),
+        // The least a link is given (`stream_window: 0` is taken as 1).
+        (1, 1 << 20),
+        (1 << 20, 1),
+    ] {
+        let mut p = Pair::with_windows(opener, acceptor);
+        let s = p.opener.open().unwrap();
+        // A request of 24 chunks, then a reply of as many on its stream.
+        transfer(&mut p, s, true, 24, held_at_most(acceptor));
+        transfer(&mut p, s, false, 24, held_at_most(opener));
+    }
 }
 
 #[test]

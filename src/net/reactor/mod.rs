@@ -193,7 +193,8 @@ impl Reactor {
         let waker = Waker::new(poll.registry(), WAKER)?;
         let accepted = ConnLimits {
             link: super::mux::LinkConfig {
-                window: config.stream_window,
+                // At least a byte: with none, nothing could ever be sent.
+                window: config.stream_window.max(1),
                 max_peer_streams: config.max_streams,
                 max_payload: config.max_payload,
             },
