@@ -38,6 +38,7 @@ mod client;
 pub mod compact;
 mod discovery;
 mod error;
+mod fast_hash;
 pub mod ffi;
 pub mod id;
 pub mod identity;

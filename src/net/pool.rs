@@ -1,7 +1,6 @@
 //! Outbound connections: one per peer, kept open and shared by every request to it, many in
 //! flight at once. On loopback a TCP handshake costs more than the request it carries.
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,6 +14,7 @@ use super::frames::Frames;
 use super::reactor::{Conn, Reactor, ReactorHandle, StreamHandle};
 use super::{introductions, Counters, NetConfig};
 use crate::error::{Error, Result};
+use crate::fast_hash::FastMap;
 use crate::identity::Credentials;
 use crate::wire::{Message, RemoteCode};
 
@@ -75,10 +75,10 @@ pub struct Pool {
     counters: Arc<Counters>,
     /// Reads every connection of the pool.
     reactor: Mutex<Reading>,
-    conns: Mutex<HashMap<SocketAddr, Kept>>,
+    conns: Mutex<FastMap<SocketAddr, Kept>>,
     /// A lock per address being connected to: callers that find no connection wait for
     /// one opener rather than each open their own.
-    connecting: Mutex<HashMap<SocketAddr, Arc<Mutex<()>>>>,
+    connecting: Mutex<FastMap<SocketAddr, Arc<Mutex<()>>>>,
 }
 
 /// Who reads the pool's connections.
@@ -103,7 +103,7 @@ impl Drop for TurnTaken<'_> {
         let mut connecting = self.0.connecting.lock();
         connecting.remove(&self.1);
         if connecting.is_empty() {
-            *connecting = HashMap::new();
+            *connecting = FastMap::default();
         }
     }
 }
@@ -121,8 +121,8 @@ impl Pool {
             config,
             counters,
             reactor: Mutex::new(Reading::Unset),
-            conns: Mutex::new(HashMap::new()),
-            connecting: Mutex::new(HashMap::new()),
+            conns: Mutex::new(FastMap::default()),
+            connecting: Mutex::new(FastMap::default()),
         }
     }
 
@@ -398,7 +398,7 @@ impl Drop for Pool {
 
 /// Closes the least recently used connections carrying no request until at most `max` are
 /// kept (a connection in use stays).
-fn evict_beyond(conns: &mut HashMap<SocketAddr, Kept>, max: usize) {
+fn evict_beyond(conns: &mut FastMap<SocketAddr, Kept>, max: usize) {
     conns.retain(|_, kept| !kept.conn.is_closed());
     // Bounded: each pass closes one connection or ends.
     while conns.len() > max {

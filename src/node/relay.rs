@@ -5,7 +5,6 @@
 //! meanwhile (a handler waiting on the next hop handed the lead to a follower, woken for
 //! it), and routes in flight hold no threads.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -14,6 +13,7 @@ use parking_lot::Mutex;
 
 use super::driver::Done;
 use super::Inner;
+use crate::fast_hash::FastMap;
 use crate::net::{Later, Session};
 use crate::protocol::membership::{Call, Effect, Token};
 use crate::wire::Message;
@@ -22,7 +22,7 @@ use crate::wire::Message;
 #[derive(Default)]
 pub(super) struct Relays {
     next: AtomicU64,
-    waiting: Mutex<HashMap<Token, Later>>,
+    waiting: Mutex<FastMap<Token, Later>>,
 }
 
 impl Relays {

@@ -12,16 +12,18 @@
 //! [`Message::Credit`] and [`Message::Cancel`] themselves need no credit.
 
 mod assemble;
+mod queue;
 mod stream;
 #[cfg(test)]
 mod tests;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 
 use bytes::{Bytes, BytesMut};
 
 use super::stream_ids::{Standing, StreamIds};
+use crate::fast_hash::FastMap;
 use crate::wire::{self, Body, Message, RemoteCode, WireError, HEADER_LEN, TRAILER_LEN};
 use assemble::Assembler;
 use stream::Stream;
@@ -110,7 +112,7 @@ pub(crate) struct Link {
 /// A link's streams and what waits to be sent or completed.
 #[derive(Debug, Default)]
 struct Busy {
-    streams: HashMap<u32, Stream>,
+    streams: FastMap<u32, Stream>,
     /// Streams with a frame they may send, each once, in the order they take turns.
     ready: VecDeque<u32>,
     /// Frames about the streams themselves (credit, cancels, refusals): sent first.

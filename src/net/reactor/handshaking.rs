@@ -6,13 +6,15 @@ use std::net::IpAddr;
 
 use mio::Token;
 
+use crate::fast_hash::FastMap;
+
 /// Connections not yet proven members, counted by source address: what one address may hold
 /// of a server before it has shown the key is bounded.
 #[derive(Default)]
 pub(crate) struct Handshaking {
     by_ip: HashMap<IpAddr, usize>,
     /// The connections counted, and their address.
-    conns: HashMap<Token, IpAddr>,
+    conns: FastMap<Token, IpAddr>,
 }
 
 impl Handshaking {

@@ -1,17 +1,17 @@
 //! The connections peers opened to a reactor and introduced (`Hello`), by the address each
 //! peer listens on: this end's pool sends its own requests to that peer over them.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Weak};
 
 use parking_lot::Mutex;
 
 use super::Conn;
+use crate::fast_hash::FastMap;
 
 /// Introduced connections, held weakly: the reactor's table of connections owns them.
 #[derive(Default)]
-pub(super) struct Introduced(Mutex<HashMap<SocketAddr, Weak<Conn>>>);
+pub(super) struct Introduced(Mutex<FastMap<SocketAddr, Weak<Conn>>>);
 
 impl Introduced {
     /// The open connection the peer listening at `addr` introduced, if any.

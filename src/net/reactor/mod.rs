@@ -20,7 +20,6 @@ pub(crate) use crew::{may_block, Chore};
 pub(crate) use handle::StreamHandle;
 pub(crate) use handshaking::Handshaking;
 
-use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
@@ -35,6 +34,7 @@ use parking_lot::Mutex;
 
 use super::secure::{Handshake, ReplayGuard};
 use super::{Counters, NetConfig, Security};
+use crate::fast_hash::FastMap;
 use conn::{Answered, Brought, Start};
 
 const LISTENER: Token = Token(0);
@@ -72,7 +72,7 @@ struct Shared {
     common: Arc<Common>,
     waker: Waker,
     stop: AtomicBool,
-    conns: Mutex<HashMap<Token, Arc<Conn>>>,
+    conns: Mutex<FastMap<Token, Arc<Conn>>>,
     next_token: AtomicUsize,
     /// The first handshake messages taken lately: a replayed one is refused.
     replays: Mutex<ReplayGuard>,
@@ -225,7 +225,7 @@ impl Reactor {
             common,
             waker,
             stop: AtomicBool::new(false),
-            conns: Mutex::new(HashMap::new()),
+            conns: Mutex::new(FastMap::default()),
             next_token: AtomicUsize::new(FIRST_CONN),
             replays: Mutex::new(ReplayGuard::default()),
             poller: Mutex::new(Poller {

@@ -19,11 +19,11 @@ mod upkeep;
 
 pub use routing::{is_hop_failure, route_answer, route_request, RouteEnd};
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
+use crate::fast_hash::FastMap;
 use crate::id::{Id, Key, NodeInfo};
 use crate::identity::PublicKey;
 use crate::overlay::OverlayState;
@@ -204,7 +204,7 @@ pub struct Membership {
     phase: Phase,
     state: OverlayState,
     health: Health,
-    calls: HashMap<CallId, (Target, Waiting)>,
+    calls: FastMap<CallId, (Target, Waiting)>,
     next_call: CallId,
     join: Option<join::JoinWalk>,
     /// Nodes found dead by their silence, and since when: they may be cut off rather than
@@ -227,7 +227,7 @@ impl Membership {
             config,
             phase: Phase::Idle,
             health: Health::default(),
-            calls: HashMap::new(),
+            calls: FastMap::default(),
             next_call: 1,
             join: None,
             silent: std::collections::BTreeMap::new(),

@@ -2,7 +2,7 @@
 //! first one in starts it, and the last one out stops it and joins its threads.
 
 use std::cell::Cell;
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -78,7 +78,7 @@ impl Crew {
             }),
             registry,
             waker,
-            reactors: Mutex::new(HashMap::new()),
+            reactors: Mutex::new(Default::default()),
             next_token: AtomicUsize::new(0),
             spin: AtomicU64::new(0),
         });

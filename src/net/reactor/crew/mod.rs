@@ -37,6 +37,7 @@ use parking_lot::{Condvar, Mutex, MutexGuard};
 
 use super::super::THREAD_STACK;
 use super::{Answered, Request, Shared, StreamHandle, SWEEP};
+use crate::fast_hash::FastMap;
 
 mod joining;
 mod sleepers;
@@ -126,7 +127,7 @@ pub(super) struct Crew {
     /// Where reactors' pollers are watched.
     registry: Registry,
     waker: Waker,
-    reactors: Mutex<HashMap<Token, Weak<Shared>>>,
+    reactors: Mutex<FastMap<Token, Weak<Shared>>>,
     next_token: AtomicUsize,
     /// How long the leader polls before it sleeps, in nanoseconds: the longest
     /// `NetConfig::spin` of the reactors that joined.
