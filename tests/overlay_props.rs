@@ -565,6 +565,33 @@ fn exact_replica_sets_match_the_oracle_and_the_responsible_node_always_knows() {
     );
 }
 
+/// Every node's replica set, sure or not, is the best `k` of itself and its leaf set by the
+/// responsibility rule, best first (as a full sort of them gives it).
+#[test]
+fn replica_sets_are_the_best_of_the_node_and_its_leaf_set() {
+    const SEED: u64 = 0x7e91_1ca5;
+    let mut rng = Rng::seeded(SEED ^ 1);
+    let mut checked = 0usize;
+    for case in cases(SEED).into_iter().filter(|c| c.ids.len() <= 64) {
+        for &l in &LEAF_HALVES {
+            let net = Net::full(&case, l, &mut rng);
+            for (key, what) in special_keys(&case.ids) {
+                for st in &net.states {
+                    let mut known: Vec<u16> = ids_of(&st.leaf_set().members());
+                    known.push(st.me().id.0);
+                    for k in 1..=l + 2 {
+                        let want = oracle_replicas(key, &known, k);
+                        let got = ids_of(&st.replica_set(Id(key), k));
+                        assert_eq!(got, want, "{}: k={k} key {key:04x} ({what})", net.ctx());
+                        checked += 1;
+                    }
+                }
+            }
+        }
+    }
+    assert!(checked > 10_000, "{checked} checked");
+}
+
 #[test]
 fn leaf_sets_match_oracle() {
     const SEED: u64 = 0x1eaf_5e75;

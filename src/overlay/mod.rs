@@ -89,11 +89,24 @@ impl OverlayState {
     /// rule among this node and its leaf set, best first. Meaningful where the leaf set
     /// covers `key` (a node computes it for keys near itself).
     pub fn replica_set(&self, key: Key, k: usize) -> Vec<NodeInfo> {
-        let mut all = self.leaf_set.members();
-        all.push(self.me);
-        all.sort_by(|a, b| a.id.cmp_for_key(b.id, key));
-        all.truncate(k);
-        all
+        // The k best kept in order as the candidates go by: every lookup's last step asks for
+        // this, and sorting the whole leaf set for three of its members cost more than the
+        // rest of the step.
+        let mut best: Vec<NodeInfo> = Vec::with_capacity(k + 1);
+        let sides = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
+        for node in std::iter::once(&self.me).chain(sides) {
+            let worst = best.last().filter(|_| best.len() >= k);
+            if worst.is_some_and(|w| !node.id.closer_to(key, w.id)) {
+                continue; // the common case once k are kept: one comparison
+            }
+            if best.iter().any(|b| b.id == node.id) {
+                continue; // a node on both sides of a small ring
+            }
+            let at = best.partition_point(|b| b.id.closer_to(key, node.id));
+            best.insert(at, *node);
+            best.truncate(k);
+        }
+        best
     }
 
     /// [`replica_set`](Self::replica_set) when this node can be sure of it (assuming its leaf
@@ -148,10 +161,12 @@ impl OverlayState {
         if let Some(entry) = self.table.get(row, key.digit(row)).filter(usable) {
             // Any known node sharing more digits will do; the one nearest the key is the
             // likeliest to hold the key in its leaf set's span and answer at the next step.
+            // Of the table, only `entry` shares more digits with `key`: a node of row `row`
+            // shares `row` with this node too, and only the one in column `key.digit(row)`
+            // matches the key's next digit; the other rows differ from the key sooner.
             let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
             return members
                 .copied()
-                .chain(self.table.entries())
                 .filter(|n| usable(n) && n.id.shared_prefix(key) > row)
                 .fold(entry, best);
         }

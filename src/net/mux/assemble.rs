@@ -59,9 +59,15 @@ impl Assembler {
         if self.buf.len() < len {
             return Ok(None);
         }
-        let frame = self.buf.split_to(len).freeze();
+        // A buffer holding just this frame (most small messages come alone) becomes the
+        // frame as it is; splitting it would allocate the shared count `Bytes` needs. Either
+        // way a large frame's buffer is let go once nothing else is in it.
+        let frame = if self.buf.len() == len {
+            std::mem::take(&mut self.buf).freeze()
+        } else {
+            self.buf.split_to(len).freeze()
+        };
         if self.buf.is_empty() {
-            // Let go of a large frame's buffer once nothing else is in it.
             self.buf = BytesMut::new();
         }
         Ok(Some((h, frame)))

@@ -1,10 +1,9 @@
 //! One stream's state at one end of a connection: what it has received and not yet taken,
 //! what it has queued and not yet sent, and the credit each way.
 
-use std::collections::VecDeque;
-
 use bytes::Bytes;
 
+use super::queue::Queue;
 use super::{Inbound, INITIAL_CREDIT};
 
 /// A stream open at this end.
@@ -13,14 +12,14 @@ pub(super) struct Stream {
     /// Whether the peer opened it (a request to serve) rather than this end.
     pub opened_by_peer: bool,
     /// Frames received and not yet taken, each with its length on the wire.
-    inbox: VecDeque<(Inbound, u32)>,
+    inbox: Queue<(Inbound, u32)>,
     /// Bytes the peer may still send before it is granted more: a frame arriving when none
     /// are left overruns the window.
     allowed: i64,
     /// Bytes received and not yet taken.
     held: i64,
     /// Frames queued and not yet sent.
-    outbox: VecDeque<Bytes>,
+    outbox: Queue<Bytes>,
     queued: usize,
     /// Bytes this end may still send: a frame goes while some are left.
     credit: i64,
@@ -37,10 +36,10 @@ impl Stream {
     pub fn new(opened_by_peer: bool) -> Stream {
         Stream {
             opened_by_peer,
-            inbox: VecDeque::new(),
+            inbox: Queue::default(),
             allowed: i64::from(INITIAL_CREDIT),
             held: 0,
-            outbox: VecDeque::new(),
+            outbox: Queue::default(),
             queued: 0,
             credit: i64::from(INITIAL_CREDIT),
             scheduled: false,
