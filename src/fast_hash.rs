@@ -1,9 +1,10 @@
 //! A hasher for the maps consulted on every request (streams by id, connections by token,
 //! calls by number, peers by address): a few multiplications where the standard library's
 //! SipHash takes about a hundred instructions a key. Its output is fixed, not keyed, so it
-//! is kept to keys this process chose or a member's own connection chose (its stream ids,
-//! bounded by `max_streams`); maps keyed by what strangers choose (their addresses, their
-//! handshake messages) keep the standard keyed hasher, which they cannot aim collisions at.
+//! is kept to keys this process chose or members chose after proving the cluster key (their
+//! stream ids, at most `max_streams` open on a connection; their listening addresses); maps
+//! keyed by what strangers choose (their source addresses, their handshake messages) keep the
+//! standard keyed hasher, which they cannot aim collisions at.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};

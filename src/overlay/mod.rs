@@ -161,9 +161,10 @@ impl OverlayState {
         if let Some(entry) = self.table.get(row, key.digit(row)).filter(usable) {
             // Any known node sharing more digits will do; the one nearest the key is the
             // likeliest to hold the key in its leaf set's span and answer at the next step.
-            // Of the table, only `entry` shares more digits with `key`: a node of row `row`
-            // shares `row` with this node too, and only the one in column `key.digit(row)`
-            // matches the key's next digit; the other rows differ from the key sooner.
+            // Of the table, only `entry` shares more digits with `key`. A node in row r shares
+            // exactly r digits with this node: below `row` it leaves the key's digits sooner,
+            // above it it has this node's digit `row`, not the key's, and in row `row` only
+            // column `key.digit(row)` has the key's.
             let members = self.leaf_set.cw().iter().chain(self.leaf_set.ccw());
             return members
                 .copied()
