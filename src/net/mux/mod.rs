@@ -428,11 +428,16 @@ impl Link {
 
     /// Queues a frame about `stream` ahead of the streams' own.
     fn control_frame(&mut self, stream: u32, msg: &Message) {
-        let mut buf = BytesMut::new();
+        // Credit, cancels and refusals are a few bytes; they may wait in the queue a while.
+        let mut buf = BytesMut::with_capacity(HEADER_LEN + CONTROL_PAYLOAD + TRAILER_LEN);
         wire::encode(msg, stream, &mut buf);
         self.busy().control.push_back(buf.freeze());
     }
 }
+
+/// Room made for a control frame's payload: a credit or a cancel fits, a refusal's text
+/// grows it.
+const CONTROL_PAYLOAD: usize = 16;
 
 /// Decodes a whole frame; a chunk's data stays where it lies.
 fn decode(frame: &Bytes, max_payload: u32) -> Result<Inbound, WireError> {

@@ -38,7 +38,12 @@ pub struct FrameHeader {
 /// Appends one whole frame for `msg` on `stream` to `buf` (header, payload, CRC-32).
 pub fn encode(msg: &Message, stream: u32, buf: &mut BytesMut) {
     // Room for most messages at once: grown from nothing, a small one was moved three times.
-    buf.reserve(HEADER_LEN + SMALL_PAYLOAD + TRAILER_LEN);
+    // Only into a buffer with no room yet: one already holding frames (a record's chunks,
+    // say) grows by doubling, and asking for this much to add a small frame would double it
+    // again; one its caller sized keeps that size.
+    if buf.capacity() == 0 {
+        buf.reserve(HEADER_LEN + SMALL_PAYLOAD + TRAILER_LEN);
+    }
     encode_with(type_of(msg), stream, buf, |buf| put_payload(msg, buf));
 }
 
