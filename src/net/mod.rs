@@ -28,6 +28,15 @@ use std::time::Duration;
 
 use crate::wire::DEFAULT_MAX_PAYLOAD;
 
+/// Whether a buffer holding `held` bytes of something `whole` bytes long (a frame, a sealed
+/// record) may make room for all of it: once an eighth has come. Memory then follows the
+/// bytes that arrived (eight times them at most), never a length a header claims, and a
+/// large frame arriving in records gets its room with its first record instead of being
+/// moved as it grows.
+pub(crate) fn room_for_whole(held: usize, whole: usize) -> bool {
+    8 * held >= whole
+}
+
 /// Socket settings shared by servers and outbound connections.
 #[derive(Clone, Debug)]
 pub struct NetConfig {

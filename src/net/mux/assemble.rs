@@ -2,16 +2,30 @@
 
 use bytes::{Bytes, BytesMut};
 
+use crate::net::room_for_whole;
 use crate::wire::{self, FrameHeader, WireError, HEADER_LEN, TRAILER_LEN};
 
 /// The bytes of frames not yet whole. Holds what has arrived and no more: a header claiming
 /// a large payload pins nothing until the payload comes. Room for the whole frame is made
-/// once half its payload has come (so what is held stays within twice what arrived, and a
-/// header): a chunk arriving in records is then moved once as it grows (64 KiB), not at
-/// every doubling of the buffer (64, 128 and then 256 KiB again for its last few bytes).
+/// once enough of it has come ([`room_for_whole`]), so that it is not moved as it grows.
 #[derive(Debug, Default)]
 pub(super) struct Assembler {
     buf: BytesMut,
+}
+
+/// The whole length of the frame that begins with `held` and then `more`, once its header is
+/// there and valid.
+fn frame_len(held: &[u8], more: &[u8], max_payload: u32) -> Option<usize> {
+    let mut header = [0u8; HEADER_LEN];
+    let old = held.len().min(HEADER_LEN);
+    let new = more.len().min(HEADER_LEN - old);
+    if old + new < HEADER_LEN {
+        return None;
+    }
+    header[..old].copy_from_slice(&held[..old]);
+    header[old..].copy_from_slice(&more[..new]);
+    let h = wire::decode_header(&header, max_payload).ok()?;
+    Some(HEADER_LEN + h.len as usize + TRAILER_LEN)
 }
 
 impl Assembler {
@@ -19,9 +33,8 @@ impl Assembler {
     pub fn push(&mut self, bytes: &[u8], max_payload: u32) {
         let held = self.buf.len() + bytes.len();
         if held > self.buf.capacity() {
-            let half_come = |&frame: &usize| 2 * held + HEADER_LEN + TRAILER_LEN >= frame;
-            let arriving = self.arriving(max_payload).ok().flatten();
-            if let Some(frame) = arriving.map(|(_, len)| len).filter(half_come) {
+            let arriving = frame_len(&self.buf, bytes, max_payload);
+            if let Some(frame) = arriving.filter(|&f| room_for_whole(held, f)) {
                 self.buf.reserve(frame.max(held) - self.buf.len());
             }
         }
@@ -97,14 +110,14 @@ mod tests {
     }
 
     #[test]
-    fn a_frame_gets_its_whole_room_once_half_its_payload_came_and_never_more() {
+    fn a_frame_gets_its_whole_room_once_an_eighth_of_it_came_and_never_more() {
         let len = 256 * 1024;
         let whole = HEADER_LEN + len + TRAILER_LEN;
         let (mut asm, seen) = feed(len, 65_519);
         for &(came, room) in &seen {
-            // Never sized from the header alone: at most twice what came (and a header).
-            assert!(room <= 2 * came + HEADER_LEN + TRAILER_LEN, "{came} {room}");
-            if 2 * came + HEADER_LEN + TRAILER_LEN >= whole {
+            // Never sized from the header alone: at most eight times what came.
+            assert!(room <= 8 * came, "{came} {room}");
+            if 8 * came >= whole {
                 // Room for all of it, so the rest is not moved again; none past its end.
                 assert_eq!(room, whole, "after {came} bytes");
             }
@@ -119,7 +132,7 @@ mod tests {
         let (asm, seen) = feed(4 << 20, HEADER_LEN);
         assert!(seen[0].1 < 1024, "room {} for a header", seen[0].1);
         assert!(asm.is_mid_frame());
-        // Over this link's most: more than half of it come makes no room for the rest.
+        // Over this link's most: however much of it came, no room is made for the rest.
         let mut frame = BytesMut::new();
         wire::encode_chunk(&vec![0u8; 4 << 20], 1, &mut frame);
         let mut asm = Assembler::default();

@@ -9,6 +9,7 @@ use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
 
 use crate::net::mux::{Event, Link, LinkError};
+use crate::net::room_for_whole;
 use crate::net::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
 use crate::net::stream_ids::CONNECTION_STREAM;
 use crate::wire::{self, Message, RemoteCode};
@@ -188,7 +189,7 @@ impl State {
             }
             self.answer_hello(replays).map_err(Failure::silent)?;
             let mut rest = self.input.split_off(HELLO_LEN);
-            self.input.clear();
+            self.input = Vec::new();
             return self.take_records(&mut rest, events);
         }
         if self.channel.is_some() {
@@ -229,24 +230,37 @@ impl State {
         bytes: &mut [u8],
         events: &mut Vec<Event>,
     ) -> Result<(), Failure> {
-        // Whole records are opened where they lie in the bytes read, when nothing waits
-        // before them; only an unfinished record is kept, so that an idle connection holds
-        // no buffer.
         let before = self.link.frames_received();
-        let mut pending = std::mem::take(&mut self.input);
-        if pending.is_empty() {
-            let used = self.open_records(bytes, events)?;
-            self.input = bytes[used..].to_vec();
-        } else {
-            pending.extend_from_slice(bytes);
-            let used = self.open_records(&mut pending, events)?;
-            pending.drain(..used);
-            // An emptied buffer is let go, not kept by an idle connection.
-            self.input = if pending.is_empty() {
-                Vec::new()
-            } else {
-                pending
-            };
+        // A record begun in an earlier read is completed with as few of these bytes as it
+        // needs: only they are copied (a read rarely ends on a record's end, so copying the
+        // whole read after it moved every byte of a large transfer once more).
+        let mut at = 0;
+        // Bounded: each pass opens the waiting record, or takes bytes, or ends.
+        while !self.input.is_empty() {
+            let want = record_len(&self.input).unwrap_or(2);
+            if self.input.len() >= want {
+                let mut record = std::mem::take(&mut self.input);
+                self.open_records(&mut record, events)?;
+                continue;
+            }
+            if at == bytes.len() {
+                break;
+            }
+            let take = (want - self.input.len()).min(bytes.len() - at);
+            self.input.extend_from_slice(&bytes[at..at + take]);
+            at += take;
+        }
+        if self.input.is_empty() {
+            // The rest are opened where they lie; only an unfinished record is kept, with
+            // room for all of it once enough of it has come.
+            let rest = &mut bytes[at..];
+            let used = self.open_records(rest, events)?;
+            let left = &rest[used..];
+            if !left.is_empty() {
+                let whole = record_len(left).filter(|&n| room_for_whole(left.len(), n));
+                self.input = Vec::with_capacity(whole.unwrap_or(0).max(left.len()));
+                self.input.extend_from_slice(left);
+            }
         }
         self.note_partial(before);
         Ok(())
@@ -422,6 +436,12 @@ impl State {
         self.output = Vec::new();
         self.written = 0;
     }
+}
+
+/// The length of the record `bytes` begin with, its own two included, once they have come.
+fn record_len(bytes: &[u8]) -> Option<usize> {
+    let len = bytes.first_chunk::<2>()?;
+    Some(2 + usize::from(u16::from_be_bytes(*len)))
 }
 
 /// Seals `plain` into as few records as fit, appended to `out`.
