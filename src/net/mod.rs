@@ -1,6 +1,7 @@
 //! Sockets: frame I/O, the multiplexed connections a reactor serves, the pool of reused
 //! outbound connections, and the cluster key and encrypted channel they all run on.
 
+mod buffers;
 mod connection;
 mod frame_io;
 mod frames;

@@ -309,6 +309,7 @@ impl Link {
             let Some(frame) = self.next_frame() else {
                 break;
             };
+            crate::net::buffers::reserve(out, frame.len());
             out.extend_from_slice(&frame);
         }
     }
@@ -348,11 +349,17 @@ impl Link {
     /// connection must close: the peer broke the rules, or ended it.
     pub fn receive(&mut self, bytes: &[u8], events: &mut Vec<Event>) -> Result<(), LinkError> {
         let max_payload = self.config.max_payload;
-        self.busy().assembler.push(bytes, max_payload);
-        // Bounded: each pass takes a whole frame out of the bytes held.
-        while let Some((header, frame)) = self.busy().assembler.next(max_payload)? {
-            self.received += 1;
-            self.route(header.stream, frame, events)?;
+        let mut rest = bytes;
+        // Bounded: each pass takes at least a byte (the frames it completed are taken before
+        // the next), until none are left.
+        while !rest.is_empty() {
+            let taken = self.busy().assembler.push(rest, max_payload);
+            rest = &rest[taken..];
+            // Bounded: each pass takes a whole frame out of the bytes held.
+            while let Some((header, frame)) = self.busy().assembler.next(max_payload)? {
+                self.received += 1;
+                self.route(header.stream, frame, events)?;
+            }
         }
         self.settle();
         Ok(())

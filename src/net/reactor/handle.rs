@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use super::conn::Conn;
 use crate::error::Error;
+use crate::net::buffers;
 use crate::net::frame_io::ReadError;
 use crate::net::frames::Frames;
 use crate::net::mux::Inbound;
@@ -82,9 +83,19 @@ impl Frames for StreamHandle {
     }
 
     fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        // Copied once, into the frame: the stream's queue keeps it until credit lets it go.
-        self.queue_chunk(data);
-        self.flush()
+        // What is queued goes first. The chunk is copied once, into a frame of the shared
+        // pool (the stream's queue keeps it until credit lets it go): a large transfer's
+        // frames reuse warm buffers rather than pages new from the kernel.
+        self.flush()?;
+        let (header, trailer) = wire::chunk_frame_parts(data, self.stream);
+        let mut frame = buffers::take(HEADER_LEN + data.len() + TRAILER_LEN);
+        frame.clear();
+        frame.extend_from_slice(&header);
+        frame.extend_from_slice(data);
+        frame.extend_from_slice(&trailer);
+        self.conn.note_frame(data.len() as u64);
+        let frame = buffers::into_bytes(frame);
+        self.conn.send(self.stream, frame, self.deadline())
     }
 
     fn flush(&mut self) -> io::Result<()> {

@@ -11,7 +11,6 @@ mod crew;
 mod handle;
 mod handshaking;
 mod introduced;
-mod scratch;
 mod service;
 mod watch;
 
@@ -350,7 +349,7 @@ impl Shared {
         p.again.dedup();
         let tokens = std::mem::take(&mut p.again);
         if !tokens.is_empty() {
-            scratch::with(READ_SCRATCH, |scratch| {
+            crate::net::buffers::with(READ_SCRATCH, |scratch| {
                 for token in tokens {
                     if self.read(token, scratch, opened) {
                         p.again.push(token);

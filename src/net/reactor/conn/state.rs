@@ -9,9 +9,9 @@ use mio::net::TcpStream;
 use parking_lot::{Condvar, Mutex};
 
 use crate::net::mux::{Event, Link, LinkError};
-use crate::net::room_for_whole;
 use crate::net::secure::{Channel, Handshake, ReplayGuard, HELLO_LEN, MAX_PLAIN, RECORD_OVERHEAD};
 use crate::net::stream_ids::CONNECTION_STREAM;
+use crate::net::{buffers, room_for_whole};
 use crate::wire::{self, Message, RemoteCode};
 
 /// Sealed bytes produced ahead of the socket per write pass: a large transfer goes out in a
@@ -335,8 +335,8 @@ impl State {
             (true, _) => Some(Tick::now()),
         };
         if !waiting {
-            // An idle connection holds no buffer.
-            self.output = Vec::new();
+            // An idle connection holds no buffer; a large one is kept warm for the next.
+            buffers::give(std::mem::take(&mut self.output));
         }
         if moved {
             self.wake_all(Want::Room);
@@ -447,7 +447,10 @@ fn record_len(bytes: &[u8]) -> Option<usize> {
 /// Seals `plain` into as few records as fit, appended to `out`.
 fn seal_all(channel: &mut Channel, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
     // Room for every record at once: grown by doubling, a chunk would be copied again.
-    out.reserve(plain.len() + plain.len().div_ceil(MAX_PLAIN) * RECORD_OVERHEAD);
+    buffers::reserve(
+        out,
+        plain.len() + plain.len().div_ceil(MAX_PLAIN) * RECORD_OVERHEAD,
+    );
     for piece in plain.chunks(MAX_PLAIN) {
         channel.seal(piece, out)?;
     }

@@ -50,7 +50,7 @@ impl Conn {
         }
         let mut turn = Turn::default();
         if ready.readable {
-            turn = super::super::scratch::with(OWN_READ, |scratch| {
+            turn = crate::net::buffers::with(OWN_READ, |scratch| {
                 reactor.read_for(self, scratch, OWN_BUDGET, stream)
             });
         }
