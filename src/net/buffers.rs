@@ -25,22 +25,13 @@ static POOL: Pool = Pool::new();
 
 /// Buffers kept for reuse.
 struct Pool {
-    free: Mutex<Free>,
-}
-
-struct Free {
-    buffers: Vec<Vec<u8>>,
-    /// The capacity of `buffers`, summed.
-    bytes: usize,
+    free: Mutex<Vec<Vec<u8>>>,
 }
 
 impl Pool {
     const fn new() -> Pool {
         Pool {
-            free: Mutex::new(Free {
-                buffers: Vec::new(),
-                bytes: 0,
-            }),
+            free: Mutex::new(Vec::new()),
         }
     }
 
@@ -48,14 +39,12 @@ impl Pool {
         let mut free = self.free.lock();
         // The smallest large enough, so that a large one is left for a large need. None
         // large enough: a new one (growing a smaller one would copy it).
-        let fits = free.buffers.iter().enumerate();
+        let fits = free.iter().enumerate();
         let best = fits.filter(|(_, b)| b.capacity() >= capacity);
         let Some((i, _)) = best.min_by_key(|(_, b)| b.capacity()) else {
             return Vec::with_capacity(capacity);
         };
-        let buf = free.buffers.swap_remove(i);
-        free.bytes -= buf.capacity();
-        buf
+        free.swap_remove(i)
     }
 
     fn give(&self, buf: Vec<u8>) {
@@ -64,9 +53,9 @@ impl Pool {
             return;
         }
         let mut free = self.free.lock();
-        if free.buffers.len() < KEPT && free.bytes + size <= KEPT_BYTES {
-            free.bytes += size;
-            free.buffers.push(buf);
+        let kept: usize = free.iter().map(Vec::capacity).sum();
+        if free.len() < KEPT && kept + size <= KEPT_BYTES {
+            free.push(buf);
         }
     }
 }
@@ -135,12 +124,7 @@ mod tests {
     use super::*;
 
     fn held(pool: &Pool) -> Vec<*const u8> {
-        pool.free
-            .lock()
-            .buffers
-            .iter()
-            .map(|b| b.as_ptr())
-            .collect()
+        pool.free.lock().iter().map(|b| b.as_ptr()).collect()
     }
 
     #[test]
@@ -156,10 +140,9 @@ mod tests {
             OWN.give(buf);
         }
         let free = OWN.free.lock();
-        assert!(free.buffers.len() <= KEPT);
-        assert!(free.bytes <= KEPT_BYTES, "{}", free.bytes);
-        let sum: usize = free.buffers.iter().map(Vec::capacity).sum();
-        assert_eq!(sum, free.bytes, "the count of bytes kept is kept right");
+        assert!(free.len() <= KEPT);
+        let kept: usize = free.iter().map(Vec::capacity).sum();
+        assert!(kept <= KEPT_BYTES, "{kept}");
         drop(free);
         // A buffer large enough is reused; a request larger than any kept gets a new one.
         let kept = held(&OWN);
