@@ -63,6 +63,8 @@ pub(crate) enum Event {
     Readable(u32),
     /// The peer gave a stream up.
     Cancelled(u32),
+    /// The peer granted a stream credit: its sender may go on.
+    Credited(u32),
 }
 
 /// Why the whole connection must close.
@@ -190,6 +192,28 @@ impl Link {
         busy.open_stream(stream)?.queue(frame);
         busy.schedule(stream);
         Ok(())
+    }
+
+    /// Whether `stream` has nothing queued and credit left (or is gone, which its sender
+    /// then learns): a frame of it would go at once.
+    pub fn may_send_now(&self, stream: u32) -> bool {
+        let busy = self.busy.as_ref();
+        match busy.and_then(|b| b.streams.get(&stream)) {
+            Some(s) if !s.closed && !s.cancelled => s.may_send_now(),
+            _ => true,
+        }
+    }
+
+    /// Charges a frame of `len` bytes that `stream`'s sender sends at once, past the queues:
+    /// only when no frame nor control frame may go before it and the stream has credit left
+    /// (as a queued frame would go at once). `Ok(true)` when charged; otherwise the frame is
+    /// to be queued ([`Link::send`]).
+    pub fn send_now(&mut self, stream: u32, len: usize) -> Result<bool, Gone> {
+        if self.has_output() {
+            return Ok(false);
+        }
+        let busy = self.busy.as_mut().ok_or(Gone)?;
+        Ok(busy.open_stream(stream)?.charge(len))
     }
 
     /// `stream`'s state, if it is known.
@@ -380,6 +404,7 @@ impl Link {
                 if let Some(s) = self.stream(id) {
                     s.grant(bytes);
                     self.busy().schedule(id);
+                    events.push(Event::Credited(id));
                 }
                 Ok(())
             }

@@ -111,6 +111,21 @@ impl Stream {
         Some(frame)
     }
 
+    /// Whether nothing is queued and credit is left.
+    pub fn may_send_now(&self) -> bool {
+        self.outbox.is_empty() && self.credit > 0
+    }
+
+    /// Charges `len` bytes sent at once, past the queue: only when nothing is queued (so
+    /// the stream's frames keep their order) and credit is left. `true` when charged.
+    pub fn charge(&mut self, len: usize) -> bool {
+        if !self.may_send_now() {
+            return false;
+        }
+        self.credit -= len as i64;
+        true
+    }
+
     /// Credit granted by the peer.
     pub fn grant(&mut self, bytes: u32) {
         self.credit = self.credit.saturating_add(i64::from(bytes));

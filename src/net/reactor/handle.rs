@@ -83,11 +83,18 @@ impl Frames for StreamHandle {
     }
 
     fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        // What is queued goes first. The chunk is copied once, into a frame of the shared
-        // pool (the stream's queue keeps it until credit lets it go): a large transfer's
-        // frames reuse warm buffers rather than pages new from the kernel.
+        // What is queued goes first. Once the stream has credit for it, the chunk goes out
+        // from where it lies (sealed straight into the bytes for the socket) unless another
+        // stream's frame waits to go first; then it is copied once, into a frame of the
+        // shared pool, and takes its turn (a large transfer's frames reuse warm buffers
+        // rather than pages new from the kernel).
         self.flush()?;
         let (header, trailer) = wire::chunk_frame_parts(data, self.stream);
+        let parts = [&header[..], data, &trailer[..]];
+        if self.conn.send_now(self.stream, &parts, self.deadline())? {
+            self.conn.note_frame(data.len() as u64);
+            return Ok(());
+        }
         let mut frame = buffers::take(HEADER_LEN + data.len() + TRAILER_LEN);
         frame.clear();
         frame.extend_from_slice(&header);

@@ -268,12 +268,21 @@ impl Channel {
     /// Appends to `out` the record carrying `plain` (at most [`MAX_PLAIN`] bytes): its
     /// length as a big-endian u16, then the sealed bytes and their tag.
     pub fn seal(&mut self, plain: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
-        debug_assert!(plain.len() <= MAX_PLAIN);
-        let len = u16::try_from(plain.len() + TAG_LEN)
-            .map_err(|_| io::Error::other("record too long"))?;
+        self.seal_pieces(&[plain], out)
+    }
+
+    /// [`Channel::seal`] of the bytes of `pieces` one after another, gathered as they are
+    /// sealed rather than copied together first.
+    pub fn seal_pieces(&mut self, pieces: &[&[u8]], out: &mut Vec<u8>) -> io::Result<()> {
+        let plain_len: usize = pieces.iter().map(|p| p.len()).sum();
+        debug_assert!(plain_len <= MAX_PLAIN);
+        let len =
+            u16::try_from(plain_len + TAG_LEN).map_err(|_| io::Error::other("record too long"))?;
         out.extend_from_slice(&len.to_be_bytes());
         let start = out.len();
-        out.extend_from_slice(plain);
+        for piece in pieces {
+            out.extend_from_slice(piece);
+        }
         let nonce = self.send.nonce()?;
         let tag = self
             .send

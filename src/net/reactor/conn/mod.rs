@@ -275,6 +275,7 @@ impl Conn {
                         came |= until == Some(stream);
                         state.wake(stream, None);
                     }
+                    Event::Credited(stream) => state.wake(stream, Some(Want::Room)),
                 }
             }
             // Credit granted, a handshake reply, refusals: out at once.

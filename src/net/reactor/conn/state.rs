@@ -376,6 +376,43 @@ impl State {
         Ok(self.output.len() > before)
     }
 
+    /// Puts a frame given in `parts` after the bytes for the socket, as the link let it go
+    /// ([`Link::send_now`]): sealed into records straight from the parts on a sealed
+    /// connection, copied on a plain one. Never while the handshake is under way.
+    pub(super) fn put_out(&mut self, parts: &[&[u8]]) -> io::Result<()> {
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let Some(channel) = &mut self.channel else {
+            buffers::reserve(&mut self.output, len);
+            for part in parts {
+                self.output.extend_from_slice(part);
+            }
+            return Ok(());
+        };
+        let room = len + len.div_ceil(MAX_PLAIN) * RECORD_OVERHEAD;
+        buffers::reserve(&mut self.output, room);
+        // Each record takes the next MAX_PLAIN bytes of the parts, across their bounds.
+        let mut rest: Vec<&[u8]> = parts.iter().copied().filter(|p| !p.is_empty()).collect();
+        rest.reverse();
+        // Bounded: each pass seals at least a byte of the parts, or ends.
+        while !rest.is_empty() {
+            let mut pieces: Vec<&[u8]> = Vec::with_capacity(3);
+            let mut room = MAX_PLAIN;
+            while let Some(part) = rest.pop() {
+                let (now, later) = part.split_at(part.len().min(room));
+                pieces.push(now);
+                room -= now.len();
+                if !later.is_empty() {
+                    rest.push(later);
+                }
+                if room == 0 {
+                    break;
+                }
+            }
+            channel.seal_pieces(&pieces, &mut self.output)?;
+        }
+        Ok(())
+    }
+
     /// Wakes the thread waiting on `stream`, if it waits for `want` (or for anything).
     pub(super) fn wake(&mut self, stream: u32, want: Option<Want>) {
         if let Some((signal, w)) = self.waiters.get(stream) {
@@ -512,6 +549,48 @@ mod tests {
             max_payload: wire::DEFAULT_MAX_PAYLOAD,
         };
         State::new(Phase::Open, Link::new(false, config), Some(channel))
+    }
+
+    #[test]
+    fn a_frame_put_out_from_its_parts_arrives_as_the_same_frames_in_records_of_the_most() {
+        let key = ClusterKey::from_bytes([7; 32]);
+        let (sealer, opener) = channel_pair(&key);
+        let mut sender = accepted(sealer);
+        let replays = Mutex::new(ReplayGuard::default());
+        // Chunks whose frames end inside a record, on one, and before the first one ends.
+        let chunks: Vec<Vec<u8>> = [3 * MAX_PLAIN + 100, MAX_PLAIN - 15, 10]
+            .iter()
+            .enumerate()
+            .map(|(i, &len)| (0..len).map(|b| (b * 7 + i) as u8).collect())
+            .collect();
+        for (i, data) in chunks.iter().enumerate() {
+            let (header, trailer) = wire::chunk_frame_parts(data, 2 * i as u32 + 1);
+            sender.put_out(&[&header, data, &trailer]).unwrap();
+        }
+        // Records of the most plaintext each but a frame's last.
+        let mut at = 0;
+        let mut records = 0;
+        while at < sender.output.len() {
+            let len = record_len(&sender.output[at..]).unwrap();
+            assert!(len <= 2 + MAX_PLAIN + RECORD_OVERHEAD - 2);
+            at += len;
+            records += 1;
+        }
+        assert_eq!(at, sender.output.len());
+        assert_eq!(records, 4 + 1 + 1);
+        let mut receiver = accepted(opener);
+        let mut events = Vec::new();
+        let mut wire_bytes = sender.output.clone();
+        let taken = receiver.take_input(&mut wire_bytes, &replays, &mut events);
+        assert!(taken.is_ok(), "{:?}", taken.err().map(|f| f.why));
+        for (i, data) in chunks.iter().enumerate() {
+            let got = receiver.link.take(2 * i as u32 + 1).unwrap();
+            assert_eq!(
+                got,
+                Some(Inbound::Chunk(Bytes::from(data.clone()))),
+                "chunk {i}"
+            );
+        }
     }
 
     #[test]

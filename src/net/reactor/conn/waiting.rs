@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use parking_lot::{Condvar, MutexGuard};
 
-use super::state::{gone, State, Want};
+use super::state::{gone, Phase, State, Want};
 use super::{readable, Conn, Shared, Turn};
 use crate::net::mux::Inbound;
 
@@ -102,6 +102,32 @@ impl Conn {
         state.link.send(stream, frames).map_err(gone)?;
         self.write_locked(&mut state);
         state.usable()
+    }
+
+    /// Sends the frame made of `parts` on `stream` as soon as the stream has nothing queued
+    /// and credit left (waiting until `deadline` for that), if no other stream's frame
+    /// waits to go first: sealed straight from where its bytes lie, with no frame built to
+    /// queue. `false` when it must be queued as a frame instead ([`Conn::send`]).
+    pub(in crate::net::reactor) fn send_now(
+        self: &Arc<Self>,
+        stream: u32,
+        parts: &[&[u8]],
+        deadline: Instant,
+    ) -> io::Result<bool> {
+        let len = parts.iter().map(|p| p.len()).sum();
+        let mut state = self.wait(stream, Want::Room, deadline, |s| {
+            s.link.may_send_now(stream)
+        })?;
+        state.usable()?;
+        if !matches!(state.phase, Phase::Open) || !state.link.send_now(stream, len).map_err(gone)? {
+            return Ok(false);
+        }
+        if let Err(e) = state.put_out(parts) {
+            state.end(&self.socket, format!("sealing failed: {e}").into());
+            return Err(e);
+        }
+        self.write_locked(&mut state);
+        state.usable().map(|()| true)
     }
 
     /// The next frame of `stream`, waiting for it until `deadline`.
