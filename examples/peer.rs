@@ -23,7 +23,7 @@ use std::process::ExitCode;
 use common::{
     command_loop, count, init_logging, listen_addr, printable, resolve, say, Args, SecurityFlags,
 };
-use pastry::{Error, Id, Node, NodeConfig, NodeInfo};
+use pastry::{Id, Node, NodeConfig, NodeInfo};
 
 const USAGE: &str = concat!(
     "\
@@ -63,9 +63,6 @@ Commands:
 
 Logging: RUST_LOG=info (default warn), on stderr."
 );
-
-/// How many random ids to try when the one drawn is already in use.
-const RANDOM_ID_TRIES: usize = 8;
 
 /// How the peer enters an overlay.
 #[derive(Clone, Copy)]
@@ -160,27 +157,19 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// Starts a node and brings it into an overlay. A random id that is already in use is
-/// replaced by a new random one, a few times over.
+/// Starts a node and brings it into an overlay (a random id already in use is drawn
+/// again: `Node::start_joined`).
 fn start_and_join(config: &NodeConfig, entry: Entry) -> pastry::Result<Node> {
-    let mut tries = 0;
-    loop {
-        tries += 1;
-        let node = Node::start(config.clone())?;
-        let joined = match entry {
-            Entry::Discovery(addr) => node.join_discovery(addr),
-            Entry::Bootstrap(addr) => node.join_peer(addr),
-            Entry::Alone => node.create(),
-        };
-        match joined {
-            Ok(()) => return Ok(node),
-            Err(Error::IdInUse(id)) if config.id.is_none() && tries < RANDOM_ID_TRIES => {
-                log::info!("random id {id} is in use; drawing another");
-                node.shutdown();
-            }
-            Err(e) => return Err(e),
+    let via = match entry {
+        Entry::Discovery(addr) => pastry::Entry::Discovery(addr),
+        Entry::Bootstrap(addr) => pastry::Entry::Peer(addr),
+        Entry::Alone => {
+            let node = Node::start(config.clone())?;
+            node.create()?;
+            return Ok(node);
         }
-    }
+    };
+    Node::start_joined(config.clone(), via)
 }
 
 fn print_leaf_set(node: &Node) {

@@ -5,7 +5,7 @@
 //! numerically closest to a key through a leaf set and a prefix routing table, and leave.
 //!
 //! ```
-//! use pastry::{key_of, ClusterKey, Discovery, Node, NodeConfig};
+//! use pastry::{key_of, ClusterKey, Discovery, Entry, Node, NodeConfig};
 //!
 //! # fn main() -> pastry::Result<()> {
 //! // Every member proves this key when it connects; a network across machines reads it
@@ -14,9 +14,9 @@
 //! let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), &key)?;
 //! let mut nodes = Vec::new();
 //! for _ in 0..4 {
-//!     let node = Node::start(NodeConfig::new(&key))?;
-//!     node.join_discovery(discovery.local_addr())?;
-//!     nodes.push(node);
+//!     // A random id; one a member holds already is drawn again.
+//!     let entry = Entry::Discovery(discovery.local_addr());
+//!     nodes.push(Node::start_joined(NodeConfig::new(&key), entry)?);
 //! }
 //! let route = nodes[0].lookup(key_of(b"hello.txt"))?;
 //! let ids: Vec<_> = discovery.peers().iter().map(|p| p.id).collect();
@@ -61,7 +61,8 @@ pub use identity::{Certificate, Identity, PublicKey};
 pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};
 pub use node::{
     AppRoute, Application, Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS,
-    DEFAULT_TOMBSTONE_GRACE, LAST_ALIVE_FILE, MAX_APP_MESSAGE, MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,
+    DEFAULT_TOMBSTONE_GRACE, ID_DRAWS, LAST_ALIVE_FILE, MAX_APP_MESSAGE, MAX_VERSION_AHEAD,
+    MIN_MAX_PAYLOAD,
 };
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;

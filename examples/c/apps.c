@@ -93,11 +93,11 @@ static PastryNode *start_node(const PastrySecurity *key, const char *discovery) 
     options.security = key;
     options.maintenance_interval_ms = 100;
     PastryNode *node = NULL;
-    CHECK_OK(pastry_node_start(&options, &node));
+    /* A random id: one a member holds already is drawn again. */
+    CHECK_OK(pastry_node_start_joined(&options, discovery, &node));
     if (node == NULL) {
         exit(1);
     }
-    CHECK_OK(pastry_node_join_discovery(node, discovery));
     return node;
 }
 

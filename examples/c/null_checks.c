@@ -254,6 +254,11 @@ static PastryNode *node_functions(const char *discovery, const PastrySecurity *s
     EXPECT(node == UNTOUCHED(PastryNode));
     options.security = security;
     EXPECT_NULL(pastry_node_start(&options, NULL));
+    EXPECT_NULL(pastry_node_start_joined(NULL, discovery, &node));
+    EXPECT_NULL(pastry_node_start_joined(&options, NULL, &node));
+    EXPECT_NAMED("discovery");
+    EXPECT_NULL(pastry_node_start_joined(&options, discovery, NULL));
+    EXPECT(node == UNTOUCHED(PastryNode));
     EXPECT_OK(pastry_node_start(&options, &node));
     if (node == UNTOUCHED(PastryNode)) {
         printf("null_checks: no node, cannot go on\n");

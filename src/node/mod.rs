@@ -12,6 +12,7 @@ mod migrate;
 mod objects;
 mod relay;
 mod senders;
+mod starting;
 #[cfg(test)]
 mod trust_tests;
 mod versions;
@@ -23,6 +24,7 @@ pub use apps::{AppRoute, Application, MAX_APP_MESSAGE};
 pub use config::{
     NodeConfig, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE, MIN_MAX_PAYLOAD,
 };
+pub use starting::ID_DRAWS;
 pub use versions::MAX_VERSION_AHEAD;
 
 use std::net::SocketAddr;
