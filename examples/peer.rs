@@ -37,11 +37,13 @@ Options:
   --port N               port to listen on (default 0: the OS chooses)
   --advertise ADDR:PORT  address other peers use to reach this one (default: the
                          listening address; needed with --host 0.0.0.0)
-  --id HEX               this peer's id, 1 to 4 hex digits (default: random)
+  --id HEX               this peer's id, 1 to 4 hex digits (default: the one it last
+                         ran with in --data-dir, else random)
   --discovery ADDR:PORT  join through the discovery node at ADDR:PORT
   --bootstrap ADDR:PORT  join through the known peer at ADDR:PORT, without discovery
-  --data-dir DIR         keep this peer's objects in DIR (created if missing; kept
-                         at exit). Default: a temporary directory, removed at exit
+  --data-dir DIR         keep this peer's objects, identity and id in DIR (created
+                         if missing; kept at exit). Default: a temporary directory,
+                         removed at exit
   --leaf-half N          leaf-set members kept on each side (default 8)
   --compact-port N       serve the tracker seed's compact protocol on port N (0: the
                          OS chooses): PLAINTEXT AND UNAUTHENTICATED, anyone who reaches

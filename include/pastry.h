@@ -455,7 +455,8 @@ typedef struct PastryNodeOptions {
    */
   const struct PastrySecurity *security;
   /**
-   * The node's id, `0..=65535`, or -1 (the default) for a random one.
+   * The node's id, `0..=65535`, or -1 (the default): the one it last ran with in
+   * `data_dir` (kept in its file `node-id`), else one drawn at random.
    */
   int32_t id;
   /**

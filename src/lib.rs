@@ -61,8 +61,8 @@ pub use identity::{Certificate, Identity, PublicKey};
 pub use net::{ClusterKey, Connection, NetConfig, NetStats, Security, KEY_LEN};
 pub use node::{
     AppRoute, Application, Node, NodeConfig, Route, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS,
-    DEFAULT_TOMBSTONE_GRACE, ID_DRAWS, LAST_ALIVE_FILE, MAX_APP_MESSAGE, MAX_VERSION_AHEAD,
-    MIN_MAX_PAYLOAD,
+    DEFAULT_TOMBSTONE_GRACE, ID_DRAWS, ID_FILE, LAST_ALIVE_FILE, MAX_APP_MESSAGE,
+    MAX_VERSION_AHEAD, MIN_MAX_PAYLOAD,
 };
 pub use overlay::{LeafSet, OverlayState, RoutingTable};
 pub use rng::Rng;

@@ -53,7 +53,8 @@ pub struct PastryNodeOptions {
     /// The cluster key (or `pastry_security_insecure`); must be set. The node keeps its own
     /// copy.
     pub security: *const PastrySecurity,
-    /// The node's id, `0..=65535`, or -1 (the default) for a random one.
+    /// The node's id, `0..=65535`, or -1 (the default): the one it last ran with in
+    /// `data_dir` (kept in its file `node-id`), else one drawn at random.
     pub id: i32,
     /// Leaf-set members on each side. Default 8.
     pub leaf_half: u32,

@@ -29,7 +29,10 @@ pub struct NodeConfig {
     /// Address other nodes use to reach this one (port 0: the port listened on). Default: the
     /// address listened on, which must then not be a wildcard such as `0.0.0.0`.
     pub advertise: Option<SocketAddr>,
-    /// This node's id; random when `None`.
+    /// This node's id. When `None`: the id the node last ran with in `data_dir` (kept in its
+    /// file [`ID_FILE`](super::ID_FILE)), so that a node started again on its directory is
+    /// itself again; else one drawn at random ([`Node::start_joined`](super::Node::start_joined)
+    /// draws again while a member holds it). A configured id is kept in `data_dir` in turn.
     pub id: Option<Id>,
     /// Leaf-set members kept on each side (`l`). Default 8.
     pub leaf_half: usize,

@@ -7,6 +7,7 @@ mod copies;
 mod damage;
 mod driver;
 mod handler;
+mod kept_id;
 mod maintenance;
 mod migrate;
 mod objects;
@@ -24,6 +25,7 @@ pub use apps::{AppRoute, Application, MAX_APP_MESSAGE};
 pub use config::{
     NodeConfig, DEFAULT_MAX_HOPS, DEFAULT_REPLICAS, DEFAULT_TOMBSTONE_GRACE, MIN_MAX_PAYLOAD,
 };
+pub use kept_id::ID_FILE;
 pub use starting::ID_DRAWS;
 pub use versions::MAX_VERSION_AHEAD;
 
@@ -184,15 +186,21 @@ impl Node {
                 "listening on {local}: set an address to advertise to other nodes"
             )));
         }
-        let id = config
-            .id
-            .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
+        let kept = match (&config.id, &config.data_dir) {
+            (None, Some(dir)) => kept_id::kept(dir)?,
+            _ => None,
+        };
+        let id = (config.id.or(kept)).unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
-        // Kept with the data: a node restarted on its directory is the same node to
-        // discovery, which gives its id back to its key at once.
+        // Kept with the data, and the id with them: a node restarted on its directory is
+        // the same node to discovery, which gives its id back to its key at once.
         let identity = match &config.data_dir {
-            Some(dir) => Identity::in_dir(dir)?,
+            Some(dir) => {
+                let identity = Identity::in_dir(dir)?;
+                kept_id::keep(dir, id)?;
+                identity
+            }
             None => Identity::generate()?,
         };
         let credentials = Arc::new(Credentials::node(identity, me));

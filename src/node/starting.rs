@@ -1,16 +1,16 @@
-//! A node started and joined in one call, an id drawn at random drawn again while a member
-//! of the overlay holds it.
+//! A node started and joined in one call, with an id drawn at random again while a member
+//! of the overlay holds the one it tried.
 
 use crate::client::Entry;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::rng::Rng;
 
-use super::{Node, NodeConfig};
+use super::{kept_id, Node, NodeConfig};
 
-/// Most ids drawn for a node configured with none. A draw is refused only when a member
-/// holds that id (with m members, m chances in 65,536), so eight refusals in a row mean an
-/// id space all but full.
+/// Most ids tried for a node configured with none (the one kept in its data directory
+/// counts). A random draw is refused only when a member holds that id (with m members, m
+/// chances in 65,536), so eight refusals in a row mean an id space all but full.
 pub const ID_DRAWS: usize = 8;
 
 impl Node {
@@ -18,9 +18,10 @@ impl Node {
     /// discovery node at its address ([`Node::join_discovery`]) or, with no discovery,
     /// through the member at its address ([`Node::join_peer`]).
     ///
-    /// With no id configured (`config.id` of `None`) the id is drawn at random, and when a
+    /// With no id configured (`config.id` of `None`) the node takes the id it last ran with
+    /// in its data directory ([`ID_FILE`](super::ID_FILE)), or one drawn at random; when a
     /// member already holds it ([`Error::IdInUse`]) the node is stopped and started again
-    /// with a new draw, [`ID_DRAWS`] at most. (Ids are 16 bits: among 100 nodes with random
+    /// with a new draw, [`ID_DRAWS`] tries at most. (Ids are 16 bits: among 100 nodes with random
     /// ids, two draw the same one about once in 14 overlays; among 1,000, in nearly every
     /// one. [`Node::start`] followed by a join leaves that case to the caller.) A configured
     /// id is never replaced: `IdInUse` is returned. On any other error the node is stopped
@@ -34,13 +35,18 @@ impl Node {
 /// [`Node::start_joined`], with the ids drawn by `draw`.
 fn start_drawing(config: NodeConfig, entry: Entry, draw: &mut dyn FnMut() -> Id) -> Result<Node> {
     let drawn = config.id.is_none();
-    let mut draws = 0;
-    // Bounded: each pass returns, or draws again while fewer than ID_DRAWS were drawn.
+    // Tried first: the id the node last ran with in its data directory.
+    let mut kept = match (&config.id, &config.data_dir) {
+        (None, Some(dir)) => kept_id::kept(dir)?,
+        _ => None,
+    };
+    let mut tries = 0;
+    // Bounded: each pass returns, or tries again while fewer than ID_DRAWS were tried.
     loop {
         let mut this = config.clone();
         if drawn {
-            this.id = Some(draw());
-            draws += 1;
+            this.id = Some(kept.take().unwrap_or_else(&mut *draw));
+            tries += 1;
         }
         let node = Node::start(this)?;
         let joined = match entry {
@@ -49,8 +55,8 @@ fn start_drawing(config: NodeConfig, entry: Entry, draw: &mut dyn FnMut() -> Id)
         };
         match joined {
             Ok(()) => return Ok(node),
-            Err(Error::IdInUse(id)) if drawn && draws < ID_DRAWS => {
-                log::info!("the drawn id {id} is in use: starting again with another");
+            Err(Error::IdInUse(id)) if drawn && tries < ID_DRAWS => {
+                log::info!("the id {id} is in use: starting again with one drawn at random");
                 node.shutdown();
             }
             Err(e) => {
