@@ -1,6 +1,7 @@
 //! The discovery node: tracks the live peers, refuses an identifier already in use, and hands
 //! a random joined peer to newcomers and clients.
 
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -8,7 +9,7 @@ use std::time::{Duration, Instant};
 use parking_lot::Mutex;
 
 use crate::compact::Tracker;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::{Id, NodeInfo};
 use crate::identity::{
     Certificate, Credentials, Identity, PeerIdentity, PublicKey, CERTIFICATE_VALIDITY,
@@ -259,12 +260,27 @@ impl Registrar {
     }
 
     fn register(&self, node: NodeInfo, peer: PeerIdentity, now: Instant) -> Message {
-        if !self.answers(node, Some(peer.key)) {
-            return self.refuse(
-                peer,
-                &Message::Register { node },
-                "nothing at the address it claims answers with its key",
-            );
+        match self.ping(node, Some(peer.key)) {
+            Ping::Itself => {}
+            // A loaded machine, not a lie: the node asks again (`register_patiently`).
+            Ping::Late => {
+                return error(
+                    RemoteCode::Busy,
+                    format!(
+                        "{} did not answer discovery's check of the address within {} ms: \
+                         try again",
+                        node.addr,
+                        PING_TIMEOUT.as_millis()
+                    ),
+                )
+            }
+            Ping::Other | Ping::Nothing => {
+                return self.refuse(
+                    peer,
+                    &Message::Register { node },
+                    "nothing at the address it claims answers with its key",
+                )
+            }
         }
         let decided = self.registry.lock().register(node, peer.key, now);
         let accepted = match decided {
@@ -340,17 +356,51 @@ impl Registrar {
 
     /// Whether `node` answers a ping at its address as itself (with `key`, when given).
     fn answers(&self, node: NodeInfo, key: Option<PublicKey>) -> bool {
+        self.ping(node, key) == Ping::Itself
+    }
+
+    /// What a ping at `node`'s address finds (answering as itself: with `key`, when given).
+    fn ping(&self, node: NodeInfo, key: Option<PublicKey>) -> Ping {
         let reply = self
             .pool
             .call_within(node.addr, &Message::Ping, PING_TIMEOUT);
-        matches!(reply, Ok(Message::Pong { node: n, key: k })
-            if n.id == node.id && key.is_none_or(|key| key == k))
+        match reply {
+            Ok(Message::Pong { node: n, key: k })
+                if n.id == node.id && key.is_none_or(|key| key == k) =>
+            {
+                Ping::Itself
+            }
+            Ok(_) => Ping::Other,
+            Err(Error::Timeout { .. } | Error::Local { .. }) => Ping::Late,
+            Err(Error::Unreachable { source, .. })
+                if matches!(
+                    source.kind(),
+                    io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock
+                ) =>
+            {
+                Ping::Late
+            }
+            Err(_) => Ping::Nothing,
+        }
     }
 
     fn random_joined(&self, now: Instant) -> Option<NodeInfo> {
         let pick = self.rng.lock().next_u64();
         self.registry.lock().joined_peer(pick, now)
     }
+}
+
+/// What a ping at a node's address found.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Ping {
+    /// The node, with the key asked for.
+    Itself,
+    /// Something else answered: another node, or another key.
+    Other,
+    /// Nothing: the connection was refused or failed.
+    Nothing,
+    /// No answer in time (or this process out of a resource): the node may only be slow.
+    Late,
 }
 
 fn in_use(id: Id, held: NodeInfo) -> Message {

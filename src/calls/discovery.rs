@@ -35,8 +35,9 @@ impl DiscoveryLink<'_> {
         }
     }
 
-    /// Registers `node`, waiting (up to [`JOIN_TIMEOUT`]) while the overlay's first node is
-    /// still joining.
+    /// Registers `node`, asking again (for up to [`JOIN_TIMEOUT`]) while discovery says it is
+    /// busy: the overlay's first node is still joining, or the check of `node`'s address got
+    /// no answer in time (a loaded machine).
     pub fn register_patiently(&self, node: NodeInfo) -> Result<Admission> {
         let deadline = Instant::now() + JOIN_TIMEOUT;
         let mut pause = Duration::from_millis(10);

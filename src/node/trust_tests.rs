@@ -546,3 +546,44 @@ fn a_certified_node_that_answers_routes_with_nonsense_is_routed_around_then_drop
         liar.shutdown();
     }
 }
+
+#[test]
+fn a_registration_whose_address_answers_late_is_busy_and_one_nothing_answers_is_refused() {
+    let key = ClusterKey::generate().unwrap();
+    let discovery = Discovery::start(localhost(), &key).unwrap();
+    // A node that claims to be reached at `addr`, where it is not.
+    let claiming = |id: u16, addr: SocketAddr| {
+        Node::start(NodeConfig {
+            advertise: Some(addr),
+            ..config(&key, id, 4)
+        })
+        .unwrap()
+    };
+    // Connections there are taken by the kernel, and nothing ever answers on them: a
+    // machine too loaded to answer in time looks the same to discovery.
+    let silent = std::net::TcpListener::bind(localhost()).unwrap();
+    let late = claiming(0x3001, silent.local_addr().unwrap());
+    let register = |node: &Node| {
+        let msg = Message::Register { node: node.info() };
+        as_node(node, discovery.local_addr(), &msg)
+    };
+    let reply = register(&late);
+    assert!(
+        matches!(
+            &reply,
+            Message::Error { code: RemoteCode::Busy, message } if message.contains("try again")
+        ),
+        "{reply:?}"
+    );
+    let closed = std::net::TcpListener::bind(localhost()).unwrap();
+    let nowhere = claiming(0x3002, closed.local_addr().unwrap());
+    drop(closed);
+    let reply = register(&nowhere);
+    assert!(refused(&reply), "{reply:?}");
+    assert!(discovery.peers().is_empty(), "{:?}", discovery.peers());
+    // A node at its own address is taken.
+    let member = Node::start(config(&key, 0x3000, 4)).unwrap();
+    member.join_discovery(discovery.local_addr()).unwrap();
+    assert_eq!(discovery.peers(), vec![member.info()]);
+    drop(silent);
+}
