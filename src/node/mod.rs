@@ -190,7 +190,10 @@ impl Node {
             (None, Some(dir)) => kept_id::kept(dir)?,
             _ => None,
         };
-        let id = (config.id.or(kept)).unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
+        let id = config
+            .id
+            .or(kept)
+            .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);
         // Kept with the data, and the id with them: a node restarted on its directory is

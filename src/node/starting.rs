@@ -21,11 +21,11 @@ impl Node {
     /// With no id configured (`config.id` of `None`) the node takes the id it last ran with
     /// in its data directory ([`ID_FILE`](super::ID_FILE)), or one drawn at random; when a
     /// member already holds it ([`Error::IdInUse`]) the node is stopped and started again
-    /// with a new draw, [`ID_DRAWS`] tries at most. (Ids are 16 bits: among 100 nodes with random
-    /// ids, two draw the same one about once in 14 overlays; among 1,000, in nearly every
-    /// one. [`Node::start`] followed by a join leaves that case to the caller.) A configured
-    /// id is never replaced: `IdInUse` is returned. On any other error the node is stopped
-    /// and the error returned.
+    /// with a new draw, [`ID_DRAWS`] tries at most. (Ids are 16 bits: among 100 nodes with
+    /// random ids, two draw the same one about once in 14 overlays; among 1,000, in nearly
+    /// every one. [`Node::start`] followed by a join leaves that case to the caller.) A
+    /// configured id is never replaced: `IdInUse` is returned. On any other error the node
+    /// is stopped and the error returned.
     pub fn start_joined(config: NodeConfig, entry: Entry) -> Result<Node> {
         let mut rng = Rng::from_entropy();
         start_drawing(config, entry, &mut || Id(rng.next_u64() as u16))
