@@ -10,8 +10,19 @@ use std::path::Path;
 use crate::error::{Error, Result};
 use crate::id::Id;
 
+use super::NodeConfig;
+
 /// The file in a node's data directory that holds the id it last ran with: four hex digits.
 pub const ID_FILE: &str = "node-id";
+
+/// The id a node started with `config` takes from its data directory: the one kept there,
+/// when no id is configured; `None` otherwise, or when none is kept (a new directory).
+pub(super) fn of(config: &NodeConfig) -> Result<Option<Id>> {
+    match (&config.id, &config.data_dir) {
+        (None, Some(dir)) => kept(dir),
+        _ => Ok(None),
+    }
+}
 
 /// The id kept in `dir`; `None` when there is none (a new directory).
 pub(super) fn kept(dir: &Path) -> Result<Option<Id>> {
@@ -51,7 +62,7 @@ pub(super) fn keep(dir: &Path, id: Id) -> Result<()> {
 mod tests {
     use super::*;
     use crate::client::Entry;
-    use crate::node::{Node, NodeConfig};
+    use crate::node::Node;
     use crate::{ClusterKey, Discovery};
 
     /// A data directory of this test's own, empty.
@@ -73,23 +84,14 @@ mod tests {
     fn a_node_started_again_on_its_directory_with_no_id_has_the_id_it_last_ran_with() {
         let key = ClusterKey::generate().unwrap();
         let dir = fresh_dir("kept-id");
-        let first = Node::start(on(&dir, &key, None)).unwrap();
-        let drawn = first.id();
-        first.shutdown();
-        drop(first);
-        let again = Node::start(on(&dir, &key, None)).unwrap();
-        assert_eq!(again.id(), drawn);
-        again.shutdown();
-        drop(again);
+        // Each node is dropped, which stops it, before the next starts on the directory.
+        let id_on_start = |id| Node::start(on(&dir, &key, id)).unwrap().id();
+        let drawn = id_on_start(None);
+        assert_eq!(id_on_start(None), drawn);
         // A configured id replaces the kept one, and is kept in turn.
         let other = Id(drawn.0 ^ 0x8000);
-        let configured = Node::start(on(&dir, &key, Some(other))).unwrap();
-        configured.shutdown();
-        drop(configured);
-        let later = Node::start(on(&dir, &key, None)).unwrap();
-        assert_eq!(later.id(), other);
-        later.shutdown();
-        drop(later);
+        assert_eq!(id_on_start(Some(other)), other);
+        assert_eq!(id_on_start(None), other);
         assert_eq!(kept(&dir).unwrap(), Some(other));
         let _ = fs::remove_dir_all(&dir);
     }
@@ -119,9 +121,7 @@ mod tests {
         let discovery = Discovery::start("127.0.0.1:0".parse().unwrap(), &key).unwrap();
         let entry = Entry::Discovery(discovery.local_addr());
         let dir = fresh_dir("kept-id-taken");
-        let owner = Node::start(on(&dir, &key, Some(Id(0x2222)))).unwrap();
-        owner.shutdown();
-        drop(owner);
+        drop(Node::start(on(&dir, &key, Some(Id(0x2222)))).unwrap());
         // Another node, with another key, holds that id now.
         let taker = NodeConfig {
             id: Some(Id(0x2222)),

@@ -186,13 +186,9 @@ impl Node {
                 "listening on {local}: set an address to advertise to other nodes"
             )));
         }
-        let kept = match (&config.id, &config.data_dir) {
-            (None, Some(dir)) => kept_id::kept(dir)?,
-            _ => None,
-        };
         let id = config
             .id
-            .or(kept)
+            .or(kept_id::of(&config)?)
             .unwrap_or_else(|| Id(Rng::from_entropy().next_u64() as u16));
         let me = NodeInfo { id, addr };
         let data_dir = DataDir::new(config.data_dir.as_deref(), id);

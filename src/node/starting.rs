@@ -36,10 +36,7 @@ impl Node {
 fn start_drawing(config: NodeConfig, entry: Entry, draw: &mut dyn FnMut() -> Id) -> Result<Node> {
     let drawn = config.id.is_none();
     // Tried first: the id the node last ran with in its data directory.
-    let mut kept = match (&config.id, &config.data_dir) {
-        (None, Some(dir)) => kept_id::kept(dir)?,
-        _ => None,
-    };
+    let mut kept = kept_id::of(&config)?;
     let mut tries = 0;
     // Bounded: each pass returns, or tries again while fewer than ID_DRAWS were tried.
     loop {
