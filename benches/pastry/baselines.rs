@@ -14,6 +14,70 @@ pub(crate) fn start_echo_server() -> SocketAddr {
     })
 }
 
+/// An echo server served the way a node is, by a fixed number of threads driven by readiness
+/// rather than a thread per connection: one thread a processor, each waiting in an epoll of its
+/// own on the connections given to it in turn, answering whatever a connection holds. It does
+/// nothing else (no framing, routing, records or cipher), so its rate is what any design
+/// served by readiness can reach on this machine, a floor beneath a node's.
+pub(crate) fn start_readiness_echo_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind a baseline server");
+    let addr = listener.local_addr().expect("its address");
+    let threads = thread::available_parallelism().map_or(2, usize::from);
+    let polls: Vec<i32> = (0..threads)
+        .map(|_| {
+            // SAFETY: epoll_create1 takes no pointers.
+            let fd = unsafe { libc::epoll_create1(libc::EPOLL_CLOEXEC) };
+            assert!(
+                fd >= 0,
+                "epoll_create1: {}",
+                std::io::Error::last_os_error()
+            );
+            thread::spawn(move || readiness_echo(fd));
+            fd
+        })
+        .collect();
+    thread::spawn(move || {
+        for (i, stream) in listener.incoming().flatten().enumerate() {
+            let _ = stream.set_nodelay(true);
+            // Blocking sockets, watched level-triggered: a read follows readiness and so never
+            // waits, and a reply of a few bytes always has room.
+            let fd = std::os::fd::IntoRawFd::into_raw_fd(stream);
+            let mut event = libc::epoll_event {
+                events: libc::EPOLLIN as u32,
+                u64: fd as u64,
+            };
+            // SAFETY: `event` outlives the call; `fd` is an open socket this server owns.
+            unsafe { libc::epoll_ctl(polls[i % polls.len()], libc::EPOLL_CTL_ADD, fd, &mut event) };
+        }
+    });
+    addr
+}
+
+/// One thread of [`start_readiness_echo_server`]: waits on `poll` and echoes what comes.
+fn readiness_echo(poll: i32) {
+    let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 64];
+    let mut buf = [0u8; 4096];
+    loop {
+        // SAFETY: `events` has room for the 64 events asked for.
+        let ready = unsafe { libc::epoll_wait(poll, events.as_mut_ptr(), 64, -1) };
+        for event in &events[..usize::try_from(ready).unwrap_or(0)] {
+            let fd = event.u64 as i32;
+            // SAFETY: `buf` is valid for its length; `fd` stays open while it is watched.
+            let got = unsafe { libc::recv(fd, buf.as_mut_ptr().cast(), buf.len(), 0) };
+            let Ok(got) = usize::try_from(got) else {
+                continue;
+            };
+            if got == 0 {
+                // SAFETY: the peer is gone; closing also takes the socket out of the poll.
+                unsafe { libc::close(fd) };
+                continue;
+            }
+            // SAFETY: the first `got` bytes of `buf` were just read.
+            unsafe { libc::send(fd, buf.as_ptr().cast(), got, libc::MSG_NOSIGNAL) };
+        }
+    }
+}
+
 /// A sink: every connection gets a thread that reads to the end, then answers the byte count.
 pub(crate) fn start_sink_server() -> SocketAddr {
     serve_forever(|mut s| {

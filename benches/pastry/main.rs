@@ -22,8 +22,9 @@
 //! hand and kept.
 //!
 //! Baselines: a loopback TCP echo server (std::net, TCP_NODELAY, one thread per connection)
-//! answering 64-byte requests on an established connection, and a raw loopback TCP stream
-//! written in 1 MiB writes to a thread that reads and discards it.
+//! answering 64-byte requests on an established connection, the same echo served by one
+//! thread a processor driven by readiness (epoll), and a raw loopback TCP stream written in
+//! 1 MiB writes to a thread that reads and discards it.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -46,6 +47,9 @@ pub(crate) const NOTES_MARKER: &str =
 /// Established connections to the echo server: the first 16 serve the concurrent raw rate,
 /// all of them the fan-out round trip.
 pub(crate) const RAW_CONNS: usize = 64;
+/// Established connections to the readiness-driven echo server, one per concurrent caller of
+/// Section 2.
+pub(crate) const READY_CONNS: usize = 32;
 /// Request and reply size of the raw round trip.
 pub(crate) const RAW_MSG: usize = 64;
 pub(crate) const MIB: u64 = 1024 * 1024;
@@ -195,6 +199,8 @@ pub(crate) struct Ctx {
     pub(crate) root: PathBuf,
     /// Established connections to the echo server, one per concurrent raw caller.
     pub(crate) raw: Vec<TcpStream>,
+    /// Established connections to the readiness-driven echo server, one per concurrent caller.
+    pub(crate) ready: Vec<TcpStream>,
     pub(crate) sink: SocketAddr,
     pub(crate) rng: Rng,
     pub(crate) nets: Nets,
@@ -255,6 +261,7 @@ impl Ctx {
                 ..Report::default()
             },
             raw: raw_connections(start_echo_server(), RAW_CONNS),
+            ready: raw_connections(start_readiness_echo_server(), READY_CONNS),
             sink: start_sink_server(),
             rng: Rng::seeded(0x5eed_0006),
             nets: Nets {
