@@ -322,8 +322,11 @@ pub(crate) struct FileSink {
 impl FileSink {
     /// Starts writing what will become `path`, synced before it is renamed if `sync`.
     pub fn create(path: &Path, sync: bool) -> Result<FileSink> {
+        // A name of this sink's own: two retrieves into one path never share a file.
+        static SINKS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let sink = SINKS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let mut tmp = path.as_os_str().to_owned();
-        tmp.push(format!(".pastry-{}.part", std::process::id()));
+        tmp.push(format!(".pastry-{}-{sink}.part", std::process::id()));
         let tmp = PathBuf::from(tmp);
         let file = new_file(&tmp)?;
         Ok(FileSink {
@@ -514,6 +517,26 @@ mod tests {
         sink.finish().unwrap();
         assert_eq!(std::fs::read(&out).unwrap(), b"the whole object");
         assert!(!tmp.exists(), "the temporary file is renamed into place");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn two_file_sinks_into_one_path_write_files_of_their_own() {
+        let dir = std::env::temp_dir().join(format!("pastry-two-sinks-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("object");
+        let mut first = FileSink::create(&out, false).unwrap();
+        let mut second = FileSink::create(&out, false).unwrap();
+        assert_ne!(first.tmp, second.tmp);
+        second.write_chunk(b"second").unwrap();
+        first.write_chunk(b"first").unwrap();
+        second.reset().unwrap();
+        second.write_chunk(b"second again").unwrap();
+        first.finish().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"first");
+        second.finish().unwrap();
+        assert_eq!(std::fs::read(&out).unwrap(), b"second again");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
