@@ -501,11 +501,17 @@ impl<F: FnMut(u64, &[u8]) -> std::io::Result<()>> Refill for WriteAt<F> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn a_file_sink_begun_again_holds_only_what_came_after() {
-        let dir = std::env::temp_dir().join(format!("pastry-file-sink-{}", std::process::id()));
+    /// An empty directory of the test's own.
+    fn empty_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("pastry-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_file_sink_begun_again_holds_only_what_came_after() {
+        let dir = empty_dir("file-sink");
         let out = dir.join("object");
         let mut sink = FileSink::create(&out, false).unwrap();
         sink.write_chunk(b"from a holder that failed").unwrap();
@@ -522,9 +528,7 @@ mod tests {
 
     #[test]
     fn two_file_sinks_into_one_path_write_files_of_their_own() {
-        let dir = std::env::temp_dir().join(format!("pastry-two-sinks-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
+        let dir = empty_dir("two-sinks");
         let out = dir.join("object");
         let mut first = FileSink::create(&out, false).unwrap();
         let mut second = FileSink::create(&out, false).unwrap();
