@@ -514,7 +514,10 @@ mod tests {
         let dir = empty_dir("file-sink");
         let out = dir.join("object");
         let mut sink = FileSink::create(&out, false).unwrap();
+        // A whole chunk reaches the file; a few bytes more wait in the writer's buffer.
+        sink.write_chunk(&vec![7u8; CHUNK_SIZE]).unwrap();
         sink.write_chunk(b"from a holder that failed").unwrap();
+        assert!(std::fs::metadata(&sink.tmp).unwrap().len() >= CHUNK_SIZE as u64);
         sink.reset().unwrap();
         assert_eq!(std::fs::metadata(&sink.tmp).unwrap().len(), 0);
         sink.write_chunk(b"the whole").unwrap();
