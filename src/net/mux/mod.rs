@@ -102,8 +102,9 @@ pub(crate) struct Gone;
 pub(crate) struct Link {
     config: LinkConfig,
     ids: StreamIds,
-    /// What a link holds only while in use, made when it is needed and dropped once it is
-    /// empty again: a process of many nodes holds thousands of idle links.
+    /// What a link holds only while in use: made when it is needed, and dropped by
+    /// [`Link::rest`] once it is empty (a process of many nodes holds thousands of idle
+    /// links), not after every request, which would make and free it for each.
     busy: Option<Box<Busy>>,
     /// Streams the peer opened that are open here.
     peer_open: usize,
@@ -166,8 +167,9 @@ impl Link {
         self.busy.get_or_insert_with(Box::default)
     }
 
-    /// Drops the streams and queues of a link that holds nothing in them.
-    fn settle(&mut self) {
+    /// Drops the streams and queues of a link that holds nothing in them: the connection
+    /// rests.
+    pub fn rest(&mut self) {
         if self.busy.as_ref().is_some_and(|b| b.is_empty()) {
             self.busy = None;
         }
@@ -259,7 +261,7 @@ impl Link {
         }
     }
 
-    /// Drops a finished stream, and the link's streams and queues once they are empty.
+    /// Drops a finished stream.
     fn forget(&mut self, stream: u32) {
         if let Some(busy) = self.busy.as_mut() {
             busy.streams.remove(&stream);
@@ -267,7 +269,6 @@ impl Link {
                 busy.ready.clear(); // only streams are in it
             }
         }
-        self.settle();
     }
 
     /// Gives `stream` up: nothing more is sent on it, and the peer is told to stop.
@@ -301,6 +302,13 @@ impl Link {
     /// Whether the link holds nothing but its numbering: no stream, nothing queued.
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {
+        self.busy.as_ref().is_none_or(|b| b.is_empty())
+    }
+
+    /// Whether the link holds no memory for streams and queues (it rested since it was last
+    /// used).
+    #[cfg(test)]
+    pub fn is_rested(&self) -> bool {
         self.busy.is_none()
     }
 
@@ -345,13 +353,9 @@ impl Link {
         loop {
             let busy = self.busy.as_mut()?;
             if let Some(frame) = busy.control.pop_front() {
-                self.settle();
                 return Some(frame);
             }
-            let Some(id) = busy.ready.pop_front() else {
-                self.settle();
-                return None;
-            };
+            let id = busy.ready.pop_front()?;
             let Some(s) = busy.streams.get_mut(&id) else {
                 continue;
             };
@@ -377,6 +381,15 @@ impl Link {
         // Bounded: each pass takes at least a byte (the frames it completed are taken before
         // the next), until none are left.
         while !rest.is_empty() {
+            // A small frame that came whole, with nothing held before it (a request, an
+            // answer), is copied once into a buffer of its own, not gathered first.
+            if let Some((header, len)) = self.whole_small_frame(rest)? {
+                let (frame, after) = rest.split_at(len);
+                rest = after;
+                self.received += 1;
+                self.route(header.stream, Bytes::copy_from_slice(frame), events)?;
+                continue;
+            }
             let taken = self.busy().assembler.push(rest, max_payload);
             rest = &rest[taken..];
             // Bounded: each pass takes a whole frame out of the bytes held.
@@ -385,8 +398,25 @@ impl Link {
                 self.route(header.stream, frame, events)?;
             }
         }
-        self.settle();
         Ok(())
+    }
+
+    /// The header and length of the whole frame `bytes` begin with, if it is small and no
+    /// frame is part way in; an error for a header that is not valid.
+    fn whole_small_frame(
+        &self,
+        bytes: &[u8],
+    ) -> Result<Option<(wire::FrameHeader, usize)>, LinkError> {
+        if self.is_mid_frame() {
+            return Ok(None);
+        }
+        let Some(header) = bytes.first_chunk::<HEADER_LEN>() else {
+            return Ok(None);
+        };
+        let header = wire::decode_header(header, self.config.max_payload)?;
+        let len = HEADER_LEN + header.len as usize + TRAILER_LEN;
+        let small = len < crate::net::buffers::SMALLEST;
+        Ok((small && len <= bytes.len()).then_some((header, len)))
     }
 
     /// Hands one whole frame to its stream.

@@ -16,6 +16,10 @@ use crate::net::frames::Frames;
 use crate::net::mux::Inbound;
 use crate::wire::{self, Body, HEADER_LEN, TRAILER_LEN};
 
+/// Most bytes of queued frames [`Frames::flush`] sends past the link's queue: a record's
+/// worth, which the connection seals at once.
+const SEND_NOW_MOST: usize = crate::net::secure::MAX_PLAIN;
+
 /// A stream of a connection, used by one thread at a time. Dropping it ends the stream: as
 /// finished after [`StreamHandle::finish`], else as given up (the peer is told).
 pub(crate) struct StreamHandle {
@@ -107,6 +111,17 @@ impl Frames for StreamHandle {
 
     fn flush(&mut self) -> io::Result<()> {
         if self.out.is_empty() {
+            return Ok(());
+        }
+        // Small frames (a request, an answer) go out from where they were encoded when
+        // nothing is queued before them, as a chunk does: not handed over as a frame to
+        // queue, nor copied once more to gather, and the buffer is kept for the next.
+        if self.out.len() <= SEND_NOW_MOST
+            && self
+                .conn
+                .send_now(self.stream, &[&self.out[..]], self.deadline())?
+        {
+            self.out.clear();
             return Ok(());
         }
         let frames = self.out.split().freeze();
