@@ -18,9 +18,11 @@ pub(crate) struct CertsSent(Mutex<Vec<u64>>);
 
 /// The entry for `cert`: its node's id in the top 16 bits, then 16 bits of a digest of the
 /// certificate (to tell a node restarted at another address, or given another key, from
-/// the one sent), then its expiry in seconds.
+/// the one sent), then its expiry in seconds. The digest is the quick unkeyed one of the
+/// maps consulted on every request: it tells changes apart, and no key could keep anyone
+/// from finding two certificates that share 16 bits.
 fn entry(cert: &Certificate) -> u64 {
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    let mut hasher = crate::fast_hash::FastHasher::default();
     std::hash::Hash::hash(&cert.node, &mut hasher);
     std::hash::Hash::hash(&cert.key, &mut hasher);
     let digest = std::hash::Hasher::finish(&hasher) & 0xffff;
