@@ -109,11 +109,17 @@ pub(crate) fn serve_forever(conn: fn(TcpStream)) -> SocketAddr {
 /// `count` established, warmed-up connections to the echo server at `addr`, opened once at the
 /// start so that a network that later runs out of descriptors cannot take the baseline down.
 pub(crate) fn raw_connections(addr: SocketAddr, count: usize) -> Vec<TcpStream> {
+    warm_connections(addr, count, 200)
+}
+
+/// `count` established connections to the echo server at `addr`, each warmed up by `trips`
+/// round trips.
+pub(crate) fn warm_connections(addr: SocketAddr, count: usize, trips: usize) -> Vec<TcpStream> {
     (0..count)
         .map(|_| {
             let s = connect_raw(addr);
             let mut buf = [7u8; RAW_MSG];
-            for _ in 0..200 {
+            for _ in 0..trips {
                 (&s).write_all(&buf).unwrap();
                 (&s).read_exact(&mut buf).unwrap();
             }
@@ -156,12 +162,21 @@ fn timed_round_trips<'a>(count: usize, mut pick: impl FnMut() -> &'a TcpStream) 
 
 /// Round trips per second of `conns.len()` threads, each on its own connection, for `window`.
 pub(crate) fn raw_rate(conns: &[TcpStream], window: Duration) -> f64 {
+    spread_rate(conns, conns.len(), window)
+}
+
+/// Round trips per second of `callers` threads for `window`, each taking turns at random at
+/// its share of `conns` (caller `i` those at `i`, `i + callers`, ...): as many requests in
+/// flight as callers, spread over every connection.
+pub(crate) fn spread_rate(conns: &[TcpStream], callers: usize, window: Duration) -> f64 {
     let total = AtomicU64::new(0);
     let go = AtomicBool::new(false);
     thread::scope(|sc| {
-        for mut s in conns {
+        for first in 0..callers.min(conns.len()) {
             let (total, go) = (&total, &go);
+            let share: Vec<&TcpStream> = conns.iter().skip(first).step_by(callers).collect();
             sc.spawn(move || {
+                let mut rng = Rng::seeded(first as u64 + 1);
                 let mut buf = [7u8; RAW_MSG];
                 while !go.load(Ordering::Acquire) {
                     thread::yield_now();
@@ -169,6 +184,7 @@ pub(crate) fn raw_rate(conns: &[TcpStream], window: Duration) -> f64 {
                 let deadline = Instant::now() + window;
                 let mut done = 0;
                 while Instant::now() < deadline {
+                    let mut s = share[rng.below(share.len())];
                     s.write_all(&buf).unwrap();
                     s.read_exact(&mut buf).unwrap();
                     done += 1;

@@ -135,7 +135,11 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
          and servers. Beside the raw rate, taking turns with it, the same echo served by one \
          thread a processor waiting in epoll (the readiness-driven rate): what a server of a \
          fixed number of threads, as the issue asks a node to be, reaches here doing nothing \
-         but echo.",
+         but echo. With the default configuration, that echo also over as many connections as \
+         the nodes hold (each caller taking turns at random at its share of them), the \
+         callers as many: the raw and readiness-driven rates use one connection a caller, \
+         while lookups go over the nodes' thousand or more, which costs the kernel more for \
+         each message (colder socket state, longer lookups of the socket a segment is for).",
         window.as_secs_f64(),
         (window / ROUNDS).as_secs_f64()
     ));
@@ -151,6 +155,8 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
         "Hop requests ÷ raw",
         "Readiness-driven ÷ raw",
         "Hop requests ÷ readiness-driven",
+        "Readiness-driven over the nodes' connections: connections, requests/s",
+        "Hop requests ÷ that",
         "After: threads / descriptors / nodes discovery lists",
     ]);
     for profile in [Profile::Default, Profile::NoPool] {
@@ -161,18 +167,31 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
         };
         let mut rng = Rng::seeded(seed);
         warm_up(net, &mut rng);
+        // As many connections to the echo as the nodes hold (two sockets each, both in this
+        // process), at most the descriptors a process may spare for them.
+        let spread = match profile {
+            Profile::Default => {
+                let held = count_sockets().saturating_sub(ctx.base_sockets) / 2;
+                warm_connections(ctx.ready_addr, held.min(SPREAD_MOST), 2)
+            }
+            _ => Vec::new(),
+        };
         for callers in [1usize, 4, 16, TARGET_CALLERS] {
             let done = Concurrent::default();
-            let (mut raw_trips, mut ready_trips) = (0.0, 0.0);
+            let (mut raw_trips, mut ready_trips, mut spread_trips) = (0.0, 0.0, 0.0);
             let round = window / ROUNDS;
             for r in 0..ROUNDS {
                 let part = concurrent_lookups(net, callers, round, seed ^ u64::from(r));
                 done.add(&part);
                 raw_trips += raw_rate(&ctx.raw[..callers], round) * round.as_secs_f64();
                 ready_trips += raw_rate(&ctx.ready[..callers], round) * round.as_secs_f64();
+                if !spread.is_empty() {
+                    spread_trips += spread_rate(&spread, callers, round) * round.as_secs_f64();
+                }
             }
             let raw = raw_trips / window.as_secs_f64();
             let ready = ready_trips / window.as_secs_f64();
+            let spread_rate = spread_trips / window.as_secs_f64();
             let after = Resources::now();
             let listed = net.discovery.peers().len();
             let lookups = done.lookups.into_inner();
@@ -199,7 +218,20 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                 format!("{ratio:.2}"),
                 format!("{:.2}", ready / raw),
                 format!("{:.2}", per_s * mean_hops / ready),
-                format!("{} / {} / {listed}", after.threads, after.fds),
+                match spread.len() {
+                    0 => "–".into(),
+                    k => format!("{k}, {spread_rate:.0}"),
+                },
+                match spread.len() {
+                    0 => "–".into(),
+                    _ => format!("{:.2}", per_s * mean_hops / spread_rate),
+                },
+                // The nodes' descriptors: not the echo's connections, two sockets each.
+                format!(
+                    "{} / {} / {listed}",
+                    after.threads,
+                    after.fds.saturating_sub(2 * spread.len())
+                ),
             ]);
             if callers == TARGET_CALLERS && profile == Profile::Default {
                 ctx.report.check(
@@ -210,9 +242,12 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                     ),
                     format!(
                         "{:.0} vs {raw:.0} → {ratio:.2} (the readiness-driven echo: {ready:.0}, \
-                         {:.2} of raw)",
+                         {:.2} of raw; over the nodes' {} connections: {spread_rate:.0}, \
+                         hop requests {:.2} of it)",
                         per_s * mean_hops,
-                        ready / raw
+                        ready / raw,
+                        spread.len(),
+                        per_s * mean_hops / spread_rate
                     ),
                     ratio >= 0.6,
                 );
@@ -220,6 +255,10 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
         }
     }
 }
+
+/// Most connections the echo over the nodes' connections is given: both their ends are in
+/// this process, beside the nodes' own descriptors.
+const SPREAD_MOST: usize = 4096;
 
 /// The callers of the throughput target (issue 12: "lookups/s with 32 callers").
 const TARGET_CALLERS: usize = 32;

@@ -201,6 +201,10 @@ pub(crate) struct Ctx {
     pub(crate) raw: Vec<TcpStream>,
     /// Established connections to the readiness-driven echo server, one per concurrent caller.
     pub(crate) ready: Vec<TcpStream>,
+    /// Where the readiness-driven echo server listens.
+    pub(crate) ready_addr: SocketAddr,
+    /// Sockets of the process before any network: the baselines' own.
+    pub(crate) base_sockets: usize,
     pub(crate) sink: SocketAddr,
     pub(crate) rng: Rng,
     pub(crate) nets: Nets,
@@ -254,14 +258,17 @@ impl Ctx {
     pub(crate) fn new(opts: Opts) -> Ctx {
         let root = std::env::temp_dir().join(format!("pastry-bench-{}", std::process::id()));
         fs::create_dir_all(&root).expect("create the benchmark's temporary directory");
-        Ctx {
+        let ready_addr = start_readiness_echo_server();
+        let mut ctx = Ctx {
             opts,
             report: Report {
                 load_at_start: load_average(),
                 ..Report::default()
             },
             raw: raw_connections(start_echo_server(), RAW_CONNS),
-            ready: raw_connections(start_readiness_echo_server(), READY_CONNS),
+            ready: raw_connections(ready_addr, READY_CONNS),
+            ready_addr,
+            base_sockets: 0,
             sink: start_sink_server(),
             rng: Rng::seeded(0x5eed_0006),
             nets: Nets {
@@ -270,7 +277,9 @@ impl Ctx {
                 current: None,
             },
             root,
-        }
+        };
+        ctx.base_sockets = count_sockets();
+        ctx
     }
 
     pub(crate) fn finish(&mut self, took: Duration) {

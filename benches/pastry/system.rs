@@ -19,6 +19,18 @@ impl Resources {
     }
 }
 
+/// Sockets the process holds.
+pub(crate) fn count_sockets() -> usize {
+    let Ok(fds) = fs::read_dir("/proc/self/fd") else {
+        return 0;
+    };
+    fds.flatten()
+        .filter(|fd| {
+            fs::read_link(fd.path()).is_ok_and(|to| to.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
+}
+
 pub(crate) fn count_dir(path: &str) -> usize {
     fs::read_dir(path).map(|d| d.count()).unwrap_or(0)
 }
