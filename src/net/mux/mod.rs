@@ -102,9 +102,8 @@ pub(crate) struct Gone;
 pub(crate) struct Link {
     config: LinkConfig,
     ids: StreamIds,
-    /// What a link holds only while in use: made when it is needed, and dropped by
-    /// [`Link::rest`] once it is empty (a process of many nodes holds thousands of idle
-    /// links), not after every request, which would make and free it for each.
+    /// What a link holds only while in use, made when it is needed and dropped once it is
+    /// empty again: a process of many nodes holds thousands of idle links.
     busy: Option<Box<Busy>>,
     /// Streams the peer opened that are open here.
     peer_open: usize,
@@ -167,9 +166,8 @@ impl Link {
         self.busy.get_or_insert_with(Box::default)
     }
 
-    /// Drops the streams and queues of a link that holds nothing in them: the connection
-    /// rests.
-    pub fn rest(&mut self) {
+    /// Drops the streams and queues of a link that holds nothing in them.
+    fn settle(&mut self) {
         if self.busy.as_ref().is_some_and(|b| b.is_empty()) {
             self.busy = None;
         }
@@ -261,7 +259,7 @@ impl Link {
         }
     }
 
-    /// Drops a finished stream.
+    /// Drops a finished stream, and the link's streams and queues once they are empty.
     fn forget(&mut self, stream: u32) {
         if let Some(busy) = self.busy.as_mut() {
             busy.streams.remove(&stream);
@@ -269,6 +267,7 @@ impl Link {
                 busy.ready.clear(); // only streams are in it
             }
         }
+        self.settle();
     }
 
     /// Gives `stream` up: nothing more is sent on it, and the peer is told to stop.
@@ -302,13 +301,6 @@ impl Link {
     /// Whether the link holds nothing but its numbering: no stream, nothing queued.
     #[cfg(test)]
     pub fn is_idle(&self) -> bool {
-        self.busy.as_ref().is_none_or(|b| b.is_empty())
-    }
-
-    /// Whether the link holds no memory for streams and queues (it rested since it was last
-    /// used).
-    #[cfg(test)]
-    pub fn is_rested(&self) -> bool {
         self.busy.is_none()
     }
 
@@ -353,9 +345,13 @@ impl Link {
         loop {
             let busy = self.busy.as_mut()?;
             if let Some(frame) = busy.control.pop_front() {
+                self.settle();
                 return Some(frame);
             }
-            let id = busy.ready.pop_front()?;
+            let Some(id) = busy.ready.pop_front() else {
+                self.settle();
+                return None;
+            };
             let Some(s) = busy.streams.get_mut(&id) else {
                 continue;
             };
@@ -398,6 +394,7 @@ impl Link {
                 self.route(header.stream, frame, events)?;
             }
         }
+        self.settle();
         Ok(())
     }
 

@@ -17,9 +17,6 @@ use crate::wire::{self, Message, RemoteCode};
 /// Sealed bytes produced ahead of the socket per write pass: a large transfer goes out in a
 /// few writes, and a connection never holds much more than this of it.
 const WRITE_BATCH: usize = 256 * 1024;
-/// Largest buffer a connection in use keeps between its writes (until it rests), rather
-/// than make one for each message.
-const KEPT_SMALL: usize = 4096;
 
 /// What a thread waiting on a stream waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,11 +103,8 @@ pub(super) struct State {
     pub(super) channel: Option<Channel>,
     /// Bytes read and not yet used: part of the handshake, or of a record.
     pub(super) input: Vec<u8>,
-    /// Bytes to write, from `written` on. A small buffer stays for the next request until
-    /// the connection rests; a large one goes back to the pool once written.
+    /// Bytes to write, from `written` on.
     pub(super) output: Vec<u8>,
-    /// Where small frames are gathered into a record, kept like a small `output`.
-    gathered: Vec<u8>,
     pub(super) written: usize,
     /// Whether the socket is watched for room to write.
     pub(super) watching_writes: bool,
@@ -153,7 +147,6 @@ impl State {
             channel,
             input: Vec::new(),
             output: Vec::new(),
-            gathered: Vec::new(),
             written: 0,
             watching_writes: false,
             reading: false,
@@ -342,12 +335,8 @@ impl State {
             (true, _) => Some(Tick::now()),
         };
         if !waiting {
-            self.output.clear();
-            self.written = 0;
-            if self.output.capacity() > KEPT_SMALL {
-                // A large one is kept warm in the pool for whichever connection needs one.
-                buffers::give(std::mem::take(&mut self.output));
-            }
+            // An idle connection holds no buffer; a large one is kept warm for the next.
+            buffers::give(std::mem::take(&mut self.output));
         }
         if moved {
             self.wake_all(Want::Room);
@@ -364,7 +353,7 @@ impl State {
         };
         // Small frames are gathered into full records; a large one (a chunk) is sealed from
         // where it lies, not copied into the gathering buffer first.
-        let plain = &mut self.gathered;
+        let plain = &mut Vec::new();
         // Bounded: each pass takes a frame, or ends.
         while self.output.len() + plain.len() < WRITE_BATCH {
             let Some(frame) = self.link.next_frame() else {
@@ -384,9 +373,6 @@ impl State {
         }
         seal_all(channel, plain, &mut self.output)?;
         plain.clear();
-        if plain.capacity() > KEPT_SMALL {
-            *plain = Vec::new();
-        }
         Ok(self.output.len() > before)
     }
 
@@ -475,21 +461,6 @@ impl State {
         if self.written == self.output.len() {
             let _ = (&*socket).write(&out);
         }
-    }
-
-    /// The connection has no request open: what it holds only for requests goes (the
-    /// cipher's expanded keys, the link's streams and queues, the small buffers), most of
-    /// an idle connection's memory; its next request makes them again.
-    pub(super) fn rest(&mut self) {
-        if let Some(channel) = self.channel.as_mut() {
-            channel.rest();
-        }
-        self.link.rest();
-        if self.written == self.output.len() {
-            self.output = Vec::new();
-            self.written = 0;
-        }
-        self.gathered = Vec::new();
     }
 
     /// Ends the connection: the socket is shut, every waiting thread woken to fail.

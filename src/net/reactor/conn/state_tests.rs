@@ -8,12 +8,17 @@ use bytes::{Bytes, BytesMut};
 
 /// The state of an accepted connection whose cipher is `channel`.
 fn accepted(channel: Channel) -> State {
+    end(channel, false)
+}
+
+/// The state of a connection whose cipher is `channel`, opened at this end or accepted.
+fn end(channel: Channel, opened_here: bool) -> State {
     let config = LinkConfig {
         window: 8 << 20,
         max_peer_streams: 64,
         max_payload: wire::DEFAULT_MAX_PAYLOAD,
     };
-    State::new(Phase::Open, Link::new(false, config), Some(channel))
+    State::new(Phase::Open, Link::new(opened_here, config), Some(channel))
 }
 
 #[test]
@@ -127,4 +132,54 @@ fn a_tick_tells_how_long_after_another_it_is_across_the_wrap() {
     let now = Instant::now();
     let later = Tick::at(now + Duration::from_secs(2));
     assert_eq!(later.since(Tick::at(now)), Duration::from_secs(2));
+}
+
+/// Encodes `msg` as a frame of `stream`.
+fn frame_of(msg: &Message, stream: u32) -> Bytes {
+    let mut buf = BytesMut::new();
+    wire::encode(msg, stream, &mut buf);
+    buf.freeze()
+}
+
+/// Hands what `from` has sealed to `to`, as written; the events it brought.
+fn deliver(from: &mut State, to: &mut State) -> Vec<Event> {
+    let replays = Mutex::new(ReplayGuard::default());
+    assert!(from.refill().unwrap(), "something to send");
+    let mut bytes = from.output[from.written..].to_vec();
+    from.written = from.output.len();
+    let mut events = Vec::new();
+    let taken = to.take_input(&mut bytes, &replays, &mut events);
+    assert!(taken.is_ok(), "{:?}", taken.err().map(|f| f.why));
+    events
+}
+
+#[test]
+fn a_request_and_its_answer_in_small_frames_arrive_whole_and_leave_nothing_held() {
+    let key = ClusterKey::from_bytes([7; 32]);
+    let (sealer, opener) = channel_pair(&key);
+    let (mut asker, mut answerer) = (end(sealer, true), accepted(opener));
+    // Each a small frame that comes whole, taken as it lies rather than gathered first.
+    let s = asker.link.open().unwrap();
+    asker.link.send(s, frame_of(&Message::Ping, s)).unwrap();
+    assert_eq!(deliver(&mut asker, &mut answerer), vec![Event::Opened(s)]);
+    assert_eq!(
+        answerer.link.take(s).unwrap(),
+        Some(Inbound::Message(Message::Ping))
+    );
+    let answer = Message::Error {
+        code: RemoteCode::NotFound,
+        message: "nothing here".into(),
+    };
+    answerer.link.send(s, frame_of(&answer, s)).unwrap();
+    answerer.link.close(s);
+    deliver(&mut answerer, &mut asker);
+    assert_eq!(asker.link.take(s).unwrap(), Some(Inbound::Message(answer)));
+    asker.link.close(s);
+    for end in [&asker, &answerer] {
+        assert_eq!(end.link.open_streams(), 0, "done with its one stream");
+        assert!(
+            end.link.is_idle() && end.input.capacity() == 0,
+            "an idle connection holds no streams, queues or partial input"
+        );
+    }
 }
