@@ -242,12 +242,17 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                     ),
                     format!(
                         "{:.0} vs {raw:.0} → {ratio:.2} (the readiness-driven echo: {ready:.0}, \
-                         {:.2} of raw; over the nodes' {} connections: {spread_rate:.0}, \
-                         hop requests {:.2} of it)",
+                         {:.2} of raw{})",
                         per_s * mean_hops,
                         ready / raw,
-                        spread.len(),
-                        per_s * mean_hops / spread_rate
+                        match spread.len() {
+                            0 => String::new(),
+                            k => format!(
+                                "; over the nodes' {k} connections: {spread_rate:.0}, hop \
+                                 requests {:.2} of it",
+                                per_s * mean_hops / spread_rate
+                            ),
+                        }
                     ),
                     ratio >= 0.6,
                 );

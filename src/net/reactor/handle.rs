@@ -114,12 +114,11 @@ impl Frames for StreamHandle {
             return Ok(());
         }
         // Small frames (a request, an answer) go out from where they were encoded when
-        // nothing is queued before them, as a chunk does: not handed over as a frame to
-        // queue, nor copied once more to gather, and the buffer is kept for the next.
+        // nothing is queued before them and the stream has credit, as a chunk does: not
+        // handed over as a frame to queue, nor copied once more to gather, and the buffer
+        // is kept for the next. Otherwise they are queued, as before.
         if self.out.len() <= SEND_NOW_MOST
-            && self
-                .conn
-                .send_now(self.stream, &[&self.out[..]], self.deadline())?
+            && self.conn.send_now_if_free(self.stream, &[&self.out[..]])?
         {
             self.out.clear();
             return Ok(());

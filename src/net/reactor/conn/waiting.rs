@@ -114,10 +114,31 @@ impl Conn {
         parts: &[&[u8]],
         deadline: Instant,
     ) -> io::Result<bool> {
-        let len = parts.iter().map(|p| p.len()).sum();
-        let mut state = self.wait(stream, Want::Room, deadline, |s| {
+        let state = self.wait(stream, Want::Room, deadline, |s| {
             s.link.may_send_now(stream)
         })?;
+        self.put_now(state, stream, parts)
+    }
+
+    /// [`Conn::send_now`] with no wait: `false` at once when the stream has frames queued or
+    /// no credit left, and the frame is to be queued.
+    pub(in crate::net::reactor) fn send_now_if_free(
+        self: &Arc<Self>,
+        stream: u32,
+        parts: &[&[u8]],
+    ) -> io::Result<bool> {
+        self.put_now(self.state.lock(), stream, parts)
+    }
+
+    /// Seals the frame made of `parts` straight into the bytes for the socket and writes
+    /// what the socket takes, if the link lets it go now; `false` if not.
+    fn put_now(
+        &self,
+        mut state: MutexGuard<'_, State>,
+        stream: u32,
+        parts: &[&[u8]],
+    ) -> io::Result<bool> {
+        let len = parts.iter().map(|p| p.len()).sum();
         state.usable()?;
         if !matches!(state.phase, Phase::Open) || !state.link.send_now(stream, len).map_err(gone)? {
             return Ok(false);
