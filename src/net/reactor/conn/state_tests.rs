@@ -141,10 +141,12 @@ fn frame_of(msg: &Message, stream: u32) -> Bytes {
     buf.freeze()
 }
 
-/// Hands what `from` has sealed to `to`, as written; the events it brought.
+/// Hands what `from` has sealed (and whatever its link queued) to `to`, as written; the
+/// events it brought.
 fn deliver(from: &mut State, to: &mut State) -> Vec<Event> {
     let replays = Mutex::new(ReplayGuard::default());
-    assert!(from.refill().unwrap(), "something to send");
+    from.refill().unwrap();
+    assert!(from.written < from.output.len(), "something to send");
     let mut bytes = from.output[from.written..].to_vec();
     from.written = from.output.len();
     let mut events = Vec::new();
@@ -158,7 +160,9 @@ fn a_request_and_its_answer_in_small_frames_arrive_whole_and_leave_nothing_held(
     let key = ClusterKey::from_bytes([7; 32]);
     let (sealer, opener) = channel_pair(&key);
     let (mut asker, mut answerer) = (end(sealer, true), accepted(opener));
-    // Each a small frame that comes whole, taken as it lies rather than gathered first.
+    // Each a small frame that comes whole, taken as it lies rather than gathered first: the
+    // request queued on its link, the answer sealed past the queue from where it lies (as a
+    // stream's flush sends one when nothing is queued before it).
     let s = asker.link.open().unwrap();
     asker.link.send(s, frame_of(&Message::Ping, s)).unwrap();
     assert_eq!(deliver(&mut asker, &mut answerer), vec![Event::Opened(s)]);
@@ -170,7 +174,12 @@ fn a_request_and_its_answer_in_small_frames_arrive_whole_and_leave_nothing_held(
         code: RemoteCode::NotFound,
         message: "nothing here".into(),
     };
-    answerer.link.send(s, frame_of(&answer, s)).unwrap();
+    let frame = frame_of(&answer, s);
+    assert!(
+        answerer.link.send_now(s, frame.len()).unwrap(),
+        "nothing queued before it"
+    );
+    answerer.put_out(&[&frame]).unwrap();
     answerer.link.close(s);
     deliver(&mut answerer, &mut asker);
     assert_eq!(asker.link.take(s).unwrap(), Some(Inbound::Message(answer)));
