@@ -33,9 +33,11 @@
 //!   size and CRC, each under a CRC of its own, so the store can be listed and checked
 //!   without anything that could disagree with the data.
 //! - **`tmp` beside `objects`.** A large write streams into `tmp` (on the same file system), is
-//!   synced, then renamed over its target: after a crash an object is wholly old, wholly new,
-//!   or absent, and the only debris is in `tmp`, which [`ObjectStore::open`] empties. A log
-//!   entry cut short by a crash is the log's last bytes, which opening cuts off.
+//!   synced, then takes its target's place in one step (an exchange of the two files where
+//!   the system has one, the displaced file then removed from `tmp`: see `exchange.rs`):
+//!   after a crash an object is wholly old, wholly new, or absent, and the only debris is in
+//!   `tmp`, which [`ObjectStore::open`] empties. A log entry cut short by a crash is the
+//!   log's last bytes, which opening cuts off.
 //!
 //! # File names
 //!
@@ -87,6 +89,7 @@
 //! directory at a time (opening one empties `tmp` and replays the log).
 
 mod error;
+mod exchange;
 mod format;
 mod group_sync;
 mod index;

@@ -401,6 +401,41 @@ fn newest_version_wins() {
     assert!(store.records().expect("records").is_empty());
 }
 
+/// A file replaced by a newer version is gone from the store's directories at once (an
+/// exchange leaves it in `tmp` until removed), while a reader that opened it reads it whole.
+#[test]
+fn a_replaced_file_is_removed_and_its_reader_reads_on() {
+    let dir = TestDir::new("replaced");
+    let store = dir.open();
+    let name = b"large";
+    let old = random_bytes(1, 3 * CHUNK_SIZE + 17);
+    let new = random_bytes(2, 2 * CHUNK_SIZE + 5);
+    stored(store.put(name, &old, 1).expect("put v1"));
+    let mut reader = store.reader(name).expect("reader of v1");
+    let first = reader
+        .read_chunk()
+        .expect("first chunk")
+        .expect("data")
+        .to_vec();
+
+    stored(store.put(name, &new, 2).expect("put v2"));
+    assert_eq!(tmp_entries(&dir), 0, "the displaced file is removed");
+    let mut files = Vec::new();
+    walk(&dir.store_dir().join("objects"), &mut files);
+    assert_eq!(
+        files.iter().filter(|p| p.is_file()).count(),
+        1,
+        "one file for the name: {files:?}"
+    );
+    assert_eq!(stream(&store, name).expect("read v2").0, new);
+
+    let mut read = first;
+    while let Some(chunk) = reader.read_chunk().expect("read on") {
+        read.extend_from_slice(chunk);
+    }
+    assert!(read == old, "the reader of v1 reads v1 whole");
+}
+
 #[test]
 fn crash_leftovers_are_cleaned_up() {
     let dir = TestDir::new("leftovers");

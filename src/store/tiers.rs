@@ -124,13 +124,14 @@ impl ObjectStore {
         if let Some(old) = existing.as_ref().filter(|o| o.version >= meta.version) {
             return Ok((Commit::Superseded(old.clone()), existing));
         }
-        temp.rename_to(&target)?;
+        let displaced = temp.replace(&target)?;
         // The log's older record must not come back if this file is removed later.
         let erased = match in_log {
             Some(old) => Some(state.erase(&meta.name, old.version)?),
             None => None,
         };
         drop(state);
+        drop(displaced);
         // Make the rename itself durable; outside the lock, as it may be slow.
         self.sync_dir(&key_dir);
         if let Some(erased) = erased {

@@ -154,7 +154,8 @@ fn seal(file: BufWriter<File>, meta: &RecordMeta, sync: bool) -> std::io::Result
     Ok(())
 }
 
-/// A temporary file that is removed when dropped, unless it has been renamed into place.
+/// A temporary file that is removed when dropped, unless it has been renamed into place (a
+/// file displaced by an exchange is one too).
 pub(super) struct TempFile {
     path: PathBuf,
     /// False once the file has been renamed: nothing is left to clean up.
@@ -174,11 +175,18 @@ impl TempFile {
         Ok((file, TempFile { path, armed: true }))
     }
 
-    /// Atomically replaces `target` with this file.
-    pub(super) fn rename_to(mut self, target: &Path) -> Result<(), StoreError> {
+    /// Atomically replaces `target` with this file. The file it displaced, if any, is
+    /// returned in this one's place (see [`super::exchange`]), to be removed when dropped:
+    /// outside the store's lock, as freeing a large file takes a while.
+    pub(super) fn replace(mut self, target: &Path) -> Result<Option<TempFile>, StoreError> {
+        let exchanged =
+            super::exchange::exchange(&self.path, target).map_err(|e| StoreError::io(target, e))?;
+        if exchanged {
+            return Ok(Some(self));
+        }
         fs::rename(&self.path, target).map_err(|e| StoreError::io(target, e))?;
         self.armed = false;
-        Ok(())
+        Ok(None)
     }
 }
 
