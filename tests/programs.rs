@@ -237,7 +237,7 @@ fn a_line_that_is_not_utf8_is_reported_and_skipped_and_counts_are_singular_for_o
     let scratch = ScratchDir::new("utf8");
     let [discovery_path, peer_path, store_path] = programs(["discovery", "peer", "store_data"]);
     let (mut discovery, addr) = start_discovery(&discovery_path);
-    let mut peers = start_peers(&peer_path, &addr, &[Id(0x1000)], None);
+    let mut peers = start_peers(&peer_path, &addr, &[Id(0x1000)], Some(&scratch));
 
     // discovery goes on after the bad line, and says "1 node".
     discovery.send_bytes(b"list-nodes \xff\n");
@@ -256,7 +256,7 @@ fn a_line_that_is_not_utf8_is_reported_and_skipped_and_counts_are_singular_for_o
         .program
         .stderr()
         .contains("not UTF-8")));
-    let second = start_peers(&peer_path, &addr, &[Id(0x9000)], None);
+    let second = start_peers(&peer_path, &addr, &[Id(0x9000)], Some(&scratch));
     peers[0].program.send("lookup 9000");
     let lines = peers[0]
         .program

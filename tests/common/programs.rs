@@ -47,7 +47,10 @@ pub fn programs<const N: usize>(names: [&str; N]) -> [PathBuf; N] {
 pub fn key_file() -> &'static Path {
     static FILE: OnceLock<PathBuf> = OnceLock::new();
     FILE.get_or_init(|| {
-        let path = std::env::temp_dir().join(format!("pastry-test-key-{}", std::process::id()));
+        // In the build's own scratch directory: nothing removes a static's file at exit,
+        // and one left in the system's temporary directory per test process piles up.
+        let path = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pastry-test-key-{}", std::process::id()));
         let _ = std::fs::remove_file(&path);
         super::key().save(&path).expect("a key file");
         path
