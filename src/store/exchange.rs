@@ -21,9 +21,13 @@ pub(super) fn exchange(from: &Path, to: &Path) -> io::Result<bool> {
 
     let from = CString::new(from.as_os_str().as_bytes())?;
     let to = CString::new(to.as_os_str().as_bytes())?;
+    // The system call rather than glibc's wrapper, which needs glibc 2.28: a library linked
+    // into others' programs should not raise the C library they need. A kernel without it
+    // (before 3.15) answers ENOSYS.
     // SAFETY: two NUL-terminated paths that outlive the call, which only reads them.
     let done = unsafe {
-        libc::renameat2(
+        libc::syscall(
+            libc::SYS_renameat2,
             libc::AT_FDCWD,
             from.as_ptr(),
             libc::AT_FDCWD,
