@@ -132,7 +132,7 @@ impl ObjectStore {
         };
         drop(state);
         drop(displaced);
-        // Make the rename itself durable; outside the lock, as it may be slow.
+        // Make the exchange or rename itself durable; outside the lock, as it may be slow.
         self.sync_dir(&key_dir);
         if let Some(erased) = erased {
             self.log.durable(erased)?;
