@@ -191,7 +191,9 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
             }
             let raw = raw_trips / window.as_secs_f64();
             let ready = ready_trips / window.as_secs_f64();
-            let spread_rate = spread_trips / window.as_secs_f64();
+            // The echo over the nodes' connections, when measured: how many, its rate.
+            let spread_echo =
+                (!spread.is_empty()).then(|| (spread.len(), spread_trips / window.as_secs_f64()));
             let after = Resources::now();
             let listed = net.discovery.peers().len();
             let lookups = done.lookups.into_inner();
@@ -218,14 +220,10 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                 format!("{ratio:.2}"),
                 format!("{:.2}", ready / raw),
                 format!("{:.2}", per_s * mean_hops / ready),
-                match spread.len() {
-                    0 => "–".into(),
-                    k => format!("{k}, {spread_rate:.0}"),
-                },
-                match spread.len() {
-                    0 => "–".into(),
-                    _ => format!("{:.2}", per_s * mean_hops / spread_rate),
-                },
+                spread_echo.map_or("–".into(), |(k, rate)| format!("{k}, {rate:.0}")),
+                spread_echo.map_or("–".into(), |(_, rate)| {
+                    format!("{:.2}", per_s * mean_hops / rate)
+                }),
                 // The nodes' descriptors: not the echo's connections, two sockets each.
                 format!(
                     "{} / {} / {listed}",
@@ -245,14 +243,11 @@ pub(crate) fn lookup_throughput(ctx: &mut Ctx) {
                          {:.2} of raw{})",
                         per_s * mean_hops,
                         ready / raw,
-                        match spread.len() {
-                            0 => String::new(),
-                            k => format!(
-                                "; over the nodes' {k} connections: {spread_rate:.0}, hop \
-                                 requests {:.2} of it",
-                                per_s * mean_hops / spread_rate
-                            ),
-                        }
+                        spread_echo.map_or(String::new(), |(k, rate)| format!(
+                            "; over the nodes' {k} connections: {rate:.0}, hop requests \
+                             {:.2} of it",
+                            per_s * mean_hops / rate
+                        ))
                     ),
                     ratio >= 0.6,
                 );
