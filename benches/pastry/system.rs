@@ -48,6 +48,24 @@ pub(crate) fn proc_kb(text: &str, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Processor time the whole process has used so far, user and system: every node, client
+/// and reactor of a benchmark runs in it.
+pub(crate) fn process_cpu() -> Duration {
+    // SAFETY: getrusage only writes the struct it is given.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        libc::getrusage(libc::RUSAGE_SELF, &mut usage);
+        usage
+    };
+    let time = |t: libc::timeval| {
+        Duration::new(
+            t.tv_sec.max(0) as u64,
+            (t.tv_usec.max(0) as u32).saturating_mul(1000),
+        )
+    };
+    time(usage.ru_utime) + time(usage.ru_stime)
+}
+
 /// Resets VmHWM to the current RSS.
 pub(crate) fn reset_peak_rss() -> bool {
     fs::write("/proc/self/clear_refs", "5").is_ok()
