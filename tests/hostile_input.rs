@@ -12,7 +12,7 @@ use std::time::Duration;
 use std::time::Instant;
 
 use common::*;
-use pastry::wire::{self, Message, RemoteCode};
+use pastry::wire::{self, Message, RemoteCode, Trailer};
 use pastry::{Connection, NetConfig, Node, NodeConfig, Rng};
 
 /// A member's connection to `addr`.
@@ -79,9 +79,9 @@ fn garbage_closes_that_connection_and_the_node_serves_on() {
     huge.send_bytes(&header).unwrap();
     assert_error_then_closed(huge, RemoteCode::BadRequest);
 
-    // A valid frame with one bit flipped fails its checksum.
+    // A frame whose trailer is not the zero a sealed connection's frames carry is refused.
     let mut frame = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, 1, &mut frame);
+    wire::encode(&Message::Ping, 1, Trailer::Zero, &mut frame);
     let last = frame.len() - 1;
     frame[last] ^= 1;
     let mut flipped = member(target);
@@ -172,9 +172,9 @@ fn a_record_stream_out_of_step_is_refused_and_stores_nothing() {
         direct: false,
     };
     let mut frames = bytes::BytesMut::new();
-    wire::encode(&Message::Record(head), 1, &mut frames);
+    wire::encode(&Message::Record(head), 1, Trailer::Zero, &mut frames);
     for _ in 0..3 {
-        wire::encode_chunk(&[], 1, &mut frames); // no data: a stream that never ends
+        wire::encode_chunk(&[], 1, Trailer::Zero, &mut frames); // no data: a stream that never ends
     }
     let mut conn = member(holder.info().addr);
     conn.send_bytes(&frames).unwrap();
@@ -243,13 +243,14 @@ fn tricklers_and_huge_headers_are_cut_off_at_the_io_timeout_and_the_node_serves_
     node.create().unwrap();
     let addr = node.info().addr;
     let mut ping = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, 1, &mut ping);
+    wire::encode(&Message::Ping, 1, Trailer::Zero, &mut ping);
     let mut huge = bytes::BytesMut::new();
     wire::encode(
         &Message::Chunk {
             data: bytes::Bytes::from(vec![0u8; 4 << 20]),
         },
         1,
+        Trailer::Zero,
         &mut huge,
     );
     let stop = Arc::new(AtomicBool::new(false));

@@ -10,7 +10,7 @@ use std::thread;
 use std::time::Duration;
 
 use common::*;
-use pastry::wire::{self, Message, RecordHead};
+use pastry::wire::{self, Message, RecordHead, Trailer};
 use pastry::{
     Client, ClientConfig, ClusterKey, Connection, Entry, Error, Id, NetConfig, NodeInfo, Rng,
 };
@@ -141,7 +141,7 @@ fn strangers_get_only_a_closed_connection_and_change_nothing() {
     assert!(captured.len() > 48, "the member's session was recorded");
 
     let mut ping = bytes::BytesMut::new();
-    wire::encode(&Message::Ping, 1, &mut ping);
+    wire::encode(&Message::Ping, 1, Trailer::Crc, &mut ping);
     let mut huge = ping.to_vec();
     huge.truncate(wire::HEADER_LEN);
     huge[wire::HEADER_LEN - 4..].copy_from_slice(&(4u32 << 20).to_be_bytes());
@@ -155,7 +155,7 @@ fn strangers_get_only_a_closed_connection_and_change_nothing() {
     ];
     for forged in forgeries(victim, names[1].as_bytes()) {
         let mut frame = bytes::BytesMut::new();
-        wire::encode(&forged, 1, &mut frame);
+        wire::encode(&forged, 1, Trailer::Crc, &mut frame);
         attempts.push((format!("a forged {}", forged.name()), frame.to_vec()));
     }
     let listeners = [

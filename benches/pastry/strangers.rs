@@ -9,7 +9,8 @@ use super::*;
 /// the handshake.
 fn claiming_header(len: u32) -> Vec<u8> {
     let mut frame = bytes::BytesMut::new();
-    pastry::wire::encode(&pastry::wire::Message::Ping, 1, &mut frame);
+    let trailer = pastry::wire::Trailer::Crc;
+    pastry::wire::encode(&pastry::wire::Message::Ping, 1, trailer, &mut frame);
     let mut header = frame[..pastry::wire::HEADER_LEN].to_vec();
     header[pastry::wire::HEADER_LEN - 4..].copy_from_slice(&len.to_be_bytes());
     header

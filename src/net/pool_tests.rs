@@ -307,6 +307,7 @@ fn crossing_peer(listener: std::net::TcpListener, as_idle: bool) -> std::net::Tc
         crate::wire::encode(
             &closing,
             crate::net::stream_ids::CONNECTION_STREAM,
+            crate::wire::Trailer::Zero,
             &mut frame,
         );
         first.send_bytes(&frame).unwrap();

@@ -1,8 +1,10 @@
 //! The wire: every message the protocols exchange, and its binary frame.
 //!
-//! A frame is `magic (0x50) | version (5) | type (u8) | stream (u32, big-endian) | payload
-//! length (u32, big-endian) | payload | CRC-32 (ISO-HDLC, big-endian) over everything before
-//! it`. The stream names the request a frame asks, answers or continues: the side that
+//! A frame is `magic (0x50) | version (9) | type (u8) | stream (u32, big-endian) | payload
+//! length (u32, big-endian) | payload | trailer (u32, big-endian)`. On a connection without
+//! encryption the trailer is the CRC-32 (ISO-HDLC) of everything before it; on an encrypted
+//! one it is zero, since the records frames travel in are authenticated whole ([`Trailer`]).
+//! The stream names the request a frame asks, answers or continues: the side that
 //! opened the connection numbers its requests with odd streams, the other side with even
 //! ones, each side's increasing.
 //!
@@ -21,11 +23,25 @@ pub use message::{Message, RecordHead, RemoteCode};
 /// First byte of every frame: tells a libpastry peer from anything else.
 pub const MAGIC: u8 = 0x50;
 /// Version of the frame format and message set.
-pub const VERSION: u8 = 8;
+pub const VERSION: u8 = 9;
 /// Bytes before the payload: magic, version, type, stream, length.
 pub const HEADER_LEN: usize = 11;
-/// Bytes after the payload: the CRC-32.
+/// Bytes after the payload: the trailer.
 pub const TRAILER_LEN: usize = 4;
+
+/// What a frame's last [`TRAILER_LEN`] bytes hold, which depends on the connection it
+/// travels on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trailer {
+    /// The CRC-32 (ISO-HDLC, big-endian) of everything before it: frames sent as they are,
+    /// on a connection without encryption.
+    Crc,
+    /// Zero: frames sealed into records (an encrypted connection), whose tags authenticate
+    /// every byte already. A checksum there would cost two passes over every byte a
+    /// transfer moves and catch nothing the tag does not.
+    Zero,
+}
+
 /// Default largest payload accepted, in bytes.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 4 << 20;
 
@@ -55,12 +71,13 @@ pub enum WireError {
         /// Configured maximum.
         max: u32,
     },
-    /// The CRC-32 does not match the frame's bytes.
+    /// The trailer is not what the frame's bytes require: their CRC-32 ([`Trailer::Crc`]),
+    /// or zero ([`Trailer::Zero`]).
     #[error("checksum mismatch: frame says {expected:#010x}, bytes give {actual:#010x}")]
     BadChecksum {
-        /// CRC carried by the frame.
+        /// The trailer the frame carries.
         expected: u32,
-        /// CRC computed over the bytes received.
+        /// What the bytes received require.
         actual: u32,
     },
     /// The message type is not one this build knows.

@@ -122,6 +122,14 @@ impl Framed {
         })
     }
 
+    /// The trailer of the frames: none is checksummed once the connection is sealed.
+    fn trailer(&self) -> wire::Trailer {
+        match self.secure {
+            Some(_) => wire::Trailer::Zero,
+            None => wire::Trailer::Crc,
+        }
+    }
+
     /// Runs the handshake `security` asks for, as `side`; the whole handshake must end
     /// `within` this long. From then on every byte is sealed. Fails unless the peer proves
     /// the same key (and, to a responder, that its first message is fresh).
@@ -210,7 +218,7 @@ impl Framed {
 
     fn queue_on(&mut self, stream: u32, msg: &Message) {
         let before = self.out.len();
-        wire::encode(msg, stream, &mut self.out);
+        wire::encode(msg, stream, self.trailer(), &mut self.out);
         let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
         self.counters.note_frame(payload as u64);
     }
@@ -223,14 +231,14 @@ impl Framed {
     /// Adds a chunk frame carrying `data` to those written by the next flush, copying `data`
     /// once, straight into the frame.
     pub fn queue_chunk(&mut self, data: &[u8]) {
-        wire::encode_chunk(data, self.streams.current, &mut self.out);
+        wire::encode_chunk(data, self.streams.current, self.trailer(), &mut self.out);
         self.counters.note_frame(data.len() as u64);
     }
 
     /// Writes every queued frame, then a chunk frame carrying `data`, in one vectored write:
     /// a large chunk is sent from where it lies, not copied into the queue first.
     pub fn send_chunk(&mut self, data: &[u8]) -> io::Result<()> {
-        let (header, trailer) = wire::chunk_frame_parts(data, self.streams.current);
+        let (header, trailer) = wire::chunk_frame_parts(data, self.streams.current, self.trailer());
         self.counters.note_frame(data.len() as u64);
         self.write_queued_then([&header, data, &trailer])
     }
@@ -279,7 +287,7 @@ impl Framed {
         let h = read?;
         restored.map_err(ReadError::Io)?;
         // Checked before the stream is looked at: a damaged stream number is a damaged frame.
-        let body = wire::decode_frame_body(&header, &self.body, self.max_payload)
+        let body = wire::decode_frame_body(&header, &self.body, self.max_payload, self.trailer())
             .map_err(ReadError::Wire)?;
         let s = &mut self.streams;
         let new = accept_new && s.ids.standing(h.stream) == Standing::NewFromPeer;

@@ -87,7 +87,7 @@ fn frames_of_every_size_pass_a_secure_pair_in_order_and_whole() {
 fn a_header_claiming_megabytes_pins_only_what_arrives() {
     let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_millis(300));
     let claimed = vec![0u8; 4 << 20];
-    let (header, _) = wire::chunk_frame_parts(&claimed, 1);
+    let (header, _) = wire::chunk_frame_parts(&claimed, 1, wire::Trailer::Crc);
     sender.write_all(&header).unwrap();
     sender.write_all(&[1; 10]).unwrap();
     let started = Instant::now();
@@ -108,7 +108,7 @@ fn a_header_claiming_megabytes_pins_only_what_arrives() {
 fn a_frame_trickled_a_byte_at_a_time_ends_at_its_deadline_not_at_the_idle_timeout() {
     let (mut sender, mut framed) = pair(Duration::from_secs(30), Duration::from_millis(500));
     let mut frame = BytesMut::new();
-    wire::encode(&Message::Ping, 1, &mut frame);
+    wire::encode(&Message::Ping, 1, wire::Trailer::Crc, &mut frame);
     let trickler = std::thread::spawn(move || {
         // Each byte well within the idle timeout, the whole far beyond the frame's.
         for b in frame.iter() {
@@ -135,8 +135,8 @@ fn frames_that_arrive_in_time_are_read_however_they_are_split() {
     let big = Message::Chunk {
         data: bytes::Bytes::from(vec![7u8; 600_000]),
     };
-    wire::encode(&big, 1, &mut frames);
-    wire::encode(&Message::Ping, 1, &mut frames);
+    wire::encode(&big, 1, wire::Trailer::Crc, &mut frames);
+    wire::encode(&Message::Ping, 1, wire::Trailer::Crc, &mut frames);
     let writer = std::thread::spawn(move || {
         for piece in frames.chunks(50_000) {
             sender.write_all(piece).unwrap();
@@ -156,7 +156,7 @@ fn frames_are_read_only_from_the_stream_they_belong_to() {
     let (mut sender, mut framed) = pair(Duration::from_secs(5), Duration::from_secs(5));
     let frame = |stream: u32, msg: &Message| {
         let mut buf = BytesMut::new();
-        wire::encode(msg, stream, &mut buf);
+        wire::encode(msg, stream, wire::Trailer::Crc, &mut buf);
         buf
     };
     // The peer opened the connection: its requests are odd and increasing.

@@ -148,7 +148,7 @@ mod tests {
     /// the bytes that had come and the room held.
     fn feed(len: usize, piece: usize) -> (Assembler, Vec<(usize, usize)>) {
         let mut frame = BytesMut::new();
-        wire::encode_chunk(&vec![7u8; len], 1, &mut frame);
+        wire::encode_chunk(&vec![7u8; len], 1, wire::Trailer::Crc, &mut frame);
         let mut asm = Assembler::default();
         let mut seen = Vec::new();
         let mut came = 0;
@@ -186,7 +186,7 @@ mod tests {
         assert_eq!(frame.len(), HEADER_LEN + (4 << 20) + TRAILER_LEN);
         // Over this link's most: however much of it came, no room is made for the rest.
         let mut frame = BytesMut::new();
-        wire::encode_chunk(&vec![0u8; 4 << 20], 1, &mut frame);
+        wire::encode_chunk(&vec![0u8; 4 << 20], 1, wire::Trailer::Crc, &mut frame);
         let mut asm = Assembler::default();
         asm.push(&frame[..HEADER_LEN], 1 << 20);
         asm.push(&frame[HEADER_LEN..3 << 20], 1 << 20);
@@ -201,7 +201,12 @@ mod tests {
         let mut frames = Vec::new();
         for (i, len) in sizes.iter().enumerate() {
             let mut frame = BytesMut::new();
-            wire::encode_chunk(&vec![i as u8; *len], i as u32 + 1, &mut frame);
+            wire::encode_chunk(
+                &vec![i as u8; *len],
+                i as u32 + 1,
+                wire::Trailer::Crc,
+                &mut frame,
+            );
             all.extend_from_slice(&frame);
             frames.push(frame.freeze());
         }

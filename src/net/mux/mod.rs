@@ -43,6 +43,8 @@ pub(crate) struct LinkConfig {
     pub max_peer_streams: usize,
     /// Largest frame payload accepted.
     pub max_payload: u32,
+    /// The trailer of the frames, sent and received.
+    pub trailer: wire::Trailer,
 }
 
 /// A frame received on a stream.
@@ -419,7 +421,7 @@ impl Link {
     /// Hands one whole frame to its stream.
     fn route(&mut self, id: u32, frame: Bytes, events: &mut Vec<Event>) -> Result<(), LinkError> {
         let len = frame.len() as u32;
-        let inbound = decode(&frame, self.config.max_payload)?;
+        let inbound = decode(&frame, self.config.max_payload, self.config.trailer)?;
         let standing = self.ids.standing(id);
         match (standing, inbound) {
             (Standing::Connection, Inbound::Message(Message::Error { code, message })) => {
@@ -489,7 +491,7 @@ impl Link {
     fn control_frame(&mut self, stream: u32, msg: &Message) {
         // Credit, cancels and refusals are a few bytes; they may wait in the queue a while.
         let mut buf = BytesMut::with_capacity(HEADER_LEN + CONTROL_PAYLOAD + TRAILER_LEN);
-        wire::encode(msg, stream, &mut buf);
+        wire::encode(msg, stream, self.config.trailer, &mut buf);
         self.busy().control.push_back(buf.freeze());
     }
 }
@@ -499,14 +501,15 @@ impl Link {
 const CONTROL_PAYLOAD: usize = 16;
 
 /// Decodes a whole frame; a chunk's data stays where it lies.
-fn decode(frame: &Bytes, max_payload: u32) -> Result<Inbound, WireError> {
+fn decode(frame: &Bytes, max_payload: u32, trailer: wire::Trailer) -> Result<Inbound, WireError> {
     let Some((header, rest)) = frame.split_first_chunk::<HEADER_LEN>() else {
         return Err(WireError::Truncated {
             needed: HEADER_LEN,
             have: frame.len(),
         });
     };
-    Ok(match wire::decode_frame_body(header, rest, max_payload)? {
+    let body = wire::decode_frame_body(header, rest, max_payload, trailer)?;
+    Ok(match body {
         Body::Chunk(_) => Inbound::Chunk(frame.slice(HEADER_LEN..frame.len() - TRAILER_LEN)),
         Body::Message(msg) => Inbound::Message(msg),
     })

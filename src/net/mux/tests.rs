@@ -1,7 +1,7 @@
 //! Two ends of a multiplexed connection wired back to back, bytes moved by hand.
 
 use super::*;
-use crate::wire::DEFAULT_MAX_PAYLOAD;
+use crate::wire::{Trailer, DEFAULT_MAX_PAYLOAD};
 
 const WINDOW: u32 = 1 << 20;
 const CHUNK: usize = 256 * 1024;
@@ -15,18 +15,19 @@ fn config_with(window: u32) -> LinkConfig {
         window,
         max_peer_streams: 8,
         max_payload: DEFAULT_MAX_PAYLOAD,
+        trailer: Trailer::Crc,
     }
 }
 
 fn frame(stream: u32, msg: &Message) -> Bytes {
     let mut buf = BytesMut::new();
-    wire::encode(msg, stream, &mut buf);
+    wire::encode(msg, stream, Trailer::Crc, &mut buf);
     buf.freeze()
 }
 
 fn chunk(stream: u32, fill: u8) -> Bytes {
     let mut buf = BytesMut::new();
-    wire::encode_chunk(&vec![fill; CHUNK], stream, &mut buf);
+    wire::encode_chunk(&vec![fill; CHUNK], stream, Trailer::Crc, &mut buf);
     buf.freeze()
 }
 
@@ -386,11 +387,11 @@ fn a_peer_out_of_step_ends_the_connection_with_a_typed_error() {
     assert!(matches!(fed(&bytes), Err(LinkError::Overrun(1))));
     // A header claiming 4 MiB pins only what arrived.
     let mut huge = BytesMut::new();
-    wire::encode_chunk(&vec![0u8; 4 << 20], 1, &mut huge);
+    wire::encode_chunk(&vec![0u8; 4 << 20], 1, Trailer::Crc, &mut huge);
     let link = fed(&huge[..HEADER_LEN + 10]).unwrap();
     assert!(link.is_mid_frame() && link.held() == HEADER_LEN + 10);
     let mut too_large = BytesMut::new();
-    wire::encode_chunk(&vec![0u8; (4 << 20) + 1], 1, &mut too_large);
+    wire::encode_chunk(&vec![0u8; (4 << 20) + 1], 1, Trailer::Crc, &mut too_large);
     assert!(matches!(
         fed(&too_large[..HEADER_LEN]),
         Err(LinkError::Wire(WireError::TooLarge { .. }))

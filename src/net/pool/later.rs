@@ -31,19 +31,20 @@ impl Request {
     /// The request's frames on `stream` of `conn`.
     fn encode(&self, conn: &Conn, stream: u32) -> Bytes {
         let mut frames = BytesMut::new();
+        let trailer = conn.trailer();
         match self {
             Request::Message(message) => {
-                wire::encode(&conn.strip_certs(message), stream, &mut frames);
+                wire::encode(&conn.strip_certs(message), stream, trailer, &mut frames);
             }
             Request::Record(head, data) => {
-                wire::encode(&Message::Record(head.clone()), stream, &mut frames);
+                wire::encode(&Message::Record(head.clone()), stream, trailer, &mut frames);
                 for chunk in data.chunks(CHUNK_SIZE) {
-                    wire::encode_chunk(chunk, stream, &mut frames);
+                    wire::encode_chunk(chunk, stream, trailer, &mut frames);
                 }
                 let end = Message::RecordEnd {
                     crc: crate::checksum::crc32(data),
                 };
-                wire::encode(&end, stream, &mut frames);
+                wire::encode(&end, stream, trailer, &mut frames);
             }
         }
         frames.freeze()

@@ -112,6 +112,7 @@ fn refuse(socket: &mio::net::TcpStream, security: &Security) {
         code: crate::wire::RemoteCode::Busy,
         message: "too many connections".into(),
     };
-    crate::wire::encode(&busy, crate::net::stream_ids::CONNECTION_STREAM, &mut frame);
+    let stream = crate::net::stream_ids::CONNECTION_STREAM;
+    crate::wire::encode(&busy, stream, crate::wire::Trailer::Crc, &mut frame);
     let _ = io::Write::write(&mut &*socket, &frame);
 }

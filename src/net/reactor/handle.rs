@@ -72,13 +72,20 @@ impl StreamHandle {
 impl Frames for StreamHandle {
     fn queue(&mut self, msg: &wire::Message) {
         let before = self.out.len();
-        wire::encode(&self.conn.strip_certs(msg), self.stream, &mut self.out);
+        let trailer = self.conn.trailer();
+        wire::encode(
+            &self.conn.strip_certs(msg),
+            self.stream,
+            trailer,
+            &mut self.out,
+        );
         let payload = self.out.len() - before - HEADER_LEN - TRAILER_LEN;
         self.conn.note_frame(payload as u64);
     }
 
     fn queue_chunk(&mut self, data: &[u8]) {
-        wire::encode_chunk(data, self.stream, &mut self.out);
+        let trailer = self.conn.trailer();
+        wire::encode_chunk(data, self.stream, trailer, &mut self.out);
         self.conn.note_frame(data.len() as u64);
     }
 
@@ -93,7 +100,8 @@ impl Frames for StreamHandle {
         // shared pool, and takes its turn (a large transfer's frames reuse warm buffers
         // rather than pages new from the kernel).
         self.flush()?;
-        let (header, trailer) = wire::chunk_frame_parts(data, self.stream);
+        let trailer = self.conn.trailer();
+        let (header, trailer) = wire::chunk_frame_parts(data, self.stream, trailer);
         let parts = [&header[..], data, &trailer[..]];
         if self.conn.send_now(self.stream, &parts, self.deadline())? {
             self.conn.note_frame(data.len() as u64);

@@ -196,6 +196,7 @@ impl Reactor {
                 window: config.stream_window.max(1),
                 max_peer_streams: config.max_streams,
                 max_payload: config.max_payload,
+                trailer: config.security.trailer(),
             },
             frame_timeout: config.io_timeout,
             idle_timeout: config.idle_timeout,

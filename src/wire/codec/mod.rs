@@ -18,8 +18,8 @@ mod tests;
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::message::Message;
-use super::{WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
-use crate::checksum::{crc32, Crc32Digest};
+use super::{Trailer, WireError, HEADER_LEN, MAGIC, TRAILER_LEN, VERSION};
+use crate::checksum::Crc32Digest;
 use payload::ty;
 use payload::{decode_body, put_payload};
 pub(crate) use payload::{name_of, type_of};
@@ -35,8 +35,8 @@ pub struct FrameHeader {
     pub len: u32,
 }
 
-/// Appends one whole frame for `msg` on `stream` to `buf` (header, payload, CRC-32).
-pub fn encode(msg: &Message, stream: u32, buf: &mut BytesMut) {
+/// Appends one whole frame for `msg` on `stream` to `buf` (header, payload, trailer).
+pub fn encode(msg: &Message, stream: u32, trailer: Trailer, buf: &mut BytesMut) {
     // Room for most messages at once: grown from nothing, a small one was moved three times.
     // Only into a buffer with no room yet: one already holding frames (a record's chunks,
     // say) grows by doubling, and asking for this much to add a small frame would double it
@@ -44,7 +44,9 @@ pub fn encode(msg: &Message, stream: u32, buf: &mut BytesMut) {
     if buf.capacity() == 0 {
         buf.reserve(HEADER_LEN + SMALL_PAYLOAD + TRAILER_LEN);
     }
-    encode_with(type_of(msg), stream, buf, |buf| put_payload(msg, buf));
+    encode_with(type_of(msg), stream, trailer, buf, |buf| {
+        put_payload(msg, buf)
+    });
 }
 
 /// Payload bytes [`encode`] makes room for before it writes: a route or a get and its answer
@@ -53,21 +55,37 @@ const SMALL_PAYLOAD: usize = 500;
 
 /// Appends a [`Message::Chunk`] frame on `stream` carrying `data`, straight from the slice:
 /// the data is copied once, into the frame.
-pub fn encode_chunk(data: &[u8], stream: u32, buf: &mut BytesMut) {
+pub fn encode_chunk(data: &[u8], stream: u32, trailer: Trailer, buf: &mut BytesMut) {
     // Room for the whole frame at once: grown by doubling, a chunk would be copied again.
     buf.reserve(HEADER_LEN + data.len() + TRAILER_LEN);
-    encode_with(ty::CHUNK, stream, buf, |buf| buf.put_slice(data));
+    encode_with(ty::CHUNK, stream, trailer, buf, |buf| buf.put_slice(data));
 }
 
 /// The bytes before and after `data` in its chunk frame on `stream`, so that a large chunk
 /// can be written from where it lies (a vectored write) rather than copied into a frame first.
-pub fn chunk_frame_parts(data: &[u8], stream: u32) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
+pub fn chunk_frame_parts(
+    data: &[u8],
+    stream: u32,
+    trailer: Trailer,
+) -> ([u8; HEADER_LEN], [u8; TRAILER_LEN]) {
     // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
     let header = header_bytes(ty::CHUNK, stream, data.len() as u32);
-    let mut crc = Crc32Digest::new();
-    crc.update(&header);
-    crc.update(data);
-    (header, crc.finalize().to_be_bytes())
+    (header, trailer.value(&header, data).to_be_bytes())
+}
+
+impl Trailer {
+    /// The trailer of the frame made of `header` and `payload`.
+    fn value(self, header: &[u8], payload: &[u8]) -> u32 {
+        match self {
+            Trailer::Crc => {
+                let mut crc = Crc32Digest::new();
+                crc.update(header);
+                crc.update(payload);
+                crc.finalize()
+            }
+            Trailer::Zero => 0,
+        }
+    }
 }
 
 /// A frame's header: magic, version, type, stream and payload length.
@@ -80,7 +98,13 @@ fn header_bytes(kind: u8, stream: u32, len: u32) -> [u8; HEADER_LEN] {
 }
 
 /// Appends a frame of type `kind` on `stream` whose payload `payload` writes.
-fn encode_with(kind: u8, stream: u32, buf: &mut BytesMut, payload: impl FnOnce(&mut BytesMut)) {
+fn encode_with(
+    kind: u8,
+    stream: u32,
+    trailer: Trailer,
+    buf: &mut BytesMut,
+    payload: impl FnOnce(&mut BytesMut),
+) {
     let start = buf.len();
     // The length is patched below once the payload is written.
     buf.put_slice(&header_bytes(kind, stream, 0));
@@ -89,8 +113,8 @@ fn encode_with(kind: u8, stream: u32, buf: &mut BytesMut, payload: impl FnOnce(&
     // Payloads are bounded by the configured maximum (far below 4 GiB) on every receiver.
     let len = (buf.len() - body) as u32;
     buf[start + 7..body].copy_from_slice(&len.to_be_bytes());
-    let crc = crc32(&buf[start..]);
-    buf.put_u32(crc);
+    let value = trailer.value(&buf[start..body], &buf[body..]);
+    buf.put_u32(value);
 }
 
 /// Parses the first [`HEADER_LEN`] bytes of a frame.
@@ -127,9 +151,10 @@ pub fn decode_header(
 }
 
 /// Decodes the body of a frame: `rest` is exactly the `len` payload bytes the header declares
-/// followed by the [`TRAILER_LEN`] CRC bytes.
+/// followed by the [`TRAILER_LEN`] bytes of its trailer.
 ///
-/// Re-checks the header, then the CRC (over header and payload), then decodes the payload. A
+/// A frame as sent on a connection without encryption ([`Trailer::Crc`]): re-checks the
+/// header, then the CRC (over header and payload), then decodes the payload. A
 /// short `rest` gives [`WireError::Truncated`] (counted over the whole frame, header included);
 /// a longer one, or payload bytes left after the message, gives [`WireError::Malformed`].
 pub fn decode_payload(
@@ -137,7 +162,8 @@ pub fn decode_payload(
     rest: &[u8],
     max_payload: u32,
 ) -> Result<Message, WireError> {
-    Ok(match decode_frame_body(header, rest, max_payload)? {
+    let body = decode_frame_body(header, rest, max_payload, Trailer::Crc)?;
+    Ok(match body {
         Body::Chunk(data) => Message::Chunk {
             data: Bytes::copy_from_slice(data),
         },
@@ -154,12 +180,13 @@ pub enum Body<'a> {
     Message(Message),
 }
 
-/// [`decode_payload`] without copying a chunk's data: the receiving end of a streamed record
-/// hands it straight on.
+/// [`decode_payload`] of a frame with `trailer`, without copying a chunk's data: the
+/// receiving end of a streamed record hands it straight on.
 pub fn decode_frame_body<'a>(
     header: &[u8; HEADER_LEN],
     rest: &'a [u8],
     max_payload: u32,
+    trailer: Trailer,
 ) -> Result<Body<'a>, WireError> {
     let h = decode_header(header, max_payload)?;
     let kind = name_of(h.kind).unwrap_or("unknown"); // always known: decode_header checked it
@@ -176,10 +203,7 @@ pub fn decode_frame_body<'a>(
         return Err(WireError::Truncated { needed, have });
     };
     let expected = u32::from_be_bytes(*crc);
-    let mut digest = Crc32Digest::new();
-    digest.update(header);
-    digest.update(payload);
-    let actual = digest.finalize();
+    let actual = trailer.value(header, payload);
     if expected != actual {
         return Err(WireError::BadChecksum { expected, actual });
     }

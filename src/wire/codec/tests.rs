@@ -22,7 +22,7 @@ const STREAM: u32 = 0x0102_0304;
 
 fn frame(msg: &Message) -> Vec<u8> {
     let mut buf = BytesMut::new();
-    encode(msg, STREAM, &mut buf);
+    encode(msg, STREAM, Trailer::Crc, &mut buf);
     buf.to_vec()
 }
 
@@ -89,7 +89,7 @@ fn round_trip_every_variant() {
     let mut bytes = BytesMut::new();
     for (stream, m) in (1..).step_by(2).zip(&samples) {
         check_round_trip(m);
-        encode(m, stream, &mut bytes);
+        encode(m, stream, Trailer::Crc, &mut bytes);
     }
     // Back-to-back frames: each decode consumes exactly its own frame, on its own stream.
     let mut rest = &bytes[..];
@@ -197,18 +197,49 @@ fn an_overlong_reason_is_cut_at_a_character_boundary() {
 fn chunk_frame_parts_frame_the_data_as_encode_chunk_does() {
     for len in [0, 1, 1000, 70_000] {
         let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
-        let mut whole = BytesMut::new();
-        encode_chunk(&data, STREAM, &mut whole);
-        let (header, trailer) = chunk_frame_parts(&data, STREAM);
-        assert_eq!(whole[..], [&header[..], &data, &trailer].concat()[..]);
+        for kind in [Trailer::Crc, Trailer::Zero] {
+            let mut whole = BytesMut::new();
+            encode_chunk(&data, STREAM, kind, &mut whole);
+            let (header, trailer) = chunk_frame_parts(&data, STREAM, kind);
+            assert_eq!(whole[..], [&header[..], &data, &trailer].concat()[..]);
+        }
     }
+}
+
+#[test]
+fn a_frame_for_a_sealed_connection_has_a_zero_trailer_and_is_refused_with_any_other() {
+    let msg = Message::Error {
+        code: RemoteCode::Busy,
+        message: "a payload".into(),
+    };
+    let mut sealed = BytesMut::new();
+    encode(&msg, STREAM, Trailer::Zero, &mut sealed);
+    let plain = frame(&msg);
+    // The same bytes but the last four: zero where the CRC was.
+    let cut = plain.len() - TRAILER_LEN;
+    assert_eq!(sealed[..cut], plain[..cut]);
+    assert_eq!(sealed[cut..], [0; TRAILER_LEN]);
+    fn body(f: &[u8], kind: Trailer) -> Result<Body<'_>, WireError> {
+        let (header, rest) = f.split_first_chunk::<HEADER_LEN>().unwrap();
+        decode_frame_body(header, rest, MAX, kind)
+    }
+    assert_eq!(body(&sealed, Trailer::Zero), Ok(Body::Message(msg.clone())));
+    // Each end refuses the other's trailer: a peer that checksums is not one that seals.
+    assert!(matches!(
+        body(&sealed, Trailer::Crc),
+        Err(WireError::BadChecksum { expected: 0, .. })
+    ));
+    assert!(matches!(
+        body(&plain, Trailer::Zero),
+        Err(WireError::BadChecksum { actual: 0, .. })
+    ));
 }
 
 #[test]
 fn a_chunk_frame_is_written_into_room_made_once() {
     // Grown by doubling, a 256 KiB chunk was copied again for its 4-byte trailer.
     let mut frame = BytesMut::new();
-    encode_chunk(&vec![1u8; 256 * 1024], STREAM, &mut frame);
+    encode_chunk(&vec![1u8; 256 * 1024], STREAM, Trailer::Crc, &mut frame);
     assert!(frame.capacity() <= frame.len() + 64, "{}", frame.capacity());
 }
 

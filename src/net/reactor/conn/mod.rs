@@ -110,6 +110,11 @@ impl Conn {
         }
     }
 
+    /// The trailer of its frames.
+    pub(crate) fn trailer(&self) -> crate::wire::Trailer {
+        self.limits().link.trailer
+    }
+
     /// The settings it runs with.
     fn limits(&self) -> &ConnLimits {
         if self.inbound {
@@ -497,7 +502,7 @@ impl Conn {
             code: RemoteCode::Busy,
             message: why.to_string(),
         };
-        wire::encode(&busy, stream, &mut frame);
+        wire::encode(&busy, stream, self.trailer(), &mut frame);
         let mut state = self.state.lock();
         let _ = state.link.send(stream, frame.freeze());
         state.link.close(stream);

@@ -448,7 +448,12 @@ impl State {
             code,
             message: why.to_string(),
         };
-        wire::encode(&error, CONNECTION_STREAM, &mut frame);
+        // Sent as it is only where there is no cipher (yet): checksummed then.
+        let trailer = match self.channel {
+            None => wire::Trailer::Crc,
+            Some(_) => wire::Trailer::Zero,
+        };
+        wire::encode(&error, CONNECTION_STREAM, trailer, &mut frame);
         let mut out = Vec::new();
         match &mut self.channel {
             None => out.extend_from_slice(&frame),

@@ -17,6 +17,7 @@ fn end(channel: Channel, opened_here: bool) -> State {
         window: 8 << 20,
         max_peer_streams: 64,
         max_payload: wire::DEFAULT_MAX_PAYLOAD,
+        trailer: wire::Trailer::Zero,
     };
     State::new(Phase::Open, Link::new(opened_here, config), Some(channel))
 }
@@ -34,7 +35,8 @@ fn a_frame_put_out_from_its_parts_arrives_as_the_same_frames_in_records_of_the_m
         .map(|(i, &len)| (0..len).map(|b| (b * 7 + i) as u8).collect())
         .collect();
     for (i, data) in chunks.iter().enumerate() {
-        let (header, trailer) = wire::chunk_frame_parts(data, 2 * i as u32 + 1);
+        let (header, trailer) =
+            wire::chunk_frame_parts(data, 2 * i as u32 + 1, wire::Trailer::Zero);
         sender.put_out(&[&header, data, &trailer]).unwrap();
     }
     // Records of the most plaintext each but a frame's last.
@@ -75,7 +77,12 @@ fn records_split_anywhere_between_reads_bring_every_frame_once_in_order() {
         .enumerate()
     {
         let mut buf = BytesMut::new();
-        wire::encode_chunk(&vec![i as u8; *len], 2 * i as u32 + 1, &mut buf);
+        wire::encode_chunk(
+            &vec![i as u8; *len],
+            2 * i as u32 + 1,
+            wire::Trailer::Zero,
+            &mut buf,
+        );
         frames.push(buf.freeze());
     }
     let plain: Vec<u8> = frames.concat();
@@ -137,7 +144,7 @@ fn a_tick_tells_how_long_after_another_it_is_across_the_wrap() {
 /// Encodes `msg` as a frame of `stream`.
 fn frame_of(msg: &Message, stream: u32) -> Bytes {
     let mut buf = BytesMut::new();
-    wire::encode(msg, stream, &mut buf);
+    wire::encode(msg, stream, wire::Trailer::Zero, &mut buf);
     buf.freeze()
 }
 
