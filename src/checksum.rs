@@ -1,8 +1,9 @@
-//! The one CRC-32 (ISO-HDLC, as zlib and Ethernet use) of frames and stored records.
+//! The one CRC-32 (ISO-HDLC, as zlib and Ethernet use) of unencrypted frames and of stored
+//! records.
 //!
 //! Computed by `crc32fast`, which folds with the CPU's carry-less multiply where there is one:
-//! every byte of a large transfer is checksummed on the wire and on disk, and a table-driven
-//! CRC was the largest cost of a transfer.
+//! every byte of a large object is checksummed as it is sent, as it is received and on disk,
+//! and a table-driven CRC was the largest cost of a transfer.
 
 /// The CRC-32 of `data`.
 pub(crate) fn crc32(data: &[u8]) -> u32 {

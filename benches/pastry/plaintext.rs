@@ -81,10 +81,11 @@ pub(crate) fn encrypted_against_plaintext(
          client, nodes and their reactors, the medians. The cipher alone: sealing and \
          opening {} in records of {} bytes with AES-256-GCM (`ring`, as the connections \
          do), on one thread, took {:.0} ms: work an encrypted transfer cannot leave out, \
-         done by the same two processors as everything else here.",
+         done by the same {} processors as everything else here.",
         fmt_bytes(size),
         CIPHER_RECORD,
-        secs(cipher) * 1e3
+        secs(cipher) * 1e3,
+        thread::available_parallelism().map_or(0, |n| n.get())
     ));
     ctx.report.table(&[
         "Operation",

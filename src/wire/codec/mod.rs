@@ -196,7 +196,7 @@ pub fn decode_frame_body<'a>(
         return Err(WireError::Truncated { needed, have });
     }
     if have > needed {
-        return Err(malformed(kind, "bytes after the frame's checksum"));
+        return Err(malformed(kind, "bytes after the frame's trailer"));
     }
     // Cannot fail after the checks above; `split_last_chunk` keeps this total all the same.
     let Some((payload, crc)) = rest.split_last_chunk::<TRAILER_LEN>() else {
@@ -213,8 +213,9 @@ pub fn decode_frame_body<'a>(
     decode_body(h.kind, kind, payload).map(Body::Message)
 }
 
-/// Decodes one frame from the front of `input`: the message and the number of bytes the frame
-/// used (bytes after it are left alone).
+/// Decodes one frame, as sent on a connection without encryption ([`Trailer::Crc`]), from the
+/// front of `input`: the message and the number of bytes the frame used (bytes after it are
+/// left alone).
 ///
 /// Input that ends inside the frame gives [`WireError::Truncated`]; a header that declares more
 /// than `max_payload` gives [`WireError::TooLarge`] even when the body is missing.
