@@ -42,6 +42,17 @@ pub enum Trailer {
     Zero,
 }
 
+impl Trailer {
+    /// The trailer of frames on a connection whose records are `sealed` or not.
+    pub fn on(sealed: bool) -> Trailer {
+        if sealed {
+            Trailer::Zero
+        } else {
+            Trailer::Crc
+        }
+    }
+}
+
 /// Default largest payload accepted, in bytes.
 pub const DEFAULT_MAX_PAYLOAD: u32 = 4 << 20;
 

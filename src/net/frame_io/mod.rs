@@ -124,10 +124,7 @@ impl Framed {
 
     /// The trailer of the frames: none is checksummed once the connection is sealed.
     fn trailer(&self) -> wire::Trailer {
-        match self.secure {
-            Some(_) => wire::Trailer::Zero,
-            None => wire::Trailer::Crc,
-        }
+        wire::Trailer::on(self.secure.is_some())
     }
 
     /// Runs the handshake `security` asks for, as `side`; the whole handshake must end

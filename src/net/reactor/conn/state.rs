@@ -449,10 +449,7 @@ impl State {
             message: why.to_string(),
         };
         // Sent as it is only where there is no cipher (yet): checksummed then.
-        let trailer = match self.channel {
-            None => wire::Trailer::Crc,
-            Some(_) => wire::Trailer::Zero,
-        };
+        let trailer = wire::Trailer::on(self.channel.is_some());
         wire::encode(&error, CONNECTION_STREAM, trailer, &mut frame);
         let mut out = Vec::new();
         match &mut self.channel {
