@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 /// Threads spinning now.
 static SPINNING: AtomicUsize = AtomicUsize::new(0);
 
-fn processors() -> usize {
+/// The processors this process may run on.
+pub(crate) fn processors() -> usize {
     static N: OnceLock<usize> = OnceLock::new();
     *N.get_or_init(|| std::thread::available_parallelism().map_or(1, usize::from))
 }

@@ -6,7 +6,7 @@ use std::collections::VecDeque;
 use std::io;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::thread::{self, JoinHandle};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use mio::unix::SourceFd;
@@ -26,6 +26,14 @@ static CREWS: Mutex<Vec<Option<Arc<Crew>>>> = Mutex::new(Vec::new());
 /// Most crews a process runs.
 const MAX_CREWS: usize = 8;
 
+/// Crews running now: the slots of [`CREWS`] taken.
+static RUNNING: AtomicUsize = AtomicUsize::new(0);
+
+/// How many crews the process runs now.
+pub(super) fn running() -> usize {
+    RUNNING.load(Ordering::Relaxed)
+}
+
 impl Crew {
     /// The crew of the process with the fewest reactors in its care, started if none runs
     /// in its place, with `workers` more threads allowed for the reactor that joins it, and
@@ -34,7 +42,7 @@ impl Crew {
     pub(in crate::net::reactor) fn join(workers: usize, spin: Duration) -> io::Result<Arc<Crew>> {
         let mut crews = CREWS.lock();
         if crews.is_empty() {
-            let processors = thread::available_parallelism().map_or(1, |n| n.get());
+            let processors = crate::net::spin::processors();
             crews.resize((processors * 2).clamp(1, MAX_CREWS), None);
         }
         let members =
@@ -47,6 +55,7 @@ impl Crew {
             None => {
                 let crew = Crew::start()?;
                 crews[place] = Some(Arc::clone(&crew));
+                RUNNING.fetch_add(1, Ordering::Relaxed);
                 crew
             }
         };
@@ -147,6 +156,7 @@ impl Crew {
                     .find(|slot| slot.as_ref().is_some_and(|c| std::ptr::eq(&**c, self)));
                 if let Some(slot) = mine {
                     *slot = None;
+                    RUNNING.fetch_sub(1, Ordering::Relaxed);
                 }
             }
             last

@@ -236,10 +236,17 @@ impl Crew {
     }
 
     /// With more than one request queued, a follower (started if none waits) serves them
-    /// beside the leader: one leader serving every reactor of the process would leave the
-    /// other processors idle under load. The follower takes queued requests until none is
-    /// left, and waits again.
+    /// beside the leader, while the process runs fewer crews than it has processors: one
+    /// leader serving every reactor of the process would leave the other processors idle
+    /// under load. The follower takes queued requests until none is left, and waits again.
+    /// With a crew for each processor, each processor has a leader already, and a follower
+    /// woken beside one mostly takes turns with it at its queue: its wake-up, the two
+    /// contending for the queue's lock and its going back to sleep cost more than requests
+    /// answered in microseconds.
     fn share_queue(self: &Arc<Self>) {
+        if joining::running() >= crate::net::spin::processors() {
+            return;
+        }
         let mut state = self.state.lock();
         if state.jobs.len() < 2 {
             return;
