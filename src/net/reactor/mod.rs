@@ -1,9 +1,9 @@
-//! The reactor: every socket of a server waited on at once (epoll, through `mio`). Its
-//! poller is itself watched by one of the process's crews (`crew/`), whose leader takes a
-//! turn at each reactor whose sockets have something and reads what came; a request it
-//! reads is served by a thread of the crew, most often the leader itself. The threads a
-//! process runs grow neither with its connections nor with its reactors: a leader a crew,
-//! and threads only for the requests that wait.
+//! The reactor: every socket of a server waited on at once (epoll, through `mio`), in the
+//! poller of one of the process's crews (`crew/`), beside the sockets of the crew's other
+//! reactors. The crew's leader takes a turn at each reactor whose sockets have something
+//! and reads what came; a request it reads is served by a thread of the crew, most often
+//! the leader itself. The threads a process runs grow neither with its connections nor with
+//! its reactors: a leader a crew, and threads only for the requests that wait.
 
 mod accepting;
 mod conn;
@@ -21,14 +21,14 @@ pub(crate) use handshaking::Handshaking;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use mio::net::TcpListener;
 use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Interest, Token};
 use parking_lot::Mutex;
 
 use super::secure::{Handshake, ReplayGuard};
@@ -36,13 +36,37 @@ use super::{Counters, NetConfig, Security};
 use crate::fast_hash::FastMap;
 use conn::{Answered, Brought, Start};
 
-const LISTENER: Token = Token(0);
-const WAKER: Token = Token(1);
-/// The first token of a connection; each connection's is new, never reused.
-const FIRST_CONN: usize = 2;
-/// Readiness a turn takes at once: a full batch has the turn go again, so a small one costs
-/// a few more calls under load, and an idle node (hundreds to a process) little memory.
-const EVENTS: usize = 64;
+/// The low bits of a socket's token: which of its reactor's sockets it is. The high bits
+/// are the reactor's token in its crew, so that one poller serves all of a crew's reactors.
+const SOCKET_BITS: u32 = 40;
+/// The listener's socket number.
+const LISTENER: usize = 0;
+/// The first socket number of a connection; each connection's is new, never reused.
+const FIRST_CONN: usize = 1;
+
+/// The reactor whose socket `token` is (its token in its crew).
+pub(super) fn reactor_of(token: Token) -> Token {
+    Token(token.0 >> SOCKET_BITS)
+}
+
+/// What one of a reactor's sockets is ready for, as the crew's poller said.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Ready {
+    token: Token,
+    /// Something to read, or the connection closed or failed.
+    readable: bool,
+    writable: bool,
+}
+
+impl Ready {
+    fn of(event: &mio::event::Event) -> Ready {
+        Ready {
+            token: event.token(),
+            readable: event.is_readable() || event.is_read_closed() || event.is_error(),
+            writable: event.is_writable(),
+        }
+    }
+}
 
 /// How often deadlines are checked: a late frame or handshake is closed this much after its
 /// deadline at most.
@@ -69,7 +93,6 @@ struct Shared {
     config: NetConfig,
     /// What its connections share: held once, not by each.
     common: Arc<Common>,
-    waker: Waker,
     stop: AtomicBool,
     conns: Mutex<FastMap<Token, Arc<Conn>>>,
     next_token: AtomicUsize,
@@ -77,9 +100,8 @@ struct Shared {
     replays: Mutex<ReplayGuard>,
     /// The crew whose threads serve this reactor, with the others in its care.
     crew: Arc<crew::Crew>,
-    /// This reactor's poller, as the crew watches it.
+    /// This reactor in its crew: the high bits of its sockets' tokens.
     crew_token: Token,
-    poll_fd: RawFd,
     /// Its owner's chores.
     chores: Mutex<Vec<std::sync::Weak<dyn Chore>>>,
     /// Requests queued or in service, at most `config.max_workers`, and chores.
@@ -98,8 +120,6 @@ struct Shared {
 
 /// The tools of a turn at the reactor, and its memory between turns.
 struct Poller {
-    poll: Poll,
-    events: Events,
     listener: Option<TcpListener>,
     handshaking: Handshaking,
     /// Connections that may hold more to read than their last turn took.
@@ -150,6 +170,11 @@ impl ReactorHandle {
     }
 }
 
+/// The token of socket `number` of the reactor `reactor`.
+fn socket_token(reactor: Token, number: usize) -> Token {
+    Token(reactor.0 << SOCKET_BITS | number)
+}
+
 /// A request the peer opened: the connection and the stream.
 type Request = (Arc<Conn>, u32);
 
@@ -178,18 +203,13 @@ impl Reactor {
         counters: Arc<Counters>,
         serve: Option<Serve>,
     ) -> io::Result<Reactor> {
-        let poll = Poll::new()?;
         let listener = match listener {
             Some(listener) => {
                 listener.set_nonblocking(true)?;
-                let mut listener = TcpListener::from_std(listener);
-                poll.registry()
-                    .register(&mut listener, LISTENER, Interest::READABLE)?;
-                Some(listener)
+                Some(TcpListener::from_std(listener))
             }
             None => None,
         };
-        let waker = Waker::new(poll.registry(), WAKER)?;
         let accepted = ConnLimits {
             link: super::mux::LinkConfig {
                 // At least a byte: with none, nothing could ever be sent.
@@ -201,8 +221,10 @@ impl Reactor {
             frame_timeout: config.io_timeout,
             idle_timeout: config.idle_timeout,
         };
+        // Undone by `shutdown`, which the reactor's drop runs: nothing may fail between.
+        let (crew, crew_token) = crew::Crew::join(config.max_workers, config.spin)?;
         let common = Arc::new(Common {
-            registry: poll.registry().try_clone()?,
+            registry: crew.registry(),
             counters,
             accepted,
             opened: ConnLimits {
@@ -210,27 +232,19 @@ impl Reactor {
                 ..accepted
             },
         });
-        // Undone by `shutdown`, which the reactor's drop runs: nothing may fail between.
-        let crew = crew::Crew::join(config.max_workers, config.spin)?;
-        let crew_token = crew.token();
-        let poll_fd = poll.as_raw_fd();
         let shared = Arc::new(Shared {
             name: name.to_string(),
             crew,
             crew_token,
-            poll_fd,
             chores: Mutex::new(Vec::new()),
             busy: Mutex::new(0),
             served: parking_lot::Condvar::new(),
             common,
-            waker,
             stop: AtomicBool::new(false),
             conns: Mutex::new(FastMap::default()),
-            next_token: AtomicUsize::new(FIRST_CONN),
+            next_token: AtomicUsize::new(socket_token(crew_token, FIRST_CONN).0),
             replays: Mutex::new(ReplayGuard::default()),
             poller: Mutex::new(Poller {
-                poll,
-                events: Events::with_capacity(EVENTS),
                 listener,
                 handshaking: Handshaking::default(),
                 again: Vec::new(),
@@ -241,18 +255,17 @@ impl Reactor {
             config,
             serve,
         });
-        if let Err(e) = shared.crew.register(&shared) {
-            let mut reactor = Reactor {
-                shared,
-                stopped: false,
-            };
+        // Known to the crew before its listener is watched: no readiness is missed.
+        shared.crew.register(&shared);
+        let mut reactor = Reactor {
+            shared,
+            stopped: false,
+        };
+        if let Err(e) = reactor.shared.watch_listener() {
             reactor.shutdown();
             return Err(e);
         }
-        Ok(Reactor {
-            shared,
-            stopped: false,
-        })
+        Ok(reactor)
     }
 
     /// Takes over an outbound connection whose handshake is done (`channel` its cipher,
@@ -279,7 +292,7 @@ impl Reactor {
         }
         let shared = &self.shared;
         shared.stop.store(true, Ordering::SeqCst);
-        let _ = shared.waker.wake();
+        shared.crew.poke(shared.crew_token);
         // Handlers still running find their connections closed and end.
         let conns: Vec<Arc<Conn>> = shared.conns.lock().drain().map(|(_, c)| c).collect();
         for conn in conns {
@@ -303,46 +316,44 @@ impl Drop for Reactor {
 }
 
 impl Shared {
-    /// The crew leader's turn at this reactor: reads what its sockets hold, and notes in
-    /// `opened` the requests peers opened. `true` when it may hold more than one turn takes.
-    fn take_turn(self: &Arc<Self>, opened: &mut Vec<crew::Job>) -> bool {
-        // Only the leader turns a reactor (and a shutdown, at its end): busy means later.
+    /// The crew leader's turn at this reactor, its sockets `ready` as given: reads what
+    /// they hold, and notes in `opened` the requests peers opened. `true` when it may hold
+    /// more than one turn takes.
+    fn take_turn(self: &Arc<Self>, ready: &[Ready], opened: &mut Vec<crew::Job>) -> bool {
+        // Only the leader turns a reactor (and a shutdown, at its end): busy means later,
+        // and what its sockets are ready for is not announced again.
         let Some(mut poller) = self.poller.try_lock() else {
+            self.later.lock().extend(ready.iter().map(|r| r.token));
             return true;
         };
-        self.turn(&mut poller, opened)
+        self.turn(&mut poller, ready, opened)
     }
 
-    /// A turn: takes the readiness there is, reads what came, and notes in `opened` the
-    /// requests peers opened and the answers due. `true` when there may be more.
-    fn turn(self: &Arc<Self>, p: &mut Poller, opened: &mut Vec<crew::Job>) -> bool {
-        if let Err(e) = p.poll.poll(&mut p.events, Some(Duration::ZERO)) {
-            if e.kind() != io::ErrorKind::Interrupted {
-                log::warn!("{}: waiting on sockets failed: {e}", self.name);
+    /// A turn: reads what came to the sockets `ready`, and to those that may hold more
+    /// than their last turn took, and notes in `opened` the requests peers opened and the
+    /// answers due. `true` when there may be more.
+    fn turn(
+        self: &Arc<Self>,
+        p: &mut Poller,
+        ready: &[Ready],
+        opened: &mut Vec<crew::Job>,
+    ) -> bool {
+        let listener = socket_token(self.crew_token, LISTENER);
+        for r in ready {
+            if r.token == listener {
+                if let Some(listener) = &p.listener {
+                    self.accept_all(listener, &mut p.handshaking);
+                }
+                continue;
             }
-            return true;
-        }
-        // A full batch may have left readiness behind, which is not announced again.
-        let full = p.events.iter().count() == p.events.capacity();
-        for event in p.events.iter() {
-            match event.token() {
-                LISTENER => {
-                    if let Some(listener) = &p.listener {
-                        self.accept_all(listener, &mut p.handshaking);
-                    }
-                }
-                WAKER => {}
-                token => {
-                    let Some(conn) = self.conn(token) else {
-                        continue;
-                    };
-                    if event.is_writable() {
-                        conn.write();
-                    }
-                    if event.is_readable() || event.is_read_closed() || event.is_error() {
-                        p.again.push(token);
-                    }
-                }
+            let Some(conn) = self.conn(r.token) else {
+                continue;
+            };
+            if r.writable {
+                conn.write();
+            }
+            if r.readable {
+                p.again.push(r.token);
             }
         }
         p.again.append(&mut self.later.lock());
@@ -363,7 +374,19 @@ impl Shared {
             p.swept = Instant::now();
             self.sweep(p.swept, &mut p.handshaking, opened);
         }
-        full || !p.again.is_empty()
+        !p.again.is_empty()
+    }
+
+    /// Has the crew's poller watch the listener, if this reactor has one.
+    fn watch_listener(&self) -> io::Result<()> {
+        let mut poller = self.poller.lock();
+        let Some(listener) = &mut poller.listener else {
+            return Ok(());
+        };
+        let token = socket_token(self.crew_token, LISTENER);
+        self.common
+            .registry
+            .register(listener, token, Interest::READABLE)
     }
 
     fn adopt(
@@ -472,7 +495,7 @@ impl Shared {
     /// Has the reactor read `token` on its next turn.
     fn read_later(&self, token: Token) {
         self.later.lock().push(token);
-        let _ = self.waker.wake();
+        self.crew.poke(self.crew_token);
     }
 
     /// After a connection's turn: its handshake's end frees its count, its close its place

@@ -22,9 +22,10 @@ pub(crate) struct ConnLimits {
 /// What the connections of one reactor share, held once for all of them (a process of many
 /// nodes holds thousands of connections).
 pub(crate) struct Common {
-    /// Where the sockets are watched: writability is asked for only while bytes wait for
-    /// it, or every acknowledgement of a written byte would wake the reactor.
-    pub registry: Registry,
+    /// Where the sockets are watched (the crew's poller): writability is asked for only
+    /// while bytes wait for it, or every acknowledgement of a written byte would wake the
+    /// reactor.
+    pub registry: Arc<Registry>,
     pub counters: Arc<Counters>,
     /// The settings of connections peers opened, and of those this end opened (which idle
     /// out as the pool's).

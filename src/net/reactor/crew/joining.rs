@@ -9,12 +9,11 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use mio::unix::SourceFd;
-use mio::{Events, Interest, Poll, Token, Waker};
+use mio::{Events, Poll, Registry, Token, Waker};
 use parking_lot::Mutex;
 
 use super::{Crew, Job, Master, State, MEMBER, SERVING, WAKER};
-use crate::net::reactor::{watch, Shared};
+use crate::net::reactor::{reactor_of, watch, Shared};
 
 /// The crews of the process, two a processor (up to [`MAX_CREWS`]), each while a reactor
 /// is in its care. A crew has one leader reading at a time, which may be waiting on a peer
@@ -38,8 +37,11 @@ impl Crew {
     /// The crew of the process with the fewest reactors in its care, started if none runs
     /// in its place, with `workers` more threads allowed for the reactor that joins it, and
     /// its leader polling at least `spin` before it sleeps. Each join is undone by
-    /// [`Crew::leave`].
-    pub(in crate::net::reactor) fn join(workers: usize, spin: Duration) -> io::Result<Arc<Crew>> {
+    /// [`Crew::leave`]. With the crew, the token the reactor has in it.
+    pub(in crate::net::reactor) fn join(
+        workers: usize,
+        spin: Duration,
+    ) -> io::Result<(Arc<Crew>, Token)> {
         let mut crews = CREWS.lock();
         if crews.is_empty() {
             let processors = crate::net::spin::processors();
@@ -59,19 +61,21 @@ impl Crew {
                 crew
             }
         };
+        // Fails only in a crew that has numbered many reactors, which has members then.
+        let token = crew.token()?;
         let spin = u64::try_from(spin.as_nanos()).unwrap_or(u64::MAX);
         crew.spin.fetch_max(spin, Ordering::Relaxed);
         let mut state = crew.state.lock();
         state.max += workers;
         state.members += 1;
         drop(state);
-        Ok(crew)
+        Ok((crew, token))
     }
 
     pub(super) fn start() -> io::Result<Arc<Crew>> {
         let poll = Poll::new()?;
         let waker = Waker::new(poll.registry(), WAKER)?;
-        let registry = poll.registry().try_clone()?;
+        let registry = Arc::new(poll.registry().try_clone()?);
         let crew = Arc::new(Crew {
             state: Mutex::new(State {
                 max: 1,
@@ -81,6 +85,7 @@ impl Crew {
             master: Mutex::new(Master {
                 poll,
                 events: Events::with_capacity(256),
+                ready: Vec::new(),
                 again: Vec::new(),
                 swept: Instant::now(),
                 polling: crate::net::spin::Window::default(),
@@ -88,6 +93,7 @@ impl Crew {
             registry,
             waker,
             reactors: Mutex::new(Default::default()),
+            poked: Mutex::new(Vec::new()),
             next_token: AtomicUsize::new(0),
             spin: AtomicU64::new(0),
         });
@@ -99,30 +105,41 @@ impl Crew {
         Ok(crew)
     }
 
-    /// A token for a reactor about to be registered.
-    pub(in crate::net::reactor) fn token(&self) -> Token {
-        Token(self.next_token.fetch_add(1, Ordering::Relaxed))
+    /// A token for a reactor about to join the crew: the high bits of its sockets' tokens.
+    /// Fails once the crew has numbered as many reactors as those bits hold (it numbers
+    /// them anew once it stops, with its last reactor).
+    fn token(&self) -> io::Result<Token> {
+        let token = self.next_token.fetch_add(1, Ordering::Relaxed);
+        if token >= reactor_of(WAKER).0 {
+            return Err(io::Error::other("too many reactors started in one crew"));
+        }
+        Ok(Token(token))
     }
 
-    /// Watches `reactor`'s poller, as the token it was given: the leader takes a turn at the
-    /// reactor whenever its sockets have something.
-    pub(in crate::net::reactor) fn register(&self, reactor: &Arc<Shared>) -> io::Result<()> {
+    /// Where the reactors of the crew watch their sockets.
+    pub(in crate::net::reactor) fn registry(&self) -> Arc<Registry> {
+        Arc::clone(&self.registry)
+    }
+
+    /// Takes `reactor` into the crew's care, as the token it was given: the leader takes a
+    /// turn at the reactor whenever its sockets have something.
+    pub(in crate::net::reactor) fn register(&self, reactor: &Arc<Shared>) {
         let token = reactor.crew_token;
         self.reactors.lock().insert(token, Arc::downgrade(reactor));
-        self.registry
-            .register(&mut SourceFd(&reactor.poll_fd), token, Interest::READABLE)
+    }
+
+    /// Has the leader take a turn at the reactor `token` soon, whether or not its sockets
+    /// have something.
+    pub(in crate::net::reactor) fn poke(&self, token: Token) {
+        self.poked.lock().push(token);
+        let _ = self.waker.wake();
     }
 
     /// `reactor` leaves, allowing its `max_workers` fewer threads: its queued requests are
     /// refused, those in service are waited for (but the one this thread serves), and the
     /// last reactor out stops the crew and joins its threads.
     pub(in crate::net::reactor) fn leave(&self, reactor: &Shared) {
-        let (token, fd, workers) = (
-            reactor.crew_token,
-            reactor.poll_fd,
-            reactor.config.max_workers,
-        );
-        let _ = self.registry.deregister(&mut SourceFd(&fd));
+        let (token, workers) = (reactor.crew_token, reactor.config.max_workers);
         self.reactors.lock().remove(&token);
         let queued: VecDeque<Job> = {
             let mut state = self.state.lock();

@@ -1,7 +1,8 @@
 //! The threads that serve the reactors of the process, as leader and followers: a crew. One
-//! thread of a crew at a time leads: it holds the crew's poller, whose sources are its
-//! reactors' own pollers (an epoll of epolls), waits on all of them at once, and takes a
-//! turn at each reactor that has something to read. When requests come, it queues them and
+//! thread of a crew at a time leads: it holds the crew's poller, which watches the sockets
+//! of every reactor in the crew's care (one epoll, each socket's token naming its reactor),
+//! waits on all of them at once, and takes a turn at each reactor whose sockets have
+//! something. When requests come, it queues them and
 //! serves them itself, one after another: the thread that read a request runs it, with no
 //! hand-off on the way. It keeps the lead meanwhile, since most requests are answered from
 //! memory in microseconds, less than a sleeping thread takes to wake; a request that is
@@ -118,16 +119,20 @@ pub(crate) trait Chore: Send + Sync {
     fn run(&self);
 }
 
-/// A crew: its threads, and its poller over the reactors in its care.
+/// A crew: its threads, and its poller over the sockets of the reactors in its care.
 pub(super) struct Crew {
     state: Mutex<State>,
     stop: AtomicBool,
     /// What the leader works with: whoever holds it leads.
     master: Mutex<Master>,
-    /// Where reactors' pollers are watched.
-    registry: Registry,
+    /// Where the sockets of every reactor in the crew's care are watched, each under a
+    /// token whose high bits are its reactor's ([`super::reactor_of`]): one wait, and one
+    /// wake-up, for all of them.
+    registry: Arc<Registry>,
     waker: Waker,
     reactors: Mutex<FastMap<Token, Weak<Shared>>>,
+    /// Reactors that asked for a turn (read a connection later, or stop).
+    poked: Mutex<Vec<Token>>,
     next_token: AtomicUsize,
     /// How long the leader polls before it sleeps, in nanoseconds: the longest
     /// `NetConfig::spin` of the reactors that joined.
@@ -138,6 +143,8 @@ pub(super) struct Crew {
 struct Master {
     poll: Poll,
     events: Events,
+    /// A turn's readiness, sorted by token, so grouped by reactor.
+    ready: Vec<super::Ready>,
     /// Reactors that may hold more than their last turn took.
     again: Vec<Token>,
     swept: Instant,

@@ -8,12 +8,13 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::{may_block, Crew, Job, Master, WAKER};
-use crate::net::reactor::{Shared, SWEEP};
+use crate::net::reactor::{reactor_of, Ready, Shared, SWEEP};
 
 impl Crew {
-    /// One turn of the leader: waits for a reactor's sockets to have something (at most
-    /// `wait`, polling for the crew's `spin` of it before sleeping), and takes a turn at
-    /// each such reactor, noting in `opened` the requests read.
+    /// One turn of the leader: waits for the sockets of the crew's reactors to have
+    /// something (at most `wait`, polling for the crew's `spin` of it before sleeping), and
+    /// takes a turn at each reactor whose sockets have, or that asked for one, noting in
+    /// `opened` the requests read.
     /// Every reactor gets a turn once a sweep's interval, for its deadlines.
     pub(super) fn turn(&self, m: &mut Master, opened: &mut Vec<Job>, wait: Duration) {
         let wait = if m.again.is_empty() {
@@ -45,17 +46,26 @@ impl Crew {
             }
             return;
         }
-        let mut ready = std::mem::take(&mut m.again);
-        ready.extend(m.events.iter().map(|e| e.token()).filter(|t| *t != WAKER));
+        // Sorted by token, each reactor's sockets' readiness lies together.
+        m.ready.clear();
+        let events = m.events.iter().filter(|e| e.token() != WAKER);
+        m.ready.extend(events.map(Ready::of));
+        m.ready.sort_unstable_by_key(|r| r.token);
+        let mut turns = std::mem::take(&mut m.again);
+        turns.extend(m.ready.iter().map(|r| reactor_of(r.token)));
+        turns.append(&mut self.poked.lock());
         if m.swept.elapsed() >= SWEEP {
             m.swept = Instant::now();
-            ready.extend(self.reactors.lock().keys().copied());
+            turns.extend(self.reactors.lock().keys().copied());
         }
-        ready.sort_unstable();
-        ready.dedup();
-        for token in ready {
+        turns.sort_unstable();
+        turns.dedup();
+        for token in turns {
+            let start = m.ready.partition_point(|r| reactor_of(r.token) < token);
+            let end = m.ready.partition_point(|r| reactor_of(r.token) <= token);
             let reactor = self.reactors.lock().get(&token).and_then(Weak::upgrade);
-            if reactor.is_some_and(|r| r.take_turn(opened)) {
+            // A reactor gone since leaves nothing to read: its sockets are closed.
+            if reactor.is_some_and(|r| r.take_turn(&m.ready[start..end], opened)) {
                 m.again.push(token);
             }
         }
