@@ -346,11 +346,10 @@ impl Shared {
                 }
                 continue;
             }
-            let Some(conn) = self.conn(r.token) else {
-                continue;
-            };
             if r.writable {
-                conn.write();
+                if let Some(conn) = self.conn(r.token) {
+                    conn.write();
+                }
             }
             if r.readable {
                 p.again.push(r.token);
@@ -363,10 +362,15 @@ impl Shared {
         if !tokens.is_empty() {
             crate::net::buffers::with(READ_SCRATCH, |scratch| {
                 for token in tokens {
-                    if self.read(token, scratch, opened) {
+                    // Gone since: closed, and its place freed.
+                    let Some(conn) = self.conn(token) else {
+                        p.handshaking.leave(token);
+                        continue;
+                    };
+                    if self.read(&conn, scratch, opened) {
                         p.again.push(token);
                     }
-                    self.settle(token, &mut p.handshaking, opened);
+                    self.settle(&conn, &mut p.handshaking, opened);
                 }
             });
         }
@@ -438,16 +442,13 @@ impl Shared {
     /// `true` when it may hold more.
     fn read(
         self: &Arc<Self>,
-        token: Token,
+        conn: &Arc<Conn>,
         scratch: &mut [u8],
         opened: &mut Vec<crew::Job>,
     ) -> bool {
-        let Some(conn) = self.conn(token) else {
-            return false;
-        };
         let mut brought = Brought::default();
         let more = conn.read(scratch, READ_BUDGET, &self.replays, &mut brought);
-        self.jobs(&conn, brought, opened);
+        self.jobs(conn, brought, opened);
         more
     }
 
@@ -502,19 +503,15 @@ impl Shared {
     /// (and fails the answers still expected on it, as work in `jobs`).
     fn settle(
         self: &Arc<Self>,
-        token: Token,
+        conn: &Arc<Conn>,
         handshaking: &mut Handshaking,
         jobs: &mut Vec<crew::Job>,
     ) {
-        let Some(conn) = self.conn(token) else {
-            handshaking.leave(token);
-            return;
-        };
         if !conn.is_handshaking() {
-            handshaking.leave(token);
+            handshaking.leave(conn.token);
         }
         if conn.is_closed() {
-            self.remove(&conn, handshaking, jobs);
+            self.remove(conn, handshaking, jobs);
         }
     }
 

@@ -2,16 +2,15 @@
 //! thread of a crew at a time leads: it holds the crew's poller, which watches the sockets
 //! of every reactor in the crew's care (one epoll, each socket's token naming its reactor),
 //! waits on all of them at once, and takes a turn at each reactor whose sockets have
-//! something. When requests come, it queues them and
-//! serves them itself, one after another: the thread that read a request runs it, with no
-//! hand-off on the way. It keeps the lead meanwhile, since most requests are answered from
-//! memory in microseconds, less than a sleeping thread takes to wake; a request that is
-//! about to wait (on a peer, on the disk) calls [`may_block`], and the lead passes to a
-//! follower first, with a follower woken for each request still queued. One that waits on
-//! something no such call announces is relieved after a grace period (`watch.rs`).
-//! Followers wait on a condition variable each, the one that waited least woken first
-//! (`sleepers.rs`); the leader polls its poller briefly before it sleeps on it
-//! (`NetConfig::spin`, `turns.rs`).
+//! something. When requests come, it queues them and serves them itself, one after
+//! another: the thread that read a request runs it, with no hand-off on the way. It keeps
+//! the lead meanwhile, since most requests are answered from memory in microseconds, less
+//! than a sleeping thread takes to wake; a request that is about to wait (on a peer, on the
+//! disk) calls [`may_block`], and the lead passes to a follower first, with a follower
+//! woken for each request still queued. One that waits on something no such call
+//! announces is relieved after a grace period (`watch.rs`). Followers wait on a condition
+//! variable each, the one that waited least woken first (`sleepers.rs`); the leader polls
+//! its poller briefly before it sleeps on it (`NetConfig::spin`, `turns.rs`).
 //!
 //! A few crews for the process (two a processor, `joining.rs`), not one per reactor: a
 //! process running hundreds of nodes runs the threads its requests need at once, not a few
